@@ -1,0 +1,163 @@
+"""RiskEngine: run the enabled layers over a capture and merge them into a verdict.
+
+Build one engine per process (layers compile rules and load models in their constructors) and
+call :meth:`RiskEngine.scan` for each capture. ``scan`` never raises: a layer that fails becomes a
+``engine.layer_error`` indicator and the scan goes on with the other layers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .. import __version__
+from .capture import Capture
+from .config import EngineConfig
+from .features import Features
+from .layers.base import Layer, registered_layers
+from .results import Evidence, Indicator, LayerResult, Severity
+from .verdict import Verdict, build_verdict, combine_scores
+
+log = logging.getLogger(__name__)
+
+ENGINE_VERSION = __version__
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Reported after each layer: the addon and the API turn it into a ``SCAN_UPDATE`` event."""
+
+    layer: str
+    done: int
+    total: int
+    partial_score: float
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.done / self.total) if self.total else 100
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class RiskEngine:
+    """The six layers behind one ``scan`` call."""
+
+    def __init__(self, config: EngineConfig | None = None, *, layers: list[str] | None = None) -> None:
+        """``layers`` restricts the run to some layers (``eval --layers`` ablations)."""
+        self.config = config or EngineConfig()
+        wanted = layers if layers is not None else self.config.layers.enabled
+        self.layers: list[Layer] = [cls(self.config) for cls in registered_layers() if cls.name in wanted]
+
+    @property
+    def model_versions(self) -> dict[str, str]:
+        versions: dict[str, str] = {}
+        for layer in self.layers:
+            versions.update(getattr(layer, "model_versions", {}))
+        return versions
+
+    def scan(self, capture: Capture, progress: ProgressCallback | None = None) -> Verdict:
+        """Score ``capture``; never raises."""
+        started = time.perf_counter()
+        budget_s = self.config.limits.time_budget_ms / 1000.0
+        features = Features(capture)
+        results: list[LayerResult] = []
+        extra: list[Indicator] = []
+        for index, layer in enumerate(self.layers):
+            if time.perf_counter() - started > budget_s:
+                skipped = [l.name for l in self.layers[index:]]
+                extra.append(_budget_indicator(skipped, self.config.limits.time_budget_ms))
+                break
+            results.append(self._run_layer(layer, capture, features))
+            if progress is not None:
+                try:
+                    progress(Progress(layer.name, index + 1, len(self.layers), combine_scores(results, self.config)))
+                except Exception:  # a broken callback must not break the scan
+                    log.exception("progress callback failed")
+        if capture.truncations:
+            extra.append(_truncation_indicator(capture.truncations))
+        scripts = _script_summaries(features)
+        return build_verdict(
+            url=capture.url,
+            results=results,
+            extra_indicators=extra,
+            config=self.config,
+            duration_ms=(time.perf_counter() - started) * 1000.0,
+            engine_version=ENGINE_VERSION,
+            model_versions=self.model_versions,
+            source=capture.source.value,
+            scripts=scripts,
+            scanned_chars=capture.total_chars,
+            truncated=bool(capture.truncations),
+        )
+
+    def _run_layer(self, layer: Layer, capture: Capture, features: Features) -> LayerResult:
+        t0 = time.perf_counter()
+        try:
+            result = layer.analyze(capture, features)
+        except Exception as exc:  # noqa: BLE001 - any layer bug must become an indicator, not a crash
+            log.warning("layer %s failed on %s: %r", layer.name, capture.url[:200], exc)
+            result = LayerResult(
+                layer=layer.name,
+                score=0.0,
+                confidence=0.0,
+                error=f"{type(exc).__name__}: {exc}"[:500],
+                indicators=(
+                    Indicator(
+                        id="engine.layer_error",
+                        title=f"The {layer.name} layer could not analyse this content",
+                        severity=Severity.INFO,
+                        layer=layer.name,
+                        category="engine",
+                        evidence=(Evidence(snippet=f"{type(exc).__name__}: {exc}"[:160], location=layer.name),),
+                    ),
+                ),
+            )
+        elapsed = (time.perf_counter() - t0) * 1000.0
+        return LayerResult(
+            layer=result.layer,
+            score=result.score,
+            indicators=result.indicators,
+            confidence=result.confidence,
+            duration_ms=elapsed,
+            details=result.details,
+            error=result.error,
+        )
+
+
+def _truncation_indicator(notes: tuple[str, ...]) -> Indicator:
+    return Indicator(
+        id="engine.truncated",
+        title="Part of this content was too large and was not analysed",
+        severity=Severity.LOW,
+        layer="engine",
+        category="engine",
+        evidence=tuple(Evidence(snippet=n[:160], location="capture") for n in notes[:5]),
+    )
+
+
+def _budget_indicator(skipped: list[str], budget_ms: int) -> Indicator:
+    return Indicator(
+        id="engine.time_budget",
+        title=f"The scan ran out of its {budget_ms} ms budget; some layers did not run",
+        severity=Severity.INFO,
+        layer="engine",
+        category="engine",
+        evidence=(Evidence(snippet="skipped: " + ", ".join(skipped), location="engine"),),
+    )
+
+
+def _script_summaries(features: Features) -> tuple[dict[str, object], ...]:
+    return tuple(
+        {
+            "location": view.location,
+            "url": view.script.url,
+            "inline": view.script.inline,
+            "sha256": view.script.sha256,
+            "chars": len(view.text),
+            "truncated": view.script.truncated,
+        }
+        for view in features.scripts
+    )

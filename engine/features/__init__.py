@@ -1,0 +1,98 @@
+"""Feature extraction shared by the layers and the models: raw text in, facts and numbers out.
+
+:class:`Features` is a per-scan cache: each extractor runs at most once per capture, whichever
+layers ask for it, and the ml layer reads the same values the heuristic layers do (one source of
+truth for training and for scanning).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from ..capture import Capture, DomFacts, Script
+
+if TYPE_CHECKING:
+    from .html import ParsedPage
+    from .javascript import JsFeatures
+    from .url import UrlFeatures
+
+#: Bump when any extractor's output changes; models record it and refuse a mismatch.
+FEATURE_VERSION = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptView:
+    """A script to analyse, with a stable place name for evidence."""
+
+    index: int
+    script: Script
+    text: str
+    location: str
+
+
+class Features:
+    """Lazily computed facts about one capture, shared by all layers of one scan."""
+
+    def __init__(self, capture: Capture) -> None:
+        self.capture = capture
+        self._js: dict[int, JsFeatures] = {}
+
+    @cached_property
+    def url(self) -> UrlFeatures:
+        from .url import extract_url_features
+
+        return extract_url_features(self.capture.url)
+
+    @cached_property
+    def page(self) -> ParsedPage | None:
+        """The parsed HTML, or None when the capture carries none."""
+        if not self.capture.html:
+            return None
+        from .html import parse_html
+
+        return parse_html(self.capture.html, self.capture.url)
+
+    @cached_property
+    def dom(self) -> DomFacts | None:
+        """DOM facts: the browser's (extension) when present, else derived from the HTML."""
+        if self.capture.dom is not None:
+            return self.capture.dom
+        return self.page.dom if self.page is not None else None
+
+    @cached_property
+    def title(self) -> str:
+        if self.capture.title:
+            return self.capture.title
+        return self.page.title if self.page is not None else ""
+
+    @cached_property
+    def scripts(self) -> tuple[ScriptView, ...]:
+        """Every script with text: the capture's own, then inline scripts found in its HTML."""
+        views: list[ScriptView] = []
+        seen: set[str] = set()
+        for script in self.capture.scripts:
+            if script.text:
+                seen.add(script.sha256 or "")
+                views.append(ScriptView(len(views), script, script.text, _location(len(views), script)))
+        if self.page is not None:
+            for script in self.page.inline_scripts:
+                if script.text and (script.sha256 or "") not in seen:
+                    seen.add(script.sha256 or "")
+                    views.append(ScriptView(len(views), script, script.text, _location(len(views), script)))
+        return tuple(views)
+
+    def js(self, view: ScriptView) -> JsFeatures:
+        """Static features of one script (cached per scan)."""
+        if view.index not in self._js:
+            from .javascript import extract_js_features
+
+            self._js[view.index] = extract_js_features(view.text)
+        return self._js[view.index]
+
+
+def _location(index: int, script: Script) -> str:
+    if script.url:
+        return f"script #{index + 1} {script.url}"
+    return f"script #{index + 1} (inline)"

@@ -1,0 +1,182 @@
+"""Layer results in, one explained verdict out.
+
+The combination rule
+--------------------
+Each enabled layer *i* returns a score ``s_i`` in [0, 100] and a confidence ``c_i`` in [0, 1]
+(how much it could see), and has a configured weight ``w_i``. The risk score is a weighted
+noisy-OR::
+
+    risk = 100 * (1 - prod_i (1 - s_i / 100) ** (w_i * c_i))
+
+so independent evidence accumulates (two layers at 50 with weight 1 give 75), one confident layer
+can carry a verdict on its own (a layer at 90 with weight 1.5 gives 97), and a layer that saw
+nothing (score 0 or confidence 0) changes nothing. The result is a float, fine-grained enough to
+rank samples and draw ROC curves.
+
+Overrides, applied after the formula:
+
+* an allowlisted site is BENIGN with risk 0 and an indicator saying which list matched;
+* a CRITICAL indicator (a blocklist hit, a signature marked critical) forces MALICIOUS: the risk
+  is raised to at least the MALICIOUS threshold.
+
+The threat level follows the configured thresholds: ``risk >= malicious`` is MALICIOUS,
+``risk >= suspicious`` is SUSPICIOUS, anything lower is BENIGN.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from .config import EngineConfig
+from .results import Indicator, LayerResult, Severity
+
+
+class ThreatLevel(str, Enum):
+    BENIGN = "BENIGN"
+    SUSPICIOUS = "SUSPICIOUS"
+    MALICIOUS = "MALICIOUS"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The engine's answer for one capture: score, level, why, and how it was computed."""
+
+    url: str
+    risk_score: float
+    threat_level: ThreatLevel
+    classification: str
+    indicators: tuple[Indicator, ...]
+    layers: tuple[LayerResult, ...]
+    duration_ms: float
+    engine_version: str
+    model_versions: dict[str, str] = field(default_factory=dict)
+    source: str = "proxy"
+    scripts: tuple[dict[str, Any], ...] = ()
+    scanned_chars: int = 0
+    truncated: bool = False
+
+    @property
+    def is_malicious(self) -> bool:
+        return self.threat_level is ThreatLevel.MALICIOUS
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "risk_score": round(self.risk_score, 4),
+            "threat_level": self.threat_level.value,
+            "classification": self.classification,
+            "indicators": [i.to_dict() for i in self.indicators],
+            "layers": {r.layer: r.to_dict() for r in self.layers},
+            "duration_ms": round(self.duration_ms, 3),
+            "engine_version": self.engine_version,
+            "model_versions": dict(self.model_versions),
+            "source": self.source,
+            "scripts": [dict(s) for s in self.scripts],
+            "scanned_chars": self.scanned_chars,
+            "truncated": self.truncated,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Verdict:
+        layers = data.get("layers") or {}
+        layer_items = layers.values() if isinstance(layers, dict) else layers
+        return cls(
+            url=data["url"],
+            risk_score=float(data["risk_score"]),
+            threat_level=ThreatLevel(data["threat_level"]),
+            classification=data.get("classification", "unknown"),
+            indicators=tuple(Indicator.from_dict(i) for i in data.get("indicators", ())),
+            layers=tuple(LayerResult.from_dict(r) for r in layer_items),
+            duration_ms=float(data.get("duration_ms", 0.0)),
+            engine_version=data.get("engine_version", ""),
+            model_versions=dict(data.get("model_versions") or {}),
+            source=data.get("source", "proxy"),
+            scripts=tuple(data.get("scripts") or ()),
+            scanned_chars=int(data.get("scanned_chars", 0)),
+            truncated=bool(data.get("truncated", False)),
+        )
+
+
+def combine_scores(results: list[LayerResult] | tuple[LayerResult, ...], config: EngineConfig) -> float:
+    """The weighted noisy-OR of the module docstring, in [0, 100]."""
+    log_keep = 0.0
+    for result in results:
+        p = min(result.score / 100.0, 0.999999)
+        exponent = config.weight(result.layer) * result.confidence
+        if p > 0 and exponent > 0:
+            log_keep += exponent * math.log1p(-p)
+    return 100.0 * (1.0 - math.exp(log_keep))
+
+
+def level_for(score: float, config: EngineConfig) -> ThreatLevel:
+    if score >= config.thresholds.malicious:
+        return ThreatLevel.MALICIOUS
+    if score >= config.thresholds.suspicious:
+        return ThreatLevel.SUSPICIOUS
+    return ThreatLevel.BENIGN
+
+
+def sort_indicators(indicators: list[Indicator]) -> tuple[Indicator, ...]:
+    """Most severe first; ties keep the engine's layer order."""
+    return tuple(sorted(indicators, key=lambda i: -int(i.severity)))
+
+
+def classify(indicators: tuple[Indicator, ...], level: ThreatLevel) -> str:
+    """What the page is, from the indicators that say so, weighted by severity."""
+    if level is ThreatLevel.BENIGN:
+        return "benign"
+    votes: Counter[str] = Counter()
+    for ind in indicators:
+        if ind.classification:
+            votes[ind.classification] += 1 + int(ind.severity) ** 2
+    return votes.most_common(1)[0][0] if votes else "unknown"
+
+
+def build_verdict(
+    *,
+    url: str,
+    results: list[LayerResult],
+    extra_indicators: list[Indicator],
+    config: EngineConfig,
+    duration_ms: float,
+    engine_version: str,
+    model_versions: dict[str, str],
+    source: str,
+    scripts: tuple[dict[str, Any], ...],
+    scanned_chars: int,
+    truncated: bool,
+) -> Verdict:
+    """Apply the combination rule and the overrides (see the module docstring)."""
+    indicators = [i for r in results for i in r.indicators] + list(extra_indicators)
+    allowlisted = any(r.details.get("allowlisted") for r in results)
+    if allowlisted:
+        score = 0.0
+        level = ThreatLevel.BENIGN
+        indicators = [i for i in indicators if i.id.startswith("reputation.allow")] + [
+            i for i in indicators if i.severity is Severity.INFO and not i.id.startswith("reputation.allow")
+        ]
+    else:
+        score = combine_scores(results, config)
+        if any(i.severity is Severity.CRITICAL for i in indicators):
+            score = max(score, config.thresholds.malicious)
+        level = level_for(score, config)
+    ordered = sort_indicators(indicators)
+    return Verdict(
+        url=url,
+        risk_score=score,
+        threat_level=level,
+        classification=classify(ordered, level),
+        indicators=ordered,
+        layers=tuple(results),
+        duration_ms=duration_ms,
+        engine_version=engine_version,
+        model_versions=model_versions,
+        source=source,
+        scripts=scripts,
+        scanned_chars=scanned_chars,
+        truncated=truncated,
+    )

@@ -1,0 +1,107 @@
+"""The gateway's settings file (``malwaresnipper.toml``): the engine's sections plus the services'.
+
+Layout of the file (every section optional, every key optional)::
+
+    [engine]            # thresholds, limits, layers, reputation, signatures, ml (see engine.config)
+    [engine.thresholds]
+    suspicious = 40.0
+    [proxy]             # mitmproxy listener and scanning behaviour
+    [server]            # aiohttp API + dashboard, websockets event stream
+    [store]             # scan history
+    [events]            # event bus
+
+An unknown key anywhere is an error naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .engine.config import EngineConfig, from_mapping, read_toml
+
+DEFAULT_CONFIG_NAME = "malwaresnipper.toml"
+
+
+def default_data_dir() -> Path:
+    """Where history, the token and lists live: ``$MALWARESNIPPER_HOME`` or ``~/.malwaresnipper``."""
+    return Path(os.environ.get("MALWARESNIPPER_HOME", Path.home() / ".malwaresnipper")).expanduser()
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    #: ``monitor`` (never waits for a verdict) or ``block`` (waits up to ``block_budget_ms``).
+    mode: str = "monitor"
+    block_budget_ms: int = 1000
+    fail_closed: bool = False
+    #: Bodies larger than this stream through unscanned (counted).
+    max_body_bytes: int = 5_000_000
+    #: mitmproxy's confdir, where its CA lives; '' means the repo's/packaged ``certs/`` folder.
+    confdir: str = ""
+    workers: int = 2
+    scan_timeout_ms: int = 5000
+    dedupe_window_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    api_port: int = 5000
+    events_port: int = 8765
+    #: Extra origins allowed to call the API / open the event stream (the dashboard's own origin
+    #: and the extension's chrome-extension:// origin are allowed by default).
+    allowed_origins: list[str] = field(default_factory=list)
+    tls_cert: str = ""
+    tls_key: str = ""
+    max_body_bytes: int = 5_000_000
+    rate_limit_per_minute: int = 600
+    client_queue_size: int = 1000
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    backend: str = "sqlite"
+    #: SQLite file; '' means ``<data_dir>/history.sqlite3``.
+    path: str = ""
+    retention_days: int = 30
+    retention_rows: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    backend: str = "memory"
+
+
+@dataclass(frozen=True)
+class Settings:
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    events: EventSettings = field(default_factory=EventSettings)
+    data_dir: str = ""
+    #: The file these settings came from ('' for defaults); engine paths resolve against it.
+    source: str = ""
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser() if self.data_dir else default_data_dir()
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read ``path``, or ``./malwaresnipper.toml`` when present, or return the defaults."""
+    if path is None:
+        candidate = Path(DEFAULT_CONFIG_NAME)
+        if not candidate.exists():
+            return Settings()
+        path = candidate
+    data = read_toml(path)
+    base = str(Path(path).resolve().parent)
+    engine_data = data.pop("engine", {})
+    engine = from_mapping(EngineConfig, engine_data, source=str(path), prefix="engine.", defaults={"base_dir": base})
+    return from_mapping(
+        Settings, data, source=str(path), defaults={"engine": engine, "source": str(path)}
+    )
