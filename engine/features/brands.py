@@ -1,0 +1,139 @@
+"""Brands that phishing pages imitate, the words that name them and the sites that own them.
+
+The dom layer flags a page that names a brand in its title (or all over its text, next to a
+credential form) while being served from a site the brand does not own. A site belongs to a brand
+when its registrable domain is one of the brand's domains, or its first label is one of the
+brand's labels under any public suffix (``amazon.co.uk``, ``paypal.de``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+@dataclass(frozen=True, slots=True)
+class Brand:
+    name: str
+    #: Regex alternatives (lower case, matched on word boundaries) that name the brand.
+    words: tuple[str, ...]
+    #: First labels of registrable domains the brand owns under any suffix.
+    labels: tuple[str, ...]
+    #: Further registrable domains the brand owns.
+    domains: tuple[str, ...] = ()
+
+
+BRANDS: tuple[Brand, ...] = (
+    Brand("PayPal", ("paypal",), ("paypal", "paypalobjects", "paypal-community"), ("braintreegateway.com",)),
+    Brand(
+        "Microsoft",
+        ("microsoft", "office ?365", "outlook", "onedrive", "sharepoint", "hotmail", "microsoft 365"),
+        ("microsoft", "microsoftonline", "office", "office365", "outlook", "live", "hotmail",
+         "onedrive", "sharepoint", "msn", "windows", "azure", "bing", "skype", "xbox", "msauth",
+         "msftauth", "microsoft365", "windowsazure", "aka"),
+    ),
+    Brand("Apple", ("apple id", "apple ?id", "icloud", "itunes"), ("apple", "icloud", "itunes", "mzstatic")),
+    Brand("Amazon", ("amazon",), ("amazon", "amazonaws", "media-amazon", "ssl-images-amazon", "a2z")),
+    Brand("Google", ("google", "gmail"), ("google", "gmail", "googleapis", "gstatic", "youtube", "googleusercontent")),
+    Brand("Facebook", ("facebook",), ("facebook", "fb", "fbcdn", "meta", "messenger")),
+    Brand("Instagram", ("instagram",), ("instagram", "cdninstagram", "facebook", "fbcdn")),
+    Brand("Netflix", ("netflix",), ("netflix", "nflxext", "nflximg", "nflxso")),
+    Brand("Chase", ("chase bank", "chase online", "jpmorgan chase", r"chase\.com"), ("chase", "jpmorganchase", "jpmorgan")),
+    Brand("Bank of America", ("bank of america", "bankofamerica"), ("bankofamerica", "bac", "bofa")),
+    Brand("Wells Fargo", ("wells ?fargo",), ("wellsfargo", "wf")),
+    Brand("Citibank", ("citibank", "citi bank"), ("citi", "citibank", "citigroup")),
+    Brand("HSBC", ("hsbc",), ("hsbc",)),
+    Brand("Barclays", ("barclays",), ("barclays", "barclaycard")),
+    Brand("Santander", ("santander",), ("santander",)),
+    Brand("Capital One", ("capital ?one",), ("capitalone",)),
+    Brand("USAA", ("usaa",), ("usaa",)),
+    Brand("Navy Federal", ("navy federal",), ("navyfederal",)),
+    Brand("Lloyds", ("lloyds bank",), ("lloydsbank", "lloyds")),
+    Brand("NatWest", ("natwest",), ("natwest",)),
+    Brand("TD Bank", ("td bank", "td canada trust"), ("td", "tdbank", "tdcanadatrust")),
+    Brand("RBC", ("rbc royal bank", "royal bank of canada"), ("rbc", "rbcroyalbank")),
+    Brand("Desjardins", ("desjardins",), ("desjardins",)),
+    Brand("ING", ("ing bank", "ing direct"), ("ing",)),
+    Brand("American Express", ("american express", "amex"), ("americanexpress", "amex", "aexp")),
+    Brand("Yahoo", ("yahoo",), ("yahoo", "yimg", "aol")),
+    Brand("AOL", ("aol mail", r"\baol\b"), ("aol", "yahoo")),
+    Brand("Dropbox", ("dropbox",), ("dropbox", "dropboxstatic", "dropboxusercontent")),
+    Brand("DocuSign", ("docusign",), ("docusign",)),
+    Brand("Adobe", ("adobe",), ("adobe", "adobelogin", "typekit", "adobe-identity")),
+    Brand("LinkedIn", ("linkedin",), ("linkedin", "licdn")),
+    Brand("Twitter", ("twitter",), ("twitter", "x", "twimg")),
+    Brand("Steam", ("steam community", "steamcommunity", "steampowered", "steam guard"), ("steamcommunity", "steampowered", "steamstatic")),
+    Brand("Discord", ("discord",), ("discord", "discordapp")),
+    Brand("DHL", ("dhl",), ("dhl",)),
+    Brand("FedEx", ("fedex",), ("fedex",)),
+    Brand("UPS", ("ups tracking", "united parcel"), ("ups",)),
+    Brand("USPS", ("usps",), ("usps",)),
+    Brand("Coinbase", ("coinbase",), ("coinbase",)),
+    Brand("Binance", ("binance",), ("binance",)),
+    Brand("MetaMask", ("metamask",), ("metamask",)),
+    Brand("Blockchain.com", (r"blockchain\.com", "blockchain wallet"), ("blockchain",)),
+    Brand("eBay", ("ebay",), ("ebay", "ebaystatic", "ebayimg")),
+    Brand("AT&T", (r"at&t", "att mail"), ("att", "att-mail")),
+    Brand("Verizon", ("verizon",), ("verizon", "verizonwireless")),
+    Brand("Comcast Xfinity", ("xfinity", "comcast"), ("xfinity", "comcast")),
+    Brand("Webmail", ("roundcube", "zimbra", "webmail"), ("roundcube", "zimbra")),
+    Brand("IRS", (r"\birs\b", "internal revenue service"), ("irs",)),
+    Brand("Alibaba", ("alibaba", "aliexpress"), ("alibaba", "aliexpress", "alicdn")),
+    Brand("Yandex", ("yandex",), ("yandex",)),
+    Brand("Orange", ("orange mail", "messagerie orange"), ("orange",)),
+)
+
+
+@lru_cache(maxsize=1)
+def _brand_regex() -> re.Pattern[str]:
+    parts = []
+    for index, brand in enumerate(BRANDS):
+        parts.append(f"(?P<b{index}>" + "|".join(brand.words) + ")")
+    return re.compile(r"(?<![a-z0-9])(?:" + "|".join(parts) + r")(?![a-z0-9])")
+
+
+def brands_in(text_lower: str) -> list[str]:
+    """Names of the brands mentioned in ``text_lower`` (already lower-cased), each once."""
+    if not text_lower:
+        return []
+    found: dict[str, None] = {}
+    for match in _brand_regex().finditer(text_lower):
+        group = match.lastgroup
+        if group is not None:
+            found.setdefault(BRANDS[int(group[1:])].name, None)
+    return list(found)
+
+
+def brand_counts(text_lower: str) -> dict[str, int]:
+    """How often each brand is named in ``text_lower`` (already lower-cased)."""
+    counts: dict[str, int] = {}
+    for match in _brand_regex().finditer(text_lower):
+        group = match.lastgroup
+        if group is not None:
+            name = BRANDS[int(group[1:])].name
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+@lru_cache(maxsize=4096)
+def brand_of_site(site: str) -> str | None:
+    """The brand owning registrable domain ``site`` (``paypal.co.uk`` -> PayPal), else None."""
+    site = site.lower().strip(".")
+    if not site:
+        return None
+    label = site.split(".", 1)[0]
+    for brand in BRANDS:
+        if site in brand.domains or label in brand.labels:
+            return brand.name
+    return None
+
+
+def site_owned_by(site: str, brand_name: str) -> bool:
+    """Whether registrable domain ``site`` belongs to the brand called ``brand_name``."""
+    site = site.lower().strip(".")
+    label = site.split(".", 1)[0]
+    for brand in BRANDS:
+        if brand.name == brand_name:
+            return site in brand.domains or label in brand.labels
+    return False

@@ -1,0 +1,532 @@
+"""HTML in, page facts out: the proxy path's stand-in for what the extension sees in the browser.
+
+:func:`parse_html` turns a page into a :class:`ParsedPage`: title, visible text, inline and
+external scripts, and the same :class:`~malwaresnipper.engine.capture.DomFacts` that the browser
+extension computes (forms, iframes, meta refresh, link and resource counts ...), so the dom layer
+scores both paths the same way. It uses selectolax's Lexbor parser (C, HTML5-conformant, error
+tolerant) and never raises: whatever cannot be parsed yields an empty page with ``error`` set.
+
+:meth:`ParsedPage.vector` gives the stable numeric features the HTML model trains on; its keys are
+part of the model contract (bump ``FEATURE_VERSION`` in ``features/__init__.py`` when they change).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from urllib.parse import urljoin, urlsplit
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from ..capture import DomFacts, FormFact, IframeFact, Script, sha256_text
+
+#: Visible text kept on a ParsedPage (characters); DomFacts.text_excerpt keeps less.
+MAX_TEXT_CHARS = 200_000
+TEXT_EXCERPT_CHARS = 5_000
+#: Forms, iframes and scripts kept per page: a page with more is abnormal already.
+MAX_ITEMS = 500
+
+#: ``<script type=...>`` values a browser executes as JavaScript ('' means no type attribute).
+JS_TYPES = frozenset(
+    {
+        "",
+        "text/javascript",
+        "application/javascript",
+        "module",
+        "text/ecmascript",
+        "application/ecmascript",
+        "application/x-javascript",
+        "text/x-javascript",
+        "text/jscript",
+        "text/livescript",
+        "text/javascript1.0",
+        "text/javascript1.1",
+        "text/javascript1.2",
+        "text/javascript1.3",
+        "text/javascript1.4",
+        "text/javascript1.5",
+        "application/x-ecmascript",
+    }
+)
+
+#: Input names/ids/autocomplete values that ask for payment card data.
+_CARD_RE = re.compile(
+    r"cc-?(?:num|number|exp|csc|name)|card.?(?:num|no\b|number|holder|exp)|cardnumber|creditcard"
+    r"|credit.?card|\bcvv|cvv2|\bcvc|\bcsc\b|security.?code|expir",
+    re.I,
+)
+#: Inputs asking for identity or banking secrets other than a password (kit data pages).
+_SENSITIVE_RE = re.compile(
+    r"\bssn\b|social.?sec|\bsin\b|\bpin\b|pincode|atm.?pin|\botp\b|one.?time|mother.?s?.?maiden"
+    r"|maiden|routing|account.?(?:num|no\b)|acct.?n|\bdob\b|birth|driver.?s?.?lic|passport",
+    re.I,
+)
+_HIDDEN_STYLE_RE = re.compile(
+    r"display\s*:\s*none|visibility\s*:\s*hidden|opacity\s*:\s*0(?:\.0*)?\s*(?:;|$)", re.I
+)
+_ZERO_SIZE_STYLE_RE = re.compile(r"(?:^|[;\s])(?:width|height)\s*:\s*[01](?:px)?\s*(?:;|$)", re.I)
+_SIZE_RE = re.compile(r"^\s*(\d{1,7})")
+_REFRESH_URL_RE = re.compile(r"""url\s*=\s*['"]?\s*([^'"\s>]*)""", re.I)
+_CONTEXTMENU_RE = re.compile(
+    r"oncontextmenu\s*=\s*['\"]?\s*return\s+false|contextmenu['\"]?\s*,\s*function"
+    r"[^}]{0,200}?(?:preventDefault|return\s+false)|oncontextmenu\s*=\s*function"
+    r"[^}]{0,200}?return\s+false",
+    re.I,
+)
+_CLICK_RE = re.compile(r"\.click\(\s*\)|dispatchEvent\(\s*new\s+MouseEvent", re.I)
+_ELEMENT_RE = re.compile(r"<[A-Za-z]")
+_WS_RE = re.compile(r"\s+")
+#: File types a page should not push onto a visitor without a click.
+BINARY_EXTENSIONS = (
+    ".exe", ".scr", ".msi", ".dll", ".bat", ".cmd", ".com", ".pif", ".hta", ".vbs", ".vbe",
+    ".js", ".jse", ".wsf", ".ps1", ".jar", ".apk", ".dmg", ".pkg", ".iso", ".img", ".zip",
+    ".rar", ".7z", ".cab", ".docm", ".xlsm", ".pptm", ".lnk", ".appx", ".msix",
+)
+#: Words that brand pages and phishing pages ask for credentials with.
+_CREDENTIAL_WORDS = re.compile(
+    r"\b(?:sign[\s-]?in|log[\s-]?in|log[\s-]?on|password|passcode|verify|verification|account"
+    r"|suspended|locked|confirm|update\s+your|billing|security\s+check|unusual\s+activity)\b",
+    re.I,
+)
+
+
+@lru_cache(maxsize=4096)
+def registrable_domain(host: str) -> str:
+    """The registrable domain (eTLD+1) of ``host``; the host itself for IPs and bare names.
+
+    Uses the engine's bundled public suffix list helper when present, else ``publicsuffixlist``
+    (which ships its own snapshot: nothing is downloaded).
+    """
+    host = (host or "").strip(".").lower()
+    if not host:
+        return ""
+    if _looks_like_ip(host):
+        return host
+    try:
+        from .. import psl  # type: ignore[attr-defined]
+
+        fn = getattr(psl, "registrable_domain", None)
+        if fn is not None:
+            return fn(host) or host
+    except ImportError:
+        pass
+    return _psl().privatesuffix(host) or host
+
+
+@lru_cache(maxsize=1)
+def _psl():  # type: ignore[no-untyped-def]
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList()
+
+
+def _looks_like_ip(host: str) -> bool:
+    return ":" in host or host.replace(".", "").isdigit()
+
+
+def host_of(url: str) -> str:
+    """The lower-cased host of ``url`` or '' (never raises)."""
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedPage:
+    """What the HTML of one page says, computed once per scan and shared by all layers."""
+
+    title: str = ""
+    text: str = ""
+    inline_scripts: tuple[Script, ...] = ()
+    external_scripts: tuple[str, ...] = ()
+    dom: DomFacts = field(default_factory=DomFacts)
+    base_url: str = ""
+    #: Password inputs on the page, inside forms or not (kits often skip the <form>).
+    password_inputs: int = 0
+    #: Inputs asking for card data, and for other secrets (SSN, PIN, OTP, date of birth ...).
+    card_inputs: int = 0
+    sensitive_inputs: int = 0
+    hidden_inputs: int = 0
+    input_count: int = 0
+    #: Links going nowhere (``#``, ``javascript:void(0)``, empty): common on cloned pages.
+    null_link_count: int = 0
+    #: Registrable domain -> number of links and resources pointing there (other sites only).
+    external_domains: tuple[tuple[str, int], ...] = ()
+    inline_event_handlers: int = 0
+    has_base_tag: bool = False
+    html_chars: int = 0
+    error: str | None = None
+
+    @property
+    def top_external_domain(self) -> tuple[str, int]:
+        """The other site this page links to most, and how often ('' and 0 when none)."""
+        return self.external_domains[0] if self.external_domains else ("", 0)
+
+    def vector(self) -> dict[str, float]:
+        """Stable numeric features for the HTML model (names are part of the model contract)."""
+        dom = self.dom
+        forms = dom.forms
+        page_site = registrable_domain(host_of(self.base_url))
+        ext_actions = 0
+        for form in forms:
+            site = _action_site(form.action)
+            if site is None:
+                ext_actions += 1  # mailto:, data:, javascript:
+            elif site and site != page_site:
+                ext_actions += 1
+        links = max(dom.link_count, 0)
+        resources = max(dom.resource_count, 0)
+        text_len = len(self.text)
+        title_low = self.title.lower()
+        text_low = self.text[:20_000].lower()
+        top_domain, top_count = self.top_external_domain
+        links_and_resources = links + resources
+        inline_chars = sum(len(s.text or "") for s in self.inline_scripts)
+        return {
+            "html_chars_log": _log1p(self.html_chars),
+            "element_count_log": _log1p(dom.element_count),
+            "form_count": float(len(forms)),
+            "password_form_count": float(sum(f.has_password for f in forms)),
+            "password_input_count": float(self.password_inputs),
+            "card_input_count": float(self.card_inputs),
+            "sensitive_input_count": float(self.sensitive_inputs),
+            "hidden_input_count": float(self.hidden_inputs),
+            "input_count": float(self.input_count),
+            "external_form_action_count": float(ext_actions),
+            "empty_form_action_count": float(sum(1 for f in forms if not f.action.strip())),
+            "post_form_count": float(sum(1 for f in forms if f.method == "post")),
+            "iframe_count": float(len(dom.iframes)),
+            "hidden_iframe_count": float(sum(i.hidden for i in dom.iframes)),
+            "link_count_log": _log1p(links),
+            "external_link_ratio": _ratio(dom.external_link_count, links),
+            "null_link_ratio": _ratio(self.null_link_count, links),
+            "resource_count_log": _log1p(resources),
+            "external_resource_ratio": _ratio(dom.external_resource_count, resources),
+            "top_external_domain_ratio": _ratio(top_count, links_and_resources),
+            "top_external_domain_is_brand": float(bool(top_domain) and _is_brand_site(top_domain)),
+            "inline_script_count": float(len(self.inline_scripts)),
+            "inline_script_chars_log": _log1p(inline_chars),
+            "external_script_count": float(len(self.external_scripts)),
+            "inline_event_handler_count": float(self.inline_event_handlers),
+            "meta_refresh": float(dom.meta_refresh is not None),
+            "right_click_disabled": float(dom.right_click_disabled),
+            "auto_download": float(dom.auto_download is not None),
+            "title_chars": float(len(self.title)),
+            "title_brand": float(bool(_brand_words(title_low))),
+            "text_brand_count": float(len(_brand_words(text_low))),
+            "title_credential_words": float(len(_CREDENTIAL_WORDS.findall(title_low))),
+            "text_credential_words": float(min(len(_CREDENTIAL_WORDS.findall(text_low)), 50)),
+            "text_chars_log": _log1p(text_len),
+            "has_base_tag": float(self.has_base_tag),
+        }
+
+
+def _log1p(value: float) -> float:
+    import math
+
+    return math.log1p(max(0.0, float(value)))
+
+
+def _ratio(part: int, whole: int) -> float:
+    return float(part) / whole if whole > 0 else 0.0
+
+
+def _action_site(action: str) -> str | None:
+    """Registrable domain a form posts to: '' for relative/empty, None for non-web schemes."""
+    action = action.strip()
+    if not action:
+        return ""
+    scheme = action.split(":", 1)[0].lower() if ":" in action else ""
+    if scheme in ("mailto", "data", "javascript", "blob", "ftp", "file"):
+        return None
+    return registrable_domain(host_of(action))
+
+
+def _brand_words(text_lower: str) -> list[str]:
+    from .brands import brands_in
+
+    return brands_in(text_lower)
+
+
+def _is_brand_site(site: str) -> bool:
+    from .brands import brand_of_site
+
+    return brand_of_site(site) is not None
+
+
+def parse_html(html: str, base_url: str) -> ParsedPage:
+    """Parse one page. Never raises: a page that defeats the parser gives an empty ParsedPage."""
+    try:
+        if not isinstance(html, str):
+            html = bytes(html).decode("utf-8", errors="replace") if html is not None else ""
+        return _parse(html, base_url or "")
+    except Exception as exc:  # noqa: BLE001 - the engine must survive any page
+        return ParsedPage(base_url=base_url or "", html_chars=len(html or ""), error=f"{type(exc).__name__}: {exc}")
+
+
+def _parse(html: str, base_url: str) -> ParsedPage:
+    # Lexbor stops at NUL in some builds and binary garbage is all noise: drop NULs first.
+    if "\x00" in html:
+        html = html.replace("\x00", "")
+    tree = LexborHTMLParser(html)
+    page_url = base_url
+    base_node = tree.css_first("base[href]")
+    if base_node is not None:
+        href = (base_node.attributes.get("href") or "").strip()
+        if href:
+            page_url = _join(base_url, href)
+    page_site = registrable_domain(host_of(base_url))
+
+    def absolute(url: str) -> str:
+        return _join(page_url, url)
+
+    def external_site(url: str) -> str | None:
+        """The other site ``url`` points to, or None when it is this site or not a web URL."""
+        low = url[:12].lower()
+        if not (low.startswith("http:") or low.startswith("https:") or low.startswith("//")):
+            if ":" in low.split("/", 1)[0]:
+                return None  # mailto:, javascript:, data: ...
+            absolute_url = absolute(url)
+        else:
+            absolute_url = absolute(url)
+        site = registrable_domain(host_of(absolute_url))
+        if not site or site == page_site:
+            return None
+        return site
+
+    title_node = tree.css_first("title")
+    title = _WS_RE.sub(" ", title_node.text(deep=True)).strip() if title_node is not None else ""
+
+    # Scripts (before the text is extracted, which strips them).
+    inline: list[Script] = []
+    external: list[str] = []
+    contextmenu_in_script = False
+    click_in_script = False
+    for node in tree.css("script"):
+        attrs = node.attributes
+        stype = (attrs.get("type") or "").strip().lower().split(";", 1)[0].strip()
+        if stype not in JS_TYPES:
+            continue
+        src = (attrs.get("src") or "").strip()
+        if src:
+            if len(external) < MAX_ITEMS:
+                external.append(absolute(src))
+            continue
+        text = node.text(deep=True)
+        if text and text.strip() and len(inline) < MAX_ITEMS:
+            inline.append(
+                Script(text=text, url=None, inline=True, original_chars=len(text), sha256=sha256_text(text))
+            )
+            if not contextmenu_in_script and "contextmenu" in text:
+                contextmenu_in_script = bool(_CONTEXTMENU_RE.search(text))
+            if not click_in_script:
+                click_in_script = bool(_CLICK_RE.search(text))
+
+    # Forms and inputs.
+    forms: list[FormFact] = []
+    for node in tree.css("form")[:MAX_ITEMS]:
+        attrs = node.attributes
+        action_raw = (attrs.get("action") or "").strip()
+        inputs = node.css("input, select, textarea")
+        has_password = any((i.attributes.get("type") or "").strip().lower() == "password" for i in inputs)
+        has_card = any(_is_card_input(i) for i in inputs)
+        forms.append(
+            FormFact(
+                action=absolute(action_raw) if action_raw and not _is_pseudo_scheme(action_raw) else action_raw,
+                method=(attrs.get("method") or "get").strip().lower() or "get",
+                has_password=has_password,
+                has_card=has_card,
+                input_count=len(inputs),
+                hidden=_is_hidden(node),
+            )
+        )
+    password_inputs = card_inputs = sensitive_inputs = hidden_inputs = input_count = 0
+    for node in tree.css("input, select, textarea"):
+        input_count += 1
+        itype = (node.attributes.get("type") or "").strip().lower()
+        if itype == "password":
+            password_inputs += 1
+        elif itype == "hidden":
+            hidden_inputs += 1
+            continue
+        if _is_card_input(node):
+            card_inputs += 1
+        elif _matches_input(node, _SENSITIVE_RE):
+            sensitive_inputs += 1
+
+    # Iframes.
+    iframes: list[IframeFact] = []
+    for node in tree.css("iframe, frame")[:MAX_ITEMS]:
+        attrs = node.attributes
+        width, height = _size(attrs.get("width")), _size(attrs.get("height"))
+        style = attrs.get("style") or ""
+        hidden = (
+            "hidden" in attrs
+            or bool(style and (_HIDDEN_STYLE_RE.search(style) or _ZERO_SIZE_STYLE_RE.search(style)))
+            or (width is not None and width <= 1)
+            or (height is not None and height <= 1)
+        )
+        src = (attrs.get("src") or "").strip()
+        iframes.append(IframeFact(src=absolute(src) if src else "", hidden=hidden, width=width, height=height))
+
+    # Meta refresh.
+    meta_refresh: str | None = None
+    for node in tree.css("meta[http-equiv]"):
+        if (node.attributes.get("http-equiv") or "").strip().lower() == "refresh":
+            meta_refresh = (node.attributes.get("content") or "").strip()
+            break
+
+    # Links and resources.
+    link_count = external_links = null_links = 0
+    domains: dict[str, int] = {}
+    download_href: str | None = None
+    for node in tree.css("a[href], area[href]"):
+        href = (node.attributes.get("href") or "").strip()
+        link_count += 1
+        if not href or href.startswith("#") or href.lower().startswith("javascript:"):
+            null_links += 1
+            continue
+        site = external_site(href)
+        if site:
+            external_links += 1
+            domains[site] = domains.get(site, 0) + 1
+        if download_href is None and "download" in node.attributes:
+            download_href = absolute(href)
+    resource_count = external_resources = 0
+    for node in tree.css(
+        "img[src], script[src], iframe[src], embed[src], source[src], video[src], audio[src], "
+        "object[data], link[href]"
+    ):
+        attrs = node.attributes
+        if node.tag == "link":
+            rel = (attrs.get("rel") or "").lower()
+            if not any(r in rel for r in ("stylesheet", "icon", "preload", "modulepreload")):
+                continue
+            ref = attrs.get("href") or ""
+        elif node.tag == "object":
+            ref = attrs.get("data") or ""
+        else:
+            ref = attrs.get("src") or ""
+        ref = ref.strip()
+        if not ref or ref.startswith("data:"):
+            continue
+        resource_count += 1
+        site = external_site(ref)
+        if site:
+            external_resources += 1
+            domains[site] = domains.get(site, 0) + 1
+
+    # Event handlers and disabled right click.
+    handlers = tree.css("[onclick], [onload], [onerror], [onmouseover], [oncontextmenu], [onsubmit]")
+    right_click = contextmenu_in_script
+    if not right_click:
+        for node in tree.css("[oncontextmenu]"):
+            code = (node.attributes.get("oncontextmenu") or "").lower()
+            if "return false" in code or "preventdefault" in code:
+                right_click = True
+                break
+
+    auto_download = _auto_download(meta_refresh, page_url, download_href if click_in_script else None)
+
+    # Visible text last: stripping mutates the tree.
+    tree.strip_tags(["script", "style", "noscript", "template", "head"])
+    root = tree.body or tree.root
+    text = ""
+    if root is not None:
+        text = _WS_RE.sub(" ", root.text(deep=True, separator=" ")).strip()[:MAX_TEXT_CHARS]
+
+    dom = DomFacts(
+        forms=tuple(forms),
+        iframes=tuple(iframes),
+        meta_refresh=meta_refresh,
+        element_count=len(_ELEMENT_RE.findall(html)),
+        link_count=link_count,
+        external_link_count=external_links,
+        resource_count=resource_count,
+        external_resource_count=external_resources,
+        right_click_disabled=right_click,
+        auto_download=auto_download,
+        text_excerpt=text[:TEXT_EXCERPT_CHARS],
+    )
+    return ParsedPage(
+        title=title[:1000],
+        text=text,
+        inline_scripts=tuple(inline),
+        external_scripts=tuple(external),
+        dom=dom,
+        base_url=base_url,
+        password_inputs=password_inputs,
+        card_inputs=card_inputs,
+        sensitive_inputs=sensitive_inputs,
+        hidden_inputs=hidden_inputs,
+        input_count=input_count,
+        null_link_count=null_links,
+        external_domains=tuple(sorted(domains.items(), key=lambda kv: (-kv[1], kv[0]))[:20]),
+        inline_event_handlers=len(handlers),
+        has_base_tag=base_node is not None,
+        html_chars=len(html),
+    )
+
+
+def _join(base: str, url: str) -> str:
+    try:
+        return urljoin(base, url) if base else url
+    except ValueError:
+        return url
+
+
+def _is_pseudo_scheme(url: str) -> bool:
+    head = url.split(":", 1)[0].lower() if ":" in url else ""
+    return head in ("mailto", "data", "javascript", "blob")
+
+
+def _matches_input(node: LexborNode, pattern: re.Pattern[str]) -> bool:
+    attrs = node.attributes
+    for key in ("name", "id", "autocomplete", "placeholder", "aria-label"):
+        value = attrs.get(key)
+        if value and pattern.search(value):
+            return True
+    return False
+
+
+def _is_card_input(node: LexborNode) -> bool:
+    itype = (node.attributes.get("type") or "").strip().lower()
+    if itype in ("hidden", "submit", "button", "checkbox", "radio", "password", "email"):
+        return False
+    return _matches_input(node, _CARD_RE)
+
+
+def _is_hidden(node: LexborNode) -> bool:
+    attrs = node.attributes
+    if "hidden" in attrs:
+        return True
+    style = attrs.get("style") or ""
+    return bool(style and _HIDDEN_STYLE_RE.search(style))
+
+
+def _size(value: str | None) -> int | None:
+    if not value:
+        return None
+    m = _SIZE_RE.match(value)
+    return int(m.group(1)) if m else None
+
+
+def refresh_target(content: str | None, base_url: str) -> str | None:
+    """The absolute URL a ``<meta http-equiv=refresh>`` content sends the visitor to, if any."""
+    if not content:
+        return None
+    m = _REFRESH_URL_RE.search(content)
+    if not m or not m.group(1):
+        return None
+    return _join(base_url, m.group(1))
+
+
+def _auto_download(meta_refresh: str | None, base_url: str, clicked_download: str | None) -> str | None:
+    target = refresh_target(meta_refresh, base_url)
+    if target:
+        path = target.split("?", 1)[0].split("#", 1)[0].lower()
+        if path.endswith(BINARY_EXTENSIONS) or target.lower().startswith(("data:application", "blob:")):
+            return target
+    return clicked_download

@@ -1,0 +1,71 @@
+"""Config: defaults with no file; unknown keys and wrong types name the key and the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from malwaresnipper.cli.main import main
+from malwaresnipper.engine import ConfigError, EngineConfig, load_engine_config
+from malwaresnipper.settings import load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "malwaresnipper.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_work_without_a_file() -> None:
+    config = load_engine_config(None)
+    assert config == EngineConfig()
+    assert config.thresholds.suspicious < config.thresholds.malicious
+
+
+def test_values_are_read(tmp_path: Path) -> None:
+    path = write(tmp_path, "[thresholds]\nsuspicious = 30\nmalicious = 80.5\n[layers]\nenabled = ['url']\n")
+    config = load_engine_config(path)
+    assert config.thresholds.suspicious == 30.0 and config.thresholds.malicious == 80.5
+    assert config.layers.enabled == ["url"]
+    assert config.resolve("lists/a.txt") == tmp_path / "lists/a.txt"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[thresholds]\nsuspicous = 30\n", "unknown key 'thresholds.suspicous'"),
+        ("[thresholds]\nmalicious = 'high'\n", "thresholds.malicious: expected a number"),
+        ("[limits]\nmax_scripts = 1.5\n", "limits.max_scripts: expected an integer"),
+        ("[layers]\nenabled = 'url'\n", "layers.enabled: expected a list"),
+        ("[layers]\nenabled = ['url', 'telepathy']\n", "unknown layer"),
+        ("[thresholds]\nsuspicious = 90\nmalicious = 10\n", "suspicious <= malicious"),
+        ("[reputation]\nallowlist_files = [1]\n", "reputation.allowlist_files[0]: expected a string"),
+        ("this is = = not toml", "invalid TOML"),
+    ],
+)
+def test_errors_name_key_and_file(tmp_path: Path, text: str, needle: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_engine_config(path)
+    assert needle in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_settings_file_nests_engine_and_checks_other_sections(tmp_path: Path) -> None:
+    path = write(tmp_path, "[engine.thresholds]\nmalicious = 75\n[proxy]\nmode = 'block'\n")
+    settings = load_settings(path)
+    assert settings.engine.thresholds.malicious == 75.0
+    assert settings.proxy.mode == "block"
+    bad = write(tmp_path, "[proxy]\nmoad = 'block'\n")
+    with pytest.raises(ConfigError, match="unknown key 'proxy.moad'"):
+        load_settings(bad)
+
+
+def test_config_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write(tmp_path, "[engine.thresholds]\nsuspicious = 35\n")
+    assert main(["config", "check", str(good)]) == 0
+    assert "OK" in capsys.readouterr().out
+    bad = write(tmp_path, "[engine.thresholds]\nsuspicious = 'x'\n")
+    assert main(["config", "check", str(bad)]) == 2
+    assert "engine.thresholds.suspicious" in capsys.readouterr().err

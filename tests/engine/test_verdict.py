@@ -1,0 +1,74 @@
+"""The combination rule, overrides and (de)serialisation of verdicts."""
+
+from __future__ import annotations
+
+import pytest
+
+from malwaresnipper.engine import EngineConfig, Evidence, Indicator, LayerResult, Severity, ThreatLevel, Verdict
+from malwaresnipper.engine.verdict import build_verdict, combine_scores, level_for
+
+
+def result(layer: str, score: float, *indicators: Indicator, confidence: float = 1.0, **details: object) -> LayerResult:
+    return LayerResult(layer=layer, score=score, indicators=indicators, confidence=confidence, details=dict(details))
+
+
+def ind(id_: str, severity: Severity, classification: str | None = None) -> Indicator:
+    return Indicator(id=id_, title=id_, severity=severity, layer=id_.split(".")[0],
+                     evidence=(Evidence("x", "url"),), classification=classification)
+
+
+def verdict_for(*results: LayerResult) -> Verdict:
+    return build_verdict(url="https://a.test/", results=list(results), extra_indicators=[], config=EngineConfig(),
+                         duration_ms=1.0, engine_version="t", model_versions={}, source="proxy", scripts=(),
+                         scanned_chars=0, truncated=False)
+
+
+def test_noisy_or_accumulates_and_ignores_silent_layers() -> None:
+    config = EngineConfig()
+    assert combine_scores([result("url", 0), result("dom", 0)], config) == 0
+    one = combine_scores([result("url", 50)], config)
+    two = combine_scores([result("url", 50), result("dom", 50)], config)
+    assert one == pytest.approx(50.0)
+    assert two == pytest.approx(75.0)
+    assert combine_scores([result("url", 50, confidence=0.0)], config) == 0
+
+
+def test_weights_make_a_layer_count_more() -> None:
+    config = EngineConfig()
+    assert combine_scores([result("javascript", 50)], config) > combine_scores([result("url", 50)], config)
+
+
+def test_levels_follow_thresholds() -> None:
+    config = EngineConfig()
+    assert level_for(39.99, config) is ThreatLevel.BENIGN
+    assert level_for(40, config) is ThreatLevel.SUSPICIOUS
+    assert level_for(70, config) is ThreatLevel.MALICIOUS
+
+
+def test_critical_indicator_forces_malicious() -> None:
+    v = verdict_for(result("reputation", 5, ind("reputation.blocklisted_domain", Severity.CRITICAL, "malware")))
+    assert v.threat_level is ThreatLevel.MALICIOUS
+    assert v.risk_score >= 70
+    assert v.classification == "malware"
+
+
+def test_allowlisted_site_is_benign_with_a_reason() -> None:
+    allow = ind("reputation.allowlisted_domain", Severity.INFO)
+    v = verdict_for(result("reputation", 0, allow, allowlisted=True), result("javascript", 99, ind("javascript.eval", Severity.HIGH)))
+    assert v.threat_level is ThreatLevel.BENIGN and v.risk_score == 0
+    assert v.indicators[0].id == "reputation.allowlisted_domain"
+
+
+def test_indicators_sorted_by_severity_and_classification_voted() -> None:
+    v = verdict_for(
+        result("url", 60, ind("url.ip_host", Severity.LOW, "phishing")),
+        result("javascript", 80, ind("javascript.miner", Severity.HIGH, "cryptominer")),
+    )
+    assert [i.severity for i in v.indicators] == [Severity.HIGH, Severity.LOW]
+    assert v.classification == "cryptominer"
+
+
+def test_verdict_round_trips_through_dict() -> None:
+    v = verdict_for(result("url", 60, ind("url.ip_host", Severity.MEDIUM, "phishing")))
+    again = Verdict.from_dict(v.to_dict())
+    assert again.to_dict() == v.to_dict()
