@@ -18,6 +18,11 @@ from .. import __version__
 COMMAND_MODULES = [
     "malwaresnipper.cli.scan",
     "malwaresnipper.cli.config",
+    "malwaresnipper.cli.run",
+    "malwaresnipper.cli.train",
+    "malwaresnipper.cli.evaluate",
+    "malwaresnipper.cli.extension",
+    "malwaresnipper.cli.serve",
 ]
 
 

@@ -80,6 +80,14 @@ class OriginPolicy:
     """
 
     def __init__(self, api_port: int, extra: list[str] | tuple[str, ...] = (), *, host: str = "127.0.0.1") -> None:
+        self.extra = tuple(extra)
+        self.host = host
+        self.set_port(api_port)
+
+    def set_port(self, api_port: int) -> None:
+        """(Re)compute the allowlist for the API's real port (known only once bound to port 0)."""
+        host, extra = self.host, self.extra
+        self.api_port = api_port
         allowed = set()
         for scheme in ("http", "https"):
             for name in ("127.0.0.1", "localhost", "[::1]"):

@@ -82,6 +82,30 @@ BRANDS: tuple[Brand, ...] = (
     Brand("Alibaba", ("alibaba", "aliexpress"), ("alibaba", "aliexpress", "alicdn")),
     Brand("Yandex", ("yandex",), ("yandex",)),
     Brand("Orange", ("orange mail", "messagerie orange"), ("orange",)),
+    Brand("Snapchat", ("snapchat",), ("snapchat", "snap", "sc-cdn")),
+    Brand("Spotify", ("spotify",), ("spotify", "scdn")),
+    Brand("VK", ("vkontakte", r"vk\.com"), ("vk", "vkontakte", "userapi")),
+    Brand("Telenet", ("telenet",), ("telenet",)),
+    Brand("BCP", ("banco de cr[eé]dito", "viabcp"), ("viabcp", "bcp")),
+    Brand("M&T Bank", ("m&t bank", "m&amp;t bank"), ("mtb",)),
+    Brand("Citizens Bank", ("citizens bank",), ("citizensbank", "citizensbankonline")),
+    Brand("BECU", ("becu",), ("becu",)),
+    Brand("Visa", ("verified by visa",), ("visa",)),
+    Brand("Mastercard", ("mastercard securecode", "mastercard id check"), ("mastercard",)),
+    Brand("UniCredit", ("unicredit",), ("unicredit",)),
+    Brand("BNP Paribas", ("bnp paribas",), ("bnpparibas", "mabanque")),
+    Brand("ANZ", (r"\banz\b internet banking", "anz bank"), ("anz",)),
+    Brand("Stack Overflow", ("stack overflow", "stackoverflow"), ("stackoverflow", "stackexchange")),
+    Brand("Free Fire", ("free fire", "garena"), ("garena", "ff")),
+    Brand("Roblox", ("roblox",), ("roblox", "rbxcdn")),
+    Brand("WhatsApp", ("whatsapp",), ("whatsapp", "facebook")),
+    Brand("Office", ("office 365", "sharepoint"), ("office", "microsoft", "office365", "sharepoint")),
+)
+
+#: Words that name a brand only in a page title (too common as ordinary words in body text).
+TITLE_ONLY_WORDS: tuple[tuple[str, str], ...] = (
+    ("chase", "Chase"),
+    ("citi", "Citibank"),
 )
 
 
@@ -116,6 +140,29 @@ def brand_counts(text_lower: str) -> dict[str, int]:
     return counts
 
 
+_TITLE_FOLDS = (("vv", "w"), ("rn", "m"), ("0", "o"))
+_TITLE_ONLY_RE = re.compile(
+    r"(?<![a-z0-9])(" + "|".join(word for word, _ in TITLE_ONLY_WORDS) + r")(?![a-z0-9])"
+)
+
+
+def brands_in_title(title_lower: str) -> list[str]:
+    """Brands a page title claims, including title-only words and simple look-alike spellings
+    ("VVINDOWS", "PAYPA1" style folds are partly covered: vv->w, rn->m, 0->o)."""
+    found = brands_in(title_lower)
+    folded = title_lower
+    for old, new in _TITLE_FOLDS:
+        folded = folded.replace(old, new)
+    if folded != title_lower:
+        found += [b for b in brands_in(folded) if b not in found]
+    words = dict(TITLE_ONLY_WORDS)
+    for match in _TITLE_ONLY_RE.finditer(folded):
+        name = words[match.group(1)]
+        if name not in found:
+            found.append(name)
+    return found
+
+
 @lru_cache(maxsize=4096)
 def brand_of_site(site: str) -> str | None:
     """The brand owning registrable domain ``site`` (``paypal.co.uk`` -> PayPal), else None."""
@@ -134,6 +181,6 @@ def site_owned_by(site: str, brand_name: str) -> bool:
     site = site.lower().strip(".")
     label = site.split(".", 1)[0]
     for brand in BRANDS:
-        if brand.name == brand_name:
-            return site in brand.domains or label in brand.labels
+        if brand.name == brand_name and (site in brand.domains or label in brand.labels):
+            return True
     return False

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from urllib.parse import urljoin, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from ..capture import DomFacts, FormFact, IframeFact, Script, sha256_text
+from ..psl import registrable_domain
 
 #: Visible text kept on a ParsedPage (characters); DomFacts.text_excerpt keeps less.
 MAX_TEXT_CHARS = 200_000
@@ -52,7 +52,7 @@ JS_TYPES = frozenset(
 
 #: Input names/ids/autocomplete values that ask for payment card data.
 _CARD_RE = re.compile(
-    r"cc-?(?:num|number|exp|csc|name)|card.?(?:num|no\b|number|holder|exp)|cardnumber|creditcard"
+    r"cc[-_]?(?:num|number|exp|csc|name)|card.?(?:num|no\b|number|holder|exp)|cardnumber|creditcard"
     r"|credit.?card|\bcvv|cvv2|\bcvc|\bcsc\b|security.?code|expir",
     re.I,
 )
@@ -76,7 +76,6 @@ _CONTEXTMENU_RE = re.compile(
 )
 _CLICK_RE = re.compile(r"\.click\(\s*\)|dispatchEvent\(\s*new\s+MouseEvent", re.I)
 _ELEMENT_RE = re.compile(r"<[A-Za-z]")
-_WS_RE = re.compile(r"\s+")
 #: File types a page should not push onto a visitor without a click.
 BINARY_EXTENSIONS = (
     ".exe", ".scr", ".msi", ".dll", ".bat", ".cmd", ".com", ".pif", ".hta", ".vbs", ".vbe",
@@ -89,40 +88,6 @@ _CREDENTIAL_WORDS = re.compile(
     r"|suspended|locked|confirm|update\s+your|billing|security\s+check|unusual\s+activity)\b",
     re.I,
 )
-
-
-@lru_cache(maxsize=4096)
-def registrable_domain(host: str) -> str:
-    """The registrable domain (eTLD+1) of ``host``; the host itself for IPs and bare names.
-
-    Uses the engine's bundled public suffix list helper when present, else ``publicsuffixlist``
-    (which ships its own snapshot: nothing is downloaded).
-    """
-    host = (host or "").strip(".").lower()
-    if not host:
-        return ""
-    if _looks_like_ip(host):
-        return host
-    try:
-        from .. import psl  # type: ignore[attr-defined]
-
-        fn = getattr(psl, "registrable_domain", None)
-        if fn is not None:
-            return fn(host) or host
-    except ImportError:
-        pass
-    return _psl().privatesuffix(host) or host
-
-
-@lru_cache(maxsize=1)
-def _psl():  # type: ignore[no-untyped-def]
-    from publicsuffixlist import PublicSuffixList
-
-    return PublicSuffixList()
-
-
-def _looks_like_ip(host: str) -> bool:
-    return ":" in host or host.replace(".", "").isdigit()
 
 
 def host_of(url: str) -> str:
@@ -271,6 +236,9 @@ def _parse(html: str, base_url: str) -> ParsedPage:
     if "\x00" in html:
         html = html.replace("\x00", "")
     tree = LexborHTMLParser(html)
+    # A browser with scripting on treats <noscript> content as text, not elements (the
+    # extension never sees a tracker's <noscript><iframe>): parse it the same way.
+    tree.strip_tags(["noscript"])
     page_url = base_url
     base_node = tree.css_first("base[href]")
     if base_node is not None:
@@ -278,26 +246,29 @@ def _parse(html: str, base_url: str) -> ParsedPage:
         if href:
             page_url = _join(base_url, href)
     page_site = registrable_domain(host_of(base_url))
+    base_is_foreign = page_url != base_url and registrable_domain(host_of(page_url)) != page_site
 
     def absolute(url: str) -> str:
         return _join(page_url, url)
 
     def external_site(url: str) -> str | None:
         """The other site ``url`` points to, or None when it is this site or not a web URL."""
-        low = url[:12].lower()
-        if not (low.startswith("http:") or low.startswith("https:") or low.startswith("//")):
-            if ":" in low.split("/", 1)[0]:
-                return None  # mailto:, javascript:, data: ...
-            absolute_url = absolute(url)
+        head = url[:8].lower()
+        if head.startswith(("http://", "https://")):
+            host = _fast_host(url, url.index("//") + 2)
+        elif url.startswith("//"):
+            host = _fast_host(url, 2)
+        elif base_is_foreign and not _has_scheme(url):
+            host = host_of(absolute(url))  # relative to a <base> on another site
         else:
-            absolute_url = absolute(url)
-        site = registrable_domain(host_of(absolute_url))
+            return None  # relative (same site), or mailto:, javascript:, data: ...
+        site = registrable_domain(host)
         if not site or site == page_site:
             return None
         return site
 
     title_node = tree.css_first("title")
-    title = _WS_RE.sub(" ", title_node.text(deep=True)).strip() if title_node is not None else ""
+    title = " ".join(title_node.text(deep=True).split()) if title_node is not None else ""
 
     # Scripts (before the text is extracted, which strips them).
     inline: list[Script] = []
@@ -330,7 +301,7 @@ def _parse(html: str, base_url: str) -> ParsedPage:
         attrs = node.attributes
         action_raw = (attrs.get("action") or "").strip()
         inputs = node.css("input, select, textarea")
-        has_password = any((i.attributes.get("type") or "").strip().lower() == "password" for i in inputs)
+        has_password = node.css_first("input[type=password i]") is not None
         has_card = any(_is_card_input(i) for i in inputs)
         forms.append(
             FormFact(
@@ -435,7 +406,7 @@ def _parse(html: str, base_url: str) -> ParsedPage:
     root = tree.body or tree.root
     text = ""
     if root is not None:
-        text = _WS_RE.sub(" ", root.text(deep=True, separator=" ")).strip()[:MAX_TEXT_CHARS]
+        text = " ".join(root.text(deep=True, separator=" ").split())[:MAX_TEXT_CHARS]
 
     dom = DomFacts(
         forms=tuple(forms),
@@ -470,11 +441,31 @@ def _parse(html: str, base_url: str) -> ParsedPage:
     )
 
 
+def _fast_host(url: str, start: int) -> str:
+    """The host of an absolute URL whose authority starts at ``start`` (cheaper than urlsplit)."""
+    end = len(url)
+    for sep in "/?#\\":
+        pos = url.find(sep, start)
+        if pos != -1 and pos < end:
+            end = pos
+    authority = url[start:end]
+    if "@" in authority:
+        authority = authority.rsplit("@", 1)[1]
+    if authority.startswith("["):
+        return authority[1 : authority.find("]")].lower() if "]" in authority else ""
+    return authority.split(":", 1)[0].lower()
+
+
 def _join(base: str, url: str) -> str:
     try:
         return urljoin(base, url) if base else url
     except ValueError:
         return url
+
+
+def _has_scheme(url: str) -> bool:
+    head = url.split("/", 1)[0]
+    return ":" in head
 
 
 def _is_pseudo_scheme(url: str) -> bool:

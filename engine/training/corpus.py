@@ -49,6 +49,16 @@ class Sample:
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def category_key(self) -> str:
+        """The key metrics are reported under: benign JS split into minified and plain
+        (minified bundles are the hard case), URLs by label (they carry no category)."""
+        if self.kind == "js" and self.label == "benign" and "minified" in self.meta:
+            return f"{self.category}/{'minified' if self.meta['minified'] else 'plain'}"
+        if self.kind == "url":
+            return self.label
+        return self.category
+
+    @property
     def y(self) -> int:
         """1 for malicious/phishing/malware, 0 for benign."""
         return 1 if self.label in POSITIVE_LABELS else 0

@@ -1,0 +1,640 @@
+"""The mitmproxy addon: scan live HTML and JavaScript responses, and block with an explanation.
+
+Hooks, in the order a flow meets them:
+
+* ``request``: the addon's own control path (``/__malwaresnipper__/...``: proceed once, always
+  allow) is answered here; traffic to the gateway's own API/event ports and allowlisted sites is
+  marked "not scanned"; in block mode a URL on a blocklist is answered with the block page before
+  any upstream connection.
+* ``responseheaders``: bodies that are too large or cannot be HTML/JS are streamed through
+  untouched (never buffered), and counted.
+* ``response``: the body is decoded (content-encoding, charset) and submitted to the
+  :class:`~malwaresnipper.server.service.ScanService` (which runs the engine in the worker pool,
+  publishes events and stores the verdict). In **monitor** mode the hook returns at once and the
+  scan runs alongside. In **block** mode it awaits the verdict within the budget; a MALICIOUS page
+  becomes the block page, a MALICIOUS script an inert script; a timeout or error lets the response
+  through with an ``X-MalwareSnipper`` header saying so, unless ``fail_closed`` is set.
+
+Options (``--set name=value``; an option left at its default defers to the config file):
+see :meth:`Gateway.load`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from mitmproxy import ctx, exceptions, http
+
+from ..engine.capture import Capture, Source
+from ..engine.errors import CaptureError, MalwareSnipperError
+from ..engine.lists import ListEntries, load_list_file, merge
+from ..engine.results import Severity
+from ..engine.verdict import ThreatLevel, Verdict
+from ..settings import Settings, load_settings
+from . import blockpage
+from .blockpage import CONTROL_PREFIX
+from .bypass import BypassTokens
+from .decode import DecodeError, BodyTooLarge
+from .linking import PageLinker
+from .responses import DecodedBody, build_capture, decode_body, wants_buffering
+
+log = logging.getLogger("malwaresnipper.gateway")
+
+MODES = ("monitor", "block")
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+#: Bodies above this size are decoded in a thread, not on the event loop.
+THREAD_DECODE_BYTES = 256 * 1024
+COUNTER_FLUSH_S = 5.0
+HEADER = "X-MalwareSnipper"
+
+
+@dataclasses.dataclass(frozen=True)
+class Effective:
+    """The settings in force: the config file's, overridden by options changed from default."""
+
+    settings: Settings
+    mode: str
+    budget_s: float
+    fail_closed: bool
+    max_body_bytes: int
+    services: bool
+
+
+class Gateway:
+    """The addon (see the module docstring)."""
+
+    def __init__(self, pool: Any = None) -> None:
+        """``pool`` replaces the ScanPool the services would build (tests share one)."""
+        self._pool = pool
+        self.effective: Effective | None = None
+        self.counters: Counter[str] = Counter()
+        self._unflushed: Counter[str] = Counter()
+        self.bypass = BypassTokens()
+        self.linker = PageLinker()
+        self.services: Any = None  # server.app.RunningServices once started
+        self.service: Any = None  # server.service.ScanService
+        self._config_lists = (ListEntries(), ListEntries())  # (allow, block) from the config files
+        self._local_allow: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._flush_task: asyncio.Task[None] | None = None
+        self._start_error: str | None = None
+
+    # -- options -----------------------------------------------------------------------------
+
+    def load(self, loader: Any) -> None:
+        d = Settings().proxy
+        loader.add_option("malwaresnipper_mode", str, d.mode,
+                          "monitor: never wait for a verdict; block: wait within the budget and block malicious pages.",
+                          choices=list(MODES))
+        loader.add_option("malwaresnipper_config", str, "",
+                          "Path to malwaresnipper.toml (default: ./malwaresnipper.toml when present).")
+        loader.add_option("malwaresnipper_budget_ms", int, d.block_budget_ms,
+                          "Block mode: how long a response may wait for its verdict.")
+        loader.add_option("malwaresnipper_fail_closed", bool, d.fail_closed,
+                          "Block mode: block when the scan times out or fails, instead of letting it through.")
+        loader.add_option("malwaresnipper_max_body_bytes", int, d.max_body_bytes,
+                          "Bodies larger than this stream through unscanned (counted).")
+        loader.add_option("malwaresnipper_workers", int, d.workers, "Scan worker processes.")
+        loader.add_option("malwaresnipper_scan_timeout_ms", int, d.scan_timeout_ms,
+                          "A scan running longer is killed (its worker is replaced).")
+        loader.add_option("malwaresnipper_api_port", int, Settings().server.api_port, "API and dashboard port.")
+        loader.add_option("malwaresnipper_events_port", int, Settings().server.events_port, "Event stream port.")
+        loader.add_option("malwaresnipper_data_dir", str, "",
+                          "History, token and lists (default: $MALWARESNIPPER_HOME or ~/.malwaresnipper).")
+        loader.add_option("malwaresnipper_services", bool, True,
+                          "Start the API/dashboard and event stream servers with the proxy.")
+
+    def configure(self, updated: set[str]) -> None:
+        if not any(name.startswith("malwaresnipper_") for name in updated) and self.effective is not None:
+            return
+        try:
+            effective = self._effective()
+        except (MalwareSnipperError, ValueError) as exc:
+            raise exceptions.OptionsError(f"malwaresnipper: {exc}") from None
+        restart_needed = {"malwaresnipper_workers", "malwaresnipper_api_port", "malwaresnipper_events_port",
+                          "malwaresnipper_data_dir", "malwaresnipper_services", "malwaresnipper_config",
+                          "malwaresnipper_scan_timeout_ms"}
+        if self.services is not None and updated & restart_needed:
+            log.warning("malwaresnipper: %s take effect after a restart", ", ".join(sorted(updated & restart_needed)))
+        self.effective = effective
+        log.info("malwaresnipper: %s mode, budget %d ms%s, body cap %d bytes",
+                 effective.mode, effective.budget_s * 1000, ", fail closed" if effective.fail_closed else "",
+                 effective.max_body_bytes)
+
+    def _effective(self) -> Effective:
+        opts = ctx.options
+        config = opts.malwaresnipper_config
+        if config and not Path(config).expanduser().is_file():
+            raise ValueError(f"malwaresnipper_config: no such file: {config}")
+        settings = load_settings(Path(config).expanduser() if config else None)
+
+        def changed(name: str) -> bool:
+            return getattr(opts, name) != opts.default(name)
+
+        proxy, server = settings.proxy, settings.server
+        mode = opts.malwaresnipper_mode if changed("malwaresnipper_mode") else proxy.mode
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        budget_ms = opts.malwaresnipper_budget_ms if changed("malwaresnipper_budget_ms") else proxy.block_budget_ms
+        timeout_ms = opts.malwaresnipper_scan_timeout_ms if changed("malwaresnipper_scan_timeout_ms") else proxy.scan_timeout_ms
+        max_body = opts.malwaresnipper_max_body_bytes if changed("malwaresnipper_max_body_bytes") else proxy.max_body_bytes
+        workers = opts.malwaresnipper_workers if changed("malwaresnipper_workers") else proxy.workers
+        fail_closed = opts.malwaresnipper_fail_closed if changed("malwaresnipper_fail_closed") else proxy.fail_closed
+        for name, value, low in (("budget_ms", budget_ms, 1), ("scan_timeout_ms", timeout_ms, 1),
+                                 ("max_body_bytes", max_body, 1024), ("workers", workers, 1)):
+            if value < low:
+                raise ValueError(f"malwaresnipper_{name} must be >= {low}, got {value}")
+        for name in ("malwaresnipper_api_port", "malwaresnipper_events_port"):
+            if not 0 <= getattr(opts, name) <= 65535:
+                raise ValueError(f"{name} must be a port number (0-65535)")
+        api_port = opts.malwaresnipper_api_port if changed("malwaresnipper_api_port") else server.api_port
+        events_port = opts.malwaresnipper_events_port if changed("malwaresnipper_events_port") else server.events_port
+        data_dir = opts.malwaresnipper_data_dir or settings.data_dir
+        settings = dataclasses.replace(
+            settings,
+            proxy=dataclasses.replace(proxy, mode=mode, block_budget_ms=budget_ms, fail_closed=fail_closed,
+                                      max_body_bytes=max_body, workers=workers, scan_timeout_ms=timeout_ms),
+            server=dataclasses.replace(server, api_port=api_port, events_port=events_port),
+            data_dir=data_dir,
+        )
+        self._config_lists = (_load_lists(settings, "allowlist_files"), _load_lists(settings, "blocklist_files"))
+        return Effective(settings, mode, budget_ms / 1000.0, fail_closed, max_body, opts.malwaresnipper_services)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def running(self) -> None:
+        """Start the scan service (pool, store, events) and, unless switched off, the servers."""
+        if self.service is not None or self.effective is None:
+            return
+        from ..server.app import start_services
+
+        settings = self.effective.settings
+        with_servers = self.effective.services
+        try:
+            self.services = await start_services(settings, api=with_servers, events=with_servers, pool=self._pool)
+        except (OSError, MalwareSnipperError) as exc:
+            # The proxy keeps working (unscanned) rather than refusing all traffic.
+            self._start_error = f"{type(exc).__name__}: {exc}"
+            log.error("malwaresnipper: could not start the scan services: %s; traffic passes unscanned", exc)
+            return
+        self.service = self.services.service
+        pool = self.service.pool
+        if hasattr(pool, "start"):
+            pool.start()  # warm the workers now, not on the first page
+        self._flush_task = asyncio.create_task(self._flush_counters_loop())
+        if with_servers:
+            log.info("malwaresnipper: API and dashboard on %s, events on %s", self.services.api_url, self.services.events_url)
+        log.info("malwaresnipper: gateway ready (%s mode)", self.effective.mode)
+
+    async def done(self) -> None:
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=3.0)
+        if self.services is not None:
+            await self._flush_counters()
+            await self.services.stop()
+        self.services = self.service = None
+        log.info("malwaresnipper: stopped; %s", _format_counters(self.counters))
+
+    # -- counters ----------------------------------------------------------------------------
+
+    def count(self, name: str, amount: int = 1) -> None:
+        self.counters[name] += amount
+        self._unflushed[name] += amount
+
+    async def _flush_counters(self) -> None:
+        if self.service is None or not self._unflushed:
+            return
+        pending, self._unflushed = self._unflushed, Counter()
+        for name, amount in pending.items():
+            try:
+                await self.service.count(f"proxy_{name}", amount)
+            except Exception:  # noqa: BLE001 - counters must never disturb traffic
+                log.debug("could not store counter %s", name, exc_info=True)
+
+    async def _flush_counters_loop(self) -> None:
+        while True:
+            await asyncio.sleep(COUNTER_FLUSH_S)
+            await self._flush_counters()
+
+    # -- request -----------------------------------------------------------------------------
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        eff = self.effective
+        if eff is None or flow.response is not None:
+            return
+        req = flow.request
+        if self._is_own_traffic(req.host, req.port):
+            flow.metadata["malwaresnipper_skip"] = "own_traffic"
+            return
+        if req.path.startswith(CONTROL_PREFIX):
+            await self._control(flow)
+            return
+        url = req.pretty_url
+        if self._is_allowed(url):
+            flow.metadata["malwaresnipper_skip"] = "allowlisted"
+            return
+        client = _client_of(flow)
+        if self.bypass.take_pass(url, client):
+            flow.metadata["malwaresnipper_pass"] = True
+            log.info("malwaresnipper: proceed-once pass used for %s", url[:300])
+            return
+        if eff.mode == "block":
+            reason = self._blocklisted(url)
+            if reason is not None:
+                self.count("blocked_request")
+                log.warning("malwaresnipper: blocked at request time (blocklist): %s", url[:300])
+                flow.response = self._block_response(
+                    flow, url=url, reasons=[("critical", reason)], risk=None, classification=None, scan_id=None
+                )
+                flow.metadata["malwaresnipper_skip"] = "blocked_at_request"
+                self._spawn(self._record_url_only(url))
+
+    def _is_own_traffic(self, host: str, port: int) -> bool:
+        if self.effective is None or host.lower() not in LOCAL_HOSTS:
+            return False
+        server = self.effective.settings.server
+        ports = {server.api_port, server.events_port}
+        if self.services is not None:
+            for url in (self.services.api_url, self.services.events_url):
+                try:
+                    if url:
+                        ports.add(urlsplit(url).port or 0)
+                except ValueError:
+                    pass
+        return port in ports
+
+    def _is_allowed(self, url: str) -> bool:
+        try:
+            host = (urlsplit(url).hostname or "").lower()
+        except ValueError:
+            return False
+        if host in self._local_allow:
+            return True
+        if self.service is not None and self.service.is_allowed(url):
+            return True
+        allow = self._config_lists[0]
+        return bool(allow.match_url(url) or allow.match_domain(host))
+
+    def _blocklisted(self, url: str) -> str | None:
+        """Why ``url`` is on a blocklist (API-managed or config file), or None."""
+        if self.service is not None and self.service.is_blocked(url):
+            return "This address is on your blocklist."
+        block = self._config_lists[1]
+        try:
+            host = (urlsplit(url).hostname or "").lower()
+        except ValueError:
+            return None
+        hit = block.match_url(url) or block.match_domain(host)
+        if hit:
+            entry, info = hit
+            return f"{entry} is on a blocklist ({info.classification}, {info.source})."
+        return None
+
+    async def _control(self, flow: http.HTTPFlow) -> None:
+        """Answer ``/__malwaresnipper__/proceed`` and ``/allow`` (POST with a one-time token)."""
+        req = flow.request
+        action = req.path[len(CONTROL_PREFIX):].split("?", 1)[0]
+        flow.metadata["malwaresnipper_skip"] = "control"
+        if action not in ("proceed", "allow"):
+            flow.response = _notice(404, "Not found", "There is nothing here.")
+            return
+        if req.method != "POST":
+            flow.response = _notice(405, "Use the buttons on the block page", "This address only accepts the block page's form.")
+            return
+        token = ""
+        try:
+            form = parse_qs(req.get_text(strict=False) or "", max_num_fields=5)
+            token = (form.get("token") or [""])[0]
+        except (ValueError, UnicodeDecodeError):
+            pass
+        grant = self.bypass.redeem(token, _client_of(flow)) if token else None
+        if grant is None or (urlsplit(grant.url).hostname or "").lower() != req.host.lower():
+            flow.response = _notice(403, "This link has expired",
+                                    "Go back and load the page again to get a fresh block page.")
+            return
+        if action == "proceed":
+            self.bypass.allow_once(grant.url, _client_of(flow))
+            self.count("proceed_once")
+            log.warning("malwaresnipper: user chose to proceed once to %s", grant.url[:300])
+        else:
+            host = (urlsplit(grant.url).hostname or "").lower()
+            await self._allow_site(host)
+            self.count("always_allow")
+            log.warning("malwaresnipper: user added %s to the allowlist", host)
+        flow.response = http.Response.make(
+            303, b"", {"Location": grant.url, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+        )
+
+    async def _allow_site(self, host: str) -> None:
+        """Put ``host`` on the service's allowlist (where the dashboard can remove it again)."""
+        if self.service is not None:
+            try:
+                await self.service.add_list_entry("allow", host, "domain", note="allowed from the block page")
+                return
+            except Exception:  # noqa: BLE001 - fall back to an in-memory entry for this run
+                log.exception("could not store %s in the allowlist; allowing it until restart", host)
+        self._local_allow.add(host)
+
+    # -- responseheaders -----------------------------------------------------------------------
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        eff = self.effective
+        if eff is None or flow.response is None:
+            return
+        skip = flow.metadata.get("malwaresnipper_skip")
+        if skip in ("own_traffic", "allowlisted"):
+            flow.response.stream = True
+            self.count(f"unscanned_{skip}")
+            return
+        headers = flow.response.headers
+        length: int | None = None
+        if "content-length" in headers:
+            try:
+                length = int(headers["content-length"])
+            except ValueError:
+                length = None
+        reason = wants_buffering(headers.get("content-type"), length, eff.max_body_bytes)
+        if reason is not None:
+            flow.response.stream = True
+            flow.metadata["malwaresnipper_skip"] = reason
+            self.count(f"unscanned_{reason}")
+            if reason == "too_large":
+                log.info("malwaresnipper: %s streamed unscanned (%s bytes over the %d-byte cap)",
+                         flow.request.pretty_url[:300], length, eff.max_body_bytes)
+
+    # -- response ----------------------------------------------------------------------------
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        eff = self.effective
+        if eff is None or flow.response is None or flow.metadata.get("malwaresnipper_skip"):
+            return
+        if flow.response.stream or self.service is None:
+            if self.service is None:
+                self.count("unscanned_no_service")
+            return
+        resp, req = flow.response, flow.request
+        raw = resp.raw_content
+        if req.method == "HEAD" or not raw or resp.status_code in (204, 304):
+            return
+        if len(raw) > eff.max_body_bytes:
+            self.count("unscanned_too_large")
+            return
+        url = req.pretty_url
+        client = _client_of(flow)
+        info = _FlowInfo(
+            url=url,
+            client=client,
+            client_id=flow.client_conn.id,
+            referer=req.headers.get("referer"),
+            fetch_dest=req.headers.get("sec-fetch-dest", ""),
+            content_type=resp.headers.get("content-type"),
+            content_encoding=resp.headers.get("content-encoding"),
+            headers=list(resp.headers.items(multi=True)),
+            path=req.path,
+        )
+        passed = bool(flow.metadata.get("malwaresnipper_pass"))
+        if eff.mode == "monitor" or passed:
+            self._spawn(self._scan(info, raw, block=False))
+            return
+        await self._scan_and_maybe_block(flow, info, raw)
+
+    async def _scan_and_maybe_block(self, flow: http.HTTPFlow, info: _FlowInfo, raw: bytes) -> None:
+        eff = self.effective
+        assert eff is not None and flow.response is not None
+        deadline = time.monotonic() + eff.budget_s
+        task = asyncio.create_task(self._scan(info, raw, block=True))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(task), timeout=max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            outcome = _Outcome(error="timeout")
+        if outcome is None:  # not HTML/JS, or not scannable: untouched
+            return
+        if outcome.error is not None:
+            if eff.fail_closed:
+                self.count("fail_closed")
+                log.warning("malwaresnipper: %s blocked because its scan did not finish (%s) and fail_closed is set",
+                            info.url[:300], outcome.error)
+                reason = f"The scan did not finish ({outcome.error}) and this gateway blocks unscanned content."
+                if outcome.kind == "js":
+                    flow.response = _inert_response(info.url, [reason], outcome.scan_id)
+                else:
+                    flow.response = self._block_response(flow, url=info.url, reasons=[("unscanned", reason)],
+                                                         risk=None, classification=None, scan_id=outcome.scan_id)
+            else:
+                self.count("fail_open")
+                log.warning("malwaresnipper: %s passed unscanned (%s)", info.url[:300], outcome.error)
+                flow.response.headers[HEADER] = f"unscanned; reason={outcome.error}"
+            return
+        verdict = outcome.verdict
+        assert verdict is not None
+        if not verdict.is_malicious:
+            flow.response.headers[HEADER] = f"{verdict.threat_level.value}; risk={verdict.risk_score:.1f}"
+            return
+        reasons = _reasons(verdict)
+        if outcome.kind == "js":
+            self.count("blocked_script")
+            flow.response = _inert_response(info.url, [t for _, t in reasons], outcome.scan_id)
+            log.warning("malwaresnipper: blocked script %s (%s)", info.url[:300], verdict.classification)
+        else:
+            self.count("blocked_page")
+            flow.response = self._block_response(flow, url=info.url, reasons=reasons, risk=verdict.risk_score,
+                                                 classification=verdict.classification, scan_id=outcome.scan_id)
+            log.warning("malwaresnipper: blocked page %s (%s, risk %.1f)", info.url[:300],
+                        verdict.classification, verdict.risk_score)
+
+    async def _scan(self, info: _FlowInfo, raw: bytes, *, block: bool) -> _Outcome | None:
+        """Decode, build the capture, submit; the verdict or an error (None: nothing to scan)."""
+        eff = self.effective
+        assert eff is not None
+        try:
+            args = dict(content_type=info.content_type, content_encoding=info.content_encoding,
+                        url_path=info.path, fetch_dest=info.fetch_dest, cap=eff.max_body_bytes)
+            if len(raw) > THREAD_DECODE_BYTES or info.content_encoding:
+                body = await asyncio.to_thread(decode_body, raw, **args)
+            else:
+                body = decode_body(raw, **args)
+        except BodyTooLarge:
+            self.count("unscanned_too_large")
+            return None
+        except DecodeError as exc:
+            self.count("unscanned_decode_error")
+            log.warning("malwaresnipper: could not decode %s: %s; passed unscanned", info.url[:300], exc)
+            return None
+        if body is None:
+            self.count("unscanned_not_html_js")
+            return None
+        capture = self._capture(info, body)
+        if capture is None:
+            return None
+        self.count(f"scanned_{body.kind}")
+        page = self.linker.page_for(referer=info.referer, client_id=info.client_id) if body.kind == "js" else None
+        try:
+            job = await self.service.submit(capture, method="PROXY", block_on_malicious=block,
+                                            page_scan_id=page.scan_id if page else None)
+        except Exception as exc:  # noqa: BLE001 - the store or the pool is unwell: traffic goes on
+            log.warning("malwaresnipper: could not submit %s: %s", info.url[:300], exc)
+            return _Outcome(kind=body.kind, error="error")
+        if getattr(job, "deduplicated", False):
+            self.count("deduplicated")
+        if body.kind == "html":
+            self.linker.page_seen(info.url, info.client_id, job.scan_id)
+        try:
+            verdict = await job.verdict()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - ScanTimeout, ScanFailed
+            name = type(exc).__name__.lower()
+            return _Outcome(kind=body.kind, scan_id=job.scan_id, error="timeout" if "timeout" in name else "error")
+        self._log_verdict(info, body.kind, verdict, job.scan_id, page)
+        return _Outcome(kind=body.kind, scan_id=job.scan_id, verdict=verdict)
+
+    def _capture(self, info: _FlowInfo, body: DecodedBody) -> Capture | None:
+        eff = self.effective
+        assert eff is not None
+        try:
+            if body.kind == "html":
+                self.linker.page_seen(info.url, info.client_id, None)
+                return build_capture(info.url, body, headers=info.headers, content_type=info.content_type,
+                                     limits=eff.settings.engine.capture_limits(),
+                                     known_scripts=self.linker.known_scripts(body.text, info.url))
+            self.linker.script_seen(info.url, body.text)
+            page = self.linker.page_for(referer=info.referer, client_id=info.client_id)
+            extra = {"page_url": page.url, "page_scan_id": page.scan_id} if page else None
+            return build_capture(info.url, body, headers=info.headers, content_type=info.content_type,
+                                 limits=eff.settings.engine.capture_limits(),
+                                 page_url=page.url if page else None, extra=extra)
+        except CaptureError as exc:
+            self.count("unscanned_bad_capture")
+            log.warning("malwaresnipper: cannot scan %s: %s", info.url[:300], exc)
+            return None
+
+    def _log_verdict(self, info: _FlowInfo, kind: str, verdict: Verdict, scan_id: str, page: Any) -> None:
+        if verdict.threat_level is ThreatLevel.BENIGN:
+            log.debug("malwaresnipper: %s BENIGN (risk %.1f)", info.url[:300], verdict.risk_score)
+            return
+        top = verdict.indicators[0].title if verdict.indicators else ""
+        where = f" loaded by page {page.url[:300]}" if kind == "js" and page else ""
+        log.warning("malwaresnipper: %s %s%s %s (risk %.1f, %s; scan %s): %s",
+                    "script" if kind == "js" else "page", info.url[:300], where, verdict.threat_level.value,
+                    verdict.risk_score, verdict.classification, scan_id, top)
+
+    async def _record_url_only(self, url: str) -> None:
+        """Record a request-time block in the history (a URL-only scan with block flag)."""
+        if self.service is None:
+            return
+        try:
+            capture = Capture.build(url, source=Source.PROXY)
+            job = await self.service.submit(capture, method="PROXY", block_on_malicious=True)
+            await job.verdict()
+        except Exception:  # noqa: BLE001
+            log.debug("could not record the blocked request %s", url, exc_info=True)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _block_response(self, flow: http.HTTPFlow, *, url: str, reasons: list[tuple[str, str]],
+                        risk: float | None, classification: str | None, scan_id: str | None) -> http.Response:
+        token = self.bypass.mint(url, _client_of(flow))
+        page = blockpage.render_block_page(
+            url=url, reasons=reasons, risk_score=risk, classification=classification, token=token,
+            referer=flow.request.headers.get("referer"), scan_id=scan_id,
+        )
+        return http.Response.make(403, page.encode("utf-8"), {
+            "Content-Type": "text/html; charset=utf-8",
+            "Content-Security-Policy": blockpage.BLOCK_PAGE_CSP,
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+            "X-Content-Type-Options": "nosniff",
+            HEADER: "blocked" + (f"; scan={scan_id}" if scan_id else ""),
+        })
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_task_error)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _FlowInfo:
+    """What a scan needs from a flow, copied so the flow may move on (monitor mode)."""
+
+    url: str
+    client: str
+    client_id: str
+    referer: str | None
+    fetch_dest: str
+    content_type: str | None
+    content_encoding: str | None
+    headers: list[tuple[str, str]]
+    path: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Outcome:
+    kind: str = "html"
+    scan_id: str | None = None
+    verdict: Verdict | None = None
+    error: str | None = None
+
+
+def _reasons(verdict: Verdict, limit: int = 5) -> list[tuple[str, str]]:
+    """The top indicators as (severity, sentence), naming the script when the evidence is in one."""
+    out = []
+    for ind in verdict.indicators:
+        if ind.severity < Severity.LOW:
+            continue
+        where = next((e.location for e in ind.evidence if e.location.startswith("script") and "://" in e.location), "")
+        out.append((ind.severity.name.lower(), ind.title + (f" (in {where})" if where else "")))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _client_of(flow: http.HTTPFlow) -> str:
+    peer = flow.client_conn.peername
+    return str(peer[0]) if peer else ""
+
+
+def _notice(status: int, title: str, message: str) -> http.Response:
+    return http.Response.make(status, blockpage.render_notice(title, message).encode("utf-8"), {
+        "Content-Type": "text/html; charset=utf-8",
+        "Content-Security-Policy": blockpage.BLOCK_PAGE_CSP,
+        "Cache-Control": "no-store",
+    })
+
+
+def _inert_response(url: str, reasons: list[str], scan_id: str | None) -> http.Response:
+    body = blockpage.inert_script(url=url, reasons=reasons, scan_id=scan_id)
+    return http.Response.make(200, body.encode("utf-8"), {
+        "Content-Type": "application/javascript; charset=utf-8",
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+        HEADER: "blocked" + (f"; scan={scan_id}" if scan_id else ""),
+    })
+
+
+def _load_lists(settings: Settings, attribute: str) -> ListEntries:
+    """The engine config's allow/block list files, loaded once for request-time checks."""
+    engine = settings.engine
+    files = getattr(engine.reputation, attribute)
+    return merge([load_list_file(engine.resolve(f)) for f in files]) if files else ListEntries()
+
+
+def _format_counters(counters: Counter[str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(counters.items())) or "no traffic"
+
+
+def _log_task_error(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("malwaresnipper: background scan failed", exc_info=task.exception())

@@ -1,0 +1,122 @@
+"""Linking external scripts to the pages that loaded them.
+
+A browser fetches a page, then its scripts, as separate requests. To let a page's verdict name
+the script that made it malicious, and a script's scan point at its page, we remember:
+
+* recent pages, by URL and by client connection (with their scan ids);
+* recent script texts, by URL (bounded in total size).
+
+A script request is linked to its page by, in order: the ``Referer`` header when it names a page
+we saw, else the latest page on the same client connection (HTTP/2 multiplexes a page and its
+scripts on one connection; HTTP/1.1 browsers reuse it). ``Sec-Fetch-Dest: script`` tells us the
+request is for a script even when the content type lies.
+
+When a page arrives whose ``<script src>`` we have already seen (a reload, or another page of the
+site), the script's text goes into the page's capture, so the engine's evidence for the page names
+the script (``script https://...``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+MAX_PAGES = 2_000
+MAX_SCRIPT_BYTES = 32 * 1024 * 1024
+MAX_SCRIPTS_PER_PAGE = 20
+
+_SCRIPT_SRC = re.compile(r"""<script\b[^>]*?\bsrc\s*=\s*(?:"([^"]+)"|'([^']+)'|([^\s>]+))""", re.I)
+_BASE_HREF = re.compile(r"""<base\b[^>]*?\bhref\s*=\s*(?:"([^"]+)"|'([^']+)'|([^\s>]+))""", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class PageRef:
+    url: str
+    scan_id: str | None
+
+
+def _strip_fragment(url: str) -> str:
+    return url.split("#", 1)[0]
+
+
+def script_urls(html: str, page_url: str, limit: int = MAX_SCRIPTS_PER_PAGE) -> list[str]:
+    """Absolute URLs of the page's external scripts (http/https only), in page order."""
+    base = page_url
+    match = _BASE_HREF.search(html[:20_000])
+    if match:
+        base = urljoin(page_url, next(g for g in match.groups() if g))
+    out: list[str] = []
+    for m in _SCRIPT_SRC.finditer(html):
+        raw = next(g for g in m.groups() if g).strip()
+        try:
+            url = urljoin(base, raw)
+            if urlsplit(url).scheme not in ("http", "https"):
+                continue
+        except ValueError:
+            continue
+        url = _strip_fragment(url)
+        if url not in out:
+            out.append(url)
+        if len(out) >= limit:
+            break
+    return out
+
+
+class PageLinker:
+    """Bounded memory of recent pages and script texts (see the module docstring)."""
+
+    def __init__(self, max_pages: int = MAX_PAGES, max_script_bytes: int = MAX_SCRIPT_BYTES) -> None:
+        self.max_pages = max_pages
+        self.max_script_bytes = max_script_bytes
+        self._pages: OrderedDict[str, PageRef] = OrderedDict()
+        self._by_client: OrderedDict[str, PageRef] = OrderedDict()
+        self._scripts: OrderedDict[str, str] = OrderedDict()
+        self._script_bytes = 0
+
+    def page_seen(self, url: str, client_id: str, scan_id: str | None = None) -> None:
+        ref = PageRef(_strip_fragment(url), scan_id)
+        for table, key in ((self._pages, ref.url), (self._by_client, client_id)):
+            table[key] = ref
+            table.move_to_end(key)
+            while len(table) > self.max_pages:
+                table.popitem(last=False)
+
+    def page_for(self, *, referer: str | None, client_id: str | None) -> PageRef | None:
+        """The page a script (or sub-resource) request belongs to, or None."""
+        if referer:
+            ref = self._pages.get(_strip_fragment(referer))
+            if ref is not None:
+                return ref
+        if client_id is not None:
+            ref = self._by_client.get(client_id)
+            if ref is not None:
+                return ref
+        if referer and urlsplit(referer).scheme in ("http", "https"):
+            return PageRef(_strip_fragment(referer), None)
+        return None
+
+    def script_seen(self, url: str, text: str) -> None:
+        url = _strip_fragment(url)
+        old = self._scripts.pop(url, None)
+        if old is not None:
+            self._script_bytes -= len(old)
+        if len(text) > self.max_script_bytes // 4:
+            return
+        self._scripts[url] = text
+        self._script_bytes += len(text)
+        while self._script_bytes > self.max_script_bytes and self._scripts:
+            _, dropped = self._scripts.popitem(last=False)
+            self._script_bytes -= len(dropped)
+
+    def known_scripts(self, html: str, page_url: str) -> list[dict[str, object]]:
+        """The page's external scripts whose text we already have, as Capture script mappings."""
+        if not self._scripts:
+            return []
+        out: list[dict[str, object]] = []
+        for url in script_urls(html, page_url):
+            text = self._scripts.get(url)
+            if text is not None:
+                out.append({"url": url, "text": text, "inline": False})
+        return out

@@ -1,0 +1,170 @@
+"""``malwaresnipper run`` (the whole gateway) and ``malwaresnipper ca`` (the proxy's CA).
+
+``run`` starts mitmproxy in-process (its ``DumpMaster``) with the gateway addon; the addon's
+``running`` hook starts the API, dashboard, event stream, store and scan workers, so ``run`` and
+``mitmdump -s addon/malwaresnipper.py`` behave the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..engine.errors import MalwareSnipperError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser(
+        "run",
+        help="run the gateway: proxy, API + dashboard and event stream",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--config", help="a malwaresnipper.toml (default: ./malwaresnipper.toml if present)")
+    run.add_argument("--mode", choices=["monitor", "block"], help="override [proxy] mode")
+    run.add_argument("--listen-host", help="proxy address (default 127.0.0.1)")
+    run.add_argument("--listen-port", type=int, help="proxy port (default 8080)")
+    run.add_argument("--api-port", type=int, help="API and dashboard port (default 5000)")
+    run.add_argument("--events-port", type=int, help="event stream port (default 8765)")
+    run.add_argument("--confdir", help="mitmproxy confdir holding the CA (default: certs/)")
+    run.add_argument("--set", dest="setoptions", action="append", default=[], metavar="OPTION=VALUE",
+                     help="any other mitmproxy option, as with mitmdump --set (repeatable)")
+    run.set_defaults(func=run_command)
+
+    ca = sub.add_parser("ca", help="print the proxy CA's path and fingerprints (creating it if missing)")
+    ca.add_argument("--config", help="a malwaresnipper.toml (default: ./malwaresnipper.toml if present)")
+    ca.add_argument("--confdir", help="mitmproxy confdir (default: certs/)")
+    ca.set_defaults(func=ca_command)
+
+
+def _confdir(args: argparse.Namespace, settings: Any) -> Path:
+    from ..addon.certs import default_confdir
+
+    chosen = args.confdir or settings.proxy.confdir
+    return Path(chosen).expanduser() if chosen else default_confdir(settings.data_path)
+
+
+def ca_command(args: argparse.Namespace) -> int:
+    from ..addon.certs import ensure_ca
+    from ..settings import load_settings
+
+    try:
+        settings = load_settings(args.config)
+        info = ensure_ca(_confdir(args, settings))
+    except (MalwareSnipperError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"CA certificate: {info.cert_path}")
+    print(f"SHA-256 fingerprint: {info.sha256_fingerprint}")
+    print(f"SPKI sha256 (base64): {info.spki_sha256_b64}")
+    print(f"  chromium --ignore-certificate-errors-spki-list={info.spki_sha256_b64} ...")
+    return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from ..addon.certs import ensure_ca
+    from ..settings import load_settings
+
+    try:
+        config_path = Path(args.config) if args.config else (Path("malwaresnipper.toml") if Path("malwaresnipper.toml").exists() else None)
+        settings = load_settings(config_path)
+        confdir = _confdir(args, settings)
+        ca = ensure_ca(confdir)
+    except (MalwareSnipperError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_run(args, settings, config_path, confdir, ca))
+    except MalwareSnipperError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _run(args: argparse.Namespace, settings: Any, config_path: Path | None, confdir: Path, ca: Any) -> int:
+    import logging
+
+    from mitmproxy import exceptions, options
+    from mitmproxy.tools.dump import DumpMaster
+
+    from ..addon.gateway import Gateway
+
+    logging.getLogger().setLevel(logging.INFO)
+    opts = options.Options(
+        listen_host=args.listen_host or settings.proxy.listen_host,
+        listen_port=args.listen_port or settings.proxy.listen_port,
+        confdir=str(confdir),
+    )
+    master = DumpMaster(opts, with_termlog=True, with_dumper=False)
+    gateway = Gateway()
+    announcer = _Announcer(gateway, ca)
+    master.addons.add(gateway, announcer)
+    updates: dict[str, Any] = {}
+    if config_path is not None:
+        updates["malwaresnipper_config"] = str(config_path.resolve())
+    if args.mode:
+        updates["malwaresnipper_mode"] = args.mode
+    if args.api_port is not None:
+        updates["malwaresnipper_api_port"] = args.api_port
+    if args.events_port is not None:
+        updates["malwaresnipper_events_port"] = args.events_port
+    try:
+        if updates:
+            opts.update(**updates)
+        if args.setoptions:
+            opts.set(*args.setoptions)
+    except exceptions.OptionsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, master.shutdown)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
+            pass
+    await master.run()
+    return 0 if announcer.started else 1
+
+
+class _Announcer:
+    """Prints where everything listens once the gateway is up (runs after the gateway's hook)."""
+
+    def __init__(self, gateway: Any, ca: Any) -> None:
+        self.gateway = gateway
+        self.ca = ca
+        self.started = False
+
+    def running(self) -> None:
+        from mitmproxy import ctx
+
+        self.started = True
+        host, port = ctx.options.listen_host or "127.0.0.1", ctx.options.listen_port
+        eff = self.gateway.effective
+        running = self.gateway.services
+        proxy = f"http://{host}:{port}"
+        lines = [
+            "",
+            f"MalwareSnipper gateway ({eff.mode if eff else '?'} mode)",
+            f"  proxy            {proxy}",
+        ]
+        if running is not None and running.api_url:
+            lines.append(f"  API + dashboard  {running.api_url}/   (token: `malwaresnipper token`)")
+            lines.append(f"  event stream     {running.events_url}")
+        elif running is None:
+            lines.append("  scan services    NOT running (see the errors above); traffic passes unscanned")
+        lines += [
+            f"  CA certificate   {self.ca.cert_path}",
+            f"  CA SPKI sha256   {self.ca.spki_sha256_b64}",
+            "",
+            "Point a browser at the proxy:",
+            f"  chromium --proxy-server={proxy} --ignore-certificate-errors-spki-list={self.ca.spki_sha256_b64}",
+            f"  curl --proxy {proxy} --cacert {self.ca.cert_path} https://example.com/",
+            "  Firefox: Settings > Network Settings > Manual proxy "
+            f"{host}:{port} (also for HTTPS), then import the CA (see certs/README.md).",
+            "Press Ctrl-C to stop.",
+            "",
+        ]
+        print("\n".join(lines), flush=True)

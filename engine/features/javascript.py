@@ -1,0 +1,610 @@
+"""Static features of one script: style and behaviour numbers, keyword counts and match offsets.
+
+The javascript layer scores these numbers with rules and the ml layer feeds :meth:`JsFeatures.vector`
+to a model, so both read one extraction. The numbers are chosen to separate *obfuscation* (escaped
+and encoded strings, char-code arrays, ``_0x`` names, packer and encoder families) from
+*minification* (short names and long lines with ordinary strings), because minified library code is
+the commonest false positive of naive JavaScript heuristics.
+
+Speed matters more than precision here: a gateway scans every script of every page. The extractor
+therefore works on the UTF-8 bytes with a handful of C-speed passes: one ``numpy.bincount`` for the
+byte histogram, one Aho-Corasick pass over the lower-cased bytes for all keywords (case-insensitive,
+so ``WScript`` and ``wscript`` count alike), one regular expression for string literals,
+``bytes.count`` for frequent two-byte patterns, and identifier statistics on a bounded sample.
+It never executes anything and never raises.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+import re
+
+import ahocorasick
+import numpy as np
+
+#: Keyword groups counted case-insensitively in one Aho-Corasick pass. Names are stable: they are
+#: feature names (``kw_<name>``) and the layer refers to them. Patterns are lower-case.
+KEYWORDS: dict[str, tuple[str, ...]] = {
+    # sinks
+    "eval": ("eval(", "eval (", "eval\t("),
+    # ``new function(){}`` is ordinary code; ``new Function(...)`` is counted case-sensitively apart.
+    "function_ctor": ('function("', "function('"),
+    "string_timer": ('settimeout("', "settimeout('", 'setinterval("', "setinterval('",
+                     "settimeout( \"", "settimeout( '"),
+    "document_write": ("document.write", ".writeln("),
+    "unescape": ("unescape(",),
+    "atob": ("atob(",),
+    "fromcharcode": ("fromcharcode",),
+    "charcodeat": ("charcodeat",),
+    "decodeuri": ("decodeuricomponent(", "decodeuri("),
+    "parseint": ("parseint(",),
+    "tostring_radix": (".tostring(36)", ".tostring(16)", ".tostring(2)"),
+    "constructor_access": ('"constructor"', "'constructor'", ".constructor("),
+    "replace": (".replace(",),
+    "substr": (".substr(", ".substring(", ".slice("),
+    "split": (".split(",),
+    "reverse": (".reverse()",),
+    "split_empty": ('split("")', "split('')"),
+    "join_empty": ('join("")', "join('')"),
+    # encoder and packer families
+    "packer": ("eval(function(p,a,c,k,e,", "eval(function (p,a,c,k,e,", "eval(function(p, a, c, k, e,"),
+    "jsfuck": ("[][(![]+[])", "(![]+[])[", "!+[]+!+[]", "(+[![]]+[])", "[]+[]+[]"),
+    "aaencode": ("\uff9f\u03c9\uff9f\uff89", "\uff9f\u0414\uff9f", "\uff9f\u0434\uff9f", "\uff9f\uff70\uff9f"),
+    "jjencode": ("$={___:++$", "=~[];", "$$$$:(![]+\"\")"),
+    "hex_name": ("_0x",),
+    "obfuscator_rotate": ("['push'](", '["push"](', "['shift']()", '["shift"]()', "'push'](_0x", "'shift']()"),
+    "debugger": ("debugger",),
+    # Windows script host droppers (and reversed spellings that droppers use to hide them)
+    "activex": ("activexobject",),
+    # "wscript" alone would match "newScript"; these spellings need a boundary before the name.
+    "wscript": tuple(b + "wscript" + a for b in " \t\n(=;{},+[!&|?:" for a in ".[=)")
+    + ('"wscript', "'wscript"),
+    "wscript_shell": ("wscript.shell", "shell.application"),
+    "adodb": ("adodb.stream", "adodb.", '"adodb"', "'adodb'", "%22adodb%22", "adodb.recordset"),
+    "fso": ("scripting.filesystemobject", "filesystemobject"),
+    "msxml": ("msxml2.xmlhttp", "microsoft.xmlhttp", "winhttp.winhttprequest", "serverxmlhttp"),
+    "savetofile": (".savetofile", '"savetofile', "'savetofile", ".createtextfile", ".loadfromfile",
+                   "responsebody)", "responsebody;", ".responsebody,"),
+    "shell_run": ("%temp%", "expandenvironmentstrings", "getspecialfolder", ".exe\"", ".exe'",
+                  "cmd.exe", "cmd /c", "powershell", "rundll32", "regsvr32", "%appdata%"),
+    "run_call": (".run(", ".exec(", ".shellexecute("),
+    "cc_on": ("@cc_on",),
+    "reversed_code": ("noitcnuf", "nruter ", "nruter\t", "tcejbo", "edocrahcmorf", "gnirts"),
+    "reversed_marker": ("tpircsw", "tcejboxevitca", "maerts.bdoda", "ptthlmx", "tcejbometsyselif",
+                        "eliftevas", "llehs.tpircs"),
+    # page manipulation
+    "iframe": ("iframe",),
+    "create_iframe": ("createelement('iframe')", 'createelement("iframe")', "createelement(`iframe`)"),
+    "create_script": ("createelement('script')", 'createelement("script")', "createelement(`script`)"),
+    "markup_script": ("<script", "%3cscript", "\\x3cscript", "\\u003cscript", "</scr"),
+    "markup_iframe": ("<iframe", "%3ciframe", "\\x3ciframe", "\\u003ciframe"),
+    "hidden_style": ("visibility:hidden", "visibility: hidden", "visibility='hidden'",
+                     'visibility="hidden"', "visibility = 'hidden'", 'visibility = "hidden"',
+                     "display:none", "display: none", "display='none'", 'display="none"'),
+    "zero_size": ("width=0", "width='0'", 'width="0"', "width = 0", "width=1 ", 'width="1"',
+                  "height=0", "height='0'", 'height="0"', "height = 0", 'height="1"',
+                  "width:0", "height:0", "width: 0", "height: 0", "left:-", "top:-"),
+    "location_assign": ("location.href=", "location.href =", "location=", "location =",
+                        "location.replace(", "location.assign(", ".location.href", "top.location",
+                        "window.location", "document.location", "window.open("),
+    "cookie": ("document.cookie",),
+    "user_agent": ("navigator.useragent",),
+    "referrer": ("document.referrer",),
+    # network
+    "xhr": ("xmlhttprequest",),
+    "fetch": ("fetch(",),
+    "beacon": ("sendbeacon",),
+    "websocket": ("websocket",),
+    "new_image": ("new image", "new image("),
+    "src_assign": (".src=", ".src ="),
+    "post": ('"post"', "'post'"),
+    "ajax": ("$.ajax", "jquery.ajax", "$.post(", "$.get(", "jquery.post("),
+    "url_literal": ("http://", "https://", "//"),
+    # keys and forms
+    "key_listener": ("keydown", "keypress", "keyup", "onkeydown", "onkeypress", "onkeyup"),
+    "key_code": ("keycode", ".which", ".charcode", "e.key", "event.key"),
+    "card_field": ("cc_number", "cardnumber", "card_number", "card-number", "cc-number", "cc_num",
+                   "card_num", "cc_cid", "cc_exp", "credit_card", "securitycode", "security_code",
+                   "exp_month", "expmonth", "cc_type", "[cc_", "payment[", "card_holder", "cardholder",
+                   "creditcardnumber", "card_code", "cardcode"),
+    "card_cvv": ("cvv", "cvc", "cvn", "cc_cid", "creditcard", "ccnum"),
+    "checkout": ("checkout", "onestepcheckout", "billing", "firecheckout"),
+    "form_read": (".value", "queryselectorall(", "getelementsbytagname(", "serialize(", "formdata"),
+    "serialize": ("btoa(", "json.stringify(", "encodeuricomponent(", "escape("),
+    "submit_hook": ("onsubmit", "'submit'", '"submit"', "onclick", "'click'", '"click"', "mousedown"),
+    # mining
+    "miner": ("coinhive", "coin-hive", "cryptonight", "cryptoloot", "crypto-loot", "webminerpool",
+              "deepminer", "coinimp", "jsecoin", "minero.cc", "stratum+tcp", "authedmine",
+              "coinhave", "minergate", "webmr.js", "ppoi.org", "xmrig", "mineralt"),
+    "miner_weak": ("hashespersecond", "monero", "cryptonote", "webminer", "totalhashes", "_sitekey"),
+    "wasm": ("webassembly",),
+    "worker": ("new worker(", "new worker ("),
+    "throttle": ("throttle",),
+    # exploit kits
+    "shellcode": ("%u9090", "%u0c0c", "%u0d0d", "%u4141", "0x0c0c0c0c", "0x0d0d0d0d", "shellcode",
+                  "heapspray", "spray", "nopslide"),
+    "plugin_probe": ("plugindetect", "shockwaveflash", "application/x-shockwave-flash",
+                     "javawebstart", "agcontrol.agcontrol", "clsid:", "<applet", "<object",
+                     "silverlight", "java.lang", "navigator.plugins", "deployjava",
+                     "application/x-java", "acropdf", "pdf.pdfctrl"),
+    "vbscript": ("vbscript", "execscript"),
+}
+
+#: Names of the numeric features, in a stable order (kw_* counts follow in KEYWORDS order).
+NUMERIC_NAMES: tuple[str, ...] = (
+    "log_length",
+    "lines",
+    "avg_line_length",
+    "max_line_length_log",
+    "whitespace_ratio",
+    "char_entropy",
+    "non_ascii_ratio",
+    "digit_ratio",
+    "upper_ratio",
+    "punct_ratio",
+    "jsfuck_char_ratio",
+    "semicolon_density",
+    "comma_density",
+    "paren_density",
+    "bracket_density",
+    "plus_density",
+    "percent_density",
+    "backslash_density",
+    "string_count_density",
+    "string_chars_ratio",
+    "string_entropy",
+    "longest_string_log",
+    "longest_string_entropy",
+    "long_string_count",
+    "long_string_chars_ratio",
+    "hex_string_chars_ratio",
+    "base64_string_chars_ratio",
+    "escape_hex_density",
+    "escape_unicode_density",
+    "escape_percent_u_density",
+    "escape_density",
+    "ascii_escape_density",
+    "charcode_list_density",
+    "bracket_string_density",
+    "string_concat_density",
+    "new_function_log",
+    "identifier_avg_length",
+    "identifier_max_length_log",
+    "identifier_short_ratio",
+    "identifier_long_ratio",
+    "identifier_unique_ratio",
+    "identifier_digit_ratio",
+    "identifier_case_switch_ratio",
+    "identifier_random_ratio",
+    "hex_name_density",
+    "comment_density",
+)
+
+_HEX_BYTES = b"0123456789abcdefABCDEF"
+_B64_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_"
+_STRING_RE = re.compile(
+    rb'"[^"\\\n]*(?:\\.[^"\\\n]*)*"|\'[^\'\\\n]*(?:\\.[^\'\\\n]*)*\''
+)
+#: Byte classes for identifier statistics: 0 other, 1 digit, 2 lower, 3 upper, 4 ``_``/``$``.
+_CHAR_CLASS = np.array(
+    [1 if 48 <= c <= 57 else 2 if 97 <= c <= 122 else 3 if 65 <= c <= 90 else 4 if c in (95, 36) else 0
+     for c in range(256)],
+    dtype=np.uint8,
+)
+_IDENT_KEEP = set(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_$")
+#: Maps every byte that cannot be in an ASCII identifier to a space (one translate, one split).
+_IDENT_TABLE = bytes(c if c in _IDENT_KEEP else 32 for c in range(256))
+#: Maps every digit to ``0`` so that ``0,0`` counts numeric list items in one ``count`` call.
+_DIGIT_TABLE = bytes.maketrans(b"123456789", b"000000000")
+_JSFUCK_BYTES = np.frombuffer(b"[]()!+", dtype=np.uint8)
+_PUNCT_BYTES = np.frombuffer(b"[](){};,.+-*/%=!<>&|^~?:\\'\"", dtype=np.uint8)
+_WS_BYTES = np.frombuffer(b" \t\r\n", dtype=np.uint8)
+#: Identifier statistics look at most this many bytes, in evenly spaced chunks (bounded cost).
+IDENT_SAMPLE_BYTES = 96_000
+_IDENT_CHUNKS = 6
+#: Strings at least this long are "long" (payloads, embedded data).
+LONG_STRING = 256
+
+
+def _build_automaton() -> tuple[ahocorasick.Automaton, tuple[str, ...]]:
+    names = tuple(KEYWORDS)
+    automaton = ahocorasick.Automaton()
+    for index, name in enumerate(names):
+        for pattern in KEYWORDS[name]:
+            # Matching runs over lower-cased UTF-8 bytes viewed as latin-1, so patterns must too.
+            key = pattern.encode("utf-8").lower().decode("latin-1")
+            automaton.add_word(key, (index, len(key)))
+    automaton.make_automaton()
+    return automaton, names
+
+
+_AUTOMATON, _KW_NAMES = _build_automaton()
+
+
+@dataclass(frozen=True, slots=True)
+class JsFeatures:
+    """What the extractor measured on one script.
+
+    Counts are raw; :meth:`vector` turns them into length-independent numbers for models.
+    Offsets (``first``, ``longest_string_offset``, ...) are character offsets into the script
+    text, for evidence; -1 means "not found".
+    """
+
+    length: int = 0
+    byte_length: int = 0
+    lines: int = 0
+    max_line_length: int = 0
+    whitespace: int = 0
+    char_entropy: float = 0.0
+    non_ascii: int = 0
+    digits: int = 0
+    upper: int = 0
+    punct: int = 0
+    jsfuck_chars: int = 0
+    semicolons: int = 0
+    commas: int = 0
+    parens: int = 0
+    brackets: int = 0
+    plus: int = 0
+    percent: int = 0
+    backslash: int = 0
+    string_count: int = 0
+    string_chars: int = 0
+    string_entropy: float = 0.0
+    longest_string: int = 0
+    longest_string_offset: int = -1
+    longest_string_entropy: float = 0.0
+    longest_string_code_ratio: float = 0.0
+    longest_string_is_data_uri: bool = False
+    long_string_count: int = 0
+    long_string_chars: int = 0
+    hex_string_chars: int = 0
+    base64_string_chars: int = 0
+    escape_hex: int = 0
+    escape_unicode: int = 0
+    escape_unicode_ascii: int = 0
+    escape_percent_u: int = 0
+    escape_offset: int = -1
+    charcode_list_items: int = 0
+    charcode_list_offset: int = -1
+    bracket_string: int = 0
+    new_function: int = 0
+    string_concat: int = 0
+    identifier_count: int = 0
+    identifier_avg_length: float = 0.0
+    identifier_max_length: int = 0
+    identifier_short_ratio: float = 0.0
+    identifier_long_ratio: float = 0.0
+    identifier_unique_ratio: float = 0.0
+    identifier_digit_ratio: float = 0.0
+    identifier_case_switch_ratio: float = 0.0
+    identifier_random_ratio: float = 0.0
+    comments: int = 0
+    keyword_counts: Mapping[str, int] = field(default_factory=dict)
+    first: Mapping[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    def count(self, name: str) -> int:
+        """How often keyword group ``name`` matched (0 when absent)."""
+        return self.keyword_counts.get(name, 0)
+
+    def offset(self, name: str) -> int:
+        """Character offset of the first match of keyword group ``name``, or -1."""
+        return self.first.get(name, -1)
+
+    @property
+    def is_minified_style(self) -> bool:
+        """Long lines of short names: how bundlers write, not a sign of intent."""
+        return self.length > 2000 and (self.length / max(1, self.lines)) > 300
+
+    def vector(self) -> dict[str, float]:
+        """Length-independent numbers with stable names, for models (see NUMERIC_NAMES)."""
+        n = float(max(1, self.length))
+        kb = n / 1000.0
+        nonws = float(max(1, self.length - self.whitespace))
+        s = float(max(1, self.string_chars))
+        values: dict[str, float] = {
+            "log_length": math.log1p(self.length),
+            "lines": math.log1p(self.lines),
+            "avg_line_length": math.log1p(self.length / max(1, self.lines)),
+            "max_line_length_log": math.log1p(self.max_line_length),
+            "whitespace_ratio": self.whitespace / n,
+            "char_entropy": self.char_entropy,
+            "non_ascii_ratio": self.non_ascii / max(1, self.byte_length),
+            "digit_ratio": self.digits / nonws,
+            "upper_ratio": self.upper / nonws,
+            "punct_ratio": self.punct / nonws,
+            "jsfuck_char_ratio": self.jsfuck_chars / nonws,
+            "semicolon_density": self.semicolons / kb,
+            "comma_density": self.commas / kb,
+            "paren_density": self.parens / kb,
+            "bracket_density": self.brackets / kb,
+            "plus_density": self.plus / kb,
+            "percent_density": self.percent / kb,
+            "backslash_density": self.backslash / kb,
+            "string_count_density": self.string_count / kb,
+            "string_chars_ratio": self.string_chars / n,
+            "string_entropy": self.string_entropy,
+            "longest_string_log": math.log1p(self.longest_string),
+            "longest_string_entropy": self.longest_string_entropy,
+            "long_string_count": math.log1p(self.long_string_count),
+            "long_string_chars_ratio": self.long_string_chars / n,
+            "hex_string_chars_ratio": self.hex_string_chars / s,
+            "base64_string_chars_ratio": self.base64_string_chars / s,
+            "escape_hex_density": self.escape_hex / kb,
+            "escape_unicode_density": self.escape_unicode / kb,
+            "escape_percent_u_density": self.escape_percent_u / kb,
+            "escape_density": self.escape_density,
+            "ascii_escape_density": self.ascii_escape_density,
+            "charcode_list_density": self.charcode_list_items / kb,
+            "bracket_string_density": self.bracket_string / kb,
+            "string_concat_density": self.string_concat / kb,
+            "new_function_log": math.log1p(self.new_function),
+            "identifier_avg_length": self.identifier_avg_length,
+            "identifier_max_length_log": math.log1p(self.identifier_max_length),
+            "identifier_short_ratio": self.identifier_short_ratio,
+            "identifier_long_ratio": self.identifier_long_ratio,
+            "identifier_unique_ratio": self.identifier_unique_ratio,
+            "identifier_digit_ratio": self.identifier_digit_ratio,
+            "identifier_case_switch_ratio": self.identifier_case_switch_ratio,
+            "identifier_random_ratio": self.identifier_random_ratio,
+            "hex_name_density": self.count("hex_name") / kb,
+            "comment_density": self.comments / kb,
+        }
+        for name in _KW_NAMES:
+            values[f"kw_{name}"] = math.log1p(self.count(name))
+        return values
+
+    @property
+    def escape_density(self) -> float:
+        """Fraction of the script written as ``\\xNN``, ``\\uNNNN`` or ``%uNNNN`` escapes."""
+        escaped = 4 * self.escape_hex + 6 * (self.escape_unicode + self.escape_percent_u)
+        return min(1.0, escaped / max(1, self.length))
+
+    @property
+    def ascii_escape_density(self) -> float:
+        """Like :attr:`escape_density`, but only escapes that can spell ASCII (``\\x41``,
+        ``\\u0041``, ``%u0041``): obfuscators hide code that way, while translation files escape
+        non-Latin text (``\\u4e2d``), which is not a sign of intent."""
+        escaped = 4 * self.escape_hex + 6 * (self.escape_unicode_ascii + self.escape_percent_u)
+        return min(1.0, escaped / max(1, self.length))
+
+
+def feature_names() -> tuple[str, ...]:
+    """Every key of :meth:`JsFeatures.vector`, in order."""
+    return NUMERIC_NAMES + tuple(f"kw_{name}" for name in _KW_NAMES)
+
+
+def extract_js_features(text: str) -> JsFeatures:
+    """Measure ``text``; never raises (an internal failure yields empty features with ``error``)."""
+    try:
+        return _extract(text if isinstance(text, str) else str(text))
+    except Exception as exc:  # noqa: BLE001 - a feature bug must not break a scan
+        return JsFeatures(length=len(text) if isinstance(text, str) else 0, error=f"{type(exc).__name__}: {exc}")
+
+
+def _entropy(counts: np.ndarray) -> float:
+    total = counts.sum()
+    if total <= 0:
+        return 0.0
+    p = counts[counts > 0] / total
+    return float(-(p * np.log2(p)).sum())
+
+
+def _byte_hist(data: bytes) -> np.ndarray:
+    return np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)
+
+
+def _extract(text: str) -> JsFeatures:
+    data = text.encode("utf-8", errors="surrogatepass")
+    n = len(data)
+    if n == 0:
+        return JsFeatures()
+    ascii_only = n == len(text)
+
+    hist = _byte_hist(data)
+    whitespace = int(hist[_WS_BYTES].sum())
+    lines = int(hist[10]) + 1
+    max_line = max(map(len, data.split(b"\n"))) if lines > 1 else n
+
+    # -- keywords: one Aho-Corasick pass over the lower-cased bytes ------------------------------
+    lowered = data.lower().decode("latin-1")
+    counts = [0] * len(_KW_NAMES)
+    first = [-1] * len(_KW_NAMES)
+    for end, (index, length) in _AUTOMATON.iter(lowered):
+        if counts[index] == 0:
+            first[index] = end - length + 1
+        counts[index] += 1
+
+    # -- string literals -------------------------------------------------------------------------
+    literals = _STRING_RE.findall(data)
+    lengths = [len(lit) - 2 for lit in literals]
+    string_chars = sum(lengths)
+    string_entropy = _entropy(_byte_hist(b"".join(literals))) if literals else 0.0
+    longest = max(lengths) if lengths else 0
+    longest_offset = -1
+    longest_entropy = 0.0
+    longest_code_ratio = 0.0
+    longest_is_data = False
+    long_count = long_chars = hex_chars = b64_chars = 0
+    if longest > 0:
+        long_lits = [lit for lit, ln in zip(literals, lengths) if ln >= LONG_STRING]
+        long_count = len(long_lits)
+        long_chars = sum(len(lit) - 2 for lit in long_lits)
+        for lit in long_lits or [lit for lit, ln in zip(literals, lengths) if ln >= 32]:
+            body = lit[1:-1]
+            if body[:5].lower() == b"data:":
+                continue
+            if not body.translate(None, _HEX_BYTES):
+                hex_chars += len(body)
+            elif len(body.translate(None, _B64_BYTES)) <= len(body) // 50:
+                b64_chars += len(body)
+        longest_lit = literals[lengths.index(longest)]
+        longest_offset = data.find(longest_lit)
+        body = longest_lit[1:-1]
+        longest_entropy = _entropy(_byte_hist(body))
+        code = sum(body.count(ch) for ch in (b";", b"(", b")", b"{", b"}", b"=", b" "))
+        longest_code_ratio = code / max(1, len(body))
+        longest_is_data = body[:5].lower() == b"data:" or b";base64," in body[:80]
+
+    # -- escapes, numeric lists, bracket access, string splitting -------------------------------
+    escape_hex = data.count(b"\\x")
+    escape_unicode = data.count(b"\\u")
+    escape_unicode_ascii = data.count(b"\\u00") if escape_unicode else 0
+    escape_percent_u = lowered.count("%u")
+    escape_offset = -1
+    if escape_hex or escape_unicode or escape_percent_u:
+        found = [p for p in (data.find(b"\\x"), data.find(b"\\u"), lowered.find("%u")) if p >= 0]
+        escape_offset = min(found) if found else -1
+    charcode_items = 0
+    charcode_offset = -1
+    if hist[44] and int(hist[48:58].sum()):
+        digits_collapsed = data.translate(_DIGIT_TABLE)
+        charcode_items = digits_collapsed.count(b"0,0") + digits_collapsed.count(b"0, 0")
+        if charcode_items >= 16:
+            run = b"00,00,00,00,00,00,00,00,00,00,00,00"
+            charcode_offset = digits_collapsed.find(run)
+    new_function = data.count(b"new Function(") if b"Function(" in data else 0
+    bracket_string = data.count(b'["') + data.count(b"['")
+    string_concat = data.count(b'"+"') + data.count(b"'+'") + data.count(b'" + "') + data.count(b"' + '")
+    comments = data.count(b"/*") + data.count(b"// ")
+
+    # -- identifiers, on a bounded sample ---------------------------------------------------------
+    ident = _identifier_stats(data)
+
+    upper = int(hist[65:91].sum())
+    digits = int(hist[48:58].sum())
+    offsets = [first[i] for i in range(len(_KW_NAMES)) if counts[i]]
+    extra = [longest_offset, escape_offset, charcode_offset]
+    converted = _char_offsets(data, offsets + extra) if not ascii_only else None
+
+    def conv(pos: int) -> int:
+        if pos < 0 or converted is None:
+            return pos
+        return converted[pos]
+
+    return JsFeatures(
+        length=len(text),
+        byte_length=n,
+        lines=lines,
+        max_line_length=max_line,
+        whitespace=whitespace,
+        char_entropy=_entropy(hist),
+        non_ascii=int(hist[128:].sum()),
+        digits=digits,
+        upper=upper,
+        punct=int(hist[_PUNCT_BYTES].sum()),
+        jsfuck_chars=int(hist[_JSFUCK_BYTES].sum()),
+        semicolons=int(hist[59]),
+        commas=int(hist[44]),
+        parens=int(hist[40] + hist[41]),
+        brackets=int(hist[91] + hist[93]),
+        plus=int(hist[43]),
+        percent=int(hist[37]),
+        backslash=int(hist[92]),
+        string_count=len(literals),
+        string_chars=string_chars,
+        string_entropy=string_entropy,
+        longest_string=longest,
+        longest_string_offset=conv(longest_offset),
+        longest_string_entropy=longest_entropy,
+        longest_string_code_ratio=longest_code_ratio,
+        longest_string_is_data_uri=longest_is_data,
+        long_string_count=long_count,
+        long_string_chars=long_chars,
+        hex_string_chars=hex_chars,
+        base64_string_chars=b64_chars,
+        escape_hex=escape_hex,
+        escape_unicode=escape_unicode,
+        escape_unicode_ascii=escape_unicode_ascii,
+        escape_percent_u=escape_percent_u,
+        escape_offset=conv(escape_offset),
+        charcode_list_items=charcode_items,
+        charcode_list_offset=conv(charcode_offset),
+        bracket_string=bracket_string,
+        new_function=new_function,
+        string_concat=string_concat,
+        comments=comments,
+        keyword_counts=MappingProxyType({_KW_NAMES[i]: counts[i] for i in range(len(_KW_NAMES)) if counts[i]}),
+        first=MappingProxyType({_KW_NAMES[i]: conv(first[i]) for i in range(len(_KW_NAMES)) if counts[i]}),
+        **ident,
+    )
+
+
+def _identifier_stats(data: bytes) -> dict[str, float | int]:
+    """Name statistics on at most IDENT_SAMPLE_BYTES, taken as evenly spaced chunks.
+
+    Fully vectorised (numpy over the bytes): per-token Python loops would cost more than the
+    rest of the extraction on a large bundle.
+    """
+    if len(data) > IDENT_SAMPLE_BYTES:
+        step = len(data) // _IDENT_CHUNKS
+        size = IDENT_SAMPLE_BYTES // _IDENT_CHUNKS
+        sample = b" ".join(data[i * step : i * step + size] for i in range(_IDENT_CHUNKS))
+    else:
+        sample = data
+    cls = _CHAR_CLASS[np.frombuffer(sample, dtype=np.uint8)]
+    if cls.size == 0:
+        return {}
+    ident = cls > 0
+    upper = cls == 3
+    lower = cls == 2
+    digit = cls == 1
+    padded = np.zeros(cls.size + 2, dtype=np.int8)
+    padded[1:-1] = ident
+    edges = np.diff(padded)
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1)
+    names = ~digit[starts]  # a token starting with a digit is a number, not a name
+    starts, ends = starts[names], ends[names]
+    count = int(starts.size)
+    if count == 0:
+        return {}
+    lengths = ends - starts
+    # One cumulative sum over four per-byte signals: digits, capitals, case flips, capital rises.
+    signals = np.zeros((4, cls.size + 1), dtype=np.int32)
+    signals[0, 1:] = digit
+    signals[1, 1:] = upper
+    rise = lower[:-1] & upper[1:]
+    signals[2, 2:] = rise | (upper[:-1] & lower[1:])
+    signals[3, 2:] = rise
+    cum = np.cumsum(signals, axis=1)
+    total_chars = int(lengths.sum())
+    digit_chars = int((cum[0, ends] - cum[0, starts]).sum())
+    switches = int((cum[2, ends] - cum[2, starts + 1]).sum())
+    long_names = lengths >= 8
+    generated = 0.0
+    if long_names.any():
+        ls, le, ll = starts[long_names], ends[long_names], lengths[long_names]
+        # A generated name mixes cases evenly (30-70 % capitals) and starts capital runs often;
+        # camelCase (getElementById) has few capitals, acronyms (XMLHttpRequest) one run.
+        cap_share = (cum[1, le] - cum[1, ls]) / ll
+        rise_rate = (cum[3, le] - cum[3, ls + 1]) / ll
+        generated = float(np.count_nonzero((cap_share >= 0.3) & (cap_share <= 0.7) & (rise_rate >= 0.15)) / ll.size)
+    unique = len(set(sample.translate(_IDENT_TABLE).split()))
+    return {
+        "identifier_count": count,
+        "identifier_avg_length": total_chars / count,
+        "identifier_max_length": int(lengths.max()),
+        "identifier_short_ratio": float(np.count_nonzero(lengths <= 2)) / count,
+        "identifier_long_ratio": float(np.count_nonzero(lengths >= 15)) / count,
+        "identifier_unique_ratio": min(1.0, unique / count),
+        "identifier_digit_ratio": digit_chars / max(1, total_chars),
+        "identifier_case_switch_ratio": switches / max(1, total_chars),
+        "identifier_random_ratio": generated,
+    }
+
+
+def _char_offsets(data: bytes, positions: list[int]) -> dict[int, int]:
+    """Map UTF-8 byte offsets to character offsets with one forward pass."""
+    out: dict[int, int] = {}
+    chars = 0
+    last = 0
+    for pos in sorted({p for p in positions if p >= 0}):
+        chars += len(data[last:pos].decode("utf-8", errors="ignore"))
+        last = pos
+        out[pos] = chars
+    return out

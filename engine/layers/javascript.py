@@ -1,0 +1,360 @@
+"""Layer 3: static analysis of each script (obfuscation, dangerous sinks, malicious behaviours).
+
+Each script is judged on its own: :func:`assess_script` turns the script's
+:class:`~malwaresnipper.engine.features.javascript.JsFeatures` into findings, each with a score,
+and combines them with a noisy-OR (two independent signs of obfuscation weigh more than one). The
+layer's score is the worst script's score.
+
+The hard case is minified library code: short names, long lines, ``Function("return this")``,
+numeric tables, ``fromCharCode`` in codecs. None of these is scored on its own. What scores is what
+bundlers never produce: code hidden in escapes or encoded strings and then executed, packer and
+encoder families, Windows Script Host objects, miner endpoints, card fields sent to another site.
+Nothing is ever executed; every rule reads counts and offsets the extractor already computed, and
+the few rules that look closer (iframe styling, URL hosts) do so only when a trigger matched.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from ..features.javascript import JsFeatures
+from ..results import Evidence, Indicator, LayerResult, Severity, snippet
+
+if TYPE_CHECKING:
+    from ..capture import Capture
+    from ..config import EngineConfig
+    from ..features import Features
+
+#: Evidence entries kept per indicator (one per script, the worst scripts first).
+MAX_EVIDENCE = 3
+#: Scripts below this size get the "small script does one thing" rules (redirect stubs).
+SMALL_SCRIPT = 3000
+_URL_RE = re.compile(r"""https?://([A-Za-z0-9.-]+)""")
+_HIDDEN_NEAR_IFRAME = re.compile(
+    r"""(?:width|height)\s*[=:]\s*['"]?[01](?:px)?\b|visibility\s*[=:]\s*['"]?hidden|display\s*[=:]\s*['"]?none"""
+    r"""|(?:left|top)\s*[=:]\s*['"]?-\d{3,}""",
+    re.I,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One reason a script looks malicious, before it becomes an :class:`Indicator`."""
+
+    name: str
+    title: str
+    severity: Severity
+    score: float
+    category: str
+    classification: str | None
+    offset: int = -1
+    length: int = 24
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptAssessment:
+    """A script's combined score and the findings behind it."""
+
+    score: float
+    findings: tuple[Finding, ...]
+
+
+def combine(scores: list[float]) -> float:
+    """Noisy-OR of finding scores in [0, 100]."""
+    keep = 1.0
+    for s in scores:
+        keep *= 1.0 - min(max(s, 0.0), 99.0) / 100.0
+    return 100.0 * (1.0 - keep)
+
+
+def _registrable(host: str) -> str:
+    try:
+        from ..psl import registrable_domain
+
+        return registrable_domain(host) or host
+    except Exception:  # noqa: BLE001 - a missing suffix list must not break the layer
+        parts = host.lower().rstrip(".").split(".")
+        return ".".join(parts[-2:])
+
+
+def _foreign_hosts(text: str, page_host: str, limit: int = 50) -> list[tuple[str, int]]:
+    """URL literals in ``text`` whose site differs from the page's (host, offset)."""
+    page_site = _registrable(page_host) if page_host else ""
+    out: list[tuple[str, int]] = []
+    for i, match in enumerate(_URL_RE.finditer(text)):
+        if i >= limit:
+            break
+        host = match.group(1).lower().rstrip(".")
+        if host and (not page_site or _registrable(host) != page_site):
+            out.append((host, match.start()))
+    return out
+
+
+def _iframe_hidden_offset(text: str) -> int:
+    """Offset of an iframe whose nearby code hides it (zero size, hidden, off-screen), or -1."""
+    lower = text.lower()
+    pos = lower.find("iframe")
+    for _ in range(20):
+        if pos < 0:
+            break
+        if _HIDDEN_NEAR_IFRAME.search(text, max(0, pos - 300), pos + 400):
+            return pos
+        pos = lower.find("iframe", pos + 6)
+    return -1
+
+
+_ACTIVEX_CALL = re.compile(r"ActiveXObject\s*\(\s*([\"'])?")
+
+
+def _dynamic_activex_offset(text: str) -> int:
+    """Offset of ``new ActiveXObject(expr)`` whose argument is not a plain string, or -1.
+
+    Legitimate old-IE code names its object literally ("Microsoft.XMLHTTP"); droppers compute it.
+    """
+    for i, match in enumerate(_ACTIVEX_CALL.finditer(text)):
+        if i >= 50:
+            break
+        if match.group(1) is None:
+            return match.start()
+    return -1
+
+
+def _in_string_literal(text: str, pos: int) -> bool:
+    """Whether the match at ``pos`` sits right after a quote (``"/*@cc_on!@*/false"`` idiom)."""
+    return pos > 0 and any(q in text[max(0, pos - 3) : pos] for q in ("'", '"'))
+
+
+def assess_script(text: str, f: JsFeatures, page_host: str = "") -> ScriptAssessment:
+    """All findings for one script, and their combined score."""
+    findings: list[Finding] = []
+    add = findings.append
+    c = f.count
+    kb = max(1.0, f.length / 1000.0)
+
+    # -- encoder and packer families -------------------------------------------------------------
+    if c("packer"):
+        add(Finding("packer", "Script is packed with Dean Edwards' packer (eval of a decoder)",
+                    Severity.HIGH, 60, "obfuscation", "obfuscated", f.offset("packer"), 40))
+    nonws = max(1, f.length - f.whitespace)
+    if (f.jsfuck_chars / nonws > 0.75 and nonws >= 300) or (c("jsfuck") >= 3 and f.jsfuck_chars / nonws > 0.4):
+        add(Finding("jsfuck", "Script is written in JSFuck (only []()!+ characters)",
+                    Severity.HIGH, 70, "obfuscation", "obfuscated", max(0, f.offset("jsfuck")), 40))
+    if c("aaencode") >= 2:
+        add(Finding("aaencode", "Script is encoded with aaencode (emoticon characters)",
+                    Severity.HIGH, 70, "obfuscation", "obfuscated", f.offset("aaencode"), 40))
+    if c("jjencode"):
+        add(Finding("jjencode", "Script is encoded with jjencode ($ and _ symbols)",
+                    Severity.HIGH, 70, "obfuscation", "obfuscated", f.offset("jjencode"), 40))
+    hex_names = c("hex_name")
+    if hex_names >= 20 and hex_names / kb >= 0.5:
+        rotated = c("obfuscator_rotate") > 0
+        add(Finding("obfuscator_io",
+                    "Script uses obfuscator.io-style _0x names" + (" with a rotated string array" if rotated else ""),
+                    Severity.HIGH if rotated else Severity.MEDIUM, 50 if rotated else 35,
+                    "obfuscation", "obfuscated", f.offset("hex_name"), 40))
+
+    # -- hidden strings ---------------------------------------------------------------------------
+    ascii_escapes = f.escape_hex + f.escape_unicode_ascii + f.escape_percent_u
+    if ascii_escapes >= 30 and f.ascii_escape_density > 0.1:
+        heavy = f.ascii_escape_density > 0.4
+        add(Finding("escaped_code", "Much of the script is written as \\x / \\u / %u escapes",
+                    Severity.MEDIUM, 45 if heavy else 35, "obfuscation", "obfuscated", f.escape_offset, 60))
+    charcode_dense = f.charcode_list_items * 4.0 / max(1, f.length)
+    if f.charcode_list_items >= 50 and charcode_dense >= 0.3 and c("fromcharcode"):
+        add(Finding("charcode_payload", "Script hides text as a long array of character codes",
+                    Severity.MEDIUM, 35, "obfuscation", "obfuscated", f.charcode_list_offset, 60))
+    if f.string_concat >= 10 and f.string_concat / kb >= 2:
+        add(Finding("string_splitting", "Script splits words into tiny string pieces (\"W\"+\"Scr\"+\"ipt\")",
+                    Severity.MEDIUM, 30, "obfuscation", "obfuscated", text.find('"+"') if '"+"' in text else text.find("'+'"), 40))
+    payload = (
+        (f.longest_string > 5000 and not f.longest_string_is_data_uri and f.longest_string_code_ratio < 0.05)
+        or f.hex_string_chars >= 500
+        or f.base64_string_chars >= 2000
+    )
+    if payload:
+        add(Finding("encoded_payload", "Script carries a long encoded string (hex, base64 or packed data)",
+                    Severity.LOW, 15, "obfuscation", "obfuscated", f.longest_string_offset, 60))
+    if f.identifier_random_ratio >= 0.3 and f.identifier_count >= 30 and f.base64_string_chars < 1000:
+        add(Finding("generated_names", "Many names in the script are random letter soup (generated identifiers)",
+                    Severity.LOW, 20, "obfuscation", "obfuscated", -1, 40))
+    if c("reversed_code") >= 2:
+        add(Finding("reversed_code", "Script stores code backwards in a string (reversed keywords)",
+                    Severity.MEDIUM, 40, "obfuscation", "obfuscated", f.offset("reversed_code"), 40))
+
+    # Only clear signs count as "obfuscated": a long string alone is common in bundles (JSON, CSS),
+    # so weak signs count only together.
+    obfuscation = [x.score for x in findings if x.category == "obfuscation"]
+    obfuscated = bool(obfuscation) and (max(obfuscation) >= 30 or sum(obfuscation) >= 35)
+
+    # -- dangerous sinks --------------------------------------------------------------------------
+    sink = next((n for n in ("eval", "function_ctor", "string_timer") if c(n)), None)
+    if sink is None and f.new_function:
+        sink = "new_function"
+    decoder = next((n for n in ("unescape", "atob", "fromcharcode", "charcodeat", "reverse") if c(n)), None)
+    if sink and decoder:
+        add(Finding("eval_decoded",
+                    "Script runs code it decodes at run time (eval/Function with unescape/atob/fromCharCode)",
+                    Severity.HIGH if obfuscated else Severity.LOW, 40 if obfuscated else 10,
+                    "sink", "obfuscated", f.offset(sink) if sink != "new_function" else text.find("new Function("), 40))
+    elif sink == "string_timer":
+        add(Finding("string_timer", "Script passes a string of code to setTimeout/setInterval",
+                    Severity.LOW, 5, "sink", None, f.offset("string_timer"), 40))
+    if c("document_write") and (c("markup_script") or c("markup_iframe")):
+        hidden = obfuscated or c("unescape") or f.ascii_escape_density > 0.05
+        add(Finding("write_markup", "Script writes <script> or <iframe> markup with document.write",
+                    Severity.MEDIUM if hidden else Severity.LOW, 30 if hidden else 8,
+                    "sink", None, f.offset("document_write"), 40))
+
+    # -- Windows Script Host droppers -------------------------------------------------------------
+    cc_on = c("cc_on") > 0 and not _in_string_literal(text, f.offset("cc_on"))
+    wsh_kinds = [n for n in ("wscript", "wscript_shell", "adodb", "fso", "savetofile", "reversed_marker",
+                             "shell_run") if c(n)]
+    if cc_on:
+        wsh_kinds.append("cc_on")
+    wsh_core = [n for n in wsh_kinds if n in ("wscript", "wscript_shell", "adodb", "fso", "savetofile", "reversed_marker")]
+    if wsh_core == ["adodb"] and c("plugin_probe") >= 2:
+        # Browser fingerprinting lists probe ActiveX names ("AcroPDF.PDF", "Adodb.Stream", ...).
+        wsh_core = []
+    if c("activex") and c("run_call") and "run_call" not in wsh_kinds:
+        wsh_kinds.append("run_call")
+    if wsh_core and (len(wsh_kinds) >= 2 or c("activex")):
+        add(Finding("wsh_dropper", "Script drives Windows Script Host objects (WScript.Shell, ADODB.Stream, file system)",
+                    Severity.HIGH, 85, "dropper", "dropper", f.offset(wsh_core[0]), 40))
+    elif wsh_core:
+        add(Finding("wsh_object", "Script names a Windows Script Host object", Severity.MEDIUM, 45,
+                    "dropper", "dropper", f.offset(wsh_core[0]), 40))
+    elif cc_on:
+        add(Finding("conditional_compilation", "Script uses JScript conditional compilation (@cc_on), as WSH droppers do",
+                    Severity.MEDIUM, 40, "dropper", "dropper", f.offset("cc_on"), 40))
+    elif c("activex") and (dynamic := _dynamic_activex_offset(text)) >= 0 and (obfuscated or sink or decoder):
+        add(Finding("activex_dynamic", "Script creates an ActiveX object whose name it computes at run time",
+                    Severity.MEDIUM, 45, "dropper", "dropper", dynamic, 40))
+    elif c("activex") and c("shell_run"):
+        add(Finding("activex_exec", "Script creates ActiveX objects and refers to executables or temp folders",
+                    Severity.MEDIUM, 40, "dropper", "dropper", f.offset("activex"), 40))
+
+    # -- cryptomining -----------------------------------------------------------------------------
+    if c("miner"):
+        add(Finding("cryptominer", "Script loads or configures an in-browser cryptocurrency miner",
+                    Severity.HIGH, 80, "cryptominer", "cryptominer", f.offset("miner"), 40))
+    elif c("miner_weak") >= 2 and (c("wasm") or c("worker") or c("websocket")):
+        add(Finding("mining_behaviour", "Script computes hashes in workers/WebAssembly and reports a hash rate",
+                    Severity.MEDIUM, 45, "cryptominer", "cryptominer", f.offset("miner_weak"), 40))
+
+    # -- card skimming ----------------------------------------------------------------------------
+    exfil = next((n for n in ("xhr", "fetch", "beacon", "websocket", "new_image", "ajax") if c(n)), None)
+    card = "card_field" if c("card_field") else ("card_cvv" if c("card_cvv") else None)
+    if card and exfil and (c("form_read") or c("serialize")):
+        if obfuscated:
+            add(Finding("skimmer", "Obfuscated script reads payment card fields and sends data out",
+                        Severity.HIGH, 60, "skimmer", "skimmer", f.offset(card), 40))
+        elif card == "card_field" and f.length < 60_000 and c("serialize") and c("submit_hook"):
+            foreign = _foreign_hosts(text, page_host)
+            if foreign:
+                add(Finding("skimmer", "Script reads payment card fields and sends them to another site",
+                            Severity.MEDIUM, 40, "skimmer", "skimmer", f.offset(card), 40))
+
+    # -- forced redirects -------------------------------------------------------------------------
+    if c("location_assign"):
+        decoded = obfuscated or (decoder is not None and f.length < SMALL_SCRIPT)
+        timed = "settimeout" in text[:SMALL_SCRIPT].lower() if f.length < SMALL_SCRIPT else False
+        if decoded:
+            add(Finding("decoded_redirect", "Script sends the browser to an address it decodes or hides",
+                        Severity.MEDIUM, 35, "redirect", "redirect", f.offset("location_assign"), 40))
+        elif f.length < SMALL_SCRIPT and (timed or _foreign_hosts(text, page_host, limit=5)):
+            add(Finding("forced_redirect", "A small script sends the browser to another address",
+                        Severity.LOW, 15, "redirect", "redirect", f.offset("location_assign"), 40))
+
+    # -- hidden iframes ---------------------------------------------------------------------------
+    if c("create_iframe") or c("markup_iframe"):
+        pos = _iframe_hidden_offset(text)
+        if pos >= 0:
+            # Analytics and ad code create hidden iframes all day; only hidden code doing it is news.
+            add(Finding("hidden_iframe", "Script injects an invisible iframe",
+                        Severity.MEDIUM if obfuscated else Severity.LOW, 40 if obfuscated else 5,
+                        "injection", "malware" if obfuscated else None, pos, 40))
+
+    # -- key logging ------------------------------------------------------------------------------
+    if c("key_listener") and c("key_code") and exfil and (c("fromcharcode") or obfuscated) and f.length < 30000:
+        add(Finding("keylogger", "Script records key presses and sends data out",
+                    Severity.MEDIUM, 35, "keylogger", "keylogger", f.offset("key_listener"), 40))
+
+    # -- exploit kits -----------------------------------------------------------------------------
+    if c("shellcode") and (f.escape_percent_u >= 10 or obfuscated):
+        add(Finding("shellcode", "Script builds shellcode or a heap spray (%u9090 / 0x0c0c0c0c)",
+                    Severity.HIGH, 60, "exploit", "exploit_kit", f.offset("shellcode"), 40))
+    elif f.escape_percent_u >= 20:
+        add(Finding("unicode_payload", "Script holds a %u-encoded binary payload", Severity.MEDIUM, 40,
+                    "exploit", "exploit_kit", f.offset("unescape"), 40))
+    if c("plugin_probe") >= 3 and obfuscated:
+        add(Finding("plugin_probe", "Obfuscated script probes browser plug-in versions (Java, Flash, PDF)",
+                    Severity.MEDIUM, 35, "exploit", "exploit_kit", f.offset("plugin_probe"), 40))
+
+    return ScriptAssessment(combine([x.score for x in findings]), tuple(findings))
+
+
+class JavascriptLayer:
+    """Static analysis of every script of a capture; the worst script sets the score."""
+
+    name: ClassVar[str] = "javascript"
+    version: ClassVar[str] = "1"
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+
+    def analyze(self, capture: Capture, features: Features) -> LayerResult:
+        views = features.scripts
+        if not views:
+            return LayerResult(layer=self.name, score=0.0, confidence=0.0, details={"scripts": 0})
+        page_host = capture.host
+        grouped: dict[str, tuple[Finding, list[Evidence], float]] = {}
+        scored: list[tuple[float, str]] = []
+        errors = 0
+        for view in views:
+            feats = features.js(view)
+            if feats.error:
+                errors += 1
+            assessment = assess_script(view.text, feats, page_host)
+            scored.append((assessment.score, view.location))
+            for finding in assessment.findings:
+                offset = finding.offset if finding.offset >= 0 else None
+                evidence = Evidence(
+                    snippet=snippet(view.text, finding.offset, finding.offset + finding.length)
+                    if finding.offset >= 0 else "",
+                    location=view.location,
+                    offset=offset,
+                )
+                key = finding.name
+                if key not in grouped:
+                    grouped[key] = (finding, [evidence], assessment.score)
+                else:
+                    best, evidences, best_score = grouped[key]
+                    if finding.score > best.score:
+                        best, best_score = finding, assessment.score
+                    if len(evidences) < MAX_EVIDENCE:
+                        evidences.append(evidence)
+                    grouped[key] = (best, evidences, best_score)
+        indicators = tuple(
+            Indicator(
+                id=f"{self.name}.{finding.name}",
+                title=finding.title,
+                severity=finding.severity,
+                layer=self.name,
+                evidence=tuple(evidences),
+                category=finding.category,
+                classification=finding.classification,
+            )
+            for finding, evidences, _ in sorted(grouped.values(), key=lambda g: (-g[0].score, g[0].name))
+        )
+        scored.sort(reverse=True)
+        score = scored[0][0] if scored else 0.0
+        details = {
+            "scripts": len(views),
+            "worst_script": scored[0][1] if scored and score > 0 else None,
+            "script_scores": [round(s, 2) for s, _ in scored[:5]],
+        }
+        if errors:
+            details["feature_errors"] = errors
+        return LayerResult(layer=self.name, score=score, indicators=indicators, confidence=1.0, details=details)

@@ -1,0 +1,151 @@
+"""The ml layer: trained models score the URL, each script and the page.
+
+Models load once, in ``__init__``, through the manifest check of
+:mod:`malwaresnipper.engine.models` (sha256, scikit-learn and feature versions). Each model's
+probability is mapped onto a layer score with the probabilities recorded at training time
+(dev-split FPR 5 %, 1 % and 0.1 %): below the 5 % point the score is 0, so ordinary benign
+content adds nothing to the noisy-OR; at the 1 % point the layer alone reaches the engine's
+SUSPICIOUS threshold and at the 0.1 % point its MALICIOUS threshold (given the ml weight).
+
+Where a model is missing or was refused, the layer says so with an ``ml.model_unavailable``
+indicator and confidence 0, never a silent zero.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import ClassVar
+
+from ..capture import Capture
+from ..config import EngineConfig
+from ..features import Features
+from ..models import LoadedModels, ModelBundle, ModelInput, featurize, load_models
+from ..results import Evidence, Indicator, LayerResult, Severity
+
+log = logging.getLogger(__name__)
+
+#: The JS model scores at most this many scripts per page (the largest first).
+MAX_SCRIPTS_SCORED = 40
+
+_TITLES = {
+    "js": ("ml.js_model", "The JavaScript model rates a script as likely malicious", "malware"),
+    "url": ("ml.url_model", "The URL model rates this address as likely malicious", "phishing"),
+    "html": ("ml.page_model", "The page model rates this page as likely phishing", "phishing"),
+}
+
+
+class MlLayer:
+    """Scores from the trained models, calibrated onto the engine's thresholds."""
+
+    name: ClassVar[str] = "ml"
+    version: ClassVar[str] = "1"
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        models_dir = config.resolve(config.ml.models_dir) if config.ml.models_dir else None
+        self.loaded: LoadedModels = load_models(models_dir)
+        self.model_versions: dict[str, str] = self.loaded.versions
+        weight = config.weight(self.name)
+        self._score_suspicious = _score_for(config.thresholds.suspicious, weight)
+        self._score_malicious = _score_for(config.thresholds.malicious, weight)
+
+    # -- scoring --------------------------------------------------------------------------
+
+    def analyze(self, capture: Capture, features: Features) -> LayerResult:
+        scored: dict[str, tuple[float, float, str]] = {}  # kind -> (score, prob, where)
+        unavailable: list[str] = []
+        details: dict[str, object] = {"models": dict(self.model_versions)}
+
+        wanted = []
+        if capture.scheme in ("http", "https"):
+            wanted.append("url")
+        if features.scripts:
+            wanted.append("js")
+        if capture.html:
+            wanted.append("html")
+
+        for kind in wanted:
+            bundle = self.loaded.bundles.get(kind)
+            if bundle is None:
+                unavailable.append(kind)
+                continue
+            prob, where = self._probability(kind, bundle, capture, features)
+            if prob is None:
+                continue
+            details[f"{kind}_probability"] = round(prob, 6)
+            scored[kind] = (self._map(prob, bundle.calibration), prob, where)
+
+        indicators: list[Indicator] = []
+        for kind, (score, prob, where) in scored.items():
+            if score <= 0:
+                continue
+            ind_id, title, classification = _TITLES[kind]
+            severity = (
+                Severity.HIGH if score >= self._score_malicious
+                else Severity.MEDIUM if score >= self._score_suspicious
+                else Severity.LOW
+            )
+            indicators.append(Indicator(
+                id=ind_id, title=title, severity=severity, layer=self.name, category="ml",
+                classification=classification,
+                evidence=(Evidence(snippet=f"probability {prob:.4f} ({self.model_versions.get(kind + '_model', kind)})",
+                                   location=where),),
+            ))
+        for kind in unavailable:
+            reason = self.loaded.problems.get(kind, f"no {kind} model")
+            indicators.append(Indicator(
+                id="ml.model_unavailable", title=f"Model unavailable: the {_NAMES[kind]} was not scored",
+                severity=Severity.INFO, layer=self.name, category="engine",
+                evidence=(Evidence(snippet=reason[:160], location=_NAMES[kind]),),
+            ))
+        if unavailable:
+            details["unavailable"] = unavailable
+        score = max((s for s, _, _ in scored.values()), default=0.0)
+        return LayerResult(
+            layer=self.name, score=score, indicators=tuple(indicators),
+            confidence=1.0 if scored else 0.0, details=details,
+        )
+
+    def _probability(
+        self, kind: str, bundle: ModelBundle, capture: Capture, features: Features
+    ) -> tuple[float | None, str]:
+        if kind == "url":
+            return bundle.predict([featurize("url", capture.url, numeric_keys=bundle.numeric_keys)])[0], "url"
+        if kind == "html":
+            inp = featurize("html", capture.html or "", base_url=capture.url, numeric_keys=bundle.numeric_keys)
+            return bundle.predict([inp])[0], "html"
+        views = sorted(features.scripts, key=lambda v: -len(v.text))[:MAX_SCRIPTS_SCORED]
+        inputs: list[ModelInput] = []
+        for view in views:
+            numeric = dict(features.js(view).vector()) if bundle.numeric_keys else {}
+            inputs.append(featurize("js", view.text, numeric_keys=bundle.numeric_keys, numeric=numeric))
+        probs = bundle.predict(inputs)
+        if not probs:
+            return None, ""
+        best = max(range(len(probs)), key=lambda i: probs[i])
+        return probs[best], views[best].location
+
+    def _map(self, prob: float, calibration: dict[str, float]) -> float:
+        """Piecewise-linear probability -> layer score through the calibration points."""
+        floor = calibration.get("floor", 0.5)
+        susp = max(calibration.get("suspicious", 0.7), floor)
+        mal = max(calibration.get("malicious", 0.9), susp)
+        s_susp, s_mal = self._score_suspicious, self._score_malicious
+        if prob < floor:
+            return 0.0
+        if prob < susp:
+            return s_susp * (prob - floor) / max(susp - floor, 1e-12)
+        if prob < mal:
+            return s_susp + (s_mal - s_susp) * (prob - susp) / max(mal - susp, 1e-12)
+        return s_mal + (100.0 - s_mal) * (prob - mal) / max(1.0 - mal, 1e-12)
+
+
+_NAMES = {"js": "JavaScript model", "url": "URL model", "html": "page model"}
+
+
+def _score_for(threshold: float, weight: float) -> float:
+    """The layer score that alone lifts the noisy-OR risk to ``threshold`` (plus a hair)."""
+    if weight <= 0:
+        return min(100.0, threshold + 0.01)
+    t = min(max(threshold / 100.0, 0.0), 0.999)
+    return min(100.0, 100.0 * (1.0 - (1.0 - t) ** (1.0 / weight)) + 0.01)

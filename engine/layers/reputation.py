@@ -1,0 +1,388 @@
+"""Layer 2, reputation: what lists say about this site, and whether it imitates a brand.
+
+Three sources of judgement, in this order:
+
+1. **Blocklists** (files from ``[reputation] blocklist_files`` plus the entries the API manages,
+   see :func:`update_lists`): a blocklisted domain (or parent domain), URL, script sha256 or
+   script source is a CRITICAL indicator (``reputation.blocklisted_*``), which forces MALICIOUS.
+   A block always beats an allow: a blocklisted script on an allowlisted site is a compromise.
+2. **Allowlists**: a listed domain or URL sets ``details["allowlisted"] = True`` with an INFO
+   indicator ``reputation.allowlisted_*``; the verdict then says BENIGN and why.
+3. **Look-alikes** of protected brand domains (``engine/data/brands.txt`` plus the user's file),
+   judged on the registrable domain: homoglyph folding (Cyrillic/Greek letters, ``0``->``o``,
+   ``rn``->``m``, punycode decoded), Damerau-Levenshtein distance (1 for 6-8 letters, 2 for longer
+   names), the brand inside another domain (``paypal-login.com``), the brand's exact name on another
+   TLD, and the brand's domain inside a subdomain (``paypal.com.evil.net``). A brand's own domains
+   and their subdomains are never flagged.
+
+The score is the noisy-OR of the indicators' points, like the url layer's.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import ClassVar
+
+import ahocorasick
+
+from ..capture import Capture
+from ..config import EngineConfig
+from ..features import Features
+from ..features.url import RISKY_TLDS, UrlFeatures, decode_punycode
+from ..lists import (
+    Brand,
+    ListEntries,
+    ListHit,
+    bundled_brands,
+    entries_from_strings,
+    load_brands,
+    load_list_file,
+    merge,
+    owned_by,
+)
+from ..results import Evidence, Indicator, LayerResult, Severity, snippet
+
+# -- API-managed entries (process-wide) ----------------------------------------------------------
+
+_EMPTY = ListEntries()
+_dynamic: tuple[ListEntries, ListEntries] = (_EMPTY, _EMPTY)
+
+
+def update_lists(allow: Iterable[str], block: Iterable[str]) -> dict[str, int]:
+    """Replace the API-managed allow and block entries of every reputation layer in this process.
+
+    Each entry is a domain (matches its subdomains too), a URL or a 64-hex sha256; which one is
+    detected. Raises :class:`ValueError` naming the bad entry, and then nothing is replaced.
+    The gateway's workers call this when the API's lists change. Returns the entry counts.
+    """
+    global _dynamic
+    allow_entries = entries_from_strings(list(allow), classification="allowlisted", source="API allowlist")
+    block_entries = entries_from_strings(list(block), source="API blocklist")
+    _dynamic = (allow_entries, block_entries)  # one assignment: readers see old or new, never half
+    return {"allow": len(allow_entries), "block": len(block_entries)}
+
+
+def dynamic_lists() -> tuple[ListEntries, ListEntries]:
+    """The current API-managed ``(allow, block)`` entries."""
+    return _dynamic
+
+
+# -- homoglyph folding ---------------------------------------------------------------------------
+
+#: Letters from other scripts that render like Latin ones, and Latin letters that look alike.
+_CONFUSABLES = str.maketrans({
+    # Cyrillic
+    "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p",
+    "с": "c", "т": "t", "у": "y", "х": "x", "ѕ": "s", "і": "i", "ї": "i", "ј": "j", "ԁ": "d",
+    "ԛ": "q", "ԝ": "w", "ӏ": "l", "һ": "h", "ь": "b", "ү": "y", "ɡ": "g", "ո": "n", "ս": "u",
+    # Greek
+    "α": "a", "β": "b", "ε": "e", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t",
+    "υ": "u", "χ": "x", "ω": "w", "γ": "y", "η": "n",
+    # Latin look-alikes and ASCII digit/symbol swaps
+    "ı": "i", "ł": "l", "ɑ": "a", "ȷ": "j", "ß": "b",
+    "0": "o", "1": "l", "i": "l", "|": "l", "!": "l", "3": "e", "4": "a", "5": "s", "7": "t",
+    "$": "s", "@": "a",
+})
+_MULTI = (("rn", "m"), ("vv", "w"), ("cl", "d"), ("nn", "m"))
+
+
+def fold(label: str) -> str:
+    """A canonical look-alike form: ``pаypa1`` (Cyrillic а, digit 1) and ``paypal`` fold alike."""
+    text = unicodedata.normalize("NFKD", label.lower())
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = text.translate(_CONFUSABLES)
+    for pair, single in _MULTI:
+        if pair in text:
+            text = text.replace(pair, single)
+    return text
+
+
+def damerau_levenshtein(a: str, b: str) -> int:
+    """Optimal-string-alignment distance: insertions, deletions, substitutions, adjacent swaps."""
+    if a == b:
+        return 0
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
+def _deletes(word: str, depth: int) -> set[str]:
+    """Every string made by deleting up to ``depth`` characters of ``word`` (SymSpell index)."""
+    out = {word}
+    frontier = {word}
+    for _ in range(depth):
+        frontier = {w[:i] + w[i + 1 :] for w in frontier for i in range(len(w))}
+        out |= frontier
+    return out
+
+
+#: Ordinary words one edit away from a brand's name: a site called finance.com or switch.tv is
+#: not imitating Binance or Twitch.
+_NOT_TYPOS = frozenset(
+    """finance strike strip stride strive strife striped stripes trust truest interact switch
+    revolt twister webchat goggle shrill barclay telegraf transfer etransfer""".split()
+)
+
+
+def _max_distance(label: str) -> int:
+    """Edits a look-alike of ``label`` may have: 0 below 6 letters, 1 up to 8, then 2."""
+    return 0 if len(label) < 6 else 1 if len(label) < 9 else 2
+
+
+@dataclass(frozen=True, slots=True)
+class _Finding:
+    """One look-alike finding before it becomes an indicator."""
+
+    name: str
+    title: str
+    severity: Severity
+    points: float
+    evidence: str
+
+
+class ReputationLayer:
+    """Allowlists, blocklists and brand look-alikes."""
+
+    name: ClassVar[str] = "reputation"
+    version: ClassVar[str] = "1"
+
+    def __init__(self, config: EngineConfig) -> None:
+        rep = config.reputation
+        self._allow = merge(load_list_file(config.resolve(p), default_classification="allowlisted")
+                            for p in rep.allowlist_files)
+        self._block = merge(load_list_file(config.resolve(p)) for p in rep.blocklist_files)
+        brands = list(bundled_brands()) if rep.use_bundled_brands else []
+        if rep.protected_brands_file:
+            brands += load_brands(config.resolve(rep.protected_brands_file))
+        self._brands = brands
+        self._brand_domains = frozenset(d for b in brands for d in b.domains)
+        self._by_label: dict[str, Brand] = {}
+        self._by_fold: dict[str, Brand] = {}
+        self._delete_index: dict[str, set[str]] = {}
+        for brand in brands:
+            self._by_label.setdefault(brand.label, brand)
+            if len(brand.label) >= 4:
+                self._by_fold.setdefault(fold(brand.label), brand)
+            if not brand.common_word and _max_distance(brand.label):
+                for variant in _deletes(brand.label, _max_distance(brand.label)):
+                    self._delete_index.setdefault(variant, set()).add(brand.label)
+        self._embeddable = frozenset(
+            b.label for b in brands if not b.common_word and len(b.label) >= 4
+        )
+        # Brands of 6+ letters at the start or end of a word ("paypalsecure"), in one C pass.
+        self._automaton = ahocorasick.Automaton()
+        for brand_label in self._embeddable:
+            if len(brand_label) >= 6:
+                self._automaton.add_word(brand_label, brand_label)
+        if len(self._automaton):
+            self._automaton.make_automaton()
+        self._longest_label = max((len(b.label) for b in brands), default=0)
+        self._lookalikes = lru_cache(maxsize=16_384)(self._lookalike_findings)
+
+    # -- the layer ------------------------------------------------------------------------------
+
+    def analyze(self, capture: Capture, features: Features) -> LayerResult:
+        f = features.url
+        dyn_allow, dyn_block = _dynamic
+        blocks = self._block_indicators(capture, features, f, (self._block, dyn_block))
+        if blocks:
+            return LayerResult(layer=self.name, score=100.0, indicators=tuple(blocks),
+                               details={"allowlisted": False, "blocklisted": True})
+        allowed = self._allow_indicator(f, (self._allow, dyn_allow))
+        if allowed is not None:
+            return LayerResult(layer=self.name, score=0.0, indicators=(allowed,),
+                               details={"allowlisted": True})
+        findings = self._lookalikes(f.host, f.registrable_domain, f.subdomain, f.domain_label,
+                                    bool(f.credential_words_host or f.credential_words_path))
+        keep = 1.0
+        indicators = []
+        for finding in findings:
+            keep *= 1.0 - finding.points / 100.0
+            start = max(0, f.url.lower().find(finding.evidence.lower()))
+            indicators.append(Indicator(
+                id=f"reputation.{finding.name}", title=finding.title, severity=finding.severity,
+                layer=self.name, category="phishing", classification="phishing",
+                evidence=(Evidence(snippet(f.url, start, start + len(finding.evidence)), "url", start),),
+            ))
+        return LayerResult(layer=self.name, score=100.0 * (1.0 - keep), indicators=tuple(indicators),
+                           details={"allowlisted": False, "brand_domain": self.is_brand_domain(f.host)})
+
+    def is_brand_domain(self, host: str) -> bool:
+        """True when ``host`` is, or is under, a protected brand's own domain."""
+        return bool(host) and owned_by(host, self._brand_domains) is not None
+
+    # -- lists ----------------------------------------------------------------------------------
+
+    def _block_indicators(self, capture: Capture, features: Features, f: UrlFeatures,
+                          lists: tuple[ListEntries, ...]) -> list[Indicator]:
+        found: list[Indicator] = []
+        for entries in lists:
+            if not len(entries):
+                continue
+            url_hit = entries.match_url(capture.url)
+            if url_hit:
+                found.append(self._list_indicator("blocklisted_url", "This address is on a blocklist",
+                                                  url_hit[1], capture.url, "url"))
+            dom_hit = entries.match_domain(f.host) if f.host else None
+            if dom_hit and not url_hit:
+                found.append(self._list_indicator(
+                    "blocklisted_domain", f"The domain {dom_hit[0]} is on a blocklist",
+                    dom_hit[1], f.host, "url"))
+            for script in capture.scripts:
+                if script.url:
+                    hit = entries.match_url(script.url)
+                    dom = entries.match_domain(_host_of(script.url))
+                    chosen = hit[1] if hit else dom[1] if dom else None
+                    if chosen:
+                        found.append(self._list_indicator(
+                            "blocklisted_script", "The page loads a script from a blocklisted "
+                            "address", chosen, script.url, script.location))
+            if entries.sha256:
+                for view in features.scripts:
+                    hit_hash = entries.match_sha256(view.script.sha256)
+                    if hit_hash:
+                        found.append(self._list_indicator(
+                            "blocklisted_script", "The page runs a script whose sha256 is on a "
+                            "blocklist", hit_hash, view.script.sha256 or "", view.location))
+        return found
+
+    def _allow_indicator(self, f: UrlFeatures, lists: tuple[ListEntries, ...]) -> Indicator | None:
+        for entries in lists:
+            if not len(entries):
+                continue
+            url_hit = entries.match_url(f.url)
+            if url_hit:
+                return self._list_indicator("allowlisted_url", "This address is on your allowlist",
+                                            url_hit[1], f.url, "url", Severity.INFO)
+            dom_hit = entries.match_domain(f.host) if f.host else None
+            if dom_hit:
+                return self._list_indicator(
+                    "allowlisted_domain", f"The domain {dom_hit[0]} is on your allowlist",
+                    dom_hit[1], f.host, "url", Severity.INFO)
+        return None
+
+    def _list_indicator(self, name: str, title: str, hit: ListHit, matched: str, location: str,
+                        severity: Severity = Severity.CRITICAL) -> Indicator:
+        blocked = severity is Severity.CRITICAL
+        return Indicator(
+            id=f"reputation.{name}",
+            title=f"{title} ({hit.source})",
+            severity=severity,
+            layer=self.name,
+            category="reputation",
+            classification=hit.classification if blocked else None,
+            evidence=(Evidence(snippet(matched, 0, len(matched)), location),),
+        )
+
+    # -- look-alikes ----------------------------------------------------------------------------
+
+    def _lookalike_findings(self, host: str, reg: str, subdomain: str, label: str,
+                            credential_words: bool) -> tuple[_Finding, ...]:
+        """Brand imitations in ``host`` (cached per host and credential-word flag)."""
+        if not host or not label or self.is_brand_domain(host) or _is_ip(host):
+            return ()
+        findings: list[_Finding] = []
+        unicode_label = decode_punycode(label) if "xn--" in label else label
+        suffix = reg[len(label) + 1 :] if reg.startswith(label + ".") else ""
+        brand = self._by_label.get(label)
+        if brand is not None:
+            # The brand's exact name on a TLD it does not use. Brands own many country domains
+            # (google.ca, amazon.cn), so a two-letter country TLD that is not a free one is fine.
+            last = suffix.rsplit(".", 1)[-1]
+            if not (len(last) == 2 and last not in RISKY_TLDS) or last in RISKY_TLDS:
+                findings.append(_Finding(
+                    "brand_other_tld", f"The domain {reg} uses the name of {brand.primary} on "
+                    "another domain ending", Severity.MEDIUM, 45, reg))
+        else:
+            findings.extend(self._imitations(unicode_label, reg, credential_words))
+        findings.extend(self._subdomain_findings(subdomain, reg, credential_words))
+        return tuple(findings)
+
+    def _imitations(self, unicode_label: str, reg: str, credential_words: bool) -> list[_Finding]:
+        tokens = [t for t in re.split(r"[-_.]", unicode_label) if t]
+        candidates = [unicode_label] + (tokens if len(tokens) > 1 else [])
+        # 1. Homoglyphs: the label (or a hyphen-token) folds onto a brand's label.
+        for text in candidates:
+            target = self._by_fold.get(fold(text))
+            if target is not None and text != target.label:
+                whole = text == unicode_label
+                return [_Finding(
+                    "lookalike_homoglyph", f"The domain {reg} imitates {target.primary} by "
+                    "swapping look-alike characters", Severity.HIGH, 85 if whole else 70, reg)]
+        # 2. Typos: within 1-2 edits of a brand's label.
+        for text in candidates:
+            if not 5 <= len(text) <= self._longest_label + 2 or not text.isascii() or text in _NOT_TYPOS:
+                continue
+            for variant in _deletes(text, 2 if len(text) >= 9 else 1):
+                for brand_label in self._delete_index.get(variant, ()):
+                    if brand_label == text:
+                        continue
+                    distance = damerau_levenshtein(text, brand_label)
+                    if 0 < distance <= _max_distance(brand_label):
+                        target = self._by_label[brand_label]
+                        return [_Finding(
+                            "lookalike_typo", f"The domain {reg} is a misspelling of "
+                            f"{target.primary}", Severity.HIGH if credential_words else Severity.MEDIUM,
+                            70 if credential_words else 50, reg)]
+        # 3. The brand inside another name: paypal-login.com, securepaypal.net.
+        found = [t for t in tokens if t in self._embeddable]
+        if not found and len(self._automaton):
+            for token in tokens:
+                for end, brand_label in self._automaton.iter(token):
+                    if token != brand_label and (end == len(token) - 1 or end + 1 == len(brand_label)):
+                        found.append(brand_label)
+                        break
+        if found:
+            target = self._by_label[found[0]]
+            return [_Finding(
+                "brand_in_domain", f"The domain {reg} contains the brand name of {target.primary} "
+                "but does not belong to it", Severity.HIGH if credential_words else Severity.MEDIUM,
+                70 if credential_words else 40, found[0])]
+        return []
+
+    def _subdomain_findings(self, subdomain: str, reg: str, credential_words: bool) -> list[_Finding]:
+        if not subdomain:
+            return []
+        labels = subdomain.split(".")
+        # A brand's whole domain before the real one: paypal.com.evil.net, secure-paypal.com.x.net
+        for i in range(len(labels) - 1):
+            head = re.split(r"[-_]", labels[i])[-1]
+            for width in (2, 3):
+                if i + width > len(labels):
+                    break
+                candidate = ".".join([head, *labels[i + 1 : i + width]])
+                if candidate in self._brand_domains:
+                    return [_Finding(
+                        "brand_domain_in_subdomain", f"The address starts with {candidate} but the "
+                        f"site is really {reg}", Severity.HIGH, 70, candidate)]
+        tokens = set(re.split(r"[-_.]", subdomain)) & self._embeddable
+        if tokens:
+            brand = self._by_label[sorted(tokens)[0]]
+            return [_Finding(
+                "brand_in_subdomain", f"The host name uses the brand name of {brand.primary} on "
+                f"another site ({reg})", Severity.HIGH if credential_words else Severity.MEDIUM,
+                60 if credential_words else 25, brand.label)]
+        return []
+
+
+def _host_of(url: str) -> str:
+    rest = url.split("://", 1)[-1]
+    for ch in "/?#":
+        rest = rest.split(ch, 1)[0]
+    return rest.rpartition("@")[2].split(":", 1)[0].lower()
+
+
+def _is_ip(host: str) -> bool:
+    return ":" in host or host.replace(".", "").isdigit()

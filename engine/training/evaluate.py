@@ -1,0 +1,154 @@
+"""Detection metrics for a scored, labelled corpus.
+
+One function, :func:`compute_metrics`, used both by ``malwaresnipper eval`` (scores are the
+engine's risk scores, 0-100) and by ``train`` (scores are a model's probabilities on the dev
+split). Thresholds "at FPR x" are chosen on the scores themselves: the lowest score ``t`` such
+that the share of benign samples scoring ``>= t`` is at most ``x``; the TPR is then the share of
+positives scoring ``>= t``. ``>=`` matches how the engine applies its own thresholds.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+FPR_TARGETS = (0.01, 0.001)
+
+
+def threshold_at_fpr(negative_scores: Sequence[float], max_fpr: float) -> float | None:
+    """The lowest threshold whose FPR (share of negatives ``>= t``) is at most ``max_fpr``.
+
+    Returns None without negatives. When even the top negative score would exceed the budget,
+    the threshold sits just above it (nothing negative flagged).
+    """
+    if not negative_scores:
+        return None
+    neg = sorted(negative_scores, reverse=True)
+    n = len(neg)
+    allowed = int(max_fpr * n + 1e-9)  # negatives that may score >= t
+    if allowed >= n:
+        return neg[-1]
+    # Candidate: the allowed-th highest negative score is the lowest t keeping the count <= allowed,
+    # provided ties do not pull more negatives in; otherwise step just above the tied value.
+    boundary = neg[allowed]  # the first negative that must stay below t
+    return _next_above(boundary)
+
+
+def _next_above(value: float) -> float:
+    import math
+
+    return math.nextafter(value, math.inf)
+
+
+def rate(scores: Sequence[float], threshold: float | None) -> float | None:
+    """Share of ``scores`` at or above ``threshold``."""
+    if threshold is None or not scores:
+        return None
+    return sum(1 for s in scores if s >= threshold) / len(scores)
+
+
+def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
+    """Area under the ROC curve (ties count half); None unless both classes are present."""
+    pos = [s for y, s in zip(labels, scores) if y == 1]
+    neg = [s for y, s in zip(labels, scores) if y == 0]
+    if not pos or not neg:
+        return None
+    # Rank-sum (Mann-Whitney) with average ranks for ties.
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    ranks = [0.0] * len(scores)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        avg = (i + j) / 2.0 + 1.0
+        for k in range(i, j + 1):
+            ranks[order[k]] = avg
+        i = j + 1
+    pos_rank_sum = sum(r for r, y in zip(ranks, labels) if y == 1)
+    n_pos, n_neg = len(pos), len(neg)
+    return (pos_rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
+def _at(labels: Sequence[int], scores: Sequence[float], threshold: float) -> dict[str, float | None]:
+    tp = sum(1 for y, s in zip(labels, scores) if y == 1 and s >= threshold)
+    fp = sum(1 for y, s in zip(labels, scores) if y == 0 and s >= threshold)
+    n_pos = sum(1 for y in labels if y == 1)
+    n_neg = len(labels) - n_pos
+    return {
+        "threshold": threshold,
+        "tpr": tp / n_pos if n_pos else None,
+        "fpr": fp / n_neg if n_neg else None,
+        "precision": tp / (tp + fp) if tp + fp else None,
+    }
+
+
+def compute_metrics(
+    labels: Sequence[int],
+    scores: Sequence[float],
+    categories: Sequence[str],
+    *,
+    thresholds: Mapping[str, float],
+    samples_per_s: float | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The metrics ``eval --json`` prints (top-level keys fixed by the issue).
+
+    ``thresholds`` holds the operating points to report (``suspicious`` and ``malicious``).
+    ``per_category`` gives, for each category, its label side, count and the share flagged at
+    each operating point: recall for malicious categories, FPR for benign ones.
+    """
+    labels = [int(y) for y in labels]
+    scores = [float(s) for s in scores]
+    negatives = [s for y, s in zip(labels, scores) if y == 0]
+    positives = [s for y, s in zip(labels, scores) if y == 1]
+    tpr_at_fpr: dict[str, Any] = {}
+    fpr_thresholds: dict[str, float | None] = {}
+    for target in FPR_TARGETS:
+        t = threshold_at_fpr(negatives, target)
+        fpr_thresholds[str(target)] = t
+        tpr_at_fpr[str(target)] = {"tpr": rate(positives, t), "threshold": t, "fpr": rate(negatives, t)}
+    at_thresholds = {name: _at(labels, scores, float(t)) for name, t in thresholds.items()}
+
+    by_cat: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for y, s, c in zip(labels, scores, categories):
+        by_cat[c].append((y, s))
+    per_category: dict[str, Any] = {}
+    for cat in sorted(by_cat):
+        rows = by_cat[cat]
+        ys = {y for y, _ in rows}
+        cat_scores = [s for _, s in rows]
+        side = "positive" if ys == {1} else "negative" if ys == {0} else "mixed"
+        entry: dict[str, Any] = {
+            "n": len(rows),
+            "side": side,
+            "metric": "recall" if side == "positive" else "fpr" if side == "negative" else "flagged",
+        }
+        for name, t in thresholds.items():
+            entry[f"at_{name}"] = rate(cat_scores, float(t))
+        for target, t in fpr_thresholds.items():
+            entry[f"at_fpr_{target}"] = rate(cat_scores, t)
+        per_category[cat] = entry
+    out: dict[str, Any] = {
+        "n": len(labels),
+        "roc_auc": roc_auc(labels, scores),
+        "tpr_at_fpr": tpr_at_fpr,
+        "at_thresholds": at_thresholds,
+        "per_category": per_category,
+        "samples_per_s": samples_per_s,
+    }
+    if extra:
+        out.update(extra)
+    return out
+
+
+def group_rate(metrics: Mapping[str, Any], categories: Sequence[str], key: str) -> float | None:
+    """Pooled share flagged over several categories (e.g. the JS web categories) at ``key``."""
+    total = flagged = 0.0
+    for cat in categories:
+        entry = metrics["per_category"].get(cat)
+        if entry and entry.get(key) is not None:
+            total += entry["n"]
+            flagged += entry[key] * entry["n"]
+    return flagged / total if total else None

@@ -1,0 +1,258 @@
+"""Train the JavaScript, URL and page models and write them with their manifest.
+
+Recipe (the same for the three kinds, deterministic):
+
+1. read the corpora; a JS row stored as markup (``format == "html"``, only ever malicious) is
+   reduced to its inline scripts, so the model cannot learn "markup => malicious";
+2. split by ``split_group`` (:mod:`.split`), so the dev figures are on unseen families, kits,
+   packages and domains;
+3. featurise with :func:`malwaresnipper.engine.models.featurize`, the function scans use;
+4. fit a logistic regression (liblinear, fixed seed) on the train side, the web JS categories
+   up-weighted because they are few and matter most to a gateway;
+5. measure it on the dev side and record the probabilities at dev FPR 5 %, 1 % and 0.1 %; the
+   ml layer maps those onto the engine's thresholds;
+6. write each model to a temporary file and ``os.replace`` it into place, then the manifest
+   last: an interrupted run leaves the previous models intact.
+
+The shipped models are the ones trained on the train side only, so the dev figures in the
+manifest describe exactly the files that ship.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..features import FEATURE_VERSION
+from ..features.text import TEXT_FEATURE_VERSION, scripts_in_markup
+from ..models import MANIFEST_NAME, MODEL_FILES, ModelBundle, ModelInput, design_matrix, featurize, sha256_file
+from .corpus import Corpus, Sample, load_corpus
+from .evaluate import compute_metrics, group_rate
+from .progress import Progress
+from .split import DEV_PERCENT, SPLIT_SALT, is_dev
+
+SEED = 20260101
+WEB_JS_CATEGORIES = ("exploit_kit", "skimmer", "cryptominer", "injected_legit_page")
+#: Training weight of web JS categories relative to droppers (they are 17 % of the malicious JS).
+WEB_JS_WEIGHT = 5.0
+#: Regularisation per model kind (chosen on the dev split; larger C = weaker regularisation).
+C_BY_KIND = {"js": 10.0, "url": 3.0, "html": 3.0}
+CALIBRATION_FPRS = {"floor": 0.05, "suspicious": 0.01, "malicious": 0.001}
+
+
+@dataclass
+class Prepared:
+    """Samples of one kind, reduced to what the model reads, with their side of the split."""
+
+    kind: str
+    samples: list[Sample]
+    texts: list[str]
+    dev: list[bool]
+    dropped: int
+
+
+def prepare(kind: str, samples: Sequence[Sample]) -> Prepared:
+    """Apply the per-kind shortcut removal that must happen before featurising."""
+    kept: list[Sample] = []
+    texts: list[str] = []
+    dropped = 0
+    for s in samples:
+        text = s.text
+        if kind == "js" and s.format == "html":
+            text = "\n".join(scripts_in_markup(text))
+            if not text.strip():
+                dropped += 1
+                continue
+        kept.append(s)
+        texts.append(text)
+    return Prepared(kind, kept, texts, [is_dev(s.group) for s in kept], dropped)
+
+
+def featurize_all(kind: str, texts: Sequence[str], *, label: str, quiet: bool = False) -> list[ModelInput]:
+    out: list[ModelInput] = []
+    with Progress(len(texts), label, enabled=not quiet) as bar:
+        for text in texts:
+            out.append(featurize(kind, text))
+            bar.update()
+    return out
+
+
+def fit_kind(prepared: Prepared, inputs: Sequence[ModelInput], *, quiet: bool = False) -> tuple[ModelBundle, dict[str, Any]]:
+    """Fit one model on the train side; return it with its dev metrics."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    kind = prepared.kind
+    dev = np.array(prepared.dev, dtype=bool)
+    y = np.array([s.y for s in prepared.samples], dtype=int)
+    train_idx = np.flatnonzero(~dev)
+    dev_idx = np.flatnonzero(dev)
+    if len(set(y[train_idx].tolist())) < 2:
+        raise ValueError(f"{kind}: the train side needs both benign and malicious samples")
+    keys = sorted({k for i in train_idx for k in inputs[i].numeric})
+    if keys:
+        dense = np.array([[inputs[i].numeric.get(k, 0.0) for k in keys] for i in train_idx], dtype=np.float64)
+        dense = np.nan_to_num(dense, nan=0.0, posinf=0.0, neginf=0.0)
+        mean = dense.mean(axis=0)
+        scale = dense.std(axis=0)
+        scale[scale < 1e-9] = 1.0
+    else:
+        mean = scale = None
+    X = design_matrix(inputs, keys, mean, scale)
+    weights = np.ones(len(y))
+    if kind == "js":
+        for i, s in enumerate(prepared.samples):
+            if s.category in WEB_JS_CATEGORIES:
+                weights[i] = WEB_JS_WEIGHT
+    clf = LogisticRegression(
+        C=C_BY_KIND.get(kind, 3.0), solver="liblinear", class_weight="balanced", max_iter=2000,
+        random_state=SEED,
+    )
+    t0 = time.perf_counter()
+    clf.fit(X[train_idx], y[train_idx], sample_weight=weights[train_idx])
+    fit_s = time.perf_counter() - t0
+    if not quiet:
+        print(f"{kind}: fitted on {len(train_idx)} samples in {fit_s:.1f}s", file=sys.stderr)
+
+    bundle = ModelBundle(kind=kind, estimator=clf, numeric_keys=keys, numeric_mean=mean,
+                         numeric_scale=scale, calibration={})
+    metrics: dict[str, Any] = {"n_train": int(len(train_idx)), "n_dev": int(len(dev_idx))}
+    if len(dev_idx) and len(set(y[dev_idx].tolist())) == 2:
+        t0 = time.perf_counter()
+        probs = [float(p) for p in clf.predict_proba(X[dev_idx])[:, 1]]
+        per_s = len(dev_idx) / max(time.perf_counter() - t0, 1e-9)
+        cats = [prepared.samples[i].category_key for i in dev_idx]
+        negatives = sorted((p for p, i in zip(probs, dev_idx) if y[i] == 0), reverse=True)
+        bundle.calibration = calibration_from(negatives)
+        metrics.update(compute_metrics(
+            y[dev_idx].tolist(), probs, cats,
+            thresholds={k: v for k, v in bundle.calibration.items() if k != "floor"},
+            samples_per_s=per_s,
+        ))
+        if kind == "js":
+            web = [c for c in metrics["per_category"] if c in WEB_JS_CATEGORIES]
+            metrics["web_categories_at_fpr_0.001"] = group_rate(metrics, web, "at_fpr_0.001")
+            metrics["web_categories_at_fpr_0.01"] = group_rate(metrics, web, "at_fpr_0.01")
+    else:
+        bundle.calibration = {"floor": 0.5, "suspicious": 0.7, "malicious": 0.9}
+        metrics["note"] = "no dev split with both classes; default calibration"
+    metrics["calibration"] = bundle.calibration
+    return bundle, metrics
+
+
+def calibration_from(negatives_desc: Sequence[float]) -> dict[str, float]:
+    """Probabilities at which the dev benign FPR is 5 %, 1 % and 0.1 % (kept increasing)."""
+    from .evaluate import threshold_at_fpr
+
+    out: dict[str, float] = {}
+    previous = 0.0
+    for name, fpr in CALIBRATION_FPRS.items():
+        t = threshold_at_fpr(list(negatives_desc), fpr)
+        t = min(max(t if t is not None else 0.5, previous, 1e-6), 0.999999)
+        out[name] = float(t)
+        previous = out[name]
+    return out
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file in the same folder, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_bundle(bundle: ModelBundle, path: Path) -> str:
+    import joblib
+
+    write_atomic(path, lambda tmp: joblib.dump(bundle.to_payload(), tmp, compress=3))
+    return sha256_file(path)
+
+
+def train(
+    data: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    kinds: Sequence[str] | None = None,
+    limit: int | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Train a model for each kind present in ``data``; returns the manifest it wrote."""
+    import sklearn
+
+    out_dir = Path(out_dir)
+    corpora: list[Corpus] = [load_corpus(p, limit=limit) for p in data]
+    by_kind: dict[str, list[Sample]] = {}
+    for corpus in corpora:
+        for s in corpus.samples:
+            by_kind.setdefault(s.kind, []).append(s)
+    wanted = [k for k in ("js", "url", "html") if k in by_kind and (kinds is None or k in kinds)]
+    if not wanted:
+        raise ValueError("no JS, URL or HTML samples in the given files")
+
+    manifest_path = out_dir / MANIFEST_NAME
+    previous: dict[str, Any] = {}
+    if manifest_path.exists():
+        try:
+            previous = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            previous = {}
+    same_versions = (
+        previous.get("feature_version") == FEATURE_VERSION
+        and previous.get("text_feature_version") == TEXT_FEATURE_VERSION
+        and previous.get("sklearn_version") == sklearn.__version__
+    )
+    models: dict[str, Any] = dict(previous.get("models", {})) if same_versions else {}
+    for kind in wanted:
+        prepared = prepare(kind, by_kind[kind])
+        inputs = featurize_all(kind, prepared.texts, label=f"featurising {kind}", quiet=quiet)
+        bundle, metrics = fit_kind(prepared, inputs, quiet=quiet)
+        path = out_dir / MODEL_FILES[kind]
+        digest = save_bundle(bundle, path)
+        metrics["dropped_markup_rows_without_scripts"] = prepared.dropped
+        models[kind] = {
+            "file": path.name,
+            "sha256": digest,
+            "version": f"{kind}-{digest[:12]}",
+            "bytes": path.stat().st_size,
+            "model": f"LogisticRegression(C={C_BY_KIND.get(kind, 3.0)}, liblinear, balanced)",
+            "numeric_features": bundle.numeric_keys,
+            "dev_metrics": _rounded(metrics),
+        }
+    manifest = {
+        "format": 1,
+        "sklearn_version": sklearn.__version__,
+        "feature_version": FEATURE_VERSION,
+        "text_feature_version": TEXT_FEATURE_VERSION,
+        "split": {"salt": SPLIT_SALT, "dev_percent": DEV_PERCENT, "by": "split_group"},
+        "seed": SEED,
+        "data": [
+            {"file": c.path.name, "sha256": c.sha256, "kind": c.kind, "counts": c.counts()} for c in corpora
+        ],
+        "models": dict(sorted(models.items())),
+    }
+    text = json.dumps(manifest, indent=1, sort_keys=False) + "\n"
+    write_atomic(manifest_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return manifest
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    return value

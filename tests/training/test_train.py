@@ -1,0 +1,84 @@
+"""Training is reproducible and leaves only complete files behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from malwaresnipper.engine.models import MODEL_FILES, load_model, sha256_file
+from malwaresnipper.engine.training import train as train_mod
+from malwaresnipper.engine.training.corpus import load_corpus
+from malwaresnipper.engine.training.split import grouped_split, overlapping_groups
+from malwaresnipper.engine.training.synthetic import write_all
+
+
+def test_training_twice_gives_identical_model_files(tmp_path: Path) -> None:
+    data = write_all(tmp_path / "data", n=40)
+    m1 = train_mod.train(data, tmp_path / "a", quiet=True)
+    m2 = train_mod.train(data, tmp_path / "b", quiet=True)
+    assert set(m1["models"]) == {"js", "url", "html"}
+    for kind, name in MODEL_FILES.items():
+        a, b = tmp_path / "a" / name, tmp_path / "b" / name
+        assert sha256_file(a) == sha256_file(b) == m1["models"][kind]["sha256"]
+    assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()
+    # The manifest records the data files it was trained on and the dev metrics.
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert [d["file"] for d in manifest["data"]] == [p.name for p in data]
+    assert manifest["data"][0]["counts"]["records"] == 80
+    assert manifest["models"]["js"]["dev_metrics"]["roc_auc"] is not None
+    # And what was written loads back through the manifest check and separates the classes.
+    bundle = load_model(tmp_path / "a", "js")
+    corpus = load_corpus(data[0])
+    bad = next(s for s in corpus.samples if s.y == 1)
+    good = next(s for s in corpus.samples if s.y == 0)
+    p_bad, p_good = bundle.score_raw([bad.text, good.text])
+    assert p_bad > 0.5 > p_good
+
+
+def test_split_keeps_groups_on_one_side(tmp_path: Path) -> None:
+    corpus = load_corpus(write_all(tmp_path, n=60)[0])
+    train, dev = grouped_split(corpus.samples, lambda s: s.group)
+    assert train and dev
+    assert overlapping_groups(train, dev, lambda s: s.group) == set()
+    # Deterministic: the same rows land on the same side every time.
+    train2, dev2 = grouped_split(corpus.samples, lambda s: s.group)
+    assert [s.id for s in dev] == [s.id for s in dev2]
+
+
+def test_markup_rows_of_js_corpus_are_reduced_to_their_scripts() -> None:
+    from malwaresnipper.engine.training.corpus import Sample
+
+    wrapped = Sample(id="js-1", kind="js", label="malicious", category="exploit_kit",
+                     text="<html><body><p>x</p><script>var a=1;eval(a)</script></body></html>",
+                     group="g", format="html")
+    empty = Sample(id="js-2", kind="js", label="malicious", category="exploit_kit",
+                   text="<html><body>no scripts</body></html>", group="g", format="html")
+    prepared = train_mod.prepare("js", [wrapped, empty])
+    assert prepared.texts == ["var a=1;eval(a)"]
+    assert prepared.dropped == 1
+
+
+def test_interrupted_write_leaves_previous_file(tmp_path: Path) -> None:
+    target = tmp_path / "m.joblib"
+    target.write_bytes(b"previous")
+
+    def boom(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.write_atomic(target, boom)
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.joblib"]
+
+
+def test_train_command_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from malwaresnipper.cli.main import main
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n")
+    assert main(["train", "--data", str(bad), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "not JSON" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "manifest.json").exists()
