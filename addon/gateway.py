@@ -43,6 +43,7 @@ from .blockpage import CONTROL_PREFIX
 from .bypass import BypassTokens
 from .decode import DecodeError, BodyTooLarge
 from .linking import PageLinker
+from .recent import RecentVerdicts
 from .responses import DecodedBody, build_capture, decode_body, wants_buffering
 
 log = logging.getLogger("malwaresnipper.gateway")
@@ -52,6 +53,8 @@ LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 #: Bodies above this size are decoded in a thread, not on the event loop.
 THREAD_DECODE_BYTES = 256 * 1024
 COUNTER_FLUSH_S = 5.0
+#: Scans waiting per worker beyond which responses pass unscanned (counted as overload).
+MAX_QUEUED_PER_WORKER = 50
 HEADER = "X-MalwareSnipper"
 
 
@@ -78,6 +81,7 @@ class Gateway:
         self._unflushed: Counter[str] = Counter()
         self.bypass = BypassTokens()
         self.linker = PageLinker()
+        self.recent = RecentVerdicts(Settings().proxy.dedupe_window_s)
         self.services: Any = None  # server.app.RunningServices once started
         self.service: Any = None  # server.service.ScanService
         self._config_lists = (ListEntries(), ListEntries())  # (allow, block) from the config files
@@ -124,6 +128,7 @@ class Gateway:
         if self.services is not None and updated & restart_needed:
             log.warning("malwaresnipper: %s take effect after a restart", ", ".join(sorted(updated & restart_needed)))
         self.effective = effective
+        self.recent.window_s = effective.settings.proxy.dedupe_window_s
         log.info("malwaresnipper: %s mode, budget %d ms%s, body cap %d bytes",
                  effective.mode, effective.budget_s * 1000, ", fail closed" if effective.fail_closed else "",
                  effective.max_body_bytes)
@@ -224,6 +229,12 @@ class Gateway:
         while True:
             await asyncio.sleep(COUNTER_FLUSH_S)
             await self._flush_counters()
+
+    def _overloaded(self) -> bool:
+        pool = self.service.pool if self.service is not None else None
+        depth = int(getattr(pool, "queue_depth", 0) or 0)
+        workers = int(self.effective.settings.proxy.workers) if self.effective else 1
+        return depth >= MAX_QUEUED_PER_WORKER * max(1, workers)
 
     # -- request -----------------------------------------------------------------------------
 
@@ -328,6 +339,7 @@ class Gateway:
         else:
             host = (urlsplit(grant.url).hostname or "").lower()
             await self._allow_site(host)
+            self.recent.clear()
             self.count("always_allow")
             log.warning("malwaresnipper: user added %s to the allowlist", host)
         flow.response = http.Response.make(
@@ -389,6 +401,14 @@ class Gateway:
             self.count("unscanned_too_large")
             return
         url = req.pretty_url
+        passed = bool(flow.metadata.get("malwaresnipper_pass"))
+        key = self.recent.key(url, raw)
+        seen = self.recent.get(key)
+        if seen is not None:
+            self.count("reused_verdict")
+            if eff.mode == "block" and not passed:
+                self._apply_verdict(flow, url, seen.kind, seen.verdict, seen.scan_id)
+            return
         client = _client_of(flow)
         info = _FlowInfo(
             url=url,
@@ -400,8 +420,16 @@ class Gateway:
             content_encoding=resp.headers.get("content-encoding"),
             headers=list(resp.headers.items(multi=True)),
             path=req.path,
+            key=key,
         )
-        passed = bool(flow.metadata.get("malwaresnipper_pass"))
+        if self._overloaded():
+            # More scans waiting than the workers can clear: pass unscanned rather than queue
+            # without bound (monitor) or make every response wait out its budget (block).
+            self.count("unscanned_overload")
+            if eff.mode == "block" and not eff.fail_closed:
+                resp.headers[HEADER] = "unscanned; reason=overload"
+            if not (eff.mode == "block" and eff.fail_closed):
+                return
         if eff.mode == "monitor" or passed:
             self._spawn(self._scan(info, raw, block=False))
             return
@@ -418,6 +446,12 @@ class Gateway:
             outcome = await asyncio.wait_for(asyncio.shield(task), timeout=max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
             outcome = _Outcome(error="timeout")
+            if not eff.fail_closed:
+                # the record must not claim a block that did not happen (see _scan for a job
+                # submitted after this point)
+                info.gave_up = True
+                if info.job is not None:
+                    info.job.block_on_malicious = False
         if outcome is None:  # not HTML/JS, or not scannable: untouched
             return
         if outcome.error is not None:
@@ -436,21 +470,25 @@ class Gateway:
                 log.warning("malwaresnipper: %s passed unscanned (%s)", info.url[:300], outcome.error)
                 flow.response.headers[HEADER] = f"unscanned; reason={outcome.error}"
             return
-        verdict = outcome.verdict
-        assert verdict is not None
+        assert outcome.verdict is not None
+        self._apply_verdict(flow, info.url, outcome.kind, outcome.verdict, outcome.scan_id)
+
+    def _apply_verdict(self, flow: http.HTTPFlow, url: str, kind: str, verdict: Verdict, scan_id: str | None) -> None:
+        """Block mode: replace a MALICIOUS page or script; mark anything else as scanned."""
+        assert flow.response is not None
         if not verdict.is_malicious:
             flow.response.headers[HEADER] = f"{verdict.threat_level.value}; risk={verdict.risk_score:.1f}"
             return
         reasons = _reasons(verdict)
-        if outcome.kind == "js":
+        if kind == "js":
             self.count("blocked_script")
-            flow.response = _inert_response(info.url, [t for _, t in reasons], outcome.scan_id)
-            log.warning("malwaresnipper: blocked script %s (%s)", info.url[:300], verdict.classification)
+            flow.response = _inert_response(url, [t for _, t in reasons], scan_id)
+            log.warning("malwaresnipper: blocked script %s (%s)", url[:300], verdict.classification)
         else:
             self.count("blocked_page")
-            flow.response = self._block_response(flow, url=info.url, reasons=reasons, risk=verdict.risk_score,
-                                                 classification=verdict.classification, scan_id=outcome.scan_id)
-            log.warning("malwaresnipper: blocked page %s (%s, risk %.1f)", info.url[:300],
+            flow.response = self._block_response(flow, url=url, reasons=reasons, risk=verdict.risk_score,
+                                                 classification=verdict.classification, scan_id=scan_id)
+            log.warning("malwaresnipper: blocked page %s (%s, risk %.1f)", url[:300],
                         verdict.classification, verdict.risk_score)
 
     async def _scan(self, info: _FlowInfo, raw: bytes, *, block: bool) -> _Outcome | None:
@@ -485,6 +523,9 @@ class Gateway:
         except Exception as exc:  # noqa: BLE001 - the store or the pool is unwell: traffic goes on
             log.warning("malwaresnipper: could not submit %s: %s", info.url[:300], exc)
             return _Outcome(kind=body.kind, error="error")
+        info.job = job
+        if info.gave_up:
+            job.block_on_malicious = False
         if getattr(job, "deduplicated", False):
             self.count("deduplicated")
         if body.kind == "html":
@@ -497,6 +538,8 @@ class Gateway:
             name = type(exc).__name__.lower()
             return _Outcome(kind=body.kind, scan_id=job.scan_id, error="timeout" if "timeout" in name else "error")
         self._log_verdict(info, body.kind, verdict, job.scan_id, page)
+        if info.key is not None:
+            self.recent.put(info.key, body.kind, job.scan_id, verdict)
         return _Outcome(kind=body.kind, scan_id=job.scan_id, verdict=verdict)
 
     def _capture(self, info: _FlowInfo, body: DecodedBody) -> Capture | None:
@@ -565,7 +608,7 @@ class Gateway:
         task.add_done_callback(_log_task_error)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class _FlowInfo:
     """What a scan needs from a flow, copied so the flow may move on (monitor mode)."""
 
@@ -578,6 +621,12 @@ class _FlowInfo:
     content_encoding: str | None
     headers: list[tuple[str, str]]
     path: str
+    #: the ScanJob once submitted (block mode uses it to correct the record on a timeout)
+    job: Any = None
+    #: set when block mode stopped waiting and let the response through
+    gave_up: bool = False
+    #: RecentVerdicts key of the raw body
+    key: Any = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

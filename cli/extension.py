@@ -165,7 +165,7 @@ def write_icons(target: Path = EXTENSION_DIR / "icons") -> list[Path]:
 
 def _cmd_pack(args: argparse.Namespace) -> int:
     try:
-        target = pack(Path(args.out))
+        target = pack(Path(args.out), source=Path(args.source))
     except PackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -184,6 +184,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="extension_command", metavar="ACTION", required=True)
     pack_parser = sub.add_parser("pack", help="zip extension/ with the project's version in its manifest")
     pack_parser.add_argument("--out", default="dist", help="folder for the zip (default: ./dist)")
+    pack_parser.add_argument("--source", default=str(EXTENSION_DIR), help="the unpacked extension (default: the bundled one)")
     pack_parser.set_defaults(func=_cmd_pack)
     icons_parser = sub.add_parser("icons", help="redraw the toolbar icons in extension/icons")
     icons_parser.set_defaults(func=_cmd_icons)

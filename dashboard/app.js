@@ -168,8 +168,9 @@ function flush() {
     if (applyEvent(event)) dirty.add(event.scan_id);
     if (event.status === "SCAN_COMPLETE") completed = true;
   }
-  for (const id of dirty) renderRow(state.feed.get(id));
+  // Trim first: after a long replay, rows for scans that fall off the feed are never built.
   trimFeed();
+  for (const id of dirty) renderRow(state.feed.get(id));
   updateEmptyState();
   if (completed) scheduleStatsRefresh();
   if (state.detailId && dirty.has(state.detailId) && state.feed.get(state.detailId)?.data.status === "SCAN_COMPLETE"
@@ -183,7 +184,7 @@ function applyEvent(event) {
   if (typeof event.scan_id !== "string" || !(event.status in STATUS_RANK)) return false;
   let entry = state.feed.get(event.scan_id);
   if (!entry) {
-    entry = { data: { scan_id: event.scan_id, ts: event.ts, status: event.status, progress: 0, trail: [] }, row: null, fresh: true };
+    entry = { data: { scan_id: event.scan_id, ts: event.ts, status: event.status, progress: 0, trail: [] }, row: null };
     state.feed.set(event.scan_id, entry);
   }
   const data = entry.data;
@@ -216,7 +217,7 @@ function applySummary(summary) {
   if (!summary || typeof summary.scan_id !== "string") return;
   let entry = state.feed.get(summary.scan_id);
   if (!entry) {
-    entry = { data: { scan_id: summary.scan_id, trail: [] }, row: null, fresh: false };
+    entry = { data: { scan_id: summary.scan_id, trail: [] }, row: null };
     state.feed.set(summary.scan_id, entry);
   }
   const done = summary.status === "complete" || summary.status === "failed" || levelOf(summary.threat_level) !== null;
@@ -237,24 +238,24 @@ function applySummary(summary) {
 }
 
 function buildRow(entry) {
+  const cell = (cls) => el("div", { role: "cell", class: cls });
   const cells = {
-    time: el("td", { class: "time" }),
-    level: el("td"),
-    score: el("td", { class: "num" }),
-    source: el("td"),
-    blocked: el("td"),
+    time: cell("time"),
+    level: cell(),
+    score: cell("num"),
+    source: cell(),
+    blocked: cell(),
     url: el("div", { class: "page-url" }),
     title: el("div", { class: "page-title" }),
     progress: el("progress", { max: 100, value: 0 }),
     status: el("span", { class: "status-text" }),
   };
-  const row = el("tr", { dataset: { scanId: entry.data.scan_id }, on: { click: () => openDetail(entry.data.scan_id) } },
+  const row = el("div", { class: "feed-row", role: "row", dataset: { scanId: entry.data.scan_id }, on: { click: () => openDetail(entry.data.scan_id) } },
     cells.time, cells.level, cells.score, cells.source, cells.blocked,
-    el("td", {}, cells.url, cells.title),
-    el("td", { class: "progress-cell" }, cells.progress, cells.status));
+    el("div", { role: "cell", class: "page" }, cells.url, cells.title),
+    el("div", { role: "cell", class: "progress-cell" }, cells.progress, cells.status));
   entry.row = row;
   entry.cells = cells;
-  if (entry.fresh) row.classList.add("new");
   $("#feed-body").prepend(row);
 }
 
@@ -280,6 +281,7 @@ function renderRow(entry) {
     cells.blocked.replaceChildren(data.blocked ? el("span", { class: "badge blocked", text: "blocked" }) : "no");
   }
   setText(cells.url, data.url || "");
+  if (cells.url.title !== (data.url || "")) cells.url.title = data.url || "";  // the full URL, as text
   setText(cells.title, data.title || "");
   cells.progress.value = data.progress || 0;
   setText(cells.status, data.status === "SCAN_COMPLETE"
@@ -340,11 +342,17 @@ function renderStats(stats) {
   state.stats = stats;
   const byLevel = stats.totals_by_level || {};
   const bySource = stats.totals_by_source || {};
-  setText($("#stat-total"), Number(stats.total) || 0);
-  for (const level of LEVELS) setText($(`#stat-${level}`), Number(byLevel[level]) || 0);
-  setText($("#stat-PROXY"), Number(bySource.PROXY) || 0);
-  setText($("#stat-EXTENSION"), Number(bySource.EXTENSION) || 0);
-  setText($("#stat-blocked"), Number(stats.blocked) || 0);
+  const show = (id, value) => {
+    const node = $(`#stat-${id}`);
+    const number = Number(value) || 0;
+    node.dataset.value = String(number);
+    setText(node, number.toLocaleString());
+  };
+  show("total", stats.total);
+  for (const level of LEVELS) show(level, byLevel[level]);
+  show("PROXY", bySource.PROXY);
+  show("EXTENSION", bySource.EXTENSION);
+  show("blocked", stats.blocked);
   charts?.update(stats);
   updateEmptyState();
 }

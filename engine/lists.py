@@ -46,10 +46,20 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 @dataclass(frozen=True, slots=True)
 class ListHit:
-    """Why an entry is on a list: its classification and where it came from (``file:line``)."""
+    """Why an entry is on a list: its classification and where it came from.
+
+    ``source`` (the file name, or "API blocklist") is one shared string per file and ``line`` a
+    number, so a list of a million entries does not carry a million "file:line" strings.
+    """
 
     classification: str
     source: str
+    line: int | None = None
+
+    @property
+    def where(self) -> str:
+        """``"block.txt:12"`` for a file entry, the source alone otherwise."""
+        return f"{self.source}:{self.line}" if self.line is not None else self.source
 
 
 @dataclass(frozen=True)
@@ -237,6 +247,8 @@ def load_list_file(path: str | Path, *, default_classification: str = DEFAULT_CL
     reader = _CsvReader(path, default_classification) if _is_csv(path, lines) else None
     buckets: dict[str, dict[str, ListHit]] = {"domain": {}, "url": {}, "sha256": {}}
     classification = default_classification
+    source = str(path)
+    hits: dict[str, ListHit] = {}  # the last hit per classification: a hosts line's names share it
     for lineno, line in enumerate(lines, start=1):
         stripped = line.strip()
         if not stripped:
@@ -248,16 +260,18 @@ def load_list_file(path: str | Path, *, default_classification: str = DEFAULT_CL
             elif reader is not None:
                 reader.header_from_comment(stripped)
             continue
-        where = f"{path}:{lineno}"
         try:
             if reader is not None:
                 found = reader.row(stripped, classification)
             else:
                 found = _plain_line(stripped, classification)
         except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+            raise ConfigError(f"{path}:{lineno}: {exc}") from None
         for kind, key, cls in found:
-            buckets[kind].setdefault(key, ListHit(cls, where))
+            hit = hits.get(cls)
+            if hit is None or hit.line != lineno:
+                hit = hits[cls] = ListHit(cls, source, lineno)
+            buckets[kind].setdefault(key, hit)
     return ListEntries(buckets["domain"], buckets["url"], buckets["sha256"])
 
 
@@ -341,7 +355,7 @@ class _CsvReader:
                 return [(kind, key, cls)]
         for value in fields:
             value = value.strip()
-            if value and not value.isdigit() and normalize_domain(value):
+            if "." in value and not value.replace(".", "").isdigit() and normalize_domain(value):
                 kind, key = parse_entry(value)
                 return [(kind, key, cls)]
         raise ValueError(f"no URL or domain column in CSV row {line[:100]!r}")

@@ -64,6 +64,8 @@ MAX_PATTERN_CHARS = 2000
 MAX_PATTERNS_PER_RULE = 200
 #: Characters a regex sees per scanned text when RE2 is missing (Python's ``re`` is not linear).
 FALLBACK_REGEX_SCAN_CHARS = 262_144
+#: Worst-case backtracking steps one regex may take per text under the ``re`` fallback.
+FALLBACK_STEP_BUDGET = 2e7
 #: Above this many literals per target, literals go to Aho-Corasick rather than the RE2 set.
 MAX_LITERALS_IN_RE2_SET = 2000
 DEFAULT_RULES_FILE = Path(__file__).parent / "data" / "default_rules.toml"
@@ -272,9 +274,11 @@ def regex_problem(pattern: str, case_sensitive: bool = True) -> str | None:
     """Why ``pattern`` is refused as a rule regex, or None when it is fine.
 
     Refused: syntax errors (under Python's ``re`` and, when installed, RE2), backreferences and
-    lookaround (RE2 cannot run them), nested unbounded quantifiers such as ``(a+)+`` (they
-    backtrack catastrophically under ``re``), and patterns that match the empty string (they
-    would match every page).
+    lookaround (RE2 cannot run them), nested variable quantifiers such as ``(a+)+`` and
+    alternations inside an unbounded or long repeat such as ``(a|ab)*`` (both backtrack
+    exponentially under ``re``), and patterns that match the empty string (they would match
+    every page). RE2 runs everything else in linear time; the ``re`` fallback still bounds the
+    input, because adjacent quantifiers (``\\s*\\s*x``) are polynomial under backtracking.
     """
     try:
         parsed = _sre_parser.parse(pattern, 0 if case_sensitive else re.IGNORECASE)
@@ -282,7 +286,7 @@ def regex_problem(pattern: str, case_sensitive: bool = True) -> str | None:
         return f"invalid regex: {exc}"
     except RecursionError:
         return "regex nests too deeply"
-    problem = _walk(parsed, inside_repeat=False)
+    problem = _walk(parsed, unbounded_outer=False)
     if problem:
         return problem
     if re.compile(pattern).fullmatch("") is not None:
@@ -298,37 +302,90 @@ def regex_problem(pattern: str, case_sensitive: bool = True) -> str | None:
 _UNBOUNDED = _sre_constants.MAXREPEAT
 
 
-def _walk(parsed: Any, *, inside_repeat: bool) -> str | None:
-    """Look through an ``sre`` parse tree for constructs a linear-time matcher cannot promise."""
+def _walk(parsed: Any, *, unbounded_outer: bool, multi_outer: bool = False) -> str | None:
+    """Look through an ``sre`` parse tree for constructs a linear-time matcher cannot promise.
+
+    ``unbounded_outer``: inside a repeat without a (small) upper bound; ``multi_outer``: inside
+    any repeat that runs more than once. A variable repeat inside the former, or an unbounded
+    one inside the latter, can be split in exponentially many ways when backtracking.
+    """
     c = _sre_constants
     for op, arg in parsed:
         if op is c.GROUPREF or op is c.GROUPREF_EXISTS:
             return "backreferences are not supported (no linear-time matcher can run them)"
         if op in (c.ASSERT, c.ASSERT_NOT):
             return "lookahead/lookbehind is not supported (RE2 cannot run it)"
-        if op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)):
+        if op is getattr(c, "ATOMIC_GROUP", ()) or op is getattr(c, "POSSESSIVE_REPEAT", ()):
+            return "atomic groups and possessive quantifiers are not supported (RE2 cannot run them)"
+        if op in (c.MAX_REPEAT, c.MIN_REPEAT):
             low, high, body = arg
-            # A fixed count such as {4} cannot be split two ways; a range such as + or {1,4} can.
-            repeats = low != high
-            if repeats and inside_repeat:
-                return "nested quantifiers such as (a+)+ can take exponential time; flatten it"
-            problem = _walk(body, inside_repeat=inside_repeat or high is _UNBOUNDED or high > 32)
+            variable = low != high  # a fixed count such as {4} cannot be split two ways
+            unbounded = high is _UNBOUNDED or high > 32
+            if variable and (unbounded_outer or (multi_outer and unbounded)):
+                return "nested quantifiers such as (a+)+ or (.*a){3} can take exponential time; flatten it"
+            problem = _walk(
+                body,
+                unbounded_outer=unbounded_outer or unbounded,
+                multi_outer=multi_outer or high > 1,
+            )
             if problem:
                 return problem
         elif op is c.SUBPATTERN:
-            problem = _walk(arg[-1], inside_repeat=inside_repeat)
+            problem = _walk(arg[-1], unbounded_outer=unbounded_outer, multi_outer=multi_outer)
             if problem:
                 return problem
         elif op is c.BRANCH:
+            if unbounded_outer:
+                return (
+                    "alternation inside a repeated group such as (a|ab)* can take exponential "
+                    "time; use a character class or bound the repeat"
+                )
             for branch in arg[1]:
-                problem = _walk(branch, inside_repeat=inside_repeat)
+                problem = _walk(branch, unbounded_outer=unbounded_outer, multi_outer=multi_outer)
                 if problem:
                     return problem
-        elif op is getattr(c, "ATOMIC_GROUP", None):
-            problem = _walk(arg, inside_repeat=inside_repeat)
-            if problem:
-                return problem
     return None
+
+
+def _backtrack_cost(parsed: Any) -> tuple[float, int]:
+    """Rough worst-case work per start position under backtracking: (factor, unbounded count).
+
+    A bounded repeat ``{a,b}`` multiplies the work by ``b - a + 1``; each unbounded one by the
+    text length. Used only by the ``re`` fallback to bound how much text a regex may see.
+    """
+    c = _sre_constants
+    factor, unbounded = 1.0, 0
+    for op, arg in parsed:
+        if op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)):
+            low, high, body = arg
+            inner, inner_unbounded = _backtrack_cost(body)
+            if high is _UNBOUNDED:
+                unbounded += 1 + inner_unbounded
+                factor *= inner
+            else:
+                factor *= (high - low + 1) * inner ** min(high, 8)
+                unbounded += inner_unbounded * min(high, 8)
+        elif op is c.SUBPATTERN:
+            inner, inner_unbounded = _backtrack_cost(arg[-1])
+            factor *= inner
+            unbounded += inner_unbounded
+        elif op is c.BRANCH:
+            costs = [_backtrack_cost(branch) for branch in arg[1]]
+            factor *= sum(f for f, _ in costs)
+            unbounded += max(u for _, u in costs)
+        elif op is getattr(c, "ATOMIC_GROUP", None):
+            inner, inner_unbounded = _backtrack_cost(arg)
+            factor *= inner
+            unbounded += inner_unbounded
+    return min(factor, 1e18), unbounded
+
+
+def fallback_scan_chars(pattern: str, flags: int = 0) -> int:
+    """How many characters the ``re`` fallback lets ``pattern`` see, so that even its worst case
+    (about ``n * factor * n ** unbounded`` steps) stays near :data:`FALLBACK_STEP_BUDGET`."""
+    factor, unbounded = _backtrack_cost(_sre_parser.parse(pattern, flags))
+    n = (FALLBACK_STEP_BUDGET / max(factor, 1.0)) ** (1.0 / (1 + unbounded))
+    return int(min(FALLBACK_REGEX_SCAN_CHARS, max(256, n)))
 
 
 def _re2_options(case_sensitive: bool) -> Any:
@@ -360,6 +417,8 @@ class _TargetMatcher:
     set_keys: list[tuple[int, int]] = field(default_factory=list)
     regex_set: Any = None
     singles: list[Any] = field(default_factory=list)
+    #: Fallback only: characters each regex may see (see :func:`fallback_scan_chars`).
+    scan_limits: list[int] = field(default_factory=list)
 
     def scan(self, text: str) -> list[RuleHit]:
         if not text:
@@ -403,9 +462,8 @@ class _TargetMatcher:
             first.setdefault(self.set_keys[entry], (start, end))
 
     def _scan_re(self, text: str, first: dict[tuple[int, int], tuple[int, int]]) -> None:
-        bounded = text[:FALLBACK_REGEX_SCAN_CHARS]
         for entry, regex in enumerate(self.singles):
-            m = regex.search(bounded)
+            m = regex.search(text, 0, self.scan_limits[entry])
             if m is not None:
                 first.setdefault(self.set_keys[entry], (m.start(), m.end()))
 
@@ -469,7 +527,9 @@ class RuleSet:
             return matcher
         if not self.use_re2:
             for value, case_sensitive in set_patterns:
-                matcher.singles.append(re.compile(value, 0 if case_sensitive else re.IGNORECASE))
+                flags = 0 if case_sensitive else re.IGNORECASE
+                matcher.singles.append(re.compile(value, flags))
+                matcher.scan_limits.append(fallback_scan_chars(value, flags))
             return matcher
         regex_set = _re2.Set.SearchSet(_re2_options(True))
         for value, case_sensitive in set_patterns:

@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Progress], None]
 
+#: Added to the worker processes' niceness (see _worker_main).
+WORKER_NICENESS = 5
+
 
 class ScanTimeout(Exception):
     """The scan took longer than the pool's timeout; its worker was killed and replaced."""
@@ -56,6 +59,11 @@ class ScanFailed(Exception):
 def _worker_main(conn: Connection, config: EngineConfig, lists: tuple[list[str], list[str]] | None) -> None:
     """Build the engine once, then answer scan requests until told to stop or the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the gateway, which stops us
+    try:
+        # Scans yield the CPU to the proxy's event loop: forwarding traffic comes first.
+        os.nice(WORKER_NICENESS)
+    except OSError:  # pragma: no cover - not permitted on some systems
+        pass
     try:
         from ..engine.engine import RiskEngine
 
@@ -143,6 +151,7 @@ class _Worker:
     def _spawn(self) -> bool:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe(duplex=True)
+        lists_version = self.pool._lists_version  # read before the lists: a racing update is resent
         lists = self.pool._lists
         process = ctx.Process(
             target=_worker_main,
@@ -160,7 +169,7 @@ class _Worker:
             return False
         child.close()
         self.process, self.conn = process, parent
-        self.lists_version = self.pool._lists_version
+        self.lists_version = lists_version
         try:
             kind, value = parent.recv()
         except (EOFError, OSError):
@@ -213,8 +222,9 @@ class _Worker:
             if not self.process.is_alive():
                 raise BrokenPipeError("worker is not running")
             if self.lists_version != self.pool._lists_version and self.pool._lists is not None:
+                lists_version = self.pool._lists_version
                 self.conn.send(("lists", *self.pool._lists))
-                self.lists_version = self.pool._lists_version
+                self.lists_version = lists_version
             self.conn.send(("scan", job.job_id, job.capture))
         except (OSError, BrokenPipeError):
             # The worker died while idle: the job never reached it, so it waits for the next one.

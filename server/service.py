@@ -42,9 +42,12 @@ class ScanJob:
     """A submitted scan: its id now, its verdict later."""
 
     def __init__(self, scan_id: str, *, deduplicated: bool = False,
-                 future: asyncio.Future[Verdict] | None = None) -> None:
+                 future: asyncio.Future[Verdict] | None = None, block_on_malicious: bool = False) -> None:
         self.scan_id = scan_id
         self.deduplicated = deduplicated
+        #: Read when the verdict arrives: the proxy clears it when it gave up waiting and let the
+        #: response through, so SCAN_COMPLETE does not claim a block that did not happen.
+        self.block_on_malicious = block_on_malicious
         self._future: asyncio.Future[Verdict] = future or asyncio.get_running_loop().create_future()
         self.submitted = time.time()
 
@@ -114,6 +117,8 @@ class ScanService:
         self.model_versions: dict[str, str] = {}
         self.events_url = ""
         self._started = False
+        self._id_prefix = uuid.uuid4().hex[:16]
+        self._id_counter = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -216,7 +221,7 @@ class ScanService:
         if earlier is not None and now - earlier.submitted <= window and not _failed(earlier):
             self.metrics.dedupe_hits += 1
             return earlier._as_duplicate()
-        job = ScanJob(uuid.uuid4().hex)
+        job = ScanJob(self._new_scan_id(), block_on_malicious=block_on_malicious)
         await self.store.insert_scan(NewScan(
             scan_id=job.scan_id, ts=now, url=capture.url, domain=capture.host,
             title=capture.title, method=method, content_hash=key,
@@ -234,18 +239,22 @@ class ScanService:
             "title": capture.title,
         }
         self._publish(base, "SCAN_STARTED", 0, {"page_scan_id": page_scan_id})
-        task = asyncio.create_task(self._run(job, capture, base, block_on_malicious, page_scan_id))
+        task = asyncio.create_task(self._run(job, capture, base, page_scan_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return job
+
+    def _new_scan_id(self) -> str:
+        """Unique across restarts (random per-process prefix) and cheap (no urandom per scan)."""
+        self._id_counter += 1
+        return f"{self._id_prefix}{self._id_counter:08x}"
 
     def _publish(self, base: dict[str, Any], status: str, progress: int, extra: dict[str, Any]) -> None:
         now = time.time()
         message = {**base, "ts": iso_ts(now), "status": status, "progress": progress, **extra}
         self.bus.publish(message, epoch=now)
 
-    async def _run(self, job: ScanJob, capture: Capture, base: dict[str, Any],
-                   block_on_malicious: bool, page_scan_id: str | None) -> None:
+    async def _run(self, job: ScanJob, capture: Capture, base: dict[str, Any], page_scan_id: str | None) -> None:
         def on_progress(step: Progress) -> None:
             self._publish(base, "SCAN_UPDATE", min(99, max(1, step.percent)),
                           {"layer": step.layer, "partial_score": round(float(step.partial_score), 4)})
@@ -262,7 +271,9 @@ class ScanService:
             self._finish_failed(job, base, f"{type(exc).__name__}: {exc}"[:500], reason, page_scan_id, exc)
             return
         elapsed_ms = (time.time() - started) * 1000.0
-        blocked = bool(block_on_malicious and verdict.is_malicious)
+        # The gateway clears job.block_on_malicious when its budget ran out and the response
+        # went through unblocked, so the record says what really happened.
+        blocked = bool(job.block_on_malicious and verdict.is_malicious)
         verdict_dict = verdict.to_dict()
         if verdict.model_versions:
             self.model_versions = dict(verdict.model_versions)

@@ -24,6 +24,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -92,10 +93,27 @@ MIGRATIONS: list[str] = [
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
     """,
+    # 2: fast domain filter (reversed labels, so "a subdomain of x" is an index range) and
+    #    covering indexes for the stats queries
+    """
+    ALTER TABLE scans ADD COLUMN rdomain TEXT NOT NULL DEFAULT '';
+    UPDATE scans SET rdomain = ms_reverse_domain(domain);
+    CREATE INDEX scans_rdomain_ts ON scans(rdomain, ts);
+    CREATE INDEX scans_ts_level ON scans(ts, threat_level);
+    CREATE INDEX scans_level_domain ON scans(threat_level, domain);
+    CREATE INDEX scans_blocked ON scans(blocked) WHERE blocked = 1;
+    CREATE INDEX scan_indicators_id ON scan_indicators(indicator_id, category, title);
+    CREATE INDEX scan_indicators_category ON scan_indicators(category);
+    """,
 ]
 
 LEVELS = ("BENIGN", "SUSPICIOUS", "MALICIOUS")
 METHODS = ("PROXY", "EXTENSION")
+
+
+def reverse_domain(domain: str) -> str:
+    """``login.bad.example`` -> ``example.bad.login``: subdomains of x sort right after x."""
+    return ".".join(reversed(domain.split("."))) if domain else ""
 
 
 def iso_ts(epoch: float) -> str:
@@ -125,8 +143,10 @@ class ScanFilter:
             clauses.append("method = ?")
             args.append(self.method)
         if self.domain:
-            clauses.append("(domain = ? OR domain LIKE ? ESCAPE '\\')")
-            args += [self.domain, "%." + _like_escape(self.domain)]
+            # The domain itself or any subdomain: an index range on the reversed labels.
+            rdomain = reverse_domain(self.domain)
+            clauses.append("(rdomain = ? OR (rdomain > ? AND rdomain < ?))")
+            args += [rdomain, rdomain + ".", rdomain + "/"]
         if self.since is not None:
             clauses.append("ts >= ?")
             args.append(self.since)
@@ -211,6 +231,7 @@ def connect(path: Path) -> sqlite3.Connection:
 
 def migrate(conn: sqlite3.Connection) -> int:
     """Apply the migrations the file has not seen yet; return the resulting version."""
+    conn.create_function("ms_reverse_domain", 1, reverse_domain, deterministic=True)
     current = conn.execute("PRAGMA user_version").fetchone()[0]
     if current > len(MIGRATIONS):
         raise RuntimeError(
@@ -337,7 +358,10 @@ class SqliteScanStore:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.path.exists():
+            # History names every site the user visited: readable by its owner only.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         self._writer = _Writer(self.path)
         self._writer.start()
         await asyncio.wrap_future(self._writer.ready)
@@ -406,9 +430,10 @@ class SqliteScanStore:
     def insert_scan(self, scan: NewScan) -> asyncio.Future[Any]:
         return self._write(
             lambda c: c.execute(
-                "INSERT INTO scans(scan_id, ts, url, domain, title, method, status, content_hash)"
-                " VALUES (?,?,?,?,?,?,'pending',?)",
-                (scan.scan_id, scan.ts, scan.url, scan.domain, scan.title, scan.method, scan.content_hash),
+                "INSERT INTO scans(scan_id, ts, url, domain, rdomain, title, method, status, content_hash)"
+                " VALUES (?,?,?,?,?,?,?,'pending',?)",
+                (scan.scan_id, scan.ts, scan.url, scan.domain, reverse_domain(scan.domain), scan.title,
+                 scan.method, scan.content_hash),
             )
         )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,34 +111,50 @@ TITLE_ONLY_WORDS: tuple[tuple[str, str], ...] = (
 
 
 @lru_cache(maxsize=1)
-def _brand_regex() -> re.Pattern[str]:
-    parts = []
-    for index, brand in enumerate(BRANDS):
-        parts.append(f"(?P<b{index}>" + "|".join(brand.words) + ")")
-    return re.compile(r"(?<![a-z0-9])(?:" + "|".join(parts) + r")(?![a-z0-9])")
+def _any_brand_word() -> Any:
+    """One regex for every brand word: RE2 when installed (linear, fast), else Python's re."""
+    pattern = "|".join(f"(?:{word})" for brand in BRANDS for word in brand.words)
+    try:
+        import re2
+
+        return re2.compile(pattern)
+    except ImportError:  # pragma: no cover - depends on the install
+        return re.compile(pattern)
+
+
+@lru_cache(maxsize=4096)
+def _brand_of_word(word: str) -> str | None:
+    for brand in BRANDS:
+        for pattern in brand.words:
+            if re.fullmatch(pattern, word):
+                return brand.name
+    return None
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
+
+
+def brand_counts(text_lower: str) -> dict[str, int]:
+    """How often each brand is named in ``text_lower`` (already lower-cased), on word bounds."""
+    counts: dict[str, int] = {}
+    if not text_lower:
+        return counts
+    for match in _any_brand_word().finditer(text_lower):
+        start, end = match.start(), match.end()
+        if start > 0 and _is_word_char(text_lower[start - 1]):
+            continue
+        if end < len(text_lower) and _is_word_char(text_lower[end]):
+            continue
+        name = _brand_of_word(match.group(0))
+        if name is not None:
+            counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def brands_in(text_lower: str) -> list[str]:
     """Names of the brands mentioned in ``text_lower`` (already lower-cased), each once."""
-    if not text_lower:
-        return []
-    found: dict[str, None] = {}
-    for match in _brand_regex().finditer(text_lower):
-        group = match.lastgroup
-        if group is not None:
-            found.setdefault(BRANDS[int(group[1:])].name, None)
-    return list(found)
-
-
-def brand_counts(text_lower: str) -> dict[str, int]:
-    """How often each brand is named in ``text_lower`` (already lower-cased)."""
-    counts: dict[str, int] = {}
-    for match in _brand_regex().finditer(text_lower):
-        group = match.lastgroup
-        if group is not None:
-            name = BRANDS[int(group[1:])].name
-            counts[name] = counts.get(name, 0) + 1
-    return counts
+    return list(brand_counts(text_lower))
 
 
 _TITLE_FOLDS = (("vv", "w"), ("rn", "m"), ("0", "o"))

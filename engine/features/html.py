@@ -58,8 +58,8 @@ _CARD_RE = re.compile(
 )
 #: Inputs asking for identity or banking secrets other than a password (kit data pages).
 _SENSITIVE_RE = re.compile(
-    r"\bssn\b|social.?sec|\bsin\b|\bpin\b|pincode|atm.?pin|\botp\b|one.?time|mother.?s?.?maiden"
-    r"|maiden|routing|account.?(?:num|no\b)|acct.?n|\bdob\b|birth|driver.?s?.?lic|passport",
+    r"(?<![a-z])(?:ssn|sin|pin|otp|dob|cvv)(?![a-z])|social.?sec|pincode|atm.?pin|one.?time"
+    r"|maiden|routing|account.?(?:num|no(?![a-z]))|acct.?n|birth|driver.?s?.?lic|passport",
     re.I,
 )
 _HIDDEN_STYLE_RE = re.compile(
@@ -76,6 +76,10 @@ _CONTEXTMENU_RE = re.compile(
 )
 _CLICK_RE = re.compile(r"\.click\(\s*\)|dispatchEvent\(\s*new\s+MouseEvent", re.I)
 _ELEMENT_RE = re.compile(r"<[A-Za-z]")
+#: Browsers mark a page saved to disk with the URL it came from; HTTrack marks its mirrors.
+_SAVED_FROM_RE = re.compile(
+    r"<!--\s*saved from url=\(\d{1,5}\)([^\s>]{1,2000})|Mirrored from ([^\s>]{1,500}) by HTTrack", re.I
+)
 #: File types a page should not push onto a visitor without a click.
 BINARY_EXTENSIONS = (
     ".exe", ".scr", ".msi", ".dll", ".bat", ".cmd", ".com", ".pif", ".hta", ".vbs", ".vbe",
@@ -121,6 +125,8 @@ class ParsedPage:
     external_domains: tuple[tuple[str, int], ...] = ()
     inline_event_handlers: int = 0
     has_base_tag: bool = False
+    #: The URL a browser's "save page" or HTTrack recorded as the page's origin, if any.
+    saved_from: str | None = None
     html_chars: int = 0
     error: str | None = None
 
@@ -162,6 +168,9 @@ class ParsedPage:
             "external_form_action_count": float(ext_actions),
             "empty_form_action_count": float(sum(1 for f in forms if not f.action.strip())),
             "post_form_count": float(sum(1 for f in forms if f.method == "post")),
+            "password_form_script_action_count": float(
+                sum(1 for f in forms if f.has_password and _is_script_action(f.action))
+            ),
             "iframe_count": float(len(dom.iframes)),
             "hidden_iframe_count": float(sum(i.hidden for i in dom.iframes)),
             "link_count_log": _log1p(links),
@@ -185,6 +194,10 @@ class ParsedPage:
             "text_credential_words": float(min(len(_CREDENTIAL_WORDS.findall(text_low)), 50)),
             "text_chars_log": _log1p(text_len),
             "has_base_tag": float(self.has_base_tag),
+            "saved_from_other_site": float(
+                self.saved_from is not None
+                and registrable_domain(host_of(self.saved_from)) != page_site
+            ),
         }
 
 
@@ -207,6 +220,12 @@ def _action_site(action: str) -> str | None:
     if scheme in ("mailto", "data", "javascript", "blob", "ftp", "file"):
         return None
     return registrable_domain(host_of(action))
+
+
+def _is_script_action(action: str) -> bool:
+    """Whether a form posts to a server script file (``login.php``, ``next.asp`` ...)."""
+    path = action.split("?", 1)[0].split("#", 1)[0].lower()
+    return path.endswith((".php", ".asp", ".aspx", ".cgi", ".pl", ".jsp"))
 
 
 def _brand_words(text_lower: str) -> list[str]:
@@ -437,8 +456,19 @@ def _parse(html: str, base_url: str) -> ParsedPage:
         external_domains=tuple(sorted(domains.items(), key=lambda kv: (-kv[1], kv[0]))[:20]),
         inline_event_handlers=len(handlers),
         has_base_tag=base_node is not None,
+        saved_from=_saved_from(html),
         html_chars=len(html),
     )
+
+
+def _saved_from(html: str) -> str | None:
+    match = _SAVED_FROM_RE.search(html, 0, 4096)
+    if match is None:
+        return None
+    url = match.group(1) or match.group(2) or ""
+    if not url.lower().startswith(("http://", "https://")):
+        url = "http://" + url
+    return url
 
 
 def _fast_host(url: str, start: int) -> str:

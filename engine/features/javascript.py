@@ -54,20 +54,31 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
     "jsfuck": ("[][(![]+[])", "(![]+[])[", "!+[]+!+[]", "(+[![]]+[])", "[]+[]+[]"),
     "aaencode": ("\uff9f\u03c9\uff9f\uff89", "\uff9f\u0414\uff9f", "\uff9f\u0434\uff9f", "\uff9f\uff70\uff9f"),
     "jjencode": ("$={___:++$", "=~[];", "$$$$:(![]+\"\")"),
+    # DOM and decoder methods called through bracket strings: document["write"](...)
+    "bracket_call": tuple(
+        q1 + name + q2
+        for name in ("createelement", "write", "eval", "fromcharcode", "getelementsbytagname", "appendchild",
+                     "charcodeat", "substr", "insertbefore", "createobject", "run", "responsetext", "reverse",
+                     "expandenvironmentstrings", "savetofile", "writeln")
+        for q1, q2 in (('["', '"]'), ("['", "']"))
+    ),
+    # Fragment obfuscation: functions that return a piece of a string, junk comma expressions.
+    "return_string": ("return '", 'return "', "{return'", '{return"', "{ return '", '{ return "'),
+    "paren_concat": ('")+"', "')+'", '"+("', "'+('", '") + "', "') + '", '" + ("', "' + ('", '")+(', "')+("),
     "hex_name": ("_0x",),
     "obfuscator_rotate": ("['push'](", '["push"](', "['shift']()", '["shift"]()', "'push'](_0x", "'shift']()"),
     "debugger": ("debugger",),
     # Windows script host droppers (and reversed spellings that droppers use to hide them)
     "activex": ("activexobject",),
     # "wscript" alone would match "newScript"; these spellings need a boundary before the name.
-    "wscript": tuple(b + "wscript" + a for b in " \t\n(=;{},+[!&|?:" for a in ".[=)")
-    + ('"wscript', "'wscript"),
+    "wscript": tuple(b + "wscript" + a for b in " \t\n(=;{},+[!&|?:" for a in ".[=);,]")
+    + ('"wscript', "'wscript", " wsh.", "(wsh)", "(wsh.", "=wsh.", "(wsh."),
     "wscript_shell": ("wscript.shell", "shell.application"),
     "adodb": ("adodb.stream", "adodb.", '"adodb"', "'adodb'", "%22adodb%22", "adodb.recordset"),
     "fso": ("scripting.filesystemobject", "filesystemobject"),
     "msxml": ("msxml2.xmlhttp", "microsoft.xmlhttp", "winhttp.winhttprequest", "serverxmlhttp"),
     "savetofile": (".savetofile", '"savetofile', "'savetofile", ".createtextfile", ".loadfromfile",
-                   "responsebody)", "responsebody;", ".responsebody,"),
+                   ".savetofile(", "adodb.stream"),
     "shell_run": ("%temp%", "expandenvironmentstrings", "getspecialfolder", ".exe\"", ".exe'",
                   "cmd.exe", "cmd /c", "powershell", "rundll32", "regsvr32", "%appdata%"),
     "run_call": (".run(", ".exec(", ".shellexecute("),
@@ -88,8 +99,8 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
                   "height=0", "height='0'", 'height="0"', "height = 0", 'height="1"',
                   "width:0", "height:0", "width: 0", "height: 0", "left:-", "top:-"),
     "location_assign": ("location.href=", "location.href =", "location=", "location =",
-                        "location.replace(", "location.assign(", ".location.href", "top.location",
-                        "window.location", "document.location", "window.open("),
+                        "location.replace(", "location.assign(", "location.href=", "location[\"href\"]=",
+                        "location['href']="),
     "cookie": ("document.cookie",),
     "user_agent": ("navigator.useragent",),
     "referrer": ("document.referrer",),
@@ -197,6 +208,8 @@ _CHAR_CLASS = np.array(
 _IDENT_KEEP = set(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_$")
 #: Maps every byte that cannot be in an ASCII identifier to a space (one translate, one split).
 _IDENT_TABLE = bytes(c if c in _IDENT_KEEP else 32 for c in range(256))
+#: Eight or more numbers of one to three digits in a comma list (after digits became ``0``).
+_CHARCODE_RUN = re.compile(rb"(?<![0-9A-Za-z_.])(?:0{1,3} ?, ?){8,}0{1,3}\b")
 #: Maps every digit to ``0`` so that ``0,0`` counts numeric list items in one ``count`` call.
 _DIGIT_TABLE = bytes.maketrans(b"123456789", b"000000000")
 _JSFUCK_BYTES = np.frombuffer(b"[]()!+", dtype=np.uint8)
@@ -465,8 +478,8 @@ def _extract(text: str) -> JsFeatures:
         digits_collapsed = data.translate(_DIGIT_TABLE)
         charcode_items = digits_collapsed.count(b"0,0") + digits_collapsed.count(b"0, 0")
         if charcode_items >= 16:
-            run = b"00,00,00,00,00,00,00,00,00,00,00,00"
-            charcode_offset = digits_collapsed.find(run)
+            run = _CHARCODE_RUN.search(digits_collapsed)
+            charcode_offset = run.start() if run else -1
     new_function = data.count(b"new Function(") if b"Function(" in data else 0
     bracket_string = data.count(b'["') + data.count(b"['")
     string_concat = data.count(b'"+"') + data.count(b"'+'") + data.count(b'" + "') + data.count(b"' + '")

@@ -49,8 +49,38 @@ SHORTENERS: frozenset[str] = frozenset(
     """bit.ly bitly.com tinyurl.com goo.gl ow.ly is.gd buff.ly rebrand.ly cutt.ly shorturl.at rb.gy
     tiny.cc s.id v.gd t.ly bl.ink adf.ly shorte.st bc.vc ouo.io x.co tr.im soo.gd clck.ru u.to
     surl.li urlz.fr han.gl qrco.de tiny.one shorturl.com cli.re lnkd.in 0i.is 2no.co iplogger.org
-    grabify.link""".split()
+    grabify.link bit.do cutt.us""".split()
 )
+
+#: Free hosting and site-builder platforms: anyone can publish a page there in minutes, so
+#: phishing pages do. Matched on the host's domain (``x.000webhostapp.com``).
+FREE_HOSTING: frozenset[str] = frozenset(
+    """000webhostapp.com weebly.com wixsite.com yolasite.com webcindario.com 16mb.com
+    firebaseapp.com web.app glitch.me herokuapp.com netlify.app vercel.app pages.dev workers.dev
+    repl.co github.io gitlab.io blogspot.com wordpress.com azurewebsites.net cprapid.com
+    temporary.link temp-site.link myftpupload.com mybluehost.me umbler.net beget.tech xsph.ru
+    swtest.ru wcomhost.com pastehtml.com ngrok.io ngrok-free.app trycloudflare.com surge.sh
+    square.site godaddysites.com webflow.io carrd.co mystrikingly.com jimdosite.com tilda.ws
+    ucoz.ru ucoz.net narod.ru sites.google.com forms.gle ipfs.io""".split()
+)
+
+#: Dynamic-DNS zones: a free name that points at any machine, often a compromised one.
+DYNAMIC_DNS: frozenset[str] = frozenset(
+    """duckdns.org ddns.net hopto.org zapto.org sytes.net myftp.biz myftp.org bounceme.net
+    servebeer.com serveirc.com myvnc.com redirectme.net ddnsking.com gotdns.ch freeddns.org
+    dynv6.net dns-cloud.net freemyip.com dynu.net mooo.com chickenkiller.com nsupdate.info
+    dyndns.org dynalias.com 3utilities.com serveftp.com ddns.me kozow.com loseyourip.com
+    freeddns.uk ydns.eu no-ip.org no-ip.biz no-ip.info noip.me webhop.me""".split()
+)
+
+#: Folders of popular CMSs that hold code and assets: a page served from inside one (or from a
+#: made-up folder under ``/.well-known/``) is how phishing kits sit on hacked web sites.
+_CMS_PAGE = re.compile(
+    r"/wp-(?:content|includes)/(?:[^?#]*/)?(?:[^/?#]*\.(?:php|html?|aspx?)|)$"
+    r"|/\.well-known/(?!acme-challenge/|pki-validation/)[^/]+/",
+    re.I,
+)
+_EMAIL = re.compile(r"[\w.+-]+(?:@|%40)[\w-]+\.[a-z]{2,}", re.I)
 
 #: Path extensions that download programs or scripts a user might run.
 RISKY_EXTENSIONS: frozenset[str] = frozenset(
@@ -63,7 +93,6 @@ _TLD_WORDS = frozenset({"com", "net", "org", "co", "gov", "edu", "info", "biz"})
 _DIGITS = "0123456789"
 _SPECIALS = "-_.~!$&'()*+,;=:@%"
 _TOKEN = re.compile(r"[a-z0-9]+")
-_EXT = re.compile(r"\.([a-z0-9]{1,5})$")
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]{0,20}):")
 
 
@@ -118,6 +147,10 @@ class UrlFeatures:
     risky_tld: bool = False
     free_tld: bool = False
     shortener: bool = False
+    free_hosting: str = ""
+    dynamic_dns: str = ""
+    cms_folder_page: bool = False
+    email_in_url: bool = False
     brand_domain: bool = False
     brand_in_subdomain: tuple[str, ...] = ()
     brand_in_domain_label: tuple[str, ...] = ()
@@ -172,6 +205,10 @@ class UrlFeatures:
             "free_tld": float(self.free_tld),
             "tld_length": float(len(self.tld)),
             "shortener": float(self.shortener),
+            "free_hosting": float(bool(self.free_hosting)),
+            "dynamic_dns": float(bool(self.dynamic_dns)),
+            "cms_folder_page": float(self.cms_folder_page),
+            "email_in_url": float(self.email_in_url),
             "brand_domain": float(self.brand_domain),
             "brand_in_subdomain": float(len(self.brand_in_subdomain)),
             "brand_in_domain_label": float(len(self.brand_in_domain_label)),
@@ -275,6 +312,7 @@ def _extract(url: str) -> UrlFeatures:
     if "%" in host:
         parse_error = parse_error or "percent-encoded host"
     info = _host_info(host)
+    host = info.ascii_host or host  # the punycode form, as it goes over the wire
     path_depth = path.count("/") - (1 if path.endswith("/") and len(path) > 1 else 0)
     lower_path = path.lower()
     last_segment = lower_path.rsplit("/", 1)[-1]
@@ -283,64 +321,75 @@ def _extract(url: str) -> UrlFeatures:
     if dot >= 0 and 0 < len(last_segment) - dot - 1 <= 5 and last_segment[dot + 1 :].isalnum():
         ext = last_segment[dot + 1 :]
     path_and_query = lower_path + "?" + query.lower() if query else lower_path
-    cred_path = tuple(dict.fromkeys(_CREDENTIAL_RE.findall(path_and_query)))
-    return _make(
-        url=raw,
-        scheme=scheme,
-        host=host,
-        host_unicode=info.host_unicode,
-        registrable_domain=info.registrable_domain,
-        domain_label=info.domain_label,
-        public_suffix=info.public_suffix,
-        tld=info.tld,
-        subdomain=info.subdomain,
-        subdomain_depth=info.subdomain_depth,
-        port=port,
-        userinfo=userinfo,
-        path=path,
-        query=query,
-        is_ip=bool(info.ip_kind),
-        ip_kind=info.ip_kind,
-        ip_private=info.ip_private,
-        punycode=info.punycode,
-        non_ascii_host=info.non_ascii,
-        mixed_script=info.mixed_script,
-        url_length=len(raw),
-        host_length=len(host),
-        path_length=len(path),
-        query_length=len(query),
-        host_entropy=info.host_entropy,
-        domain_label_entropy=info.label_entropy,
-        path_entropy=entropy(path) if len(path) > 1 else 0.0,
-        host_digit_ratio=info.digit_ratio,
-        path_digit_ratio=_ratio(path) if len(path) > 1 else 0.0,
-        url_digit_ratio=url_digits,
-        special_char_count=specials,
-        percent_count=raw.count("%"),
-        host_hyphen_count=host.count("-"),
-        host_dot_count=host.count("."),
-        path_depth=max(0, path_depth),
-        query_param_count=(query.count("&") + 1) if query else 0,
-        double_slash_in_path="//" in path,
-        tld_in_subdomain=info.tld_in_subdomain,
-        tld_in_path=_tld_in_path(lower_path),
-        risky_tld=info.tld in RISKY_TLDS,
-        free_tld=info.tld in FREE_TLDS,
-        shortener=info.shortener,
-        brand_domain=info.brand_domain,
-        brand_in_subdomain=info.brand_in_subdomain,
-        brand_in_domain_label=info.brand_in_domain_label,
-        brand_in_path=_brands_in(path_and_query) if not info.brand_domain and len(path_and_query) > 4 else (),
-        credential_words_host=info.credential_words,
-        credential_words_path=cred_path,
-        file_extension=ext,
-        risky_extension=ext in RISKY_EXTENSIONS,
-        parse_error=parse_error,
-    )
+    cred_path, brands_path = _path_words(path_and_query)
+    return _from_state({
+        "url": raw,
+        "scheme": scheme,
+        "host": host,
+        "host_unicode": info.host_unicode,
+        "registrable_domain": info.registrable_domain,
+        "domain_label": info.domain_label,
+        "public_suffix": info.public_suffix,
+        "tld": info.tld,
+        "subdomain": info.subdomain,
+        "subdomain_depth": info.subdomain_depth,
+        "port": port,
+        "userinfo": userinfo,
+        "path": path,
+        "query": query,
+        "is_ip": bool(info.ip_kind),
+        "ip_kind": info.ip_kind,
+        "ip_private": info.ip_private,
+        "punycode": info.punycode,
+        "non_ascii_host": info.non_ascii,
+        "mixed_script": info.mixed_script,
+        "url_length": len(raw),
+        "host_length": len(host),
+        "path_length": len(path),
+        "query_length": len(query),
+        "host_entropy": info.host_entropy,
+        "domain_label_entropy": info.label_entropy,
+        "path_entropy": entropy(path) if len(path) > 1 else 0.0,
+        "host_digit_ratio": info.digit_ratio,
+        "path_digit_ratio": _ratio(path) if len(path) > 1 else 0.0,
+        "url_digit_ratio": url_digits,
+        "special_char_count": specials,
+        "percent_count": raw.count("%"),
+        "host_hyphen_count": host.count("-"),
+        "host_dot_count": host.count("."),
+        "path_depth": max(0, path_depth),
+        "query_param_count": (query.count("&") + 1) if query else 0,
+        "double_slash_in_path": "//" in path,
+        "tld_in_subdomain": info.tld_in_subdomain,
+        "tld_in_path": _tld_in_path(lower_path),
+        "risky_tld": info.tld in RISKY_TLDS,
+        "free_tld": info.tld in FREE_TLDS,
+        "shortener": info.shortener,
+        "free_hosting": info.free_hosting,
+        "dynamic_dns": info.dynamic_dns,
+        "cms_folder_page": bool(_CMS_PAGE.search(path)) if "/wp-" in path or "/.well-known/" in path else False,
+        "email_in_url": bool(_EMAIL.search(query)) if ("@" in query or "%40" in query) else False,
+        "brand_domain": info.brand_domain,
+        "brand_in_subdomain": info.brand_in_subdomain,
+        "brand_in_domain_label": info.brand_in_domain_label,
+        "brand_in_path": () if info.brand_domain else brands_path,
+        "credential_words_host": info.credential_words,
+        "credential_words_path": cred_path,
+        "file_extension": ext,
+        "risky_extension": ext in RISKY_EXTENSIONS,
+        "parse_error": parse_error,
+    })
 
 
 _STRIP_WS = str.maketrans("", "", "\t\n\r")
 _DEFAULTS: dict[str, object] = {f.name: f.default for f in fields(UrlFeatures)}
+
+
+def _from_state(state: dict[str, object]) -> UrlFeatures:
+    """A :class:`UrlFeatures` from a dict holding every field (no copying, no keyword passing)."""
+    obj = object.__new__(UrlFeatures)
+    object.__setattr__(obj, "__dict__", state)
+    return obj
 
 
 def _make(**values: object) -> UrlFeatures:
@@ -375,6 +424,7 @@ def _split_port(hostport: str) -> tuple[str, int | None]:
 
 @dataclass(frozen=True, slots=True)
 class _HostInfo:
+    ascii_host: str = ""
     host_unicode: str = ""
     registrable_domain: str = ""
     domain_label: str = ""
@@ -392,6 +442,10 @@ class _HostInfo:
     digit_ratio: float = 0.0
     tld_in_subdomain: bool = False
     shortener: bool = False
+    free_hosting: str = ""
+    dynamic_dns: str = ""
+    cms_folder_page: bool = False
+    email_in_url: bool = False
     brand_domain: bool = False
     brand_in_subdomain: tuple[str, ...] = ()
     brand_in_domain_label: tuple[str, ...] = ()
@@ -406,7 +460,7 @@ def _host_info(host: str) -> _HostInfo:
     ip_kind, ip_private = ip_literal_kind(host)
     if ip_kind:
         return _HostInfo(
-            host_unicode=host, registrable_domain=host, ip_kind=ip_kind, ip_private=ip_private,
+            ascii_host=host, host_unicode=host, registrable_domain=host, ip_kind=ip_kind, ip_private=ip_private,
             host_entropy=entropy(host), digit_ratio=_ratio(host),
         )
     non_ascii = not host.isascii()
@@ -435,6 +489,7 @@ def _host_info(host: str) -> _HostInfo:
         found.update(_brand_substrings(label))
         brand_label = tuple(sorted(found))
     return _HostInfo(
+        ascii_host=host,
         host_unicode=host_unicode,
         registrable_domain=reg,
         domain_label=label,
@@ -450,6 +505,8 @@ def _host_info(host: str) -> _HostInfo:
         digit_ratio=_ratio(host),
         tld_in_subdomain=any(part in _TLD_WORDS for part in sub_labels),
         shortener=reg in SHORTENERS or host in SHORTENERS,
+        free_hosting=owned_by(host, FREE_HOSTING) or "",
+        dynamic_dns=owned_by(host, DYNAMIC_DNS) or "",
         brand_domain=brand_domain,
         brand_in_subdomain=brand_sub,
         brand_in_domain_label=brand_label,
@@ -482,10 +539,33 @@ def _brand_substrings(label: str) -> set[str]:
     return found
 
 
-def _brands_in(text: str) -> tuple[str, ...]:
-    if not text:
-        return ()
-    return tuple(sorted(set(_TOKEN.findall(text)) & bundled_brand_labels()))
+@lru_cache(maxsize=1)
+def _path_automaton() -> ahocorasick.Automaton:
+    """Credential words (anywhere) and brand labels (whole words) for one C pass over a path."""
+    automaton = ahocorasick.Automaton()
+    for word in CREDENTIAL_WORDS:
+        automaton.add_word(word, (True, word))
+    for label in bundled_brand_labels():
+        automaton.add_word(label, (False, label))
+    automaton.make_automaton()
+    return automaton
+
+
+def _path_words(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(credential words, brand names as whole words) found in a lower-cased path and query."""
+    if len(text) < 4:
+        return (), ()
+    words: dict[str, None] = {}
+    brands: set[str] = set()
+    size = len(text)
+    for end, (credential, word) in _path_automaton().iter(text):
+        if credential:
+            words[word] = None
+        else:
+            start = end - len(word) + 1
+            if (start == 0 or not text[start - 1].isalnum()) and (end + 1 == size or not text[end + 1].isalnum()):
+                brands.add(word)
+    return tuple(words), tuple(sorted(brands))
 
 
 def _tld_in_path(lower_path: str) -> bool:

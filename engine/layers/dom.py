@@ -162,6 +162,7 @@ class _Analysis:
         self._check_form_actions()
         self._check_brand()
         self._check_cloned_links()
+        self._check_saved_copy()
         self._check_iframes()
         self._check_meta_refresh()
         self._check_misc()
@@ -187,6 +188,15 @@ class _Analysis:
             self.add(
                 "card_form", "The page asks for payment card details", Severity.LOW, 0.12,
                 (Evidence("card number / CVV input", where),), classification=None,
+            )
+        secrets = self.page.sensitive_inputs if self.page is not None else 0
+        if self.asks_card and (secrets >= 2 or self.asks_password):
+            # Shops ask for a card; they do not also ask for a PIN, an SSN or the mail password.
+            self.add(
+                "card_with_secrets",
+                "The page asks for card details together with a password, PIN or identity data",
+                Severity.MEDIUM, 0.3 if secrets >= 2 else 0.15,
+                (Evidence("card inputs with password/identity inputs", "html"),),
             )
         if self.asks_secrets:
             self.add(
@@ -264,6 +274,27 @@ class _Analysis:
                 f"The page names {brand} next to a credential form on a site {brand} does not own",
                 Severity.MEDIUM, 0.3,
                 (Evidence(snippet(text, max(pos, 0), max(pos, 0) + len(brand)), "text"),),
+            )
+
+    def _check_saved_copy(self) -> None:
+        """A page saved from a brand's site (browser "save as" or HTTrack) served from elsewhere."""
+        if self.page is None or not self.page.saved_from:
+            return
+        origin = registrable_domain(host_of(self.page.saved_from))
+        brand = brand_of_site(origin)
+        if not origin or origin == self.site or brand is None or site_owned_by(self.site, brand):
+            return
+        evidence = (Evidence(snippet(self.page.saved_from, 0, 0, 80), "html comment"),)
+        if self.asks_credentials:
+            self.add(
+                "saved_brand_page",
+                f"A copy of a {brand} page, saved from {origin}, asks for credentials here",
+                Severity.HIGH, 0.5, evidence,
+            )
+        else:
+            self.add(
+                "saved_brand_copy", f"A copy of a {brand} page saved from {origin} is served here",
+                Severity.MEDIUM, 0.25, evidence,
             )
 
     def _check_cloned_links(self) -> None:
@@ -345,6 +376,16 @@ class _Analysis:
                 category="malware", classification="dropper",
             )
         dom = self.dom
+        if self.asks_password and self.page is not None:
+            real_links = dom.link_count - self.page.null_link_count
+            if real_links < 3:
+                self.add(
+                    "bare_credential_page",
+                    "A password page with almost no working links (real sign-in pages link to help, "
+                    "privacy and sign-up pages)",
+                    Severity.LOW, 0.1,
+                    (Evidence(f"{real_links} working links", "html"),), classification=None,
+                )
         if (
             self.asks_credentials
             and self.page is not None

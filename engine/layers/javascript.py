@@ -105,6 +105,12 @@ def _iframe_hidden_offset(text: str) -> int:
     return -1
 
 
+#: ActiveX names that old-IE compatibility code tries in a loop; droppers never spell them out.
+_BENIGN_PROGID = re.compile(
+    r"xmlhttp|shockwaveflash|xmldom|htmlfile|agcontrol|acropdf|pdfctrl|quicktime|realplayer|wmplayer"
+    r"|skype|msxml|domdocument|devalvr|swctl|mediaplayer",
+    re.I,
+)
 _ACTIVEX_CALL = re.compile(r"ActiveXObject\s*\(\s*([\"'])?")
 
 
@@ -165,7 +171,7 @@ def assess_script(text: str, f: JsFeatures, page_host: str = "") -> ScriptAssess
     if f.charcode_list_items >= 50 and charcode_dense >= 0.3 and c("fromcharcode"):
         add(Finding("charcode_payload", "Script hides text as a long array of character codes",
                     Severity.MEDIUM, 35, "obfuscation", "obfuscated", f.charcode_list_offset, 60))
-    if f.string_concat >= 10 and f.string_concat / kb >= 2:
+    if f.string_concat >= 5 and f.string_concat / kb >= 1:
         add(Finding("string_splitting", "Script splits words into tiny string pieces (\"W\"+\"Scr\"+\"ipt\")",
                     Severity.MEDIUM, 30, "obfuscation", "obfuscated", text.find('"+"') if '"+"' in text else text.find("'+'"), 40))
     payload = (
@@ -176,6 +182,22 @@ def assess_script(text: str, f: JsFeatures, page_host: str = "") -> ScriptAssess
     if payload:
         add(Finding("encoded_payload", "Script carries a long encoded string (hex, base64 or packed data)",
                     Severity.LOW, 15, "obfuscation", "obfuscated", f.longest_string_offset, 60))
+    if c("bracket_call") >= 3:
+        add(Finding("bracket_calls", "Script calls DOM and decoder methods through strings (document[\"write\"])",
+                    Severity.MEDIUM, 30, "obfuscation", "obfuscated", f.offset("bracket_call"), 40))
+    if f.comments >= 10 and f.comments / kb >= 2 and f.length / max(1, f.lines) > 200:
+        add(Finding("junk_comments", "Script is sprinkled with junk comments inside long lines of code",
+                    Severity.MEDIUM, 30, "obfuscation", "obfuscated", text.find("/*"), 40))
+    if c("paren_concat") >= 10 and c("paren_concat") / kb >= 1:
+        add(Finding("junk_expressions", "Script hides words in junk comma expressions (\"a\",\"b\",\"Act\")+\"iveX\"",
+                    Severity.MEDIUM, 35, "obfuscation", "obfuscated", f.offset("paren_concat"), 40))
+    avg_string = f.string_chars / max(1, f.string_count)
+    if c("return_string") >= 20 and c("return_string") / kb >= 3 and avg_string < 8:
+        add(Finding("fragment_functions", "Script assembles code from many functions that each return a fragment",
+                    Severity.MEDIUM, 30, "obfuscation", "obfuscated", f.offset("return_string"), 40))
+    elif f.string_count >= 50 and avg_string < 5 and f.string_count / kb >= 20:
+        add(Finding("fragmented_strings", "Script is made of many tiny string fragments",
+                    Severity.LOW, 20, "obfuscation", "obfuscated", -1, 40))
     if f.identifier_random_ratio >= 0.3 and f.identifier_count >= 30 and f.base64_string_chars < 1000:
         add(Finding("generated_names", "Many names in the script are random letter soup (generated identifiers)",
                     Severity.LOW, 20, "obfuscation", "obfuscated", -1, 40))
@@ -198,13 +220,17 @@ def assess_script(text: str, f: JsFeatures, page_host: str = "") -> ScriptAssess
                     "Script runs code it decodes at run time (eval/Function with unescape/atob/fromCharCode)",
                     Severity.HIGH if obfuscated else Severity.LOW, 40 if obfuscated else 10,
                     "sink", "obfuscated", f.offset(sink) if sink != "new_function" else text.find("new Function("), 40))
+    elif sink in ("eval", "function_ctor", "new_function") and obfuscated:
+        add(Finding("eval_obfuscated", "Obfuscated script executes strings as code (eval/Function)",
+                    Severity.MEDIUM, 30, "sink", "obfuscated",
+                    f.offset(sink) if sink != "new_function" else text.find("new Function("), 40))
     elif sink == "string_timer":
         add(Finding("string_timer", "Script passes a string of code to setTimeout/setInterval",
                     Severity.LOW, 5, "sink", None, f.offset("string_timer"), 40))
     if c("document_write") and (c("markup_script") or c("markup_iframe")):
-        hidden = obfuscated or c("unescape") or f.ascii_escape_density > 0.05
+        # document.write(unescape("%3Cscript ...")) is the old analytics loader: only hidden code counts.
         add(Finding("write_markup", "Script writes <script> or <iframe> markup with document.write",
-                    Severity.MEDIUM if hidden else Severity.LOW, 30 if hidden else 8,
+                    Severity.MEDIUM if obfuscated else Severity.LOW, 30 if obfuscated else 8,
                     "sink", None, f.offset("document_write"), 40))
 
     # -- Windows Script Host droppers -------------------------------------------------------------
@@ -228,9 +254,11 @@ def assess_script(text: str, f: JsFeatures, page_host: str = "") -> ScriptAssess
     elif cc_on:
         add(Finding("conditional_compilation", "Script uses JScript conditional compilation (@cc_on), as WSH droppers do",
                     Severity.MEDIUM, 40, "dropper", "dropper", f.offset("cc_on"), 40))
-    elif c("activex") and (dynamic := _dynamic_activex_offset(text)) >= 0 and (obfuscated or sink or decoder):
+    elif c("activex") and (dynamic := _dynamic_activex_offset(text)) >= 0 and (
+        obfuscated or not _BENIGN_PROGID.search(text)
+    ):
         add(Finding("activex_dynamic", "Script creates an ActiveX object whose name it computes at run time",
-                    Severity.MEDIUM, 45, "dropper", "dropper", dynamic, 40))
+                    Severity.MEDIUM, 45 if obfuscated else 40, "dropper", "dropper", dynamic, 40))
     elif c("activex") and c("shell_run"):
         add(Finding("activex_exec", "Script creates ActiveX objects and refers to executables or temp folders",
                     Severity.MEDIUM, 40, "dropper", "dropper", f.offset("activex"), 40))
@@ -246,19 +274,19 @@ def assess_script(text: str, f: JsFeatures, page_host: str = "") -> ScriptAssess
     # -- card skimming ----------------------------------------------------------------------------
     exfil = next((n for n in ("xhr", "fetch", "beacon", "websocket", "new_image", "ajax") if c(n)), None)
     card = "card_field" if c("card_field") else ("card_cvv" if c("card_cvv") else None)
-    if card and exfil and (c("form_read") or c("serialize")):
-        if obfuscated:
-            add(Finding("skimmer", "Obfuscated script reads payment card fields and sends data out",
-                        Severity.HIGH, 60, "skimmer", "skimmer", f.offset(card), 40))
-        elif card == "card_field" and f.length < 60_000 and c("serialize") and c("submit_hook"):
-            foreign = _foreign_hosts(text, page_host)
-            if foreign:
-                add(Finding("skimmer", "Script reads payment card fields and sends them to another site",
-                            Severity.MEDIUM, 40, "skimmer", "skimmer", f.offset(card), 40))
+    if card and obfuscated and exfil and (c("form_read") or c("serialize")):
+        add(Finding("skimmer", "Obfuscated script reads payment card fields and sends data out",
+                    Severity.HIGH, 60, "skimmer", "skimmer", f.offset(card), 40))
+    elif card == "card_field" and c("form_read") and (c("checkout") or c("serialize")) and f.length < 60_000:
+        # Magecart style: checkout card fields read by a small script that knows another site.
+        foreign = _foreign_hosts(text, page_host)
+        if foreign and (exfil or c("serialize")):
+            add(Finding("skimmer", "Script reads payment card fields and sends them to another site",
+                        Severity.MEDIUM, 45 if exfil else 35, "skimmer", "skimmer", f.offset(card), 40))
 
     # -- forced redirects -------------------------------------------------------------------------
     if c("location_assign"):
-        decoded = obfuscated or (decoder is not None and f.length < SMALL_SCRIPT)
+        decoded = obfuscated or (f.length < SMALL_SCRIPT and any(c(n) for n in ("unescape", "atob", "fromcharcode")))
         timed = "settimeout" in text[:SMALL_SCRIPT].lower() if f.length < SMALL_SCRIPT else False
         if decoded:
             add(Finding("decoded_redirect", "Script sends the browser to an address it decodes or hides",

@@ -24,7 +24,6 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import ClassVar
 
 import ahocorasick
@@ -136,6 +135,9 @@ _NOT_TYPOS = frozenset(
 )
 
 
+_CACHE_SIZE = 16_384
+
+
 def _max_distance(label: str) -> int:
     """Edits a look-alike of ``label`` may have: 0 below 6 letters, 1 up to 8, then 2."""
     return 0 if len(label) < 6 else 1 if len(label) < 9 else 2
@@ -189,7 +191,8 @@ class ReputationLayer:
         if len(self._automaton):
             self._automaton.make_automaton()
         self._longest_label = max((len(b.label) for b in brands), default=0)
-        self._lookalikes = lru_cache(maxsize=16_384)(self._lookalike_findings)
+        # Per-host cache of look-alike findings (a plain dict, so the layer stays picklable).
+        self._lookalike_cache: dict[tuple[str, bool], tuple[_Finding, ...]] = {}
 
     # -- the layer ------------------------------------------------------------------------------
 
@@ -204,8 +207,7 @@ class ReputationLayer:
         if allowed is not None:
             return LayerResult(layer=self.name, score=0.0, indicators=(allowed,),
                                details={"allowlisted": True})
-        findings = self._lookalikes(f.host, f.registrable_domain, f.subdomain, f.domain_label,
-                                    bool(f.credential_words_host or f.credential_words_path))
+        findings = self._lookalikes(f, bool(f.credential_words_host or f.credential_words_path))
         keep = 1.0
         indicators = []
         for finding in findings:
@@ -278,7 +280,7 @@ class ReputationLayer:
         blocked = severity is Severity.CRITICAL
         return Indicator(
             id=f"reputation.{name}",
-            title=f"{title} ({hit.source})",
+            title=f"{title} ({hit.where})",
             severity=severity,
             layer=self.name,
             category="reputation",
@@ -287,6 +289,17 @@ class ReputationLayer:
         )
 
     # -- look-alikes ----------------------------------------------------------------------------
+
+    def _lookalikes(self, f: UrlFeatures, credential_words: bool) -> tuple[_Finding, ...]:
+        key = (f.host, credential_words)
+        found = self._lookalike_cache.get(key)
+        if found is None:
+            if len(self._lookalike_cache) >= _CACHE_SIZE:
+                self._lookalike_cache.clear()
+            found = self._lookalike_findings(f.host, f.registrable_domain, f.subdomain,
+                                             f.domain_label, credential_words)
+            self._lookalike_cache[key] = found
+        return found
 
     def _lookalike_findings(self, host: str, reg: str, subdomain: str, label: str,
                             credential_words: bool) -> tuple[_Finding, ...]:
@@ -299,9 +312,11 @@ class ReputationLayer:
         brand = self._by_label.get(label)
         if brand is not None:
             # The brand's exact name on a TLD it does not use. Brands own many country domains
-            # (google.ca, amazon.cn), so a two-letter country TLD that is not a free one is fine.
+            # (google.ca, amazon.cn), so a two-letter country TLD that is not a free one is fine;
+            # common words (target.xyz) and short names (ups.org) belong to many owners.
             last = suffix.rsplit(".", 1)[-1]
-            if not (len(last) == 2 and last not in RISKY_TLDS) or last in RISKY_TLDS:
+            country = len(last) == 2 and last not in RISKY_TLDS
+            if suffix and not country and not brand.common_word and len(label) >= 4:
                 findings.append(_Finding(
                     "brand_other_tld", f"The domain {reg} uses the name of {brand.primary} on "
                     "another domain ending", Severity.MEDIUM, 45, reg))
@@ -325,7 +340,9 @@ class ReputationLayer:
         for text in candidates:
             if not 5 <= len(text) <= self._longest_label + 2 or not text.isascii() or text in _NOT_TYPOS:
                 continue
-            for variant in _deletes(text, 2 if len(text) >= 9 else 1):
+            # Two deletions only where a 2-edit brand (9+ letters) can be: the index holds the
+            # brands' own deletions, so one deletion here still finds every single edit.
+            for variant in _deletes(text, 2 if 9 <= len(text) <= 16 else 1):
                 for brand_label in self._delete_index.get(variant, ()):
                     if brand_label == text:
                         continue
@@ -355,21 +372,32 @@ class ReputationLayer:
     def _subdomain_findings(self, subdomain: str, reg: str, credential_words: bool) -> list[_Finding]:
         if not subdomain:
             return []
-        labels = subdomain.split(".")
+        # The registrable label's first word joins the subdomain: appleid.apple.com-isupport.info
+        # reads "apple.com" across the boundary.
+        labels = subdomain.split(".") + [re.split(r"[-_]", reg)[0]]
         # A brand's whole domain before the real one: paypal.com.evil.net, secure-paypal.com.x.net
         for i in range(len(labels) - 1):
             head = re.split(r"[-_]", labels[i])[-1]
             for width in (2, 3):
                 if i + width > len(labels):
                     break
-                candidate = ".".join([head, *labels[i + 1 : i + width]])
+                tail = labels[i + 1 : i + width]
+                tail[-1] = re.split(r"[-_]", tail[-1])[0]
+                candidate = ".".join([head, *tail])
                 if candidate in self._brand_domains:
                     return [_Finding(
                         "brand_domain_in_subdomain", f"The address starts with {candidate} but the "
                         f"site is really {reg}", Severity.HIGH, 70, candidate)]
-        tokens = set(re.split(r"[-_.]", subdomain)) & self._embeddable
-        if tokens:
-            brand = self._by_label[sorted(tokens)[0]]
+        words = [w for w in re.split(r"[-_.]", subdomain) if w]
+        found = sorted(set(words) & self._embeddable)
+        if not found and len(self._automaton):
+            for word in words:  # wwwbankofamerica, paypalsecure
+                for end, brand_label in self._automaton.iter(word):
+                    if end == len(word) - 1 or end + 1 == len(brand_label):
+                        found.append(brand_label)
+                        break
+        if found:
+            brand = self._by_label[found[0]]
             return [_Finding(
                 "brand_in_subdomain", f"The host name uses the brand name of {brand.primary} on "
                 f"another site ({reg})", Severity.HIGH if credential_words else Severity.MEDIUM,

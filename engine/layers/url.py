@@ -2,14 +2,15 @@
 
 Each heuristic is an indicator with points; the layer's score is the noisy-OR of the points
 (``100 * (1 - prod(1 - p/100))``), so one weak sign stays weak and several add up. Every
-heuristic was checked against the benign part of the URL corpus: each one that scores fires on
-well under 1 % of benign URLs, and an ordinary URL (a search page, a repository, a CDN asset)
-fires none and scores 0. Brand look-alikes belong to the reputation layer; this layer only uses
+heuristic was checked against the URL corpus: those worth 20 points or more fire on at most
+0.1 % of its benign URLs (the weak ones, such as a sign-in word in the path, on under 3 %), and
+an ordinary URL (a search page, a repository, a CDN asset) fires none and scores 0. Brand look-alikes belong to the reputation layer; this layer only uses
 the brand list to know whose hosts may legitimately say "login".
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -23,17 +24,17 @@ from ..results import Evidence, Indicator, LayerResult, Severity, snippet
 #: Ports web pages are commonly served on; others are unusual for a page a user visits.
 _COMMON_PORTS = frozenset({80, 443})
 _ALT_WEB_PORTS = frozenset({8080, 8443, 8000, 8888, 3000})
+#: A domain name inside a path (``/www.paypal.com/signin``), for the evidence snippet.
+_DOMAIN_IN_PATH = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|net|org)\b")
+#: Names of machines on the user's own network, where any port is normal.
+_LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa", ".test")
 #: data: media types that render a document (and can therefore be a whole phishing page).
 _ACTIVE_DATA_TYPES = ("text/html", "application/xhtml", "image/svg", "text/javascript",
                       "application/javascript", "application/x-javascript", "application/octet-stream")
-
-
 #: Server-side script pages: where a phishing kit's sign-in form posts (or is served from).
 _SCRIPT_PAGES = frozenset({"php", "asp", "aspx", "jsp", "cgi"})
 #: Folders of popular CMSs that hold code and assets, never a sign-in page of another site.
 _CMS_FOLDERS = ("/wp-content/", "/wp-includes/", "/wp-admin/", "/wp-snapshots/")
-
-
 #: Extensions of resources (not pages): a login icon or a facebook-button stylesheet is no form.
 _STATIC_ASSETS = frozenset(
     "js mjs css png jpg jpeg gif svg ico webp avif woff woff2 ttf otf eot mp4 webm mp3 map json".split()
@@ -174,6 +175,12 @@ class UrlLayer:
             elif f.risky_tld:
                 add("risky_tld", f"The domain is on .{f.tld}, a TLD with a high share of abuse",
                     Severity.LOW, 20, "." + f.tld)
+            if f.dynamic_dns:
+                add("dynamic_dns", f"The site uses a free dynamic-DNS name ({f.dynamic_dns}) that "
+                    "can point at any machine", Severity.MEDIUM, 30, f.dynamic_dns)
+            elif f.free_hosting and not brand_host:
+                add("free_hosting", f"The site is on a free hosting platform ({f.free_hosting}) "
+                    "where anyone can publish a page in minutes", Severity.LOW, 15, f.free_hosting)
             if f.shortener:
                 add("shortener", "The link goes through a URL shortener that hides its "
                     "destination", Severity.LOW, 20, f.host, category="redirect")
@@ -212,14 +219,22 @@ class UrlLayer:
                     + f") on a site that is not the brand's ({f.registrable_domain})",
                     Severity.LOW, 8, f.brand_in_path[0])
             cms_folder = next((d for d in _CMS_FOLDERS if d in f.path), None)
-            if cms_folder and not asset and (path_words or f.brand_in_path):
-                add("page_in_cms_folder", f"A sign-in or brand page sits inside {cms_folder}, "
-                    "where phishing kits are planted on hacked web sites", Severity.MEDIUM, 35,
-                    cms_folder, classification="phishing")
+            if f.cms_folder_page or (cms_folder and not asset and (path_words or f.brand_in_path)):
+                where = cms_folder or next((d for d in ("/wp-", "/.well-known/") if d in f.path), "/")
+                add("page_in_cms_folder", "A page is served from inside a web site's code folder "
+                    f"({where.strip('/')}), where phishing kits are planted on hacked sites",
+                    Severity.MEDIUM, 40, where, classification="phishing")
+            if f.email_in_url:
+                add("email_in_url", "The address carries an e-mail address, as phishing links do "
+                    "to pre-fill the victim's account", Severity.LOW, 20, "@" if "@" in f.url else "%40",
+                    classification="phishing")
             if f.tld_in_path:
-                add("domain_in_path", "The path contains another domain name", Severity.LOW, 10)
+                found = _DOMAIN_IN_PATH.search(f.path.lower())
+                add("domain_in_path", "The path contains another domain name", Severity.LOW, 10,
+                    found.group(0) if found else None)
 
-        if f.port is not None and f.port not in _COMMON_PORTS:
+        local = f.ip_private or f.host == "localhost" or f.host.endswith(_LOCAL_SUFFIXES)
+        if f.port is not None and f.port not in _COMMON_PORTS and not local:
             points = 10 if f.port in _ALT_WEB_PORTS else 20
             add("odd_port", f"The site uses an unusual port ({f.port})", Severity.LOW, points,
                 f":{f.port}")

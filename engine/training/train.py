@@ -125,16 +125,14 @@ def fit_kind(prepared: Prepared, inputs: Sequence[ModelInput], *, quiet: bool = 
                          numeric_scale=scale, calibration={})
     metrics: dict[str, Any] = {"n_train": int(len(train_idx)), "n_dev": int(len(dev_idx))}
     if len(dev_idx) and len(set(y[dev_idx].tolist())) == 2:
-        t0 = time.perf_counter()
         probs = [float(p) for p in clf.predict_proba(X[dev_idx])[:, 1]]
-        per_s = len(dev_idx) / max(time.perf_counter() - t0, 1e-9)
         cats = [prepared.samples[i].category_key for i in dev_idx]
         negatives = sorted((p for p, i in zip(probs, dev_idx) if y[i] == 0), reverse=True)
         bundle.calibration = calibration_from(negatives)
         metrics.update(compute_metrics(
             y[dev_idx].tolist(), probs, cats,
             thresholds={k: v for k, v in bundle.calibration.items() if k != "floor"},
-            samples_per_s=per_s,
+            samples_per_s=None,  # timings would make the manifest differ between identical runs
         ))
         if kind == "js":
             web = [c for c in metrics["per_category"] if c in WEB_JS_CATEGORIES]

@@ -47,7 +47,10 @@ def free_port() -> int:
 class Gateway:
     """One ``malwaresnipper serve`` process; ``restart()`` keeps its ports, home and token."""
 
-    def __init__(self, home: Path, *, config: str = "", token: str | None = None) -> None:
+    def __init__(self, home: Path, *, config: str = "", token: str | None = None, proxy: bool = False) -> None:
+        """``proxy=True`` runs the whole gateway (``malwaresnipper run``: mitmproxy + API)."""
+        self.proxy = proxy
+        self.proxy_port = free_port() if proxy else 0
         self.home = home
         self.home.mkdir(parents=True, exist_ok=True)
         self.token = token or secrets.token_urlsafe(24)
@@ -63,11 +66,12 @@ class Gateway:
         return f"http://127.0.0.1:{self.api_port}"
 
     def command(self) -> list[str]:
-        return [
-            sys.executable, "-m", "malwaresnipper.cli.main", "serve",
-            "--config", str(self.config_path),
-            "--api-port", str(self.api_port), "--events-port", str(self.events_port),
-        ]
+        ports = ["--api-port", str(self.api_port), "--events-port", str(self.events_port)]
+        base = [sys.executable, "-m", "malwaresnipper.cli.main"]
+        if self.proxy:
+            return base + ["run", "--config", str(self.config_path), "--listen-port", str(self.proxy_port),
+                           "--confdir", str(self.home / "certs"), *ports]
+        return base + ["serve", "--config", str(self.config_path), *ports]
 
     def start(self, timeout: float = 30.0) -> None:
         env = dict(os.environ, MALWARESNIPPER_HOME=str(self.home), MALWARESNIPPER_TOKEN=self.token, PYTHONUNBUFFERED="1")

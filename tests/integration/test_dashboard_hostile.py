@@ -47,8 +47,8 @@ def test_hostile_title_url_and_script_show_literally_and_nothing_runs(browser: A
             "content_type": "text/html",
         }
         scan_id = gateway.submit(body)["scan_id"]
-        row = page.locator(f'#feed-body tr[data-scan-id="{scan_id}"]')
-        page.wait_for_selector(f'#feed-body tr[data-scan-id="{scan_id}"][data-status=SCAN_COMPLETE]', timeout=10_000)
+        row = page.locator(f'#feed-body .feed-row[data-scan-id="{scan_id}"]')
+        page.wait_for_selector(f'#feed-body .feed-row[data-scan-id="{scan_id}"][data-status=SCAN_COMPLETE]', timeout=10_000)
         assert row.locator(".page-url").text_content() == URL
         assert row.locator(".page-title").text_content() == TITLE
 

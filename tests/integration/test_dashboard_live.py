@@ -23,7 +23,7 @@ from dashboard_fixtures import (  # noqa: F401 - fixtures are used by name
 
 pytestmark = [pytest.mark.integration, needs_chromium]
 
-ROW = '#feed-body tr[data-scan-id="{}"]'
+ROW = '#feed-body .feed-row[data-scan-id="{}"]'
 
 
 def test_page_is_served_with_a_csp_that_forbids_inline_script(gateway: Gateway) -> None:
@@ -70,8 +70,8 @@ def test_sign_in_keeps_the_token_out_of_urls_and_shows_the_empty_state(browser: 
         page.wait_for_selector("#empty:not([hidden])")
         empty = page.text_content("#empty") or ""
         assert "127.0.0.1:8080" in empty and "certs/README.md" in empty and gateway.base_url in empty
-        assert page.text_content("#stat-total") == "0"
-        assert page.locator("#feed-body tr").count() == 0
+        assert page.get_attribute("#stat-total", "data-value") == "0"
+        assert page.locator("#feed-body .feed-row").count() == 0
         screenshot(page, "dashboard-empty")
 
         # A reload keeps the tab's session; signing out forgets the token.
@@ -92,7 +92,7 @@ def test_api_scans_appear_in_the_feed_within_a_second_with_their_verdicts(browse
     try:
         # Warm the scan workers up (first scan loads models), so the timing below is the page's.
         gateway.submit(capture("https://warmup.example/"), wait=True)
-        page.wait_for_selector("#feed-body tr[data-status=SCAN_COMPLETE]", timeout=10_000)
+        page.wait_for_selector("#feed-body .feed-row[data-status=SCAN_COMPLETE]", timeout=10_000)
 
         cases = [
             (capture("https://benign-live.example/index.html", title="A plain page"), "BENIGN"),
@@ -111,9 +111,9 @@ def test_api_scans_appear_in_the_feed_within_a_second_with_their_verdicts(browse
             verdict = scan["verdict"]
             row = page.locator(ROW.format(scan_id))
             assert row.get_attribute("data-level") == verdict["threat_level"] == level
-            assert row.locator("td").nth(2).text_content() == f"{verdict['risk_score']:.1f}"
-            assert row.locator("td").nth(3).text_content() == "EXTENSION"
-            assert row.locator("td").nth(4).text_content() == "no"
+            assert row.locator("[role=cell]").nth(2).text_content() == f"{verdict['risk_score']:.1f}"
+            assert row.locator("[role=cell]").nth(3).text_content() == "EXTENSION"
+            assert row.locator("[role=cell]").nth(4).text_content() == "no"
             assert row.locator(".page-url").text_content() == url
             assert row.locator(".page-title").text_content() == title
             assert row.locator("progress").evaluate("p => p.value") == 100
@@ -127,7 +127,7 @@ def test_api_scans_appear_in_the_feed_within_a_second_with_their_verdicts(browse
             progress = [e["progress"] for e in watch.events(scan_id)]
             assert progress == sorted(progress)
 
-        newest = page.locator("#feed-body tr").first  # the miner, newest on top
+        newest = page.locator("#feed-body .feed-row").first  # the miner, newest on top
         assert newest.get_attribute("data-level") == "MALICIOUS"
         assert newest.locator(".status-text").text_content() == "cryptominer"
         # Colour comes from the stylesheet (CSP forbids inline styles): check it is applied.
@@ -136,10 +136,10 @@ def test_api_scans_appear_in_the_feed_within_a_second_with_their_verdicts(browse
 
         # Stats follow the events (debounced refresh from the API), charts carry the same data.
         stats = gateway.request("GET", "/api/v1/stats")[1]
-        wait_js(page, f"document.querySelector('#stat-total').textContent === '{stats['total']}'", timeout=5)
-        assert page.text_content("#stat-MALICIOUS") == str(stats["totals_by_level"].get("MALICIOUS", 0))
-        assert int(page.text_content("#stat-MALICIOUS") or 0) >= 1
-        assert page.text_content("#stat-EXTENSION") == str(stats["totals_by_source"].get("EXTENSION", 0))
+        wait_js(page, f"document.querySelector('#stat-total').dataset.value === '{stats['total']}'", timeout=5)
+        assert page.get_attribute("#stat-MALICIOUS", "data-value") == str(stats["totals_by_level"].get("MALICIOUS", 0))
+        assert int(page.get_attribute("#stat-MALICIOUS", "data-value") or 0) >= 1
+        assert page.get_attribute("#stat-EXTENSION", "data-value") == str(stats["totals_by_source"].get("EXTENSION", 0))
         chart_domains = page.evaluate("Chart.getChart('chart-domains').data.labels")
         assert chart_domains == [d["domain"] for d in stats["top_domains"]][:8]
         assert page.evaluate("Chart.getChart('chart-time').data.datasets[0].data.reduce((a, b) => a + b, 0)") == sum(

@@ -28,7 +28,7 @@ def test_reconnect_after_gateway_restart_loses_no_events(browser: Any, gateway: 
     try:
         before = [gateway.submit(capture(f"https://before.example/{i}"), wait=True)["scan_id"] for i in range(3)]
         for scan_id in before:
-            page.wait_for_selector(f'#feed-body tr[data-scan-id="{scan_id}"][data-status=SCAN_COMPLETE]', timeout=5000)
+            page.wait_for_selector(f'#feed-body .feed-row[data-scan-id="{scan_id}"][data-status=SCAN_COMPLETE]', timeout=5000)
         seq_before = max(e["seq"] for e in watch.events())
 
         # The gateway goes down: the page notices and keeps retrying. Chromium is also taken
@@ -42,19 +42,19 @@ def test_reconnect_after_gateway_restart_loses_no_events(browser: Any, gateway: 
         missed = [gateway.submit(capture(f"https://while-away.example/{i}"), wait=True)["scan_id"] for i in range(5)]
         page.wait_for_timeout(1500)
         assert page.get_attribute("#conn", "data-state") != "online"
-        assert all(page.locator(f'#feed-body tr[data-scan-id="{s}"]').count() == 0 for s in missed)
+        assert all(page.locator(f'#feed-body .feed-row[data-scan-id="{s}"]').count() == 0 for s in missed)
 
         context.set_offline(False)
         page.wait_for_selector("#conn[data-state=online]", timeout=20_000)
         for scan_id in missed:
-            page.wait_for_selector(f'#feed-body tr[data-scan-id="{scan_id}"][data-status=SCAN_COMPLETE]', timeout=5000)
+            page.wait_for_selector(f'#feed-body .feed-row[data-scan-id="{scan_id}"][data-status=SCAN_COMPLETE]', timeout=5000)
 
         # The page said where it stopped, and got exactly what it missed, replayed, in order.
         resumed = [h for h in hellos if '"hello"' in h and f'"last_seq":{seq_before}' in h.replace(" ", "")]
         assert resumed, hellos
         after = [gateway.submit(capture(f"https://after.example/{i}"))["scan_id"] for i in range(3)]
         for scan_id in after:
-            page.wait_for_selector(f'#feed-body tr[data-scan-id="{scan_id}"][data-status=SCAN_COMPLETE]', timeout=5000)
+            page.wait_for_selector(f'#feed-body .feed-row[data-scan-id="{scan_id}"][data-status=SCAN_COMPLETE]', timeout=5000)
         wait_for(page, lambda: any(e["scan_id"] == after[-1] and e["status"] == "SCAN_COMPLETE" for e in watch.events()))
         events = watch.events()
         replayed = [e for e in events if e.get("replay")]
@@ -64,11 +64,11 @@ def test_reconnect_after_gateway_restart_loses_no_events(browser: Any, gateway: 
         assert seqs == list(range(seqs[0], seqs[-1] + 1)), "a seq is missing: an event was lost"
         statuses = {s: [e["status"] for e in events if e["scan_id"] == s] for s in missed}
         assert all(v[0] == "SCAN_STARTED" and v[-1] == "SCAN_COMPLETE" for v in statuses.values()), statuses
-        rows = page.locator("#feed-body tr").evaluate_all("rows => rows.map(r => r.dataset.scanId)")
+        rows = page.locator("#feed-body .feed-row").evaluate_all("rows => rows.map(r => r.dataset.scanId)")
         assert set(before + missed + after) <= set(rows)
         assert len(rows) == len(set(rows))  # replay did not duplicate rows
         status, stats = gateway.request("GET", "/api/v1/stats")
-        wait_js(page, f"document.querySelector('#stat-total').textContent === '{stats['total']}'", timeout=5)
+        wait_js(page, f"document.querySelector('#stat-total').dataset.value === '{stats['total']}'", timeout=5)
         assert not watch.errors, watch.errors
     finally:
         context.close()

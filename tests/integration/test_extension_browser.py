@@ -406,6 +406,16 @@ def test_options_page_tests_the_connection(gateway: Gateway, browser: Browser) -
     page.click("#test")
     expect(page.locator("#test-result")).to_have_attribute("data-ok", "false", timeout=15000)
     assert "Cannot reach" in page.text_content("#test-result")
+    # Saved with a wrong token, the worker's event stream is refused and the popup says so.
+    page.fill("#gateway-url", gateway.url)
+    page.fill("#token", "wrong-token")
+    page.click("#save")
+    expect(page.locator("#save-result")).to_have_text("Saved.")
+    popup = browser.context.new_page()
+    popup.goto(f"{browser.origin}/popup.html")
+    expect(popup.locator("#status")).to_have_attribute("data-status", "unauthorized", timeout=15000)
+    assert "token" in popup.text_content("#status-detail")
+    popup.close()
     page.close()
 
 
@@ -546,34 +556,44 @@ def test_loopback_private_paused_and_allowlisted_pages_are_never_sent(gateway: G
     page.close()
 
 
-def _load_times(context: Any, urls: list[str]) -> list[float]:
-    """Navigation start to load event end (ms), as the page itself measures it."""
-    page = context.new_page()
+def _load_times(page: Any, urls: list[str], pause_s: float) -> list[float]:
+    """Navigation start to load event end (ms), as the page itself measures it; ``pause_s`` between
+    pages (0 = back to back, where the previous page's after-load capture overlaps the next load)."""
     times = []
     for url in urls:
         page.goto(url, wait_until="load")
         times.append(page.evaluate("() => { const n = performance.getEntriesByType('navigation')[0]; return n.loadEventEnd - n.startTime; }"))
-    page.close()
+        time.sleep(pause_s)
     return times
 
 
 def test_gateway_down_pages_load_normally_then_queued_captures_arrive(gateway: Gateway, browser: Browser, site: int) -> None:
     browser.configure(gateway)
-    popup = browser.context.new_page()
-    popup.goto(f"{browser.origin}/popup.html")
     gateway.stop()
     try:
-        # With the gateway down, pages load as fast as in a browser without the extension.
-        runs = 15
-        with_ext = _load_times(browser.context, [browser.url("benign.test", f"/timing-ext-{i}") for i in range(runs)])
-        bare = browser.playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=chromium_args(site, extension=False))
-        without = _load_times(bare.new_context(), [browser.url("benign.test", f"/timing-bare-{i}") for i in range(runs)])
+        # With the gateway down, pages load as fast as in the same browser without the extension:
+        # two persistent profiles, measured in alternating rounds so machine load hits both alike.
+        profile = tempfile.mkdtemp(prefix="ms-ext-bare-")
+        bare = browser.playwright.chromium.launch_persistent_context(
+            profile, executable_path=str(CHROMIUM), headless=True, args=chromium_args(site, extension=False),
+        )
+        page_ext, page_bare = browser.context.new_page(), bare.new_page()
+        for label, pause_s in (("paced 0.3 s apart", 0.3), ("back to back", 0.0)):
+            with_ext: list[float] = []
+            without: list[float] = []
+            for r in range(4):
+                with_ext += _load_times(page_ext, [browser.url("benign.test", f"/t-ext-{pause_s}-{r}-{i}") for i in range(5)], pause_s)
+                without += _load_times(page_bare, [browser.url("benign.test", f"/t-bare-{pause_s}-{r}-{i}") for i in range(5)], pause_s)
+            med_ext, med_bare = statistics.median(with_ext), statistics.median(without)
+            print(f"\npage load (navigation start -> load end), gateway down, {label}, median of {len(with_ext)}: "
+                  f"with extension {med_ext:.1f} ms, without {med_bare:.1f} ms")
+            assert med_ext <= 2 * med_bare + 250, (label, with_ext, without)  # generous: nothing waits on the gateway
         bare.close()
-        med_ext, med_bare = statistics.median(with_ext[1:]), statistics.median(without[1:])
-        print(f"\npage load (navigation start -> load end), gateway down, median of {runs - 1}: "
-              f"with extension {med_ext:.1f} ms, without {med_bare:.1f} ms")
-        assert med_ext <= 2 * med_bare + 250, (with_ext, without)  # generous: no waiting on the gateway
+        page_ext.close()
+        shutil.rmtree(profile, ignore_errors=True)
 
+        popup = browser.context.new_page()
+        popup.goto(f"{browser.origin}/popup.html")
         expect(popup.locator("#status")).to_have_attribute("data-status", "offline", timeout=20000)
         queued = [browser.url("benign.test", f"/queued-{i}") for i in range(3)]
         page = browser.context.new_page()
@@ -581,7 +601,9 @@ def test_gateway_down_pages_load_normally_then_queued_captures_arrive(gateway: G
             page.goto(url)
             wait_until(lambda: (s := browser.tab_state(url)) and s["status"] == "queued", 15, f"{url} to be queued")
         assert browser.badge(browser.tab_state(queued[-1])["tabId"]) == "…"
-        assert wait_until(lambda: browser.session().get("queueLength", 0) >= len(queued), 10, "the queue")
+        queue = wait_until(lambda: browser.session().get("queue", []), 10, "the queue")
+        assert {e["capture"]["url"] for e in queue} >= set(queued)
+        assert len(queue) <= 20, "the offline queue is bounded"
         expect(popup.locator("#status-detail")).to_contain_text("waiting", timeout=15000)
     finally:
         gateway.start()
@@ -594,3 +616,21 @@ def test_gateway_down_pages_load_normally_then_queued_captures_arrive(gateway: G
     expect(popup.locator("#status")).to_have_attribute("data-status", "online", timeout=30000)
     page.close()
     popup.close()
+
+
+def test_a_stopped_worker_wakes_reconnects_and_keeps_capturing(gateway: Gateway, browser: Browser) -> None:
+    """MV3 stops idle workers; the next page load must wake it, reconnect and still be captured."""
+    browser.configure(gateway)
+    internals = browser.context.new_page()
+    internals.goto("chrome://serviceworker-internals/")
+    internals.get_by_role("button", name="Stop").first.click()
+    expect(internals.locator("body")).to_contain_text("Running Status: STOPPED", timeout=10000)
+    internals.close()
+
+    url = browser.url("benign.test", "/after-wake")
+    page = browser.context.new_page()
+    page.goto(url)
+    wait_until(lambda: gateway.scans_for(url), 20, "the capture made by the woken worker")
+    assert browser.wait_verdict(url)["status"] == "benign"
+    wait_until(lambda: browser.worker.evaluate("() => globalThis.malwaresnipper.stream.isOpen"), 20, "the event stream to reopen")
+    page.close()

@@ -66,7 +66,8 @@ async def test_scans_filters_and_stats(store: SqliteScanStore) -> None:
     assert (await store.list_scans(ScanFilter(level="MALICIOUS"), 50, 0))[1] == 1
     assert (await store.list_scans(ScanFilter(method="PROXY"), 50, 0))[0][0]["scan_id"] == "s2"
     assert (await store.list_scans(ScanFilter(domain="bad.example"), 50, 0))[1] == 1
-    assert (await store.list_scans(ScanFilter(domain="example"), 50, 0))[1] == 0  # not a suffix match on labels
+    assert (await store.list_scans(ScanFilter(domain="bad"), 50, 0))[1] == 0  # whole labels only
+    assert (await store.list_scans(ScanFilter(domain="ad.example"), 50, 0))[1] == 0
     assert (await store.list_scans(ScanFilter(since=now - 6, until=now - 1), 50, 0))[1] == 1
     assert (await store.list_scans(ScanFilter(q="Title 3"), 50, 0))[1] == 1
     assert (await store.list_scans(ScanFilter(q="%"), 50, 0))[1] == 0  # LIKE wildcards are literal
@@ -153,3 +154,24 @@ async def test_reopen_keeps_everything_and_marks_unfinished_scans(tmp_path: Path
         assert await again.integrity_check() == "ok"
     finally:
         await again.close()
+
+
+async def test_migration_from_version_1_keeps_rows_and_fills_new_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+    conn.execute("INSERT INTO scans(scan_id, ts, url, domain, method) VALUES"
+                 " ('old', 1.0, 'https://x.shop.example/', 'x.shop.example', 'PROXY')")
+    conn.commit()
+    conn.close()
+    st = SqliteScanStore(path)
+    await st.open()
+    try:
+        items, total = await st.list_scans(ScanFilter(domain="shop.example"), 10, 0)
+        assert total == 1 and items[0]["scan_id"] == "old"
+        assert (await st.list_scans(ScanFilter(domain="hop.example"), 10, 0))[1] == 0
+    finally:
+        await st.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    conn.close()

@@ -1,0 +1,210 @@
+"""What the gateway costs: bare mitmdump vs mitmdump + the addon (monitor, block), same run.
+
+Everything is on loopback: a local aiohttp upstream (its own process) serves a ~100 KB page with
+three external scripts; a client with 10 concurrent "browsers" loads the page then its three
+scripts (with Referer and Sec-Fetch-Dest, as a browser sends them), for a fixed time, through
+each proxy in turn. It prints requests/s and p50/p99 latency per variant, and the ratios against
+bare mitmdump.
+
+``--unique`` gives every page load its own URL and body, so nothing is served from the verdict
+cache and every response is really scanned (the worst case); by default the same page is loaded
+again and again, as when many users visit one site, and repeats reuse the verdict.
+
+    python benchmarks/proxy_bench.py [--seconds 10] [--concurrency 10] [--unique]
+
+Goals (issue 4): monitor >= 90% of bare throughput and <= +5 ms p99; block <= +30 ms p50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[1]
+SHIM = REPO / "addon" / "malwaresnipper.py"
+
+UPSTREAM_CODE = r"""
+import random, sys
+from aiohttp import web
+random.seed(7)
+words = ["lorem", "ipsum", "dolor", "sit", "amet", "bread", "flour", "water", "salt", "oven"]
+para = "<p>" + " ".join(random.choice(words) for _ in range(60)) + "</p>\n"
+head = ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>Bench page</title>'
+        '<script src="/s1.js"></script><script src="/s2.js"></script><script src="/s3.js"></script></head><body>')
+body = para * (100_000 // len(para))
+script = "function add(a, b) { return a + b; }\nvar el = document.getElementById('main');\n" * 150
+
+async def page(request):
+    tag = request.query.get("u", "")
+    html = head + (f"<!-- load {tag} -->" if tag else "") + body + "</body></html>"
+    return web.Response(text=html, content_type="text/html")
+
+async def js(request):
+    tag = request.query.get("u", "")
+    text = script + (f"// load {tag}\n" if tag else "")
+    return web.Response(text=text, content_type="application/javascript")
+
+app = web.Application()
+app.router.add_get("/page.html", page)
+app.router.add_get("/s{n}.js", js)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_mitmdump(tmp: Path, mode: str | None) -> tuple[subprocess.Popen[bytes], int, int]:
+    port, api_port = free_port(), free_port()
+    mitmdump = Path(sys.executable).parent / "mitmdump"
+    cmd = [str(mitmdump) if mitmdump.exists() else "mitmdump", "--listen-host", "127.0.0.1", "-p", str(port),
+           "--set", f"confdir={tmp / 'conf'}", "--set", "flow_detail=0", "--set", "termlog_verbosity=warn"]
+    if mode is not None:
+        cmd += ["-s", str(SHIM), "--set", f"malwaresnipper_mode={mode}",
+                "--set", f"malwaresnipper_api_port={api_port}", "--set", f"malwaresnipper_events_port={free_port()}"]
+    env = dict(os.environ, MALWARESNIPPER_HOME=str(tmp / f"home-{mode}"), MALWARESNIPPER_TOKEN="bench-token-0123456789abcdef")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return proc, port, api_port
+
+
+async def wait_port(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+async def wait_ready(api_port: int, timeout: float = 60.0) -> None:
+    """The addon's services answer, so its workers are starting."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(f"http://127.0.0.1:{api_port}/api/v1/health") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError("the gateway's API never came up")
+
+
+async def load(proxy_port: int, upstream_port: int, seconds: float, concurrency: int, unique: bool) -> list[float]:
+    """Latencies (s) of every request completed in ``seconds``."""
+    proxy = f"http://127.0.0.1:{proxy_port}"
+    base = f"http://127.0.0.1:{upstream_port}"
+    latencies: list[float] = []
+    stop_at = time.monotonic() + seconds
+    counter = iter(range(10**9))
+
+    async def browser(session: aiohttp.ClientSession) -> None:
+        while time.monotonic() < stop_at:
+            tag = f"?u={next(counter)}-{random.random():.6f}" if unique else ""
+            page = f"{base}/page.html{tag}"
+            t0 = time.perf_counter()
+            async with session.get(page, proxy=proxy, headers={"Sec-Fetch-Dest": "document"}) as r:
+                await r.read()
+                assert r.status == 200, r.status
+            latencies.append(time.perf_counter() - t0)
+            for n in (1, 2, 3):
+                t0 = time.perf_counter()
+                async with session.get(f"{base}/s{n}.js{tag}", proxy=proxy,
+                                       headers={"Referer": page, "Sec-Fetch-Dest": "script"}) as r:
+                    await r.read()
+                    assert r.status == 200, r.status
+                latencies.append(time.perf_counter() - t0)
+
+    connector = aiohttp.TCPConnector(limit=concurrency * 2)
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+        await asyncio.gather(*(browser(session) for _ in range(concurrency)))
+    return latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000.0
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured time per variant")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured load before each measurement")
+    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--unique", action="store_true", help="every page load distinct (no verdict reuse)")
+    args = parser.parse_args()
+
+    upstream_port = free_port()
+    upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM_CODE, str(upstream_port)])
+    results: dict[str, dict[str, float]] = {}
+    try:
+        await wait_port(upstream_port)
+        with tempfile.TemporaryDirectory(prefix="proxy-bench-") as tmpdir:
+            for name, mode in (("bare", None), ("monitor", "monitor"), ("block", "block")):
+                proc, port, api_port = start_mitmdump(Path(tmpdir), mode)
+                try:
+                    await wait_port(port)
+                    if mode is not None:
+                        await wait_ready(api_port)
+                    await load(port, upstream_port, args.warmup, args.concurrency, args.unique)
+                    lat = await load(port, upstream_port, args.seconds, args.concurrency, args.unique)
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                    try:
+                        proc.wait(timeout=20)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                results[name] = {
+                    "rps": len(lat) / args.seconds,
+                    "p50": pct(lat, 0.50),
+                    "p99": pct(lat, 0.99),
+                    "mean": statistics.fmean(lat) * 1000.0,
+                    "n": len(lat),
+                }
+                r = results[name]
+                print(f"{name:8s} {r['rps']:8.1f} req/s   p50 {r['p50']:7.2f} ms   p99 {r['p99']:7.2f} ms   ({r['n']} requests)",
+                      flush=True)
+    finally:
+        upstream.terminate()
+        upstream.wait(timeout=10)
+
+    bare = results["bare"]
+    print()
+    print(f"page ~100 KB + 3 scripts, concurrency {args.concurrency}, {args.seconds:.0f} s per variant, "
+          f"{'unique page loads (every response scanned)' if args.unique else 'repeated page (verdicts reused)'}")
+    for name in ("monitor", "block"):
+        r = results[name]
+        print(f"{name:8s} throughput {100 * r['rps'] / bare['rps']:5.1f}% of bare   "
+              f"p50 {r['p50'] - bare['p50']:+6.2f} ms   p99 {r['p99'] - bare['p99']:+6.2f} ms")
+    monitor, block = results["monitor"], results["block"]
+    goals = [
+        ("monitor >= 90% of bare throughput", monitor["rps"] >= 0.9 * bare["rps"]),
+        ("monitor p99 <= bare + 5 ms", monitor["p99"] <= bare["p99"] + 5),
+        ("block p50 <= bare + 30 ms", block["p50"] <= bare["p50"] + 30),
+    ]
+    for text, ok in goals:
+        print(f"  [{'met' if ok else 'MISSED'}] {text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,100 @@
+"""The ml layer: explicit "model unavailable" without models, calibrated scores with them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from malwaresnipper.engine.capture import Capture
+from malwaresnipper.engine.config import EngineConfig, Ml
+from malwaresnipper.engine.engine import RiskEngine
+from malwaresnipper.engine.features import Features
+from malwaresnipper.engine.layers.ml import MlLayer
+from malwaresnipper.engine.results import Severity
+from malwaresnipper.engine.training.corpus import load_corpus
+from malwaresnipper.engine.training.synthetic import write_all
+from malwaresnipper.engine.training.train import train
+
+
+@pytest.fixture(scope="module")
+def fixture_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    root = tmp_path_factory.mktemp("ml")
+    data = write_all(root / "data", n=30)
+    train(data, root / "models", quiet=True)
+    return root / "models", data
+
+
+def _analyze(layer: MlLayer, capture: Capture):
+    return layer.analyze(capture, Features(capture))
+
+
+def test_empty_models_dir_gives_model_unavailable(tmp_path: Path) -> None:
+    layer = MlLayer(EngineConfig(ml=Ml(models_dir=str(tmp_path))))
+    assert layer.model_versions == {}
+    capture = Capture.build("https://example.org/", html="<html><script>var a = 1;</script></html>")
+    result = _analyze(layer, capture)
+    assert result.score == 0.0
+    assert result.confidence == 0.0
+    unavailable = [i for i in result.indicators if i.id == "ml.model_unavailable"]
+    assert {i.evidence[0].location for i in unavailable} == {"URL model", "JavaScript model", "page model"}
+    assert all(i.severity is Severity.INFO for i in unavailable)
+    assert "model unavailable" in unavailable[0].title.lower()
+
+
+def test_model_unavailable_reaches_the_verdict(tmp_path: Path) -> None:
+    engine = RiskEngine(EngineConfig(ml=Ml(models_dir=str(tmp_path))), layers=["ml"])
+    verdict = engine.scan(Capture.build("https://example.org/login"))
+    assert any(i.id == "ml.model_unavailable" for i in verdict.indicators)
+    assert verdict.risk_score == 0.0
+
+
+def test_models_score_malicious_above_benign(fixture_models: tuple[Path, list[Path]]) -> None:
+    models, data = fixture_models
+    layer = MlLayer(EngineConfig(ml=Ml(models_dir=str(models))))
+    assert set(layer.model_versions) == {"js_model", "url_model", "html_model"}
+    js = load_corpus(data[0]).samples
+    bad_js = next(s.text for s in js if s.y == 1)
+    good_js = next(s.text for s in js if s.y == 0)
+
+    bad = _analyze(layer, Capture.build("https://cdn.example.org/a.js", scripts=[good_js, bad_js]))
+    good = _analyze(layer, Capture.build("https://cdn.example.org/a.js", scripts=[good_js]))
+    assert bad.details["js_probability"] > 0.5 > good.details["js_probability"]
+    assert bad.score > good.score
+    ind = next(i for i in bad.indicators if i.id == "ml.js_model")
+    assert "probability" in ind.evidence[0].snippet
+    assert ind.evidence[0].location == "script #2 (inline)"  # the max comes from the bad script
+    assert not any(i.id == "ml.js_model" for i in good.indicators)
+    assert bad.confidence == 1.0
+
+    pages = load_corpus(data[2]).samples
+    phish = next(s.text for s in pages if s.y == 1)
+    doc = next(s.text for s in pages if s.y == 0)
+    p_phish = _analyze(layer, Capture.build("https://example.org/x", html=phish))
+    p_doc = _analyze(layer, Capture.build("https://example.org/x", html=doc))
+    assert p_phish.details["html_probability"] > p_doc.details["html_probability"]
+    assert any(i.id == "ml.page_model" for i in p_phish.indicators)
+
+    url_bad = _analyze(layer, Capture.build(
+        "http://secure-login-mail3.verify-account-update.xyz/signin/paypal/webscr.php?cmd=3"))
+    assert any(i.id == "ml.url_model" for i in url_bad.indicators)
+
+
+def test_calibration_maps_onto_engine_thresholds(fixture_models: tuple[Path, list[Path]]) -> None:
+    """At the model's 0.1 %-FPR point the ml layer alone makes the verdict MALICIOUS."""
+    models, _ = fixture_models
+    config = EngineConfig(ml=Ml(models_dir=str(models)))
+    layer = MlLayer(config)
+    cal = {"floor": 0.2, "suspicious": 0.5, "malicious": 0.8}
+    from malwaresnipper.engine.results import LayerResult
+    from malwaresnipper.engine.verdict import combine_scores, level_for
+
+    def level(prob: float) -> str:
+        score = layer._map(prob, cal)
+        return level_for(combine_scores([LayerResult("ml", score)], config), config).value
+
+    assert layer._map(0.19, cal) == 0.0
+    assert level(0.3) == "BENIGN"
+    assert level(0.5) == "SUSPICIOUS"
+    assert level(0.79) == "SUSPICIOUS"
+    assert level(0.8) == "MALICIOUS"

@@ -1,0 +1,80 @@
+"""``malwaresnipper run`` (the whole gateway in one command) and ``malwaresnipper ca``."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from proxy_support import DROPPER, TOKEN, Upstream, default_routes, free_port, make_self_signed
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+CLI = [sys.executable, "-m", "malwaresnipper.cli.main"]
+
+
+def test_ca_command_creates_the_ca_and_prints_its_fingerprints(tmp_path):
+    out = subprocess.run([*CLI, "ca", "--confdir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    cert_path = tmp_path / "mitmproxy-ca-cert.pem"
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    fingerprint = cert.fingerprint(hashes.SHA256()).hex().upper()
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert f"CA certificate: {cert_path}" in out.stdout
+    assert ":".join(fingerprint[i:i + 2] for i in range(0, 64, 2)) in out.stdout
+    assert base64.b64encode(hashlib.sha256(spki).digest()).decode() in out.stdout
+    again = subprocess.run([*CLI, "ca", "--confdir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert again.stdout == out.stdout  # existing CA reused, not regenerated
+
+
+def test_run_starts_proxy_api_and_events_and_says_where(tmp_path):
+    cert, key = make_self_signed(tmp_path)
+    upstream = Upstream(default_routes(b"\0"))
+    upstream.start(cert, key)
+    proxy_port, api_port, events_port = free_port(), free_port(), free_port()
+    (tmp_path / "malwaresnipper.toml").write_text("[proxy]\nmode = 'block'\nworkers = 1\nblock_budget_ms = 10000\n")
+    env = dict(os.environ, MALWARESNIPPER_HOME=str(tmp_path / "home"), MALWARESNIPPER_TOKEN=TOKEN, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [*CLI, "run", "--listen-port", str(proxy_port), "--api-port", str(api_port), "--events-port", str(events_port),
+         "--confdir", str(tmp_path / "conf"), "--set", f"ssl_verify_upstream_trusted_ca={cert}"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not any("Press Ctrl-C" in l for l in lines):
+            assert proc.poll() is None, "".join(lines)
+            time.sleep(0.1)
+        out = "".join(lines)
+        assert f"proxy            http://127.0.0.1:{proxy_port}" in out, out
+        assert f"http://127.0.0.1:{api_port}/" in out and f"ws://127.0.0.1:{events_port}/" in out
+        assert str(tmp_path / "conf" / "mitmproxy-ca-cert.pem") in out and "block mode" in out
+        assert requests.get(f"http://127.0.0.1:{api_port}/api/v1/health", timeout=10).json()["status"] == "ok"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any("scan worker 0 ready" in l for l in lines):
+            time.sleep(0.1)
+        s = requests.Session()
+        s.trust_env = False
+        s.proxies = {"https": f"http://127.0.0.1:{proxy_port}"}
+        s.verify = str(tmp_path / "conf" / "mitmproxy-ca-cert.pem")
+        r = s.get(upstream.url("/dropper.html", tls=True), timeout=30)
+        assert r.status_code == 403 and "MalwareSnipper blocked this page" in r.text
+    finally:
+        proc.terminate()
+        try:
+            rc = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+        upstream.stop()
+    assert rc == 0, "".join(lines)
+    assert (tmp_path / "home" / "history.sqlite3").exists()

@@ -1,0 +1,122 @@
+"""ScanService in-process with the real ScanPool: the proxy path, lists reaching the workers,
+dedupe, the blocked flag, and failures recorded instead of raised."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from malwaresnipper.engine.capture import Capture
+from malwaresnipper.server.service import ScanService
+from malwaresnipper.server.store import ScanFilter
+from malwaresnipper.settings import ProxySettings, Settings
+
+
+@pytest.fixture
+async def service(tmp_path: Path):
+    svc = ScanService(Settings(proxy=ProxySettings(workers=1), data_dir=str(tmp_path)))
+    await svc.start()
+    sub = svc.bus.subscribe(10_000)
+    svc.test_sub = sub  # type: ignore[attr-defined]
+    try:
+        yield svc
+    finally:
+        await svc.stop()
+
+
+def page(url: str, text: str = "hello") -> Capture:
+    return Capture.build(url, source="proxy", html=f"<html><body><p>{text}</p></body></html>")
+
+
+async def statuses_for(svc: ScanService, scan_id: str) -> list[dict]:
+    import json
+
+    out = []
+    while True:
+        _seq, body = await asyncio.wait_for(svc.test_sub.get(), 30)  # type: ignore[attr-defined]
+        message = json.loads(body)
+        if message.get("scan_id") == scan_id:
+            out.append(message)
+            if message["status"] == "SCAN_COMPLETE":
+                return out
+
+
+async def test_proxy_submission_and_blocklist_reaching_the_workers(service: ScanService) -> None:
+    assert not service.is_blocked("https://login.evil-bank.example/x")
+    await service.add_list_entry("block", "evil-bank.example", "domain", "test")
+    assert service.is_blocked("https://login.evil-bank.example/x")
+    assert not service.is_blocked("https://evil-bank.example.org/")
+    job = await service.submit(page("https://login.evil-bank.example/x"), method="PROXY", block_on_malicious=True)
+    verdict = await job.verdict(timeout=30)
+    assert verdict.threat_level.value == "MALICIOUS"  # the worker's reputation layer saw the API list
+    events = await statuses_for(service, job.scan_id)
+    assert [e["status"] for e in events][0] == "SCAN_STARTED" and events[-1]["blocked"] is True
+    assert all(e["method"] == "PROXY" for e in events)
+    record = await service.store.get_scan(job.scan_id)
+    assert record["blocked"] is True and record["method"] == "PROXY"
+
+    await service.remove_list_entry("block", "evil-bank.example")
+    assert not service.is_blocked("https://login.evil-bank.example/x")
+    again = await service.submit(page("https://login.evil-bank.example/x"), method="PROXY")
+    assert not again.deduplicated  # list changes invalidate earlier verdicts
+    assert (await again.verdict(timeout=30)).threat_level.value != "MALICIOUS"
+
+
+async def test_cleared_block_flag_and_dedupe(service: ScanService) -> None:
+    await service.add_list_entry("block", "bad.example", "domain")
+    job = await service.submit(page("https://bad.example/"), method="PROXY", block_on_malicious=True)
+    job.block_on_malicious = False  # the proxy gave up waiting and let the response through
+    assert (await job.verdict(timeout=30)).is_malicious
+    events = await statuses_for(service, job.scan_id)
+    assert events[-1]["blocked"] is False
+    dup = await service.submit(page("https://bad.example/"), method="EXTENSION")
+    assert dup.deduplicated and dup.scan_id == job.scan_id
+    assert (await dup.verdict(timeout=1)).is_malicious
+    _items, total = await service.store.list_scans(ScanFilter(domain="bad.example"), 10, 0)
+    assert total == 1
+
+
+async def test_allowlist_is_fast_and_exact(service: ScanService) -> None:
+    await service.add_list_entry("allow", "https://intranet.example/app", "url")
+    await service.add_list_entry("allow", "corp.example", "domain")
+    assert service.is_allowed("https://intranet.example/app")
+    assert not service.is_allowed("https://intranet.example/other")
+    assert service.is_allowed("https://a.b.corp.example/")
+    assert not service.is_allowed("https://notcorp.example/") and not service.is_allowed("not a url")
+
+
+class BrokenPool:
+    """Stands in for a pool whose worker died: the service must record, not raise."""
+
+    queue_depth = 0
+
+    async def scan(self, capture, progress=None):
+        raise RuntimeError("worker died (exit code -9)")
+
+    def update_lists(self, allow, block) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_failed_scan_is_recorded_and_announced(tmp_path: Path) -> None:
+    svc = ScanService(Settings(data_dir=str(tmp_path)), pool=BrokenPool())
+    await svc.start()
+    sub = svc.bus.subscribe(100)
+    svc.test_sub = sub  # type: ignore[attr-defined]
+    try:
+        job = await svc.submit(page("https://x.example/"), method="EXTENSION")
+        with pytest.raises(RuntimeError, match="worker died"):
+            await job.verdict(timeout=10)
+        events = await statuses_for(svc, job.scan_id)
+        assert events[-1]["threat_level"] == "UNKNOWN" and "worker died" in events[-1]["error"]
+        await svc.store.flush()
+        record = await svc.store.get_scan(job.scan_id)
+        assert record["status"] == "failed" and "worker died" in record["error"]
+        again = await svc.submit(page("https://x.example/"), method="EXTENSION")
+        assert not again.deduplicated  # a failure is not reused
+    finally:
+        await svc.stop()
