@@ -87,6 +87,8 @@ class Gateway:
         self._config_lists = (ListEntries(), ListEntries())  # (allow, block) from the config files
         self._local_allow: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._inflight: dict[Any, asyncio.Task[Any]] = {}
+        self._stream_threshold: str | None = None
         self._flush_task: asyncio.Task[None] | None = None
         self._start_error: str | None = None
 
@@ -129,9 +131,20 @@ class Gateway:
             log.warning("malwaresnipper: %s take effect after a restart", ", ".join(sorted(updated & restart_needed)))
         self.effective = effective
         self.recent.window_s = effective.settings.proxy.dedupe_window_s
+        self._set_stream_threshold(effective.max_body_bytes)
         log.info("malwaresnipper: %s mode, budget %d ms%s, body cap %d bytes",
                  effective.mode, effective.budget_s * 1000, ", fail closed" if effective.fail_closed else "",
                  effective.max_body_bytes)
+
+    def _set_stream_threshold(self, max_body: int) -> None:
+        """Let mitmproxy switch a body that grows past our cap to streaming (chunked bodies have
+        no Content-Length for ``responseheaders`` to judge), unless the user set their own."""
+        opts = ctx.options
+        current = getattr(opts, "stream_large_bodies", None)
+        if current is None or current == self._stream_threshold:
+            self._stream_threshold = str(max_body)
+            if current != self._stream_threshold:
+                opts.update(stream_large_bodies=self._stream_threshold)
 
     def _effective(self) -> Effective:
         opts = ctx.options
@@ -178,6 +191,9 @@ class Gateway:
         """Start the scan service (pool, store, events) and, unless switched off, the servers."""
         if self.service is not None or self.effective is None:
             return
+        if getattr(ctx.options, "listen_host", "127.0.0.1") in ("", "0.0.0.0", "::"):
+            log.warning("malwaresnipper: the proxy listens on all interfaces; use --listen-host 127.0.0.1 "
+                        "unless other machines are meant to use it")
         from ..server.app import start_services
 
         settings = self.effective.settings
@@ -389,9 +405,13 @@ class Gateway:
         eff = self.effective
         if eff is None or flow.response is None or flow.metadata.get("malwaresnipper_skip"):
             return
-        if flow.response.stream or self.service is None:
-            if self.service is None:
-                self.count("unscanned_no_service")
+        if flow.response.stream:  # switched to streaming by mitmproxy: it outgrew the cap
+            self.count("unscanned_too_large")
+            log.info("malwaresnipper: %s streamed unscanned (grew past the %d-byte cap)",
+                     flow.request.pretty_url[:300], eff.max_body_bytes)
+            return
+        if self.service is None:
+            self.count("unscanned_no_service")
             return
         resp, req = flow.response, flow.request
         raw = resp.raw_content
@@ -403,11 +423,18 @@ class Gateway:
         url = req.pretty_url
         passed = bool(flow.metadata.get("malwaresnipper_pass"))
         key = self.recent.key(url, raw)
+        blocking = eff.mode == "block" and not passed
         seen = self.recent.get(key)
         if seen is not None:
             self.count("reused_verdict")
-            if eff.mode == "block" and not passed:
+            if blocking:
                 self._apply_verdict(flow, url, seen.kind, seen.verdict, seen.scan_id)
+            return
+        pending = self._inflight.get(key)
+        if pending is not None:  # the same bytes are being scanned right now: share that scan
+            self.count("reused_scan")
+            if blocking:
+                await self._wait_and_apply(flow, url, pending, None)
             return
         client = _client_of(flow)
         info = _FlowInfo(
@@ -430,48 +457,63 @@ class Gateway:
                 resp.headers[HEADER] = "unscanned; reason=overload"
             if not (eff.mode == "block" and eff.fail_closed):
                 return
-        if eff.mode == "monitor" or passed:
-            self._spawn(self._scan(info, raw, block=False))
-            return
-        await self._scan_and_maybe_block(flow, info, raw)
+        task = self._start_scan(info, raw, block=blocking)
+        if blocking:  # monitor mode (or a proceed-once pass): the response goes on now
+            await self._wait_and_apply(flow, url, task, info)
 
-    async def _scan_and_maybe_block(self, flow: http.HTTPFlow, info: _FlowInfo, raw: bytes) -> None:
+    def _start_scan(self, info: _FlowInfo, raw: bytes, *, block: bool) -> asyncio.Task[_Outcome | None]:
+        """Run :meth:`_scan` as a task, findable by its body key while it runs."""
+        task = asyncio.create_task(self._scan(info, raw, block=block))
+        key = info.key
+        self._inflight[key] = task
+        self._tasks.add(task)
+
+        def finished(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if self._inflight.get(key) is t:
+                del self._inflight[key]
+            _log_task_error(t)
+
+        task.add_done_callback(finished)
+        return task
+
+    async def _wait_and_apply(self, flow: http.HTTPFlow, url: str, task: asyncio.Task[_Outcome | None],
+                              info: _FlowInfo | None) -> None:
+        """Block mode: wait for ``task`` within the budget, then block, pass, or fail open/closed."""
         eff = self.effective
         assert eff is not None and flow.response is not None
-        deadline = time.monotonic() + eff.budget_s
-        task = asyncio.create_task(self._scan(info, raw, block=True))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
         try:
-            outcome = await asyncio.wait_for(asyncio.shield(task), timeout=max(0.0, deadline - time.monotonic()))
+            outcome = await asyncio.wait_for(asyncio.shield(task), timeout=eff.budget_s)
         except asyncio.TimeoutError:
             outcome = _Outcome(error="timeout")
-            if not eff.fail_closed:
+            if not eff.fail_closed and info is not None:
                 # the record must not claim a block that did not happen (see _scan for a job
                 # submitted after this point)
                 info.gave_up = True
                 if info.job is not None:
                     info.job.block_on_malicious = False
+        except Exception:  # noqa: BLE001 - logged by the task's callback
+            outcome = _Outcome(error="error")
         if outcome is None:  # not HTML/JS, or not scannable: untouched
             return
         if outcome.error is not None:
             if eff.fail_closed:
                 self.count("fail_closed")
                 log.warning("malwaresnipper: %s blocked because its scan did not finish (%s) and fail_closed is set",
-                            info.url[:300], outcome.error)
+                            url[:300], outcome.error)
                 reason = f"The scan did not finish ({outcome.error}) and this gateway blocks unscanned content."
                 if outcome.kind == "js":
-                    flow.response = _inert_response(info.url, [reason], outcome.scan_id)
+                    flow.response = _inert_response(url, [reason], outcome.scan_id)
                 else:
-                    flow.response = self._block_response(flow, url=info.url, reasons=[("unscanned", reason)],
+                    flow.response = self._block_response(flow, url=url, reasons=[("unscanned", reason)],
                                                          risk=None, classification=None, scan_id=outcome.scan_id)
             else:
                 self.count("fail_open")
-                log.warning("malwaresnipper: %s passed unscanned (%s)", info.url[:300], outcome.error)
+                log.warning("malwaresnipper: %s passed unscanned (%s)", url[:300], outcome.error)
                 flow.response.headers[HEADER] = f"unscanned; reason={outcome.error}"
             return
         assert outcome.verdict is not None
-        self._apply_verdict(flow, info.url, outcome.kind, outcome.verdict, outcome.scan_id)
+        self._apply_verdict(flow, url, outcome.kind, outcome.verdict, outcome.scan_id)
 
     def _apply_verdict(self, flow: http.HTTPFlow, url: str, kind: str, verdict: Verdict, scan_id: str | None) -> None:
         """Block mode: replace a MALICIOUS page or script; mark anything else as scanned."""

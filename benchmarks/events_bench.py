@@ -235,7 +235,8 @@ async def main() -> int:
             gw_ms = (cpu_seconds(proc.pid) - gw0) * 1000 / n
             workers_ms = (sum(cpu_seconds(c) for c in children(proc.pid)) - workers0) * 1000 / n
             me_ms = (time.process_time() - me0) * 1000 / n
-            print(f"  CPU per capture: gateway process {gw_ms:.2f} ms, scan workers {workers_ms:.2f} ms, "
+            workers_txt = f"{workers_ms:.2f} ms" if workers_ms >= 0 else "n/a (a worker was replaced)"
+            print(f"  CPU per capture: gateway process {gw_ms:.2f} ms, scan workers {workers_txt}, "
                   f"benchmark client (10 ws clients + POSTs) {me_ms:.2f} ms; load average {os.getloadavg()[0]:.1f}")
             print(f"throughput target {rate:.0f}/s for {args.seconds:.0f} s: completed {res['completed_per_s']}/s, "
                   f"accepted {res['accepted']}, http errors {res['http_errors']}, drain lag {res['drain_lag_s']} s, "

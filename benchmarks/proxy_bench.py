@@ -10,7 +10,7 @@ bare mitmdump.
 cache and every response is really scanned (the worst case); by default the same page is loaded
 again and again, as when many users visit one site, and repeats reuse the verdict.
 
-    python benchmarks/proxy_bench.py [--seconds 10] [--concurrency 10] [--unique]
+    python benchmarks/proxy_bench.py [--seconds 4] [--rounds 3] [--concurrency 10] [--unique]
 
 Goals (issue 4): monitor >= 90% of bare throughput and <= +5 ms p99; block <= +30 ms p50.
 """
@@ -147,50 +147,64 @@ def pct(values: list[float], q: float) -> float:
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured time per variant")
-    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured load before each measurement")
+    parser.add_argument("--seconds", type=float, default=4.0, help="measured time per variant per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; variants are interleaved in each")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured load per variant before round 1")
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--unique", action="store_true", help="every page load distinct (no verdict reuse)")
     args = parser.parse_args()
 
+    variants = (("bare", None), ("monitor", "monitor"), ("block", "block"))
     upstream_port = free_port()
     upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM_CODE, str(upstream_port)])
-    results: dict[str, dict[str, float]] = {}
+    latencies: dict[str, list[float]] = {name: [] for name, _ in variants}
+    rates: dict[str, list[float]] = {name: [] for name, _ in variants}
+    procs: list[subprocess.Popen[bytes]] = []
     try:
         await wait_port(upstream_port)
         with tempfile.TemporaryDirectory(prefix="proxy-bench-") as tmpdir:
-            for name, mode in (("bare", None), ("monitor", "monitor"), ("block", "block")):
+            ports: dict[str, int] = {}
+            for name, mode in variants:
                 proc, port, api_port = start_mitmdump(Path(tmpdir), mode)
-                try:
-                    await wait_port(port)
-                    if mode is not None:
-                        await wait_ready(api_port)
-                    await load(port, upstream_port, args.warmup, args.concurrency, args.unique)
-                    lat = await load(port, upstream_port, args.seconds, args.concurrency, args.unique)
-                finally:
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        proc.wait(timeout=20)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                results[name] = {
-                    "rps": len(lat) / args.seconds,
-                    "p50": pct(lat, 0.50),
-                    "p99": pct(lat, 0.99),
-                    "mean": statistics.fmean(lat) * 1000.0,
-                    "n": len(lat),
-                }
-                r = results[name]
-                print(f"{name:8s} {r['rps']:8.1f} req/s   p50 {r['p50']:7.2f} ms   p99 {r['p99']:7.2f} ms   ({r['n']} requests)",
-                      flush=True)
+                procs.append(proc)
+                await wait_port(port)
+                if mode is not None:
+                    await wait_ready(api_port)
+                ports[name] = port
+            for name, _ in variants:
+                await load(ports[name], upstream_port, args.warmup, args.concurrency, args.unique)
+            # Interleaved rounds: whatever else the machine does hits every variant alike.
+            for round_no in range(args.rounds):
+                for name, _ in variants:
+                    lat = await load(ports[name], upstream_port, args.seconds, args.concurrency, args.unique)
+                    latencies[name] += lat
+                    rates[name].append(len(lat) / args.seconds)
+                    print(f"round {round_no + 1} {name:8s} {len(lat) / args.seconds:8.1f} req/s  "
+                          f"p50 {pct(lat, 0.5):7.2f} ms  p99 {pct(lat, 0.99):7.2f} ms", flush=True)
     finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         upstream.terminate()
         upstream.wait(timeout=10)
 
-    bare = results["bare"]
+    results = {
+        name: {"rps": statistics.median(rates[name]), "p50": pct(latencies[name], 0.5),
+               "p99": pct(latencies[name], 0.99), "n": len(latencies[name])}
+        for name, _ in variants
+    }
     print()
-    print(f"page ~100 KB + 3 scripts, concurrency {args.concurrency}, {args.seconds:.0f} s per variant, "
-          f"{'unique page loads (every response scanned)' if args.unique else 'repeated page (verdicts reused)'}")
+    print(f"page ~100 KB + 3 scripts, concurrency {args.concurrency}, {args.rounds} x {args.seconds:.0f} s per variant, "
+          f"{'unique page loads (every response scanned)' if args.unique else 'repeated page (verdicts reused)'}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    for name, r in results.items():
+        print(f"{name:8s} {r['rps']:8.1f} req/s (median of rounds)   p50 {r['p50']:7.2f} ms   p99 {r['p99']:7.2f} ms   "
+              f"({r['n']} requests)")
+    bare = results["bare"]
     for name in ("monitor", "block"):
         r = results[name]
         print(f"{name:8s} throughput {100 * r['rps'] / bare['rps']:5.1f}% of bare   "

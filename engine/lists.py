@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -172,7 +172,10 @@ def normalize_url(url: str) -> str:
 def url_key(url: str) -> str:
     """How URL entries are matched: the normalised URL without its http/https scheme, because a
     feed's ``http://`` URL is the same resource the proxy sees over https."""
-    norm = normalize_url(url)
+    return _key_of_normalized(normalize_url(url))
+
+
+def _key_of_normalized(norm: str) -> str:
     for prefix in ("http://", "https://"):
         if norm.startswith(prefix):
             return "//" + norm[len(prefix) :]
@@ -192,14 +195,14 @@ def parse_entry(text: str) -> tuple[str, str]:
     if _SHA256.match(entry):
         return "sha256", entry.lower()
     if "://" in entry or "/" in entry:
-        key = url_key(entry)
+        norm = normalize_url(entry)
         try:
-            host = urlsplit(normalize_url(entry)).hostname
+            host = urlsplit(norm).hostname
         except ValueError:
             host = None
         if not host:
             raise ValueError(f"not a valid URL: {entry[:100]!r}")
-        return "url", key
+        return "url", _key_of_normalized(norm)
     name = normalize_domain(entry)
     if name is None:
         raise ValueError(f"not a domain, URL or sha256: {entry[:100]!r}")
@@ -244,7 +247,8 @@ def load_list_file(path: str | Path, *, default_classification: str = DEFAULT_CL
         line = raw.count(b"\n", 0, exc.start) + 1
         raise ConfigError(f"{path}:{line}: not UTF-8 text") from None
     lines = text.splitlines()
-    reader = _CsvReader(path, default_classification) if _is_csv(path, lines) else None
+    if _is_csv(path, lines):
+        return _load_csv(path, lines, default_classification)
     buckets: dict[str, dict[str, ListHit]] = {"domain": {}, "url": {}, "sha256": {}}
     classification = default_classification
     source = str(path)
@@ -257,14 +261,9 @@ def load_list_file(path: str | Path, *, default_classification: str = DEFAULT_CL
             directive = _CLASSIFICATION_DIRECTIVE.match(stripped)
             if directive:
                 classification = directive.group(1).lower()
-            elif reader is not None:
-                reader.header_from_comment(stripped)
             continue
         try:
-            if reader is not None:
-                found = reader.row(stripped, classification)
-            else:
-                found = _plain_line(stripped, classification)
+            found = _plain_line(stripped, classification)
         except ValueError as exc:
             raise ConfigError(f"{path}:{lineno}: {exc}") from None
         for kind, key, cls in found:
@@ -272,6 +271,46 @@ def load_list_file(path: str | Path, *, default_classification: str = DEFAULT_CL
             if hit is None or hit.line != lineno:
                 hit = hits[cls] = ListHit(cls, source, lineno)
             buckets[kind].setdefault(key, hit)
+    return ListEntries(buckets["domain"], buckets["url"], buckets["sha256"])
+
+
+def _load_csv(path: Path, lines: list[str], classification: str) -> ListEntries:
+    """A CSV list, read by one ``csv.reader`` (rows never span lines in these feeds)."""
+    buckets: dict[str, dict[str, ListHit]] = {"domain": {}, "url": {}, "sha256": {}}
+    source = str(path)
+    state = {"lineno": 0, "classification": classification}
+    columns = _CsvReader()
+
+    def data_lines() -> Iterator[str]:
+        for lineno, line in enumerate(lines, start=1):
+            stripped = line.strip()
+            if not stripped:
+                continue
+            if stripped.startswith("#"):
+                directive = _CLASSIFICATION_DIRECTIVE.match(stripped)
+                if directive:
+                    state["classification"] = directive.group(1).lower()
+                else:
+                    columns.header_from_comment(stripped)
+                continue
+            state["lineno"] = lineno
+            yield stripped
+
+    reader = csv.reader(data_lines(), skipinitialspace=True)
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise ConfigError(f"{path}:{state['lineno']}: bad CSV row: {exc}") from None
+        lineno = int(state["lineno"])
+        try:
+            found = columns.fields(fields, str(state["classification"]))
+        except ValueError as exc:
+            raise ConfigError(f"{path}:{lineno}: {exc}") from None
+        for kind, key, cls in found:
+            buckets[kind].setdefault(key, ListHit(cls, source, lineno))
     return ListEntries(buckets["domain"], buckets["url"], buckets["sha256"])
 
 
@@ -311,9 +350,7 @@ def _plain_line(line: str, classification: str) -> list[tuple[str, str, str]]:
 class _CsvReader:
     """Rows of a CSV list; learns its columns from a header line, commented or not."""
 
-    def __init__(self, path: Path, default_classification: str) -> None:
-        self.path = path
-        self.default_classification = default_classification
+    def __init__(self) -> None:
         self.entry_column: int | None = None
         self.threat_column: int | None = None
 
@@ -331,11 +368,8 @@ class _CsvReader:
         if "," in body:
             self._learn(next(csv.reader([body])))
 
-    def row(self, line: str, classification: str) -> list[tuple[str, str, str]]:
-        try:
-            fields = next(csv.reader([line], skipinitialspace=True))
-        except csv.Error as exc:
-            raise ValueError(f"bad CSV row: {exc}") from None
+    def fields(self, fields: list[str], classification: str) -> list[tuple[str, str, str]]:
+        """The entry of one parsed row ([] for a header row); ValueError says what is wrong."""
         if self.entry_column is None and self._learn(fields):
             return []  # an uncommented header line
         cls = classification
@@ -358,7 +392,7 @@ class _CsvReader:
             if "." in value and not value.replace(".", "").isdigit() and normalize_domain(value):
                 kind, key = parse_entry(value)
                 return [(kind, key, cls)]
-        raise ValueError(f"no URL or domain column in CSV row {line[:100]!r}")
+        raise ValueError(f"no URL or domain column in CSV row {','.join(fields)[:100]!r}")
 
 
 # -- protected brands ----------------------------------------------------------------------------

@@ -132,25 +132,24 @@ def featurize(
     return ModelInput(tokens=text_tokens(kind, text), numeric=dict(numeric))
 
 
-def design_matrix(inputs: Sequence[ModelInput], numeric_keys: Sequence[str], mean: Any, scale: Any) -> Any:
+def design_matrix(
+    inputs: Sequence[ModelInput], numeric_keys: Sequence[str], mean: Any, scale: Any,
+    *, numeric_weight: float = 0.3, n_features: int = N_HASH_FEATURES,
+) -> Any:
     """Sparse matrix: L2-normalised hashed tokens, then standardised numeric columns (clipped)."""
     import numpy as np
     import scipy.sparse as sp
     from sklearn.feature_extraction import FeatureHasher
     from sklearn.preprocessing import normalize
 
-    hasher = FeatureHasher(n_features=N_HASH_FEATURES, input_type="dict", alternate_sign=False)
+    hasher = FeatureHasher(n_features=n_features, input_type="dict", alternate_sign=False)
     tokens = normalize(hasher.transform(i.tokens for i in inputs))
     if not numeric_keys:
         return tokens.tocsr()
     dense = np.array([[float(i.numeric.get(k, 0.0)) for k in numeric_keys] for i in inputs], dtype=np.float64)
     dense = np.nan_to_num(dense, nan=0.0, posinf=0.0, neginf=0.0)
-    dense = np.clip((dense - mean) / scale, -5.0, 5.0) * NUMERIC_WEIGHT
+    dense = np.clip((dense - mean) / scale, -5.0, 5.0) * numeric_weight
     return sp.hstack([tokens, sp.csr_matrix(dense)], format="csr")
-
-
-#: How much the standardised numeric block counts next to the unit-norm token block.
-NUMERIC_WEIGHT = 0.3
 
 
 # -- bundles and the manifest ------------------------------------------------------------------

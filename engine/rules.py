@@ -10,8 +10,11 @@ Matching is built once, at start-up, and never backtracks:
   that is run once over the text's UTF-8 bytes and says which patterns match (linear time,
   about 90 MB/s on the JS corpus); only those patterns are searched again, for evidence. Very
   long literal lists go to one Aho-Corasick automaton (``pyahocorasick``) instead;
-* without it, literals go to Aho-Corasick and regexes run on Python's ``re`` over at most
-  :data:`FALLBACK_REGEX_SCAN_CHARS` characters per text.
+* without it, literals go to Aho-Corasick and each regex runs on Python's ``re`` over a prefix
+  of the text sized so that its worst-case backtracking stays within
+  :data:`FALLBACK_STEP_BUDGET` steps (:func:`fallback_scan_chars`; at most
+  :data:`FALLBACK_REGEX_SCAN_CHARS` characters). Regexes with ambiguous adjacent repeats such as
+  ``\\s*\\s*x`` then see very little text: install ``google-re2``.
 
 Either way, a regex that could backtrack catastrophically (nested variable quantifiers) or that
 RE2 cannot run (backreferences, lookaround) is refused when the rule file is loaded, so a rule
@@ -347,45 +350,148 @@ def _walk(parsed: Any, *, unbounded_outer: bool, multi_outer: bool = False) -> s
     return None
 
 
-def _backtrack_cost(parsed: Any) -> tuple[float, int]:
+def _backtrack_cost(parsed: Any, ignore_case: bool = False, *, top: bool = False) -> tuple[float, int]:
     """Rough worst-case work per start position under backtracking: (factor, unbounded count).
 
     A bounded repeat ``{a,b}`` multiplies the work by ``b - a + 1``; each unbounded one by the
-    text length. Used only by the ``re`` fallback to bound how much text a regex may see.
+    text length. A repeat fenced on both sides by characters its body cannot match
+    (``eval\\s*\\(``) has one possible extent and runs that never overlap between start
+    positions, so it costs nothing extra; a repeat followed by such a fence splits the pattern
+    into segments whose costs add instead of multiplying. Used only by the ``re`` fallback to
+    bound how much text a regex may see.
     """
     c = _sre_constants
-    factor, unbounded = 1.0, 0
-    for op, arg in parsed:
-        if op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)):
+    best: tuple[int, float] = (0, 1.0)  # (unbounded, factor) of the costliest closed segment
+    seg_factor, seg_unbounded = 1.0, 0
+    items = list(parsed)
+    for index, (op, arg) in enumerate(items):
+        if op in (c.MAX_REPEAT, c.MIN_REPEAT):
             low, high, body = arg
-            inner, inner_unbounded = _backtrack_cost(body)
+            before = _edge_items(items[index - 1], last=True) if index > 0 else None
+            after = _edge_items(items[index + 1], last=False) if index + 1 < len(items) else None
+            fenced_before = _disjoint(body, before, ignore_case)
+            # At the very end of the pattern a greedy repeat never has to give characters back.
+            at_end = index + 1 == len(items)
+            fenced_after = (top and at_end) or _disjoint(body, after, ignore_case)
+            inner, inner_unbounded = _backtrack_cost(body, ignore_case)
+            if fenced_before and fenced_after and inner_unbounded == 0 and inner == 1.0:
+                best = max(best, (seg_unbounded, seg_factor))
+                seg_factor, seg_unbounded = 1.0, 0
+                continue
             if high is _UNBOUNDED:
-                unbounded += 1 + inner_unbounded
-                factor *= inner
+                seg_unbounded += 1 + inner_unbounded
+                seg_factor *= inner
             else:
-                factor *= (high - low + 1) * inner ** min(high, 8)
-                unbounded += inner_unbounded * min(high, 8)
+                seg_factor *= (high - low + 1) * inner ** min(high, 8)
+                seg_unbounded += inner_unbounded * min(high, 8)
+            if fenced_after:  # the repeat's extent is forced: what follows adds, not multiplies
+                best = max(best, (seg_unbounded, seg_factor))
+                seg_factor, seg_unbounded = 1.0, 0
         elif op is c.SUBPATTERN:
-            inner, inner_unbounded = _backtrack_cost(arg[-1])
-            factor *= inner
-            unbounded += inner_unbounded
+            inner, inner_unbounded = _backtrack_cost(arg[-1], ignore_case)
+            seg_factor *= inner
+            seg_unbounded += inner_unbounded
         elif op is c.BRANCH:
-            costs = [_backtrack_cost(branch) for branch in arg[1]]
-            factor *= sum(f for f, _ in costs)
-            unbounded += max(u for _, u in costs)
-        elif op is getattr(c, "ATOMIC_GROUP", None):
-            inner, inner_unbounded = _backtrack_cost(arg)
-            factor *= inner
-            unbounded += inner_unbounded
-    return min(factor, 1e18), unbounded
+            costs = [_backtrack_cost(branch, ignore_case) for branch in arg[1]]
+            seg_factor *= sum(f for f, _ in costs)
+            seg_unbounded += max(u for _, u in costs)
+    best = max(best, (seg_unbounded, seg_factor))
+    return min(best[1], 1e18), best[0]
+
+
+_SINGLE_CHAR_OPS = ("LITERAL", "NOT_LITERAL", "IN", "ANY")
+#: Characters tried when deciding whether two one-character matchers can match the same one.
+_PROBES = [chr(i) for i in range(128)] + ["\u00a0", "\u2003", "\u00e9", "\u00c9", "\u65e5", "\u0430", "\ufeff"]
+
+
+def _edge_items(item: tuple[Any, Any], *, last: bool) -> list[tuple[Any, Any]] | None:
+    """The one-character matchers that can start (or end) ``item``; None when unknown."""
+    c = _sre_constants
+    op, arg = item
+    if op.name in _SINGLE_CHAR_OPS:
+        return [item]
+    if op in (c.MAX_REPEAT, c.MIN_REPEAT) and arg[0] >= 1 and len(arg[2]) == 1:
+        return _edge_items(list(arg[2])[0], last=last)
+    if op is c.SUBPATTERN and len(arg[-1]):
+        inner = list(arg[-1])
+        return _edge_items(inner[-1] if last else inner[0], last=last)
+    if op is c.BRANCH:
+        out: list[tuple[Any, Any]] = []
+        for branch in arg[1]:
+            inner = list(branch)
+            edge = _edge_items(inner[-1] if last else inner[0], last=last) if inner else None
+            if edge is None:
+                return None
+            out += edge
+        return out
+    return None
+
+
+def _disjoint(body: Any, edges: list[tuple[Any, Any]] | None, ignore_case: bool) -> bool:
+    """Whether a one-character repeat body and the edge matchers never match the same char."""
+    body_items = list(body)
+    if edges is None or len(body_items) != 1 or body_items[0][0].name not in _SINGLE_CHAR_OPS:
+        return False
+    for ch in _PROBES:
+        variants = {ch, ch.lower(), ch.upper()} if ignore_case else {ch}
+        variants = {v for v in variants if len(v) == 1}
+        if any(_char_matches(body_items[0], v) for v in variants) and any(
+            _char_matches(edge, v) for edge in edges for v in variants
+        ):
+            return False
+    return True
+
+
+def _char_matches(item: tuple[Any, Any], ch: str) -> bool:
+    c = _sre_constants
+    op, arg = item
+    code = ord(ch)
+    if op is c.LITERAL:
+        return arg == code
+    if op is c.NOT_LITERAL:
+        return arg != code
+    if op is c.ANY:
+        return ch != "\n"
+    if op is c.IN:
+        return _in_set(arg, code)
+    return True
+
+
+def _in_set(members: Any, code: int) -> bool:
+    c = _sre_constants
+    negate = False
+    found = False
+    ch = chr(code)
+    for op, arg in members:
+        if op is c.NEGATE:
+            negate = True
+        elif op is c.LITERAL:
+            found = found or arg == code
+        elif op is c.RANGE:
+            found = found or arg[0] <= code <= arg[1]
+        elif op is c.CATEGORY:
+            tests = {
+                c.CATEGORY_SPACE: ch.isspace(),
+                c.CATEGORY_NOT_SPACE: not ch.isspace(),
+                c.CATEGORY_DIGIT: ch.isdigit(),
+                c.CATEGORY_NOT_DIGIT: not ch.isdigit(),
+                c.CATEGORY_WORD: ch.isalnum() or ch == "_",
+                c.CATEGORY_NOT_WORD: not (ch.isalnum() or ch == "_"),
+            }
+            found = found or tests.get(arg, True)
+        else:
+            return True  # unknown member kind: assume it matches
+    return found != negate
 
 
 def fallback_scan_chars(pattern: str, flags: int = 0) -> int:
     """How many characters the ``re`` fallback lets ``pattern`` see, so that even its worst case
     (about ``n * factor * n ** unbounded`` steps) stays near :data:`FALLBACK_STEP_BUDGET`."""
-    factor, unbounded = _backtrack_cost(_sre_parser.parse(pattern, flags))
+    factor, unbounded = _backtrack_cost(
+        _sre_parser.parse(pattern, flags), bool(flags & re.IGNORECASE), top=True
+    )
     n = (FALLBACK_STEP_BUDGET / max(factor, 1.0)) ** (1.0 / (1 + unbounded))
-    return int(min(FALLBACK_REGEX_SCAN_CHARS, max(256, n)))
+    return int(min(FALLBACK_REGEX_SCAN_CHARS, max(1.0, n)))
 
 
 def _re2_options(case_sensitive: bool) -> Any:

@@ -161,7 +161,7 @@
   }
 
   async function buildCapture(limits) {
-    const { inline, external } = collectScripts(limits);
+    const { inline, external, total } = collectScripts(limits);
     const html = document.documentElement ? document.documentElement.outerHTML : "";
     const capture = {
       url: location.href,
@@ -172,9 +172,14 @@
       dom: collectDom(limits),
     };
     const fetched = await Promise.all(external.map((url) => fetchScript(url, limits)));
+    let budget = limits.maxTotalScriptChars - total; // inline and external texts share one budget
     external.forEach((url, i) => {
       const entry = { url, inline: false };
-      if (fetched[i] && typeof fetched[i].text === "string") entry.text = fetched[i].text;
+      const text = fetched[i] && fetched[i].text;
+      if (typeof text === "string" && text.length <= budget) {
+        entry.text = text;
+        budget -= text.length;
+      }
       capture.scripts.push(entry);
     });
     return capture;
@@ -210,4 +215,8 @@
 
   if (document.readyState === "complete") schedule();
   else window.addEventListener("load", schedule, { once: true });
+  // A page restored from the back/forward cache is a new visit for the badge and the popup.
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted) schedule();
+  });
 })();

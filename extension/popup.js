@@ -107,18 +107,22 @@ function renderAlerts(alerts) {
 }
 
 async function renderAll() {
-  const [settings, session] = await Promise.all([loadSettings(), chrome.storage.session.get(null)]);
+  const tabKey = `tab:${tabId}`;
+  const [settings, session] = await Promise.all([
+    loadSettings(),
+    chrome.storage.session.get(["conn", "counts", "recent", "queueLength", tabKey]),
+  ]);
   renderStatus(session.conn || {}, settings, session.queueLength || 0);
   renderCounts(session.counts);
-  renderTab(tabId === null ? null : session[`tab:${tabId}`]);
+  renderTab(tabId === null ? null : session[tabKey]);
   renderAlerts(session.recent);
 }
 
 async function main() {
   tabId = await targetTabId();
   await renderAll();
-  chrome.storage.onChanged.addListener(() => {
-    renderAll();
+  chrome.storage.onChanged.addListener((changes) => {
+    if (Object.keys(changes).some((key) => key !== "queue")) renderAll();
   });
   $("open-options").addEventListener("click", () => chrome.runtime.openOptionsPage());
   $("open-dashboard").addEventListener("click", async () => {

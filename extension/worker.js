@@ -17,7 +17,7 @@ const CAPTURE_LIMITS = Object.freeze({
   maxHtmlChars: 500_000,
   maxInlineScripts: 50,
   maxScriptChars: 200_000,
-  maxTotalScriptChars: 1_500_000,
+  maxTotalScriptChars: 2_000_000, // inline and external together
   maxExternalScripts: 20,
   maxExternalScriptBytes: 300_000,
   externalFetchTimeoutMs: 3000,
@@ -30,9 +30,14 @@ const LEVELS = ["BENIGN", "SUSPICIOUS", "MALICIOUS"];
 
 // ---------------------------------------------------------------- connection to the gateway
 
+// Messages are handled one at a time, in order: counts and alerts are read-modify-write.
+let messageChain = Promise.resolve();
+
 const stream = new EventStream({
   onOpen: () => onStreamOpen(),
-  onMessage: (msg) => onStreamMessage(msg).catch((err) => console.warn("event handling failed", err)),
+  onMessage: (msg) => {
+    messageChain = messageChain.then(() => onStreamMessage(msg)).catch((err) => console.warn("event handling failed", err));
+  },
   onClose: (info) => onStreamClose(info),
   onRetry: () => ensureConnected(),
 });
@@ -65,8 +70,7 @@ async function connect() {
   const health = await gateway.getHealth(settings);
   if (!health.ok || !health.data) {
     await state.setConn({ status: "offline", message: `Gateway offline at ${settings.gatewayUrl}.` });
-    stream.stopped = false;
-    stream.scheduleRetry();
+    stream.retryLater();
     return;
   }
   const eventsUrl = health.data.events_url || "ws://127.0.0.1:8765/";
@@ -104,9 +108,8 @@ async function onStreamMessage(msg) {
 }
 
 async function onScanComplete(ev) {
-  if (!isToday(ev.ts) || ev.replay) {
-    // replays and old events are already in the totals fetched at connect time
-  } else {
+  if (isToday(ev.ts) && !ev.replay) {
+    // (replays and older events are already in the totals fetched at connect time)
     const counts = await state.getCounts();
     counts.total += 1;
     counts[ev.threat_level] = (counts[ev.threat_level] || 0) + 1;
@@ -211,8 +214,31 @@ async function onCapture(tab, pageUrl, capture) {
   return { accepted: true };
 }
 
-async function processCapture(settings, tabId, capture) {
+/** A smaller capture for a gateway that refused the full one as too large (413). */
+function slimmed(capture) {
+  let budget = 500_000;
+  const scripts = [];
+  for (const s of capture.scripts || []) {
+    const text = typeof s.text === "string" && s.text.length <= budget ? s.text : undefined;
+    if (text !== undefined) {
+      budget -= text.length;
+      scripts.push(s);
+    } else if (s.url) {
+      scripts.push({ url: s.url, inline: false });
+    }
+  }
+  const { html, ...rest } = capture;
+  return { ...rest, scripts };
+}
+
+/** Post a capture; one retry without the HTML when the gateway says it is too large. */
+async function send(settings, capture) {
   const res = await gateway.submitCapture(settings, capture);
+  return res.status === 413 ? gateway.submitCapture(settings, slimmed(capture)) : res;
+}
+
+async function processCapture(settings, tabId, capture) {
+  const res = await send(settings, capture);
   if (res.ok && res.data && res.data.verdict) {
     await markOnline();
     await applyVerdict(tabId, capture.url, res.data.scan_id, res.data.verdict, "EXTENSION");
@@ -259,7 +285,7 @@ async function flushQueue() {
   const settings = await loadSettings();
   if (!settings.enabled || !settings.token) return;
   const result = await drain(async (entry) => {
-    const res = await gateway.submitCapture(settings, entry.capture);
+    const res = await send(settings, entry.capture);
     if (res.ok && res.data && res.data.verdict) {
       await applyVerdict(entry.tabId, entry.capture.url, res.data.scan_id, res.data.verdict, "EXTENSION");
       return true;
@@ -320,7 +346,7 @@ async function onOverlayAction(tab, url, msg) {
     try {
       await chrome.tabs.goBack(tab.id);
     } catch {
-      await chrome.tabs.update(tab.id, { url: "chrome://newtab/" });
+      await chrome.tabs.update(tab.id, { url: chrome.runtime.getURL("left.html") });
     }
     return { ok: true };
   }
@@ -356,7 +382,7 @@ chrome.runtime.onMessage.addListener((msg, sender, sendResponse) => {
   else if (msg.type === "overlay_action" && topFrame) work = onOverlayAction(sender.tab, sender.url, msg);
   else if (msg.type === "popup_opened" && extensionPage) work = ensureConnected().then(() => ({ ok: true }));
   else if (msg.type === "settings_saved" && extensionPage) {
-    stream.close();
+    // storage.onChanged already restarted the stream; this only wakes a stopped worker.
     work = ensureConnected().then(() => ({ ok: true }));
   }
   if (!work) return false;

@@ -88,8 +88,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = await handler(request)
     except BadRequest as exc:
         response = error(exc.status, exc.code, exc.message)
-    except web.HTTPRequestEntityTooLarge as exc:
-        response = error(413, "body_too_large", f"the body is larger than the {exc.max_size}-byte cap; "
+    except web.HTTPRequestEntityTooLarge:
+        # A chunked body (no Content-Length) hits the cap while it is read.
+        response = error(413, "body_too_large", f"the body is larger than the {request.app[MAX_BODY]}-byte cap; "
                          "send less HTML or fewer scripts")
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -171,6 +172,8 @@ async def _json_body(request: web.Request) -> Any:
         raise BadRequest("invalid_json", "the body is not UTF-8 JSON") from None
     except ValueError as exc:
         raise BadRequest("invalid_json", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("invalid_json", "the body's JSON is nested too deeply") from None
 
 
 def _flag(request: web.Request, name: str) -> bool:

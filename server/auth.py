@@ -33,7 +33,7 @@ def load_or_create_token(data_dir: Path) -> str:
         token = path.read_text(encoding="utf-8").strip()
         if token:
             return token
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = secrets.token_urlsafe(32)
     # Create with 0600 from the start (no window where the file is world-readable).
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
 from .auth import OriginPolicy, bearer_token, token_matches
@@ -47,7 +48,7 @@ SEND_BUFFER_BYTES = 256 * 1024
 
 
 class Subscription:
-    """One consumer's queue of ``(seq, utf8_json)``, bounded; overflowing marks it too slow.
+    """One consumer's queue of ``(seq, frame)``, bounded; overflowing marks it too slow.
 
     Events are delivered in commit batches, so a burst can briefly exceed ``maxsize`` for a
     client that reads perfectly well. The backlog therefore counts as too slow only when the
@@ -59,7 +60,7 @@ class Subscription:
 
     def __init__(self, maxsize: int, congested: Callable[[], bool] | None = None) -> None:
         self.maxsize = max(1, maxsize)
-        self.items: deque[tuple[int, bytes]] = deque()
+        self.items: deque[tuple[int, bytes]] = deque()  # (seq, one server frame with the JSON text)
         self.ready = asyncio.Event()
         self.too_slow = asyncio.Event()
         self.congested = congested
@@ -163,7 +164,7 @@ class InMemoryEventBus:
 
     def _deliver(self, items: list[tuple[int, float, str | None, str]]) -> None:
         for seq, _ts, _scan, text in items:
-            body = text.encode()  # once per event, shared by every subscriber
+            body = text_frame(text)  # framed once per event, shared by every subscriber
             for sub in list(self._subs):
                 if not sub.offer(seq, body):
                     self.dropped += 1
@@ -172,7 +173,7 @@ class InMemoryEventBus:
 
     def broadcast(self, message: dict[str, Any]) -> None:
         """Deliver an unsequenced control message (``lists_changed``) to current subscribers."""
-        body = json.dumps(message, separators=(",", ":")).encode()
+        body = text_frame(json.dumps(message, separators=(",", ":")))
         for sub in list(self._subs):
             if not sub.offer(0, body):
                 self.dropped += 1
@@ -197,47 +198,32 @@ class InMemoryEventBus:
 SnapshotFn = Callable[[], Awaitable[dict[str, Any]]]
 
 
-class BatchingConnection(ServerConnection):
-    """A ServerConnection that writes a batch of queued events with one socket write.
+def text_frame(text: str) -> bytes:
+    """One unmasked, uncompressed WebSocket text frame: identical for every client, so built once."""
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
 
-    Sending each event with ``send()`` costs one ``socket.send`` per event per client, which is
-    most of the CPU at a few hundred scans per second. :meth:`send_many` frames every message of a
-    batch (each still its own WebSocket message) and :meth:`send_data` writes the frames together.
-    Plugged in through websockets' ``create_connection`` hook.
+
+class BatchingConnection(ServerConnection):
+    """A ServerConnection that writes a batch of prebuilt event frames with one socket write.
+
+    Sending each event with ``send()`` frames it again for every client and costs one
+    ``socket.send`` per event per client, which was most of the gateway's CPU at a few hundred
+    scans per second. Server frames are unmasked and the stream runs without compression, so an
+    event's frame is the same bytes for every client: the bus builds it once and
+    :meth:`send_frames` writes a batch of them together, inside websockets' ``send_context``
+    (state checks, flow control, close handling). Plugged in through the ``create_connection`` hook.
     """
 
-    def send_data(self) -> None:
-        pending: list[bytes] = []
-        for data in self.protocol.data_to_send():
-            if data:
-                pending.append(data)
-                continue
-            if pending:
-                self.transport.write(b"".join(pending))
-                pending = []
-            if self.transport.can_write_eof():  # half-close, as websockets does
-                try:
-                    self.transport.write_eof()
-                except Exception:  # noqa: BLE001
-                    pass
-            else:
-                self.transport.close()
-        if pending:
-            self.transport.write(b"".join(pending))
-
-    async def send_many(self, messages: list[bytes]) -> None:
-        """Send each UTF-8 JSON text as its own text message, written together."""
+    async def send_frames(self, frames: list[bytes]) -> None:
         async with self.send_context():
-            for message in messages:
-                self.protocol.send_text(message)
+            if self.protocol.extensions:  # pragma: no cover - compression is off; never prebuilt then
+                raise RuntimeError("prebuilt frames need a connection without extensions")
+            self.transport.write(b"".join(frames))
 
 
-async def _send_many(conn: ServerConnection, messages: list[bytes]) -> None:
-    if isinstance(conn, BatchingConnection):
-        await conn.send_many(messages)
-    else:  # pragma: no cover - only if the hook is unavailable
-        for message in messages:
-            await conn.send(message.decode())
+async def _send_frames(conn: ServerConnection, frames: list[bytes]) -> None:
+    assert isinstance(conn, BatchingConnection), "the server is created with create_connection=BatchingConnection"
+    await conn.send_frames(frames)
 
 
 MAX_BATCH = 256
@@ -369,7 +355,7 @@ class EventStreamServer:
             snapshot_seq = self.bus.delivered_seq
             snap = await self.snapshot()
             snap = {"type": "snapshot", "schema": EVENT_SCHEMA_VERSION, "seq": snapshot_seq, **snap}
-            await conn.send(json.dumps(snap, separators=(",", ":"), ensure_ascii=False))
+            await _send_frames(conn, [text_frame(json.dumps(snap, separators=(",", ":"), ensure_ascii=False))])
             if last_seq is not None and last_seq < snapshot_seq:
                 await self._replay(conn, last_seq, snapshot_seq)
             await self._pump(conn, sub, snapshot_seq)
@@ -385,7 +371,7 @@ class EventStreamServer:
             bodies = await self.store.events_after(cursor, upto, REPLAY_CHUNK)
             if not bodies:
                 break
-            await _send_many(conn, [(body[:-1] + ',"replay":true}').encode() for body in bodies])
+            await _send_frames(conn, [text_frame(body[:-1] + ',"replay":true}') for body in bodies])
             cursor = json.loads(bodies[-1])["seq"]
 
     async def _pump(self, conn: ServerConnection, sub: Subscription, after: int) -> None:
@@ -398,7 +384,7 @@ class EventStreamServer:
                     if not (seq and seq <= after):
                         batch.append(body)
                 if batch:
-                    await _send_many(conn, batch)
+                    await _send_frames(conn, batch)
 
         async def read_client() -> None:
             async for _message in conn:  # clients have nothing to say after hello; drain pings

@@ -127,7 +127,7 @@ class ScanService:
         return self._pool
 
     async def start(self) -> None:
-        self.settings.data_path.mkdir(parents=True, exist_ok=True)
+        self.settings.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         await self.store.open()
         await self.bus.start()
         for name in LIST_NAMES:
@@ -312,10 +312,11 @@ class ScanService:
                        page_scan_id: str | None, exc: BaseException | None = None) -> None:
         elapsed_ms = (time.time() - job.submitted) * 1000.0
         self.metrics.scan_errors[reason] += 1
-        self.store.complete_scan(ScanResult(
+        write = self.store.complete_scan(ScanResult(
             scan_id=job.scan_id, status="failed", risk_score=0.0, threat_level="UNKNOWN",
             classification="error", blocked=False, duration_ms=elapsed_ms, verdict=None, error=message,
         ))
+        write.add_done_callback(_log_write_error)
         self._publish(base, "SCAN_COMPLETE", 100, {
             "risk_score": 0.0, "threat_level": "UNKNOWN", "classification": "error",
             "indicators": [], "layers": {}, "duration_ms": round(elapsed_ms, 3),
@@ -385,6 +386,11 @@ class ScanService:
 
     def is_blocked(self, url: str) -> bool:
         return _matches(self._lists["block"], url)
+
+
+def _log_write_error(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.error("could not record a failed scan: %r", fut.exception())
 
 
 def _failed(job: ScanJob) -> bool:

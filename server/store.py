@@ -296,7 +296,11 @@ class _Writer(threading.Thread):
                         stop = True
                         break
                     batch.append(nxt)
-                self._run_batch(conn, batch)
+                # A caller that gave up (its awaiting task was cancelled) cancels its future; such
+                # an operation is skipped, and its future is never set twice.
+                batch = [b for b in batch if b[1].set_running_or_notify_cancel()]
+                if batch:
+                    self._run_batch(conn, batch)
                 if stop:
                     break
         finally:
@@ -402,8 +406,8 @@ class SqliteScanStore:
 
     def _write(self, op: _Op) -> asyncio.Future[Any]:
         """Queue ``op`` for the writer NOW (so queue order is call order); await the commit."""
-        if self._writer is None:
-            raise RuntimeError("store is not open")
+        if self._writer is None or not self._writer.is_alive():
+            raise RuntimeError("the history store is not open (or its writer stopped; see the log)")
         return asyncio.wrap_future(self._writer.submit(op))
 
     def _reader(self) -> sqlite3.Connection:

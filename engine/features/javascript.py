@@ -17,6 +17,8 @@ It never executes anything and never raises.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -65,7 +67,15 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
     # Fragment obfuscation: functions that return a piece of a string, junk comma expressions.
     "return_string": ("return '", 'return "', "{return'", '{return"', "{ return '", '{ return "'),
     "paren_concat": ('")+"', "')+'", '"+("', "'+('", '") + "', "') + '", '" + ("', "' + ('", '")+(', "')+("),
+    # String methods called on a literal: "TnewU".substr(9,9) picks letters out of junk.
+    "literal_slicing": tuple(q + sep + m for q in "\"'" for sep in (".", ". ") for m in
+                             ("substr(", "substr (", "substring(", "charat(", "slice(")),
     "hex_name": ("_0x",),
+    # Counted here rather than with bytes.count: rare in ordinary code, so nearly free in this pass.
+    "string_concat": ('"+"', "'+'", '" + "', "' + '"),
+    "percent_u": ("%u",),
+    "bracket_string": ('["', "['"),
+    "comment": ("/*", "// "),
     "obfuscator_rotate": ("['push'](", '["push"](', "['shift']()", '["shift"]()', "'push'](_0x", "'shift']()"),
     "debugger": ("debugger",),
     # Windows script host droppers (and reversed spellings that droppers use to hide them)
@@ -76,6 +86,10 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
     "wscript_shell": ("wscript.shell", "shell.application"),
     "adodb": ("adodb.stream", "adodb.", '"adodb"', "'adodb'", "%22adodb%22", "adodb.recordset"),
     "fso": ("scripting.filesystemobject", "filesystemobject"),
+    # ActiveX names old-IE compatibility code tries in loops (droppers never spell them out).
+    "activex_progid": ("xmlhttp", "shockwaveflash", "xmldom", "htmlfile", "agcontrol", "acropdf", "pdfctrl",
+                       "quicktime", "realplayer", "wmplayer", "skype", "domdocument", "devalvr", "swctl",
+                       "mediaplayer"),
     "msxml": ("msxml2.xmlhttp", "microsoft.xmlhttp", "winhttp.winhttprequest", "serverxmlhttp"),
     "savetofile": (".savetofile", '"savetofile', "'savetofile", ".createtextfile", ".loadfromfile",
                    ".savetofile(", "adodb.stream"),
@@ -113,7 +127,7 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
     "src_assign": (".src=", ".src ="),
     "post": ('"post"', "'post'"),
     "ajax": ("$.ajax", "jquery.ajax", "$.post(", "$.get(", "jquery.post("),
-    "url_literal": ("http://", "https://", "//"),
+    "url_literal": ("http://", "https://"),
     # keys and forms
     "key_listener": ("keydown", "keypress", "keyup", "onkeydown", "onkeypress", "onkeyup"),
     "key_code": ("keycode", ".which", ".charcode", "e.key", "event.key"),
@@ -173,6 +187,7 @@ NUMERIC_NAMES: tuple[str, ...] = (
     "long_string_chars_ratio",
     "hex_string_chars_ratio",
     "base64_string_chars_ratio",
+    "separator_string_chars_ratio",
     "escape_hex_density",
     "escape_unicode_density",
     "escape_percent_u_density",
@@ -205,21 +220,36 @@ _CHAR_CLASS = np.array(
      for c in range(256)],
     dtype=np.uint8,
 )
+_NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_$.")
 _IDENT_KEEP = set(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_$")
 #: Maps every byte that cannot be in an ASCII identifier to a space (one translate, one split).
 _IDENT_TABLE = bytes(c if c in _IDENT_KEEP else 32 for c in range(256))
 #: Eight or more numbers of one to three digits in a comma list (after digits became ``0``).
-_CHARCODE_RUN = re.compile(rb"(?<![0-9A-Za-z_.])(?:0{1,3} ?, ?){8,}0{1,3}\b")
+_CHARCODE_RUN = re.compile(rb"(?:0{1,3} ?, ?){8,}0{1,3}")
 #: Maps every digit to ``0`` so that ``0,0`` counts numeric list items in one ``count`` call.
 _DIGIT_TABLE = bytes.maketrans(b"123456789", b"000000000")
 _JSFUCK_BYTES = np.frombuffer(b"[]()!+", dtype=np.uint8)
 _PUNCT_BYTES = np.frombuffer(b"[](){};,.+-*/%=!<>&|^~?:\\'\"", dtype=np.uint8)
 _WS_BYTES = np.frombuffer(b" \t\r\n", dtype=np.uint8)
 #: Identifier statistics look at most this many bytes, in evenly spaced chunks (bounded cost).
-IDENT_SAMPLE_BYTES = 96_000
-_IDENT_CHUNKS = 6
+IDENT_SAMPLE_BYTES = 48_000
+_IDENT_CHUNKS = 4
 #: Strings at least this long are "long" (payloads, embedded data).
 LONG_STRING = 256
+
+
+_BOUNDARY_CHARS = " \t\n(=;{},+[!&|?:"
+#: Groups whose patterns start with a boundary character (so "newScript" is not "WScript").
+_BOUNDARY_GROUPS = frozenset({"wscript"})
+
+
+#: Feature cache bounds: scripts shorter than this are cheap to redo; the cache holds at most
+#: this many characters of script text (it keeps the texts as keys).
+CACHE_MIN_CHARS = 512
+CACHE_MAX_CHARS = 8_000_000
+_CACHE: OrderedDict[str, JsFeatures] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_cache_chars = 0
 
 
 def _build_automaton() -> tuple[ahocorasick.Automaton, tuple[str, ...]]:
@@ -229,12 +259,15 @@ def _build_automaton() -> tuple[ahocorasick.Automaton, tuple[str, ...]]:
         for pattern in KEYWORDS[name]:
             # Matching runs over lower-cased UTF-8 bytes viewed as latin-1, so patterns must too.
             key = pattern.encode("utf-8").lower().decode("latin-1")
-            automaton.add_word(key, (index, len(key)))
+            # A leading boundary character is matched but is not part of the reported offset.
+            lead = 1 if name in _BOUNDARY_GROUPS and key[0] in _BOUNDARY_CHARS else 0
+            automaton.add_word(key, (index, len(key) - lead))
     automaton.make_automaton()
     return automaton, names
 
 
 _AUTOMATON, _KW_NAMES = _build_automaton()
+_KW_INDEX = {name: index for index, name in enumerate(_KW_NAMES)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +309,7 @@ class JsFeatures:
     long_string_chars: int = 0
     hex_string_chars: int = 0
     base64_string_chars: int = 0
+    separator_string_chars: int = 0
     escape_hex: int = 0
     escape_unicode: int = 0
     escape_unicode_ascii: int = 0
@@ -347,6 +381,7 @@ class JsFeatures:
             "long_string_chars_ratio": self.long_string_chars / n,
             "hex_string_chars_ratio": self.hex_string_chars / s,
             "base64_string_chars_ratio": self.base64_string_chars / s,
+            "separator_string_chars_ratio": self.separator_string_chars / s,
             "escape_hex_density": self.escape_hex / kb,
             "escape_unicode_density": self.escape_unicode / kb,
             "escape_percent_u_density": self.escape_percent_u / kb,
@@ -391,12 +426,48 @@ def feature_names() -> tuple[str, ...]:
     return NUMERIC_NAMES + tuple(f"kw_{name}" for name in _KW_NAMES)
 
 
-def extract_js_features(text: str) -> JsFeatures:
-    """Measure ``text``; never raises (an internal failure yields empty features with ``error``)."""
+def extract_js_features(text: str, *, cache: bool = True) -> JsFeatures:
+    """Measure ``text``; never raises (an internal failure yields empty features with ``error``).
+
+    Results are kept in a small per-process LRU keyed by the script text itself (not a hash, so
+    no collision can hand one script another's features): a gateway sees the same library files
+    on page after page, and a repeated script then costs one dictionary lookup.
+    """
+    if not isinstance(text, str):
+        text = str(text)
+    if cache and len(text) >= CACHE_MIN_CHARS:
+        with _CACHE_LOCK:
+            hit = _CACHE.get(text)
+            if hit is not None:
+                _CACHE.move_to_end(text)
+                return hit
     try:
-        return _extract(text if isinstance(text, str) else str(text))
+        features = _extract(text)
     except Exception as exc:  # noqa: BLE001 - a feature bug must not break a scan
-        return JsFeatures(length=len(text) if isinstance(text, str) else 0, error=f"{type(exc).__name__}: {exc}")
+        return JsFeatures(length=len(text), error=f"{type(exc).__name__}: {exc}")
+    if cache and CACHE_MIN_CHARS <= len(text) <= CACHE_MAX_CHARS // 4:
+        _remember(text, features)
+    return features
+
+
+def clear_cache() -> None:
+    """Forget cached features (benchmarks measure cold scans with this)."""
+    global _cache_chars
+    with _CACHE_LOCK:
+        _CACHE.clear()
+        _cache_chars = 0
+
+
+def _remember(text: str, features: JsFeatures) -> None:
+    global _cache_chars
+    with _CACHE_LOCK:
+        if text in _CACHE:
+            return
+        _CACHE[text] = features
+        _cache_chars += len(text)
+        while _cache_chars > CACHE_MAX_CHARS and _CACHE:
+            old, _ = _CACHE.popitem(last=False)
+            _cache_chars -= len(old)
 
 
 def _entropy(counts: np.ndarray) -> float:
@@ -418,10 +489,15 @@ def _extract(text: str) -> JsFeatures:
         return JsFeatures()
     ascii_only = n == len(text)
 
-    hist = _byte_hist(data)
+    arr = np.frombuffer(data, dtype=np.uint8)
+    hist = np.bincount(arr, minlength=256)
     whitespace = int(hist[_WS_BYTES].sum())
     lines = int(hist[10]) + 1
-    max_line = max(map(len, data.split(b"\n"))) if lines > 1 else n
+    if lines > 1:
+        breaks = np.flatnonzero(arr == 10)
+        max_line = int(max(breaks[0], n - 1 - breaks[-1], int(np.diff(breaks).max()) - 1 if breaks.size > 1 else 0))
+    else:
+        max_line = n
 
     # -- keywords: one Aho-Corasick pass over the lower-cased bytes ------------------------------
     lowered = data.lower().decode("latin-1")
@@ -442,7 +518,7 @@ def _extract(text: str) -> JsFeatures:
     longest_entropy = 0.0
     longest_code_ratio = 0.0
     longest_is_data = False
-    long_count = long_chars = hex_chars = b64_chars = 0
+    long_count = long_chars = hex_chars = b64_chars = separator_chars = 0
     if longest > 0:
         long_lits = [lit for lit, ln in zip(literals, lengths) if ln >= LONG_STRING]
         long_count = len(long_lits)
@@ -455,6 +531,8 @@ def _extract(text: str) -> JsFeatures:
                 hex_chars += len(body)
             elif len(body.translate(None, _B64_BYTES)) <= len(body) // 50:
                 b64_chars += len(body)
+            if len(body) >= 128 and _separator_encoded(body):
+                separator_chars += len(body)
         longest_lit = literals[lengths.index(longest)]
         longest_offset = data.find(longest_lit)
         body = longest_lit[1:-1]
@@ -467,10 +545,10 @@ def _extract(text: str) -> JsFeatures:
     escape_hex = data.count(b"\\x")
     escape_unicode = data.count(b"\\u")
     escape_unicode_ascii = data.count(b"\\u00") if escape_unicode else 0
-    escape_percent_u = lowered.count("%u")
+    escape_percent_u = counts[_KW_INDEX["percent_u"]]
     escape_offset = -1
     if escape_hex or escape_unicode or escape_percent_u:
-        found = [p for p in (data.find(b"\\x"), data.find(b"\\u"), lowered.find("%u")) if p >= 0]
+        found = [p for p in (data.find(b"\\x"), data.find(b"\\u"), first[_KW_INDEX["percent_u"]]) if p >= 0]
         escape_offset = min(found) if found else -1
     charcode_items = 0
     charcode_offset = -1
@@ -478,12 +556,11 @@ def _extract(text: str) -> JsFeatures:
         digits_collapsed = data.translate(_DIGIT_TABLE)
         charcode_items = digits_collapsed.count(b"0,0") + digits_collapsed.count(b"0, 0")
         if charcode_items >= 16:
-            run = _CHARCODE_RUN.search(digits_collapsed)
-            charcode_offset = run.start() if run else -1
+            charcode_offset = _charcode_run_offset(digits_collapsed)
     new_function = data.count(b"new Function(") if b"Function(" in data else 0
-    bracket_string = data.count(b'["') + data.count(b"['")
-    string_concat = data.count(b'"+"') + data.count(b"'+'") + data.count(b'" + "') + data.count(b"' + '")
-    comments = data.count(b"/*") + data.count(b"// ")
+    bracket_string = counts[_KW_INDEX["bracket_string"]]
+    string_concat = counts[_KW_INDEX["string_concat"]]
+    comments = counts[_KW_INDEX["comment"]]
 
     # -- identifiers, on a bounded sample ---------------------------------------------------------
     ident = _identifier_stats(data)
@@ -530,6 +607,7 @@ def _extract(text: str) -> JsFeatures:
         long_string_chars=long_chars,
         hex_string_chars=hex_chars,
         base64_string_chars=b64_chars,
+        separator_string_chars=separator_chars,
         escape_hex=escape_hex,
         escape_unicode=escape_unicode,
         escape_unicode_ascii=escape_unicode_ascii,
@@ -545,6 +623,43 @@ def _extract(text: str) -> JsFeatures:
         first=MappingProxyType({_KW_NAMES[i]: conv(first[i]) for i in range(len(_KW_NAMES)) if counts[i]}),
         **ident,
     )
+
+
+def _separator_encoded(body: bytes) -> bool:
+    """Whether a string is short codes glued with one repeated junk separator.
+
+    ``'YnEnEqAVur3cYnEnEqAVur69...'`` hides ``%3c%69`` behind the separator ``YnEnEqAVur``; the
+    decoder is a ``split``/``replace`` away. The separator is the string's own prefix.
+    """
+    if not body.isalnum():  # separators and codes are letters and digits only
+        return False
+    size = len(body)
+    for k in range(3, 16):
+        sep = body[:k]
+        if not sep.isalnum():
+            return False
+        count = body.count(sep)
+        if count >= 12 and count * (k + 4) >= size * 0.95 and size <= count * (k + 4) * 1.6:
+            rest = body.replace(sep, b"")
+            return len(rest) <= count * 4 and rest.isalnum()
+    return False
+
+
+def _charcode_run_offset(collapsed: bytes, tries: int = 64) -> int:
+    """Where the first long list of small numbers starts (bounded: checks ``tries`` candidates)."""
+    pos = collapsed.find(b"0,")
+    for _ in range(tries):
+        if pos < 0:
+            return -1
+        start = pos
+        while start > 0 and collapsed[start - 1] == 48:
+            start -= 1
+        if start == 0 or not (collapsed[start - 1] in _NAME_BYTES):
+            run = _CHARCODE_RUN.match(collapsed, start, start + 200)
+            if run:
+                return start
+        pos = collapsed.find(b"0,", pos + 2)
+    return -1
 
 
 def _identifier_stats(data: bytes) -> dict[str, float | int]:
@@ -577,25 +692,24 @@ def _identifier_stats(data: bytes) -> dict[str, float | int]:
     if count == 0:
         return {}
     lengths = ends - starts
-    # One cumulative sum over four per-byte signals: digits, capitals, case flips, capital rises.
-    signals = np.zeros((4, cls.size + 1), dtype=np.int32)
-    signals[0, 1:] = digit
-    signals[1, 1:] = upper
-    rise = lower[:-1] & upper[1:]
-    signals[2, 2:] = rise | (upper[:-1] & lower[1:])
-    signals[3, 2:] = rise
-    cum = np.cumsum(signals, axis=1)
     total_chars = int(lengths.sum())
-    digit_chars = int((cum[0, ends] - cum[0, starts]).sum())
-    switches = int((cum[2, ends] - cum[2, starts + 1]).sum())
+    letter = upper | lower | (cls == 4)
+    # Case flips happen only between letters, so they are all inside names: no per-token sums.
+    rise = lower[:-1] & upper[1:]
+    switches = int(np.count_nonzero(rise)) + int(np.count_nonzero(upper[:-1] & lower[1:]))
+    digit_chars = int(np.count_nonzero(digit[1:] & letter[:-1]))  # digits right after a letter: a1, _0x4
     long_names = lengths >= 8
     generated = 0.0
     if long_names.any():
         ls, le, ll = starts[long_names], ends[long_names], lengths[long_names]
         # A generated name mixes cases evenly (30-70 % capitals) and starts capital runs often;
         # camelCase (getElementById) has few capitals, acronyms (XMLHttpRequest) one run.
-        cap_share = (cum[1, le] - cum[1, ls]) / ll
-        rise_rate = (cum[3, le] - cum[3, ls + 1]) / ll
+        bounds = np.empty(ls.size * 2, dtype=np.intp)
+        bounds[0::2], bounds[1::2] = ls, le - 1
+        caps = np.add.reduceat(upper.view(np.uint8), bounds, dtype=np.int32)[0::2] + upper[le - 1]
+        rises = np.add.reduceat(np.append(rise, False).view(np.uint8), bounds, dtype=np.int32)[0::2]
+        cap_share = caps / ll
+        rise_rate = rises / ll
         generated = float(np.count_nonzero((cap_share >= 0.3) & (cap_share <= 0.7) & (rise_rate >= 0.15)) / ll.size)
     unique = len(set(sample.translate(_IDENT_TABLE).split()))
     return {

@@ -105,12 +105,6 @@ def _iframe_hidden_offset(text: str) -> int:
     return -1
 
 
-#: ActiveX names that old-IE compatibility code tries in a loop; droppers never spell them out.
-_BENIGN_PROGID = re.compile(
-    r"xmlhttp|shockwaveflash|xmldom|htmlfile|agcontrol|acropdf|pdfctrl|quicktime|realplayer|wmplayer"
-    r"|skype|msxml|domdocument|devalvr|swctl|mediaplayer",
-    re.I,
-)
 _ACTIVEX_CALL = re.compile(r"ActiveXObject\s*\(\s*([\"'])?")
 
 
@@ -201,6 +195,13 @@ def assess_script(text: str, f: JsFeatures, page_host: str = "") -> ScriptAssess
     if f.identifier_random_ratio >= 0.3 and f.identifier_count >= 30 and f.base64_string_chars < 1000:
         add(Finding("generated_names", "Many names in the script are random letter soup (generated identifiers)",
                     Severity.LOW, 20, "obfuscation", "obfuscated", -1, 40))
+    if f.separator_string_chars >= 500:
+        add(Finding("separator_encoding", "Script hides codes in strings glued with a junk separator",
+                    Severity.MEDIUM, 40, "obfuscation", "obfuscated", f.longest_string_offset, 60))
+    if c("literal_slicing") and f.length < 5000 and f.identifier_random_ratio >= 0.3:
+        # Hex alphabets ("0123456789abcdef".charAt(n)) are everywhere; with random names they are not.
+        add(Finding("literal_slicing", "Script picks letters out of junk strings (\"TnewU\".substr(9, 9))",
+                    Severity.MEDIUM, 35, "obfuscation", "obfuscated", f.offset("literal_slicing"), 40))
     if c("reversed_code") >= 2:
         add(Finding("reversed_code", "Script stores code backwards in a string (reversed keywords)",
                     Severity.MEDIUM, 40, "obfuscation", "obfuscated", f.offset("reversed_code"), 40))
@@ -252,10 +253,14 @@ def assess_script(text: str, f: JsFeatures, page_host: str = "") -> ScriptAssess
         add(Finding("wsh_object", "Script names a Windows Script Host object", Severity.MEDIUM, 45,
                     "dropper", "dropper", f.offset(wsh_core[0]), 40))
     elif cc_on:
-        add(Finding("conditional_compilation", "Script uses JScript conditional compilation (@cc_on), as WSH droppers do",
-                    Severity.MEDIUM, 40, "dropper", "dropper", f.offset("cc_on"), 40))
+        armed = obfuscated or c("shell_run") or c("activex")
+        add(Finding("conditional_compilation",
+                    "Script uses JScript conditional compilation (@cc_on), as WSH droppers do"
+                    + (", and hides or launches programs" if armed else ""),
+                    Severity.HIGH if armed else Severity.MEDIUM, 65 if armed else 40,
+                    "dropper", "dropper", f.offset("cc_on"), 40))
     elif c("activex") and (dynamic := _dynamic_activex_offset(text)) >= 0 and (
-        obfuscated or not _BENIGN_PROGID.search(text)
+        obfuscated or not c("activex_progid")
     ):
         add(Finding("activex_dynamic", "Script creates an ActiveX object whose name it computes at run time",
                     Severity.MEDIUM, 45 if obfuscated else 40, "dropper", "dropper", dynamic, 40))

@@ -71,6 +71,12 @@ export class EventStream {
     };
   }
 
+  /** Try again later (the gateway was unreachable before a socket could even be opened). */
+  retryLater() {
+    this.stopped = false;
+    this.scheduleRetry();
+  }
+
   scheduleRetry(delay) {
     clearTimeout(this.retryTimer);
     const wait = delay || this.backoff;

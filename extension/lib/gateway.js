@@ -67,5 +67,6 @@ export async function testConnection(settings) {
     return { ok: false, message: "The gateway answers, but it rejected the token. Run `malwaresnipper token` and paste it here." };
   }
   if (!stats.ok) return { ok: false, message: `The gateway answered with an error: ${stats.error}` };
-  return { ok: true, message: `Connected to MalwareSnipper ${health.data.version || ""}; the token is accepted.`.replace("  ", " ") };
+  const version = health.data.version ? ` ${health.data.version}` : "";
+  return { ok: true, message: `Connected to MalwareSnipper${version}; the token is accepted.` };
 }

@@ -30,10 +30,20 @@ export async function setTab(tabId, value) {
 
 export async function removeTab(tabId) {
   await area.remove(`tab:${tabId}`);
+  const { proceeded } = await area.get("proceeded");
+  if (proceeded && tabId in proceeded) {
+    delete proceeded[tabId];
+    await area.set({ proceeded });
+  }
 }
 
 /** Every tab state, for matching a verdict that arrives by URL from the event stream. */
 export async function allTabs() {
+  if (area.getKeys) {
+    // Chrome 130+: read only the tab entries, not the offline queue.
+    const keys = (await area.getKeys()).filter((key) => key.startsWith("tab:"));
+    return Object.values(keys.length ? await area.get(keys) : {});
+  }
   const everything = await area.get(null);
   return Object.entries(everything)
     .filter(([key]) => key.startsWith("tab:"))

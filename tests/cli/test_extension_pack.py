@@ -33,7 +33,6 @@ def test_pack_writes_the_project_version_into_the_zipped_manifest(tmp_path: Path
     target = run_pack(tmp_path, capsys)
     with zipfile.ZipFile(target) as archive:
         manifest = json.loads(archive.read("manifest.json"))
-        names = set(archive.namelist())
     chrome_version, version_name = manifest_version(__version__)
     assert manifest["version"] == chrome_version
     assert manifest.get("version_name", manifest["version"]) == version_name

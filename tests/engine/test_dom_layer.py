@@ -155,6 +155,20 @@ def test_card_form_on_a_brand_named_page() -> None:
     assert result.score >= 40
 
 
+def test_card_together_with_identity_secrets() -> None:
+    html = """<title>Verification</title><form action="/step2.php">
+    <input name="cardnumber"><input name="cvv"><input name="ssn"><input name="atm_pin"><input name="dob">
+    </form><a href="/a">a</a><a href="/b">b</a><a href="/c">c</a>"""
+    result = scan("https://secure-check.example/", html)
+    combo = next(i for i in result.indicators if i.id == "dom.card_with_secrets")
+    assert combo.severity is Severity.MEDIUM and combo.classification == "phishing"
+    assert result.score >= 40
+    checkout = """<title>Checkout</title><form action="/pay"><input name="cardnumber"><input name="cvv">
+    <input name="email"></form><a href="/a">a</a>"""
+    plain = scan("https://shop.example/checkout", checkout)
+    assert ids(plain) == {"dom.card_form"} and plain.score < 20
+
+
 def test_hidden_iframe_to_another_site() -> None:
     html = """<p>news</p><iframe src="http://traffic.badhost.test/in.php?id=1" width="1" height="1"
     style="visibility:hidden"></iframe>

@@ -164,3 +164,25 @@ def test_any_text_gives_finite_features(text: str) -> None:
     assert all(math.isfinite(v) for v in values.values())
     for name, offset in f.first.items():
         assert 0 <= offset < len(text), name
+
+
+def test_repeated_scripts_come_from_the_cache_and_the_cache_is_bounded(monkeypatch) -> None:
+    from malwaresnipper.engine.features import javascript as js
+
+    js.clear_cache()
+    text = "var lib = function(a){ return a + 1; };\n" * 40
+    first = js.extract_js_features(text)
+    assert js.extract_js_features(text) is first
+    assert js.extract_js_features(text, cache=False) is not first
+    assert js.extract_js_features(text, cache=False) == first
+    js.clear_cache()
+    assert js.extract_js_features(text) is not first
+
+    monkeypatch.setattr(js, "CACHE_MAX_CHARS", 5 * len(text))
+    js.clear_cache()
+    texts = [text + f"//{i}\n" for i in range(10)]
+    for t in texts:
+        js.extract_js_features(t)
+    assert js._cache_chars <= js.CACHE_MAX_CHARS
+    assert texts[0] not in js._CACHE and texts[-1] in js._CACHE
+    js.clear_cache()

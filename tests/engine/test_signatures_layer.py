@@ -361,3 +361,28 @@ def test_re_fallback_bounds_the_scanned_length() -> None:
     assert ruleset.engine == "re (bounded)"
     assert ruleset.scan("html", "x" * 10 + "needle1")
     assert not ruleset.scan("html", "x" * FALLBACK_REGEX_SCAN_CHARS + "needle1")
+
+
+def test_re_fallback_window_follows_worst_case_cost() -> None:
+    from malwaresnipper.engine.rules import FALLBACK_REGEX_SCAN_CHARS, fallback_scan_chars
+
+    # Repeats fenced by characters they cannot match have one extent: the whole window.
+    assert fallback_scan_chars(r"eval\s*\(\s*function\s*\(") == FALLBACK_REGEX_SCAN_CHARS
+    assert fallback_scan_chars(r"keyCode\s*={2,3}\s*123") == FALLBACK_REGEX_SCAN_CHARS
+    # Ambiguous neighbours backtrack polynomially: the window shrinks with the exponent.
+    one = fallback_scan_chars(r'[^"]*x')
+    three = fallback_scan_chars(r"\s*\s*\s*x")
+    assert 1 <= three < one < FALLBACK_REGEX_SCAN_CHARS
+
+
+@pytest.mark.timeout(60)
+def test_re_fallback_survives_adjacent_quantifiers_on_hostile_input() -> None:
+    from malwaresnipper.engine.rules import Pattern, Rule
+
+    patterns = (Pattern("regex", r"\s*\s*\s*\s*x"), Pattern("regex", r".*a.*a.*a.*x"), Pattern("regex", r"[^y]*[^z]*q"))
+    rule = Rule("hostile", "d", Severity.LOW, ("html",), patterns, 1)
+    ruleset = RuleSet([rule], use_re2=False)
+    started = time.perf_counter()
+    assert ruleset.scan("html", " " * 1_000_000) == []
+    assert ruleset.scan("html", "a" * 1_000_000) == []
+    assert time.perf_counter() - started < 30

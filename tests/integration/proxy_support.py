@@ -17,13 +17,16 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import brotli
-import requests
 
 REPO = Path(__file__).resolve().parents[2]
 SHIM = REPO / "addon" / "malwaresnipper.py"
@@ -42,6 +45,86 @@ BENIGN = (
     b"<a href=\"/about\">About us</a></body></html>"
 )
 BLOCKLISTED_PATH = "/listed/landing.html"
+
+
+@dataclass
+class Response:
+    """What the tests look at in an answer (the body exactly as it came off the wire)."""
+
+    status_code: int
+    headers: Any  # email.message.Message: case-insensitive lookups
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.content)
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Follow (or not) redirects, keeping the follow-up request on the proxy."""
+
+    def __init__(self, proxy: str | None, follow: bool) -> None:
+        self.proxy, self.follow = proxy, follow
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001
+        if not self.follow:
+            return None
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and self.proxy:
+            new.set_proxy(self.proxy, new.type)
+        return new
+
+
+class Client:
+    """A small HTTP client on the standard library: through a proxy (always, whatever NO_PROXY
+    says), trusting one CA, never decoding content-encoding (so bodies compare byte for byte)."""
+
+    def __init__(self, proxy: str | None = None, ca: Path | None = None) -> None:
+        self.proxy = proxy
+        ctx = ssl.create_default_context(cafile=str(ca)) if ca else ssl.create_default_context()
+        base = [urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx)]
+        self._follow = urllib.request.build_opener(*base, _Redirects(proxy, True))
+        self._stay = urllib.request.build_opener(*base, _Redirects(proxy, False))
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def request(self, method: str, url: str, *, headers: dict[str, str] | None = None,
+                data: dict[str, str] | None = None, allow_redirects: bool = True, timeout: float = 30,
+                params: dict[str, str] | None = None) -> Response:
+        if params:
+            url += ("&" if "?" in url else "?") + urlencode(params)
+        body = urlencode(data).encode() if data is not None else None
+        req = urllib.request.Request(url, data=body, headers=dict(headers or {}), method=method)
+        if body is not None:
+            req.add_header("Content-Type", "application/x-www-form-urlencoded")
+        if self.proxy:
+            req.set_proxy(self.proxy, req.type)
+        opener = self._follow if allow_redirects else self._stay
+        try:
+            resp = opener.open(req, timeout=timeout)
+        except urllib.error.HTTPError as err:  # 4xx/5xx and unfollowed redirects are answers too
+            with err:
+                return Response(err.code, err.headers, err.read())
+        with resp:
+            return Response(resp.status, resp.headers, resp.read())
+
+    def get(self, url: str, **kw: Any) -> Response:
+        return self.request("GET", url, **kw)
+
+    def post(self, url: str, **kw: Any) -> Response:
+        return self.request("POST", url, **kw)
+
+    def delete(self, url: str, **kw: Any) -> Response:
+        return self.request("DELETE", url, **kw)
 
 
 def free_port() -> int:
@@ -85,6 +168,8 @@ class Route:
     body: bytes
     content_type: str | None
     encoding: str | None = None
+    #: sent with Transfer-Encoding: chunked (no Content-Length for the proxy to judge)
+    chunked: bool = False
 
 
 @dataclass
@@ -123,6 +208,15 @@ class Upstream:
                     self.send_header("Content-Type", route.content_type)
                 if route.encoding:
                     self.send_header("Content-Encoding", route.encoding)
+                if route.chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    step = 256 * 1024
+                    for pos in range(0, len(route.body), step):
+                        piece = route.body[pos : pos + step]
+                        self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
                 self.send_header("Content-Length", str(len(route.body)))
                 self.end_headers()
                 if self.command != "HEAD":
@@ -162,6 +256,8 @@ def default_routes(big_binary: bytes) -> dict[str, Route]:
                            "text/html"),
         "/dl.js": Route(DROPPER_JS, "application/javascript"),
         "/big.bin": Route(big_binary, "application/octet-stream"),
+        "/big-chunked.html": Route(b"<html><body>" + b"<p>many words here</p>" * 400_000 + b"</body></html>",
+                                   "text/html", chunked=True),
         BLOCKLISTED_PATH: Route(b"<html><body>Welcome</body></html>", "text/html"),
     }
 
@@ -182,18 +278,14 @@ class Gateway:
     def ca(self) -> Path:
         return self.confdir / "mitmproxy-ca-cert.pem"
 
-    def session(self) -> requests.Session:
-        s = requests.Session()
-        s.trust_env = False  # no NO_PROXY/env proxies: always go through this gateway
-        proxy = f"http://127.0.0.1:{self.proxy_port}"
-        s.proxies = {"http": proxy, "https": proxy}
-        s.verify = str(self.ca)
-        return s
+    def session(self) -> Client:
+        """A client going through this gateway and trusting the CA it wrote in its confdir."""
+        return Client(f"127.0.0.1:{self.proxy_port}", self.ca)
 
-    def api(self, path: str) -> dict:
-        r = requests.get(f"http://127.0.0.1:{self.api_port}{path}", headers={"Authorization": f"Bearer {TOKEN}"},
-                         timeout=10)
-        r.raise_for_status()
+    def api(self, path: str, method: str = "GET", **kw: Any) -> Any:
+        r = Client().request(method, f"http://127.0.0.1:{self.api_port}{path}",
+                             headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10, **kw)
+        assert 200 <= r.status_code < 300, (r.status_code, r.text)
         return r.json()
 
     def wait_for_scan(self, url: str, timeout: float = 30.0) -> dict:

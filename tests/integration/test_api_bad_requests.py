@@ -34,6 +34,7 @@ BAD = [
     ("POST", "/api/v1/scans", raw(""), 400, "invalid_json"),
     ("POST", "/api/v1/scans", b"\xff\xfe\x00", 400, "invalid_json"),
     ("POST", "/api/v1/scans", raw("[1, 2]"), 400, "invalid_body"),
+    ("POST", "/api/v1/scans", raw("[" * 50_000 + "]" * 50_000), 400, "invalid_json"),
     ("POST", "/api/v1/scans", raw('"https://example.com/"'), 400, "invalid_body"),
     ("POST", "/api/v1/scans", {"title": "no url"}, 400, "missing_url"),
     ("POST", "/api/v1/scans", {"url": ""}, 400, "missing_url"),
@@ -139,3 +140,20 @@ async def test_too_many_requests_get_429(tmp_path_factory: pytest.TempPathFactor
     finally:
         gw.stop()
 
+
+
+async def test_chunked_body_over_the_cap_gets_413(gateway: Gateway) -> None:
+    """Without a Content-Length the cap is hit while reading; still a clean 413, nothing stored."""
+    async def body():
+        yield b'{"url": "https://chunked.example/", "html": "'
+        for _ in range(CAP // 1000 + 5):
+            yield b"x" * 1000
+        yield b'"}'
+
+    async with aiohttp.ClientSession() as s:
+        async with s.post(gateway.base_url + "/api/v1/scans", data=body(),
+                          headers={**gateway.headers(), "Content-Type": "application/json"}) as resp:
+            assert resp.status == 413
+            assert (await resp.json())["error"]["code"] == "body_too_large"
+        _, scans = await gateway.call(s, "GET", "/api/v1/scans?q=chunked")
+    assert scans["total"] == 0

@@ -141,6 +141,8 @@ class SiteHandler(BaseHTTPRequestHandler):
             body = evil_page(path)
         elif host == "benign.test":
             body = benign_page(port, path)
+        elif host == "big.test":
+            body = plain_page(f"Big page {path}").replace("</body>", "<p>" + "All about recipes. " * 3000 + "</p></body>")
         else:
             body = plain_page(f"{host} page {path}")
         data = body.encode()
@@ -168,14 +170,15 @@ def site() -> Iterator[int]:
 class Gateway:
     """One ``malwaresnipper serve`` process; ``start()`` after ``stop()`` keeps ports, home and token."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, extra_config: str = "") -> None:
         self.home = home
         self.token = secrets.token_urlsafe(24)
         self.api_port = free_port()
         self.events_port = free_port()
         self.config = home / "malwaresnipper.toml"
-        # Every visit must reach history, so the same page twice is not deduplicated.
-        self.config.write_text("[proxy]\ndedupe_window_s = 0\n")
+        # Every visit must reach history, so the same page twice is not deduplicated; a generous
+        # scan budget keeps verdicts coming on a busy 2-core test machine.
+        self.config.write_text("[proxy]\ndedupe_window_s = 0\nscan_timeout_ms = 20000\n" + extra_config)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -382,9 +385,13 @@ def location_of(page: Any) -> str:
         return ""
 
 
-def wait_overlay(page: Any, timeout: float = 20) -> dict[str, dict[str, Any]]:
+def wait_overlay(page: Any, browser: Browser | None = None, timeout: float = 30) -> dict[str, dict[str, Any]]:
     overlay = Overlay(page)
-    return wait_until(lambda: (n := overlay.nodes()) and "leave" in n and n, timeout, "the warning overlay")
+    try:
+        return wait_until(lambda: (n := overlay.nodes()) and "leave" in n and n, timeout, "the warning overlay")
+    except AssertionError as exc:
+        state = browser.tab_state(location_of(page)) if browser else None
+        raise AssertionError(f"{exc}; the worker's state for the tab: {state}") from None
 
 
 # ------------------------------------------------------------------------------------------ tests
@@ -473,9 +480,13 @@ def test_benign_and_malicious_pages_are_captured_and_shown(gateway: Gateway, bro
     notifications = browser.worker.evaluate("() => chrome.notifications.getAll()")
     assert any(key.startswith(f"scan:{state['tabId']}:") for key in notifications), notifications
 
-    overlay = wait_overlay(page)
+    overlay = wait_overlay(page, browser)
     assert overlay["host"]["text"] == "evil.test"
-    assert overlay["headline"]["text"]
+    if record["verdict"]["classification"] == "dropper":
+        assert overlay["headline"]["text"] == "This page tries to download or run malicious software on your computer."
+    else:
+        assert overlay["headline"]["text"].startswith("This ")
+    assert state["indicators"][0]["title"] in overlay["reasons"]["text"]
     page.close()
     popup.close()
 
@@ -487,7 +498,7 @@ def test_overlay_buttons(gateway: Gateway, browser: Browser) -> None:
     page = browser.context.new_page()
     proceed_url = browser.url("evil.test", "/proceed")
     page.goto(proceed_url)
-    overlay = wait_overlay(page)
+    overlay = wait_overlay(page, browser)
     # The page itself cannot dismiss it: its synthetic click is ignored.
     page.evaluate("() => document.documentElement.lastElementChild.dispatchEvent(new MouseEvent('click', {bubbles: true}))")
     assert "leave" in Overlay(page).nodes()
@@ -501,17 +512,27 @@ def test_overlay_buttons(gateway: Gateway, browser: Browser) -> None:
     page2 = browser.context.new_page()
     page2.goto(browser.url("benign.test", "/before-leaving"))
     page2.goto(leave_url)
-    wait_overlay(page2)
+    wait_overlay(page2, browser)
     Overlay(page2).click("leave")
     # (Playwright's page.url misses history navigations started by the extension; ask the page.)
     wait_until(lambda: location_of(page2) not in ("", leave_url), 10, "the tab to leave the page")
     assert location_of(page2) == browser.url("benign.test", "/before-leaving")
 
+    # In a tab with no history to go back to, "leave" opens the extension's "you are safe" page.
+    fresh_url = browser.url("fresh.evil.test", "/")
+    with browser.context.expect_page() as opened:
+        browser.worker.evaluate("(url) => chrome.tabs.create({url})", fresh_url)
+    fresh = opened.value
+    wait_overlay(fresh, browser)
+    Overlay(fresh).click("leave")
+    wait_until(lambda: location_of(fresh) == f"{browser.origin}/left.html", 10, "the 'you are safe' page")
+    fresh.close()
+
     # "Always allow this site" puts the host on the gateway's allowlist; later visits are not sent.
     allow_url = browser.url("allow.evil.test", "/")
     page3 = browser.context.new_page()
     page3.goto(allow_url)
-    wait_overlay(page3)
+    wait_overlay(page3, browser)
     Overlay(page3).click("allow")
     wait_until(lambda: "leave" not in Overlay(page3).nodes(), 10, "the overlay to go away after allowing")
     status, allow = gateway.api("GET", "/api/v1/lists/allow")
@@ -621,6 +642,7 @@ def test_gateway_down_pages_load_normally_then_queued_captures_arrive(gateway: G
 def test_a_stopped_worker_wakes_reconnects_and_keeps_capturing(gateway: Gateway, browser: Browser) -> None:
     """MV3 stops idle workers; the next page load must wake it, reconnect and still be captured."""
     browser.configure(gateway)
+    browser.worker.evaluate("() => { globalThis.beforeStop = true; }")
     internals = browser.context.new_page()
     internals.goto("chrome://serviceworker-internals/")
     internals.get_by_role("button", name="Stop").first.click()
@@ -633,4 +655,26 @@ def test_a_stopped_worker_wakes_reconnects_and_keeps_capturing(gateway: Gateway,
     wait_until(lambda: gateway.scans_for(url), 20, "the capture made by the woken worker")
     assert browser.wait_verdict(url)["status"] == "benign"
     wait_until(lambda: browser.worker.evaluate("() => globalThis.malwaresnipper.stream.isOpen"), 20, "the event stream to reopen")
+    assert browser.worker.evaluate("() => globalThis.beforeStop === undefined"), "expected a fresh worker instance"
     page.close()
+
+
+def test_a_capture_too_large_for_the_gateway_is_resent_slimmed(browser: Browser) -> None:
+    """A gateway with a small body cap answers 413; the worker resends without the page HTML."""
+    home = Path(tempfile.mkdtemp(prefix="ms-ext-gw-small-"))
+    small = Gateway(home, extra_config="[server]\nmax_body_bytes = 30000\n")
+    small.start()
+    try:
+        browser.configure(small)
+        url = browser.url("big.test", "/")
+        page = browser.context.new_page()
+        page.goto(url)
+        assert len(page.content()) > 30000
+        state = browser.wait_verdict(url)
+        assert state["status"] == "benign", state
+        [summary] = small.scans_for(url)
+        assert summary["title"] == "Big page /"
+        page.close()
+    finally:
+        small.stop()
+        shutil.rmtree(home, ignore_errors=True)

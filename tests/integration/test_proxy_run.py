@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from proxy_support import DROPPER, TOKEN, Upstream, default_routes, free_port, make_self_signed
+from proxy_support import TOKEN, Client, Upstream, default_routes, free_port, make_self_signed
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 CLI = [sys.executable, "-m", "malwaresnipper.cli.main"]
@@ -58,14 +57,11 @@ def test_run_starts_proxy_api_and_events_and_says_where(tmp_path):
         assert f"proxy            http://127.0.0.1:{proxy_port}" in out, out
         assert f"http://127.0.0.1:{api_port}/" in out and f"ws://127.0.0.1:{events_port}/" in out
         assert str(tmp_path / "conf" / "mitmproxy-ca-cert.pem") in out and "block mode" in out
-        assert requests.get(f"http://127.0.0.1:{api_port}/api/v1/health", timeout=10).json()["status"] == "ok"
+        assert Client().get(f"http://127.0.0.1:{api_port}/api/v1/health", timeout=10).json()["status"] == "ok"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not any("scan worker 0 ready" in l for l in lines):
             time.sleep(0.1)
-        s = requests.Session()
-        s.trust_env = False
-        s.proxies = {"https": f"http://127.0.0.1:{proxy_port}"}
-        s.verify = str(tmp_path / "conf" / "mitmproxy-ca-cert.pem")
+        s = Client(f"127.0.0.1:{proxy_port}", tmp_path / "conf" / "mitmproxy-ca-cert.pem")
         r = s.get(upstream.url("/dropper.html", tls=True), timeout=30)
         assert r.status_code == 403 and "MalwareSnipper blocked this page" in r.text
     finally:

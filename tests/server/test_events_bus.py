@@ -6,7 +6,15 @@ import asyncio
 import json
 from pathlib import Path
 
-from malwaresnipper.server.events import InMemoryEventBus, Subscription
+from malwaresnipper.server.events import InMemoryEventBus, Subscription, text_frame
+
+
+def payload(frame: bytes) -> str:
+    """The text of one unmasked server frame (FIN + text opcode checked)."""
+    assert frame[0] == 0x81 and not frame[1] & 0x80
+    length = frame[1] & 0x7F
+    offset = 2 if length < 126 else 4 if length == 126 else 10
+    return frame[offset:].decode()
 from malwaresnipper.server.store import SqliteScanStore
 
 
@@ -21,11 +29,12 @@ async def test_events_are_delivered_in_order_and_only_once_logged(tmp_path: Path
         assert seqs == list(range(1, 501))
         assert bus.delivered_seq == 0  # nothing is delivered before the commit
         for expected in range(1, 501):
-            seq, body = await asyncio.wait_for(sub.get(), 10)
+            seq, frame = await asyncio.wait_for(sub.get(), 10)
+            body = payload(frame)
             assert seq == expected and json.loads(body)["seq"] == expected
             # Whatever a subscriber sees is already in the log (so it can be replayed).
             if expected in (1, 250, 500):
-                assert await store.events_after(expected - 1, expected) == [body.decode()]
+                assert await store.events_after(expected - 1, expected) == [body]
         assert bus.delivered_seq == 500
     finally:
         await bus.flush()
@@ -63,7 +72,7 @@ async def test_broadcast_reaches_subscribers_without_seq(tmp_path: Path) -> None
     await bus.start()
     a, b = bus.subscribe(10), bus.subscribe(10)
     bus.broadcast({"type": "lists_changed"})
-    assert (await a.get()) == (0, b'{"type":"lists_changed"}') == (await b.get())
+    assert (await a.get()) == (0, text_frame('{"type":"lists_changed"}')) == (await b.get())
     bus.unsubscribe(b)
     bus.broadcast({"type": "lists_changed"})
     assert len(a.items) == 1 and not b.items

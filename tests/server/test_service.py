@@ -12,6 +12,7 @@ from malwaresnipper.engine.capture import Capture
 from malwaresnipper.server.service import ScanService
 from malwaresnipper.server.store import ScanFilter
 from malwaresnipper.settings import ProxySettings, Settings
+from test_events_bus import payload
 
 
 @pytest.fixture
@@ -35,8 +36,8 @@ async def statuses_for(svc: ScanService, scan_id: str) -> list[dict]:
 
     out = []
     while True:
-        _seq, body = await asyncio.wait_for(svc.test_sub.get(), 30)  # type: ignore[attr-defined]
-        message = json.loads(body)
+        _seq, frame = await asyncio.wait_for(svc.test_sub.get(), 30)  # type: ignore[attr-defined]
+        message = json.loads(payload(frame))
         if message.get("scan_id") == scan_id:
             out.append(message)
             if message["status"] == "SCAN_COMPLETE":
