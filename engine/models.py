@@ -166,6 +166,8 @@ class ModelBundle:
     numeric_scale: Any
     #: Probabilities at which the dev split's FPR was 5 % (floor), 1 % and 0.1 %.
     calibration: dict[str, float]
+    numeric_weight: float = 0.3
+    n_features: int = N_HASH_FEATURES
     version: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -173,7 +175,8 @@ class ModelBundle:
         """Probability of malicious for each input."""
         if not inputs:
             return []
-        X = design_matrix(inputs, self.numeric_keys, self.numeric_mean, self.numeric_scale)
+        X = design_matrix(inputs, self.numeric_keys, self.numeric_mean, self.numeric_scale,
+                          numeric_weight=self.numeric_weight, n_features=self.n_features)
         return [float(p) for p in self.estimator.predict_proba(X)[:, 1]]
 
     def score_raw(self, raws: Sequence[str], base_url: str = "https://sample.invalid/") -> list[float]:
@@ -189,6 +192,8 @@ class ModelBundle:
             "numeric_mean": self.numeric_mean,
             "numeric_scale": self.numeric_scale,
             "calibration": dict(self.calibration),
+            "numeric_weight": self.numeric_weight,
+            "n_features": self.n_features,
             "feature_version": FEATURE_VERSION,
             "text_feature_version": TEXT_FEATURE_VERSION,
         }
@@ -287,6 +292,8 @@ def load_model(models_dir: str | Path, kind: str, manifest: Mapping[str, Any] | 
         numeric_mean=payload.get("numeric_mean"),
         numeric_scale=payload.get("numeric_scale"),
         calibration=dict(payload.get("calibration") or {}),
+        numeric_weight=float(payload.get("numeric_weight", 0.3)),
+        n_features=int(payload.get("n_features", N_HASH_FEATURES)),
         version=str(entry.get("version") or f"{kind}-{actual[:12]}"),
         meta={"file": name, "sha256": actual},
     )

@@ -484,6 +484,45 @@ def _in_set(members: Any, code: int) -> bool:
     return found != negate
 
 
+def required_literals(pattern: str, flags: int = 0) -> list[str] | None:
+    """Lower-cased literals one of which every match of ``pattern`` contains, or None.
+
+    The ``re`` fallback runs a regex only when one of its literals occurs in the text (found in
+    the same Aho-Corasick pass as the rule literals), which skips most regexes on most texts.
+    """
+    try:
+        return _anchors(_sre_parser.parse(pattern, flags))
+    except (re.error, RecursionError):
+        return None
+
+
+def _anchors(parsed: Any) -> list[str] | None:
+    c = _sre_constants
+    items = list(parsed)
+    best = ""
+    run: list[str] = []
+    nested: list[str] | None = None
+    for op, arg in items + [(None, None)]:
+        if op is c.LITERAL:
+            run.append(chr(arg))
+            continue
+        if len(run) > len(best):
+            best = "".join(run)
+        run = []
+        if nested is None:
+            if op is c.BRANCH:
+                options = [_anchors(branch) for branch in arg[1]]
+                if all(options):
+                    nested = [a for option in options for a in option or ()]
+            elif op is c.SUBPATTERN:
+                nested = _anchors(arg[-1])
+            elif op in (c.MAX_REPEAT, c.MIN_REPEAT) and arg[0] >= 1:
+                nested = _anchors(arg[2])
+    if len(best) >= 3 or (best and nested is None and len(best) >= 2):
+        return [best.lower()]
+    return nested
+
+
 def fallback_scan_chars(pattern: str, flags: int = 0) -> int:
     """How many characters the ``re`` fallback lets ``pattern`` see, so that even its worst case
     (about ``n * factor * n ** unbounded`` steps) stays near :data:`FALLBACK_STEP_BUDGET`."""
@@ -523,22 +562,26 @@ class _TargetMatcher:
     set_keys: list[tuple[int, int]] = field(default_factory=list)
     regex_set: Any = None
     singles: list[Any] = field(default_factory=list)
-    #: Fallback only: characters each regex may see (see :func:`fallback_scan_chars`).
+    #: Fallback only: characters each regex may see (see :func:`fallback_scan_chars`), and an
+    #: automaton of required literals -> regex entries (regexes without one always run).
     scan_limits: list[int] = field(default_factory=list)
+    anchors: Any = None
+    unanchored: list[int] = field(default_factory=list)
 
     def scan(self, text: str) -> list[RuleHit]:
         if not text:
             return []
         first: dict[tuple[int, int], tuple[int, int]] = {}
+        lowered = text.lower() if self.folded is not None or self.anchors is not None else ""
         if self.folded is not None:
-            _scan_automaton(self.folded, text.lower(), first)
+            _scan_automaton(self.folded, lowered, first)
         if self.exact is not None:
             _scan_automaton(self.exact, text, first)
         if self.set_keys:
             if self.regex_set is not None:
                 self._scan_re2(text, first)
             else:
-                self._scan_re(text, first)
+                self._scan_re(text, lowered, first)
         if not first:
             return []
         by_rule: dict[int, list[tuple[int, int, int]]] = {}
@@ -567,8 +610,23 @@ class _TargetMatcher:
                 end = start + len(data[m.start() : end].decode("utf-8", errors="surrogatepass"))
             first.setdefault(self.set_keys[entry], (start, end))
 
-    def _scan_re(self, text: str, first: dict[tuple[int, int], tuple[int, int]]) -> None:
-        for entry, regex in enumerate(self.singles):
+    def _scan_re(self, text: str, lowered: str, first: dict[tuple[int, int], tuple[int, int]]) -> None:
+        entries = set(self.unanchored)
+        if self.anchors is not None:
+            for _, anchored in self.anchors.iter(lowered):
+                entries.update(anchored)
+        # Skip the regexes of rules that cannot reach their condition any more.
+        possible: dict[int, int] = {}
+        for rule_index, _ in first:
+            possible[rule_index] = possible.get(rule_index, 0) + 1
+        for entry in entries:
+            rule_index = self.set_keys[entry][0]
+            possible[rule_index] = possible.get(rule_index, 0) + 1
+        entries = {
+            e for e in entries if possible[self.set_keys[e][0]] >= self.rules[self.set_keys[e][0]].min_matches
+        }
+        for entry in sorted(entries):
+            regex = self.singles[entry]
             m = regex.search(text, 0, self.scan_limits[entry])
             if m is not None:
                 first.setdefault(self.set_keys[entry], (m.start(), m.end()))
@@ -632,10 +690,22 @@ class RuleSet:
         if not set_patterns:
             return matcher
         if not self.use_re2:
-            for value, case_sensitive in set_patterns:
+            anchors: dict[str, list[int]] = {}
+            for entry, (value, case_sensitive) in enumerate(set_patterns):
                 flags = 0 if case_sensitive else re.IGNORECASE
                 matcher.singles.append(re.compile(value, flags))
                 matcher.scan_limits.append(fallback_scan_chars(value, flags))
+                required = required_literals(value, flags)
+                if required is None:
+                    matcher.unanchored.append(entry)
+                for literal in required or ():
+                    anchors.setdefault(literal, []).append(entry)
+            if anchors:
+                automaton = ahocorasick.Automaton()
+                for literal, entries in anchors.items():
+                    automaton.add_word(literal, tuple(entries))
+                automaton.make_automaton()
+                matcher.anchors = automaton
             return matcher
         regex_set = _re2.Set.SearchSet(_re2_options(True))
         for value, case_sensitive in set_patterns:

@@ -122,7 +122,7 @@ async function main() {
   tabId = await targetTabId();
   await renderAll();
   chrome.storage.onChanged.addListener((changes) => {
-    if (Object.keys(changes).some((key) => key !== "queue")) renderAll();
+    if (Object.keys(changes).some((key) => !key.startsWith("q:"))) renderAll(); // not queued captures
   });
   $("open-options").addEventListener("click", () => chrome.runtime.openOptionsPage());
   $("open-dashboard").addEventListener("click", async () => {

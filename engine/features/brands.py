@@ -80,7 +80,7 @@ BRANDS: tuple[Brand, ...] = (
     Brand("Comcast Xfinity", ("xfinity", "comcast"), ("xfinity", "comcast")),
     Brand("Webmail", ("roundcube", "zimbra", "webmail"), ("roundcube", "zimbra")),
     Brand("IRS", (r"\birs\b", "internal revenue service"), ("irs",)),
-    Brand("Alibaba", ("alibaba", "aliexpress"), ("alibaba", "aliexpress", "alicdn")),
+    Brand("Alibaba", ("alibaba", "aliexpress"), ("alibaba", "aliexpress", "alicdn", "alibabacloud", "aliyun", "taobao", "tmall")),
     Brand("Yandex", ("yandex",), ("yandex",)),
     Brand("Orange", ("orange mail", "messagerie orange"), ("orange",)),
     Brand("Snapchat", ("snapchat",), ("snapchat", "snap", "sc-cdn")),

@@ -76,6 +76,8 @@ _CONTEXTMENU_RE = re.compile(
 )
 _CLICK_RE = re.compile(r"\.click\(\s*\)|dispatchEvent\(\s*new\s+MouseEvent", re.I)
 _ELEMENT_RE = re.compile(r"<[A-Za-z]")
+_REFRESH_WORD_RE = re.compile(r"http-equiv", re.I)
+_HANDLER_RE = re.compile(r"\b(onclick|onload|onerror|onmouseover|oncontextmenu|onsubmit)\s*=", re.I)
 #: Browsers mark a page saved to disk with the URL it came from; HTTrack marks its mirrors.
 _SAVED_FROM_RE = re.compile(
     r"<!--\s*saved from url=\(\d{1,5}\)([^\s>]{1,2000})|Mirrored from ([^\s>]{1,500}) by HTTrack", re.I
@@ -363,10 +365,11 @@ def _parse(html: str, base_url: str) -> ParsedPage:
 
     # Meta refresh.
     meta_refresh: str | None = None
-    for node in tree.css("meta[http-equiv]"):
-        if (node.attributes.get("http-equiv") or "").strip().lower() == "refresh":
-            meta_refresh = (node.attributes.get("content") or "").strip()
-            break
+    if _REFRESH_WORD_RE.search(html):  # skip a full-tree selector on the many pages without one
+        for node in tree.css("meta[http-equiv]"):
+            if (node.attributes.get("http-equiv") or "").strip().lower() == "refresh":
+                meta_refresh = (node.attributes.get("content") or "").strip()
+                break
 
     # Links and resources.
     link_count = external_links = null_links = 0
@@ -409,9 +412,11 @@ def _parse(html: str, base_url: str) -> ParsedPage:
             domains[site] = domains.get(site, 0) + 1
 
     # Event handlers and disabled right click.
-    handlers = tree.css("[onclick], [onload], [onerror], [onmouseover], [oncontextmenu], [onsubmit]")
+    # Attribute selectors walk the whole tree: only ask for handlers the source mentions.
+    present = {m.group(1).lower() for m in _HANDLER_RE.finditer(html)}
+    handler_count = len(tree.css(", ".join(f"[{name}]" for name in sorted(present)))) if present else 0
     right_click = contextmenu_in_script
-    if not right_click:
+    if not right_click and "oncontextmenu" in present:
         for node in tree.css("[oncontextmenu]"):
             code = (node.attributes.get("oncontextmenu") or "").lower()
             if "return false" in code or "preventdefault" in code:
@@ -454,7 +459,7 @@ def _parse(html: str, base_url: str) -> ParsedPage:
         input_count=input_count,
         null_link_count=null_links,
         external_domains=tuple(sorted(domains.items(), key=lambda kv: (-kv[1], kv[0]))[:20]),
-        inline_event_handlers=len(handlers),
+        inline_event_handlers=handler_count,
         has_base_tag=base_node is not None,
         saved_from=_saved_from(html),
         html_chars=len(html),

@@ -70,6 +70,8 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
     # String methods called on a literal: "TnewU".substr(9,9) picks letters out of junk.
     "literal_slicing": tuple(q + sep + m for q in "\"'" for sep in (".", ". ") for m in
                              ("substr(", "substr (", "substring(", "charat(", "slice(")),
+    # Junk call chains: function a(){ ...; b(); }function b(){ ...; c(); }...
+    "call_chain": ("(); }function", "();}function", "(); } function", "();} function"),
     "hex_name": ("_0x",),
     # Counted here rather than with bytes.count: rare in ordinary code, so nearly free in this pass.
     "string_concat": ('"+"', "'+'", '" + "', "' + '"),
@@ -92,7 +94,7 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
                        "mediaplayer"),
     "msxml": ("msxml2.xmlhttp", "microsoft.xmlhttp", "winhttp.winhttprequest", "serverxmlhttp"),
     "savetofile": (".savetofile", '"savetofile', "'savetofile", ".createtextfile", ".loadfromfile",
-                   ".savetofile(", "adodb.stream"),
+                   ".savetofile("),
     "shell_run": ("%temp%", "expandenvironmentstrings", "getspecialfolder", ".exe\"", ".exe'",
                   "cmd.exe", "cmd /c", "powershell", "rundll32", "regsvr32", "%appdata%"),
     "run_call": (".run(", ".exec(", ".shellexecute("),
@@ -137,13 +139,14 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
                    "creditcardnumber", "card_code", "cardcode"),
     "card_cvv": ("cvv", "cvc", "cvn", "cc_cid", "creditcard", "ccnum"),
     "checkout": ("checkout", "onestepcheckout", "billing", "firecheckout"),
-    "form_read": (".value", "queryselectorall(", "getelementsbytagname(", "serialize(", "formdata"),
+    "form_read": (".value", "queryselectorall(", "getelementsbytagname(", "serialize(", "formdata", ".val()"),
     "serialize": ("btoa(", "json.stringify(", "encodeuricomponent(", "escape("),
     "submit_hook": ("onsubmit", "'submit'", '"submit"', "onclick", "'click'", '"click"', "mousedown"),
     # mining
     "miner": ("coinhive", "coin-hive", "cryptonight", "cryptoloot", "crypto-loot", "webminerpool",
               "deepminer", "coinimp", "jsecoin", "minero.cc", "stratum+tcp", "authedmine",
-              "coinhave", "minergate", "webmr.js", "ppoi.org", "xmrig", "mineralt"),
+              "coinhave", "minergate", "webmr.js", "ppoi.org", "xmrig", "mineralt", "startmining(",
+              "moneroocean", "minexmr", "supportxmr", "xmrpool", "_hash_cn", "cryptonight_hash"),
     "miner_weak": ("hashespersecond", "monero", "cryptonote", "webminer", "totalhashes", "_sitekey"),
     "wasm": ("webassembly",),
     "worker": ("new worker(", "new worker ("),
@@ -510,20 +513,20 @@ def _extract(text: str) -> JsFeatures:
 
     # -- string literals -------------------------------------------------------------------------
     literals = _STRING_RE.findall(data)
-    lengths = [len(lit) - 2 for lit in literals]
-    string_chars = sum(lengths)
+    lengths = list(map(len, literals))  # with the two quotes
+    string_chars = sum(lengths) - 2 * len(lengths)
     string_entropy = _entropy(_byte_hist(b"".join(literals))) if literals else 0.0
-    longest = max(lengths) if lengths else 0
+    longest = max(lengths) - 2 if lengths else 0
     longest_offset = -1
     longest_entropy = 0.0
     longest_code_ratio = 0.0
     longest_is_data = False
     long_count = long_chars = hex_chars = b64_chars = separator_chars = 0
     if longest > 0:
-        long_lits = [lit for lit, ln in zip(literals, lengths) if ln >= LONG_STRING]
+        long_lits = [lit for lit in literals if len(lit) >= LONG_STRING + 2] if longest >= LONG_STRING else []
         long_count = len(long_lits)
         long_chars = sum(len(lit) - 2 for lit in long_lits)
-        for lit in long_lits or [lit for lit, ln in zip(literals, lengths) if ln >= 32]:
+        for lit in long_lits or [lit for lit in literals if len(lit) >= 34]:
             body = lit[1:-1]
             if body[:5].lower() == b"data:":
                 continue
@@ -533,7 +536,7 @@ def _extract(text: str) -> JsFeatures:
                 b64_chars += len(body)
             if len(body) >= 128 and _separator_encoded(body):
                 separator_chars += len(body)
-        longest_lit = literals[lengths.index(longest)]
+        longest_lit = literals[lengths.index(longest + 2)]
         longest_offset = data.find(longest_lit)
         body = longest_lit[1:-1]
         longest_entropy = _entropy(_byte_hist(body))
@@ -631,9 +634,17 @@ def _separator_encoded(body: bytes) -> bool:
     ``'YnEnEqAVur3cYnEnEqAVur69...'`` hides ``%3c%69`` behind the separator ``YnEnEqAVur``; the
     decoder is a ``split``/``replace`` away. The separator is the string's own prefix.
     """
-    if not body.isalnum():  # separators and codes are letters and digits only
-        return False
     size = len(body)
+    if not body.isalnum():
+        # Interleaved junk: "v?U?y?6?[?1?4?2?]" or "v##Y##L##s": one separator between single chars.
+        for k in (1, 2, 4):
+            sep = body[1 : 1 + k]
+            if not sep or sep.isalnum() or sep == b" " * k:
+                continue
+            count = body.count(sep)
+            if count >= 20 and count * (k + 1) >= size * 0.9 and size <= count * (k + 2):
+                return True
+        return False
     for k in range(3, 16):
         sep = body[:k]
         if not sep.isalnum():
@@ -708,9 +719,14 @@ def _identifier_stats(data: bytes) -> dict[str, float | int]:
         bounds[0::2], bounds[1::2] = ls, le - 1
         caps = np.add.reduceat(upper.view(np.uint8), bounds, dtype=np.int32)[0::2] + upper[le - 1]
         rises = np.add.reduceat(np.append(rise, False).view(np.uint8), bounds, dtype=np.int32)[0::2]
+        changes = np.add.reduceat(np.append(cls[:-1] != cls[1:], False).view(np.uint8), bounds, dtype=np.int32)[0::2]
         cap_share = caps / ll
         rise_rate = rises / ll
-        generated = float(np.count_nonzero((cap_share >= 0.3) & (cap_share <= 0.7) & (rise_rate >= 0.15)) / ll.size)
+        change_rate = changes / ll
+        mixed = (cap_share >= 0.3) & (cap_share <= 0.7)
+        # Letter-soup with digits and underscores (Kve8G_TE0J) changes character class constantly.
+        soup = (cap_share >= 0.2) & (cap_share <= 0.8) & (change_rate >= 0.45)
+        generated = float(np.count_nonzero((mixed & (rise_rate >= 0.15)) | soup) / ll.size)
     unique = len(set(sample.translate(_IDENT_TABLE).split()))
     return {
         "identifier_count": count,

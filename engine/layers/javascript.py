@@ -195,6 +195,13 @@ def assess_script(text: str, f: JsFeatures, page_host: str = "") -> ScriptAssess
     if f.identifier_random_ratio >= 0.3 and f.identifier_count >= 30 and f.base64_string_chars < 1000:
         add(Finding("generated_names", "Many names in the script are random letter soup (generated identifiers)",
                     Severity.LOW, 20, "obfuscation", "obfuscated", -1, 40))
+    runs_code = c("eval") or c("function_ctor") or f.new_function
+    if runs_code and f.percent >= 100 and f.percent / kb >= 20:
+        add(Finding("percent_encoded_eval", "Script executes code it stores URL-encoded (%20%3D...)",
+                    Severity.MEDIUM, 40, "obfuscation", "obfuscated", text.find("%"), 60))
+    if runs_code and f.escape_hex >= 30 and f.ascii_escape_density >= 0.02:
+        add(Finding("escaped_eval", "Script executes code it stores as \\x escapes",
+                    Severity.MEDIUM, 35, "obfuscation", "obfuscated", f.escape_offset, 60))
     if f.separator_string_chars >= 500:
         add(Finding("separator_encoding", "Script hides codes in strings glued with a junk separator",
                     Severity.MEDIUM, 40, "obfuscation", "obfuscated", f.longest_string_offset, 60))
@@ -202,6 +209,9 @@ def assess_script(text: str, f: JsFeatures, page_host: str = "") -> ScriptAssess
         # Hex alphabets ("0123456789abcdef".charAt(n)) are everywhere; with random names they are not.
         add(Finding("literal_slicing", "Script picks letters out of junk strings (\"TnewU\".substr(9, 9))",
                     Severity.MEDIUM, 35, "obfuscation", "obfuscated", f.offset("literal_slicing"), 40))
+    if c("call_chain") >= 5:
+        add(Finding("junk_call_chain", "Script is a chain of junk functions that each call the next",
+                    Severity.MEDIUM, 40, "obfuscation", "obfuscated", f.offset("call_chain"), 40))
     if c("reversed_code") >= 2:
         add(Finding("reversed_code", "Script stores code backwards in a string (reversed keywords)",
                     Severity.MEDIUM, 40, "obfuscation", "obfuscated", f.offset("reversed_code"), 40))
@@ -277,7 +287,8 @@ def assess_script(text: str, f: JsFeatures, page_host: str = "") -> ScriptAssess
                     Severity.MEDIUM, 45, "cryptominer", "cryptominer", f.offset("miner_weak"), 40))
 
     # -- card skimming ----------------------------------------------------------------------------
-    exfil = next((n for n in ("xhr", "fetch", "beacon", "websocket", "new_image", "ajax") if c(n)), None)
+    # Ways to send data out: requests, beacons, sockets, or a URL put into an image or iframe src.
+    exfil = next((n for n in ("xhr", "fetch", "beacon", "websocket", "new_image", "ajax", "src_assign") if c(n)), None)
     card = "card_field" if c("card_field") else ("card_cvv" if c("card_cvv") else None)
     if card and obfuscated and exfil and (c("form_read") or c("serialize")):
         add(Finding("skimmer", "Obfuscated script reads payment card fields and sends data out",

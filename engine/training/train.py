@@ -43,7 +43,14 @@ WEB_JS_CATEGORIES = ("exploit_kit", "skimmer", "cryptominer", "injected_legit_pa
 #: Training weight of web JS categories relative to droppers (they are 17 % of the malicious JS).
 WEB_JS_WEIGHT = 5.0
 #: Regularisation per model kind (chosen on the dev split; larger C = weaker regularisation).
-C_BY_KIND = {"js": 10.0, "url": 3.0, "html": 3.0}
+C_BY_KIND = {"js": 30.0, "url": 100.0, "html": 10.0}
+#: Weight of the engine's standardised numeric features next to the unit-norm hashed tokens.
+#: 0 leaves them out. Measured on the dev split: for pages they lift TPR at 1 % FPR from 65 % to
+#: 89 %; for URLs they lowered it from 85 % to 77 %, and for JavaScript TPR at 0.1 % FPR fell
+#: from 96 % to 80 % (a few benign bundles with extreme values set the threshold).
+NUMERIC_WEIGHT_BY_KIND = {"js": 0.0, "url": 0.0, "html": 0.1}
+#: Hashing space: URLs have many distinct n-grams, so collisions cost there (2**20: +2 points).
+N_FEATURES_BY_KIND = {"js": 2**18, "url": 2**20, "html": 2**18}
 CALIBRATION_FPRS = {"floor": 0.05, "suspicious": 0.01, "malicious": 0.001}
 
 
@@ -77,9 +84,10 @@ def prepare(kind: str, samples: Sequence[Sample]) -> Prepared:
 
 def featurize_all(kind: str, texts: Sequence[str], *, label: str, quiet: bool = False) -> list[ModelInput]:
     out: list[ModelInput] = []
+    skip_numeric = [] if NUMERIC_WEIGHT_BY_KIND.get(kind, 0.1) <= 0 else None
     with Progress(len(texts), label, enabled=not quiet) as bar:
         for text in texts:
-            out.append(featurize(kind, text))
+            out.append(featurize(kind, text, numeric_keys=skip_numeric))
             bar.update()
     return out
 
@@ -96,7 +104,9 @@ def fit_kind(prepared: Prepared, inputs: Sequence[ModelInput], *, quiet: bool = 
     dev_idx = np.flatnonzero(dev)
     if len(set(y[train_idx].tolist())) < 2:
         raise ValueError(f"{kind}: the train side needs both benign and malicious samples")
-    keys = sorted({k for i in train_idx for k in inputs[i].numeric})
+    numeric_weight = NUMERIC_WEIGHT_BY_KIND.get(kind, 0.1)
+    n_features = N_FEATURES_BY_KIND.get(kind, 2**18)
+    keys = sorted({k for i in train_idx for k in inputs[i].numeric}) if numeric_weight > 0 else []
     if keys:
         dense = np.array([[inputs[i].numeric.get(k, 0.0) for k in keys] for i in train_idx], dtype=np.float64)
         dense = np.nan_to_num(dense, nan=0.0, posinf=0.0, neginf=0.0)
@@ -105,7 +115,7 @@ def fit_kind(prepared: Prepared, inputs: Sequence[ModelInput], *, quiet: bool = 
         scale[scale < 1e-9] = 1.0
     else:
         mean = scale = None
-    X = design_matrix(inputs, keys, mean, scale)
+    X = design_matrix(inputs, keys, mean, scale, numeric_weight=numeric_weight, n_features=n_features)
     weights = np.ones(len(y))
     if kind == "js":
         for i, s in enumerate(prepared.samples):
@@ -121,8 +131,11 @@ def fit_kind(prepared: Prepared, inputs: Sequence[ModelInput], *, quiet: bool = 
     if not quiet:
         print(f"{kind}: fitted on {len(train_idx)} samples in {fit_s:.1f}s", file=sys.stderr)
 
+    # float32 halves the stored size; the probabilities move by < 1e-6.
+    clf.coef_ = clf.coef_.astype("float32")
     bundle = ModelBundle(kind=kind, estimator=clf, numeric_keys=keys, numeric_mean=mean,
-                         numeric_scale=scale, calibration={})
+                         numeric_scale=scale, calibration={}, numeric_weight=numeric_weight,
+                         n_features=n_features)
     metrics: dict[str, Any] = {"n_train": int(len(train_idx)), "n_dev": int(len(dev_idx))}
     if len(dev_idx) and len(set(y[dev_idx].tolist())) == 2:
         probs = [float(p) for p in clf.predict_proba(X[dev_idx])[:, 1]]
@@ -226,6 +239,8 @@ def train(
             "version": f"{kind}-{digest[:12]}",
             "bytes": path.stat().st_size,
             "model": f"LogisticRegression(C={C_BY_KIND.get(kind, 3.0)}, liblinear, balanced)",
+            "n_hash_features": bundle.n_features,
+            "numeric_weight": bundle.numeric_weight,
             "numeric_features": bundle.numeric_keys,
             "dev_metrics": _rounded(metrics),
         }

@@ -1,12 +1,15 @@
 // A small bounded queue of captures that could not reach the gateway, retried later.
 // Kept in chrome.storage.session (memory only): page content never lands on disk, and the queue
 // is dropped with the browser session. Oldest entries go first when a bound is hit.
+// Each capture has its own key ("q:<id>") and a small index lists them in order, so adding or
+// sending one capture writes (and announces through storage.onChanged) only that capture.
 
 export const MAX_QUEUE_ENTRIES = 20;
 export const MAX_QUEUE_CHARS = 3_000_000;
 
 const area = chrome.storage.session;
 let lock = Promise.resolve();
+let counter = 0;
 
 /** Run `fn` after every earlier queue operation: read-modify-write without races. */
 function serialized(fn) {
@@ -15,44 +18,54 @@ function serialized(fn) {
   return run;
 }
 
-async function read() {
-  const { queue } = await area.get("queue");
-  return queue || [];
+async function readIndex() {
+  const { queueIndex } = await area.get("queueIndex");
+  return queueIndex || [];
 }
 
-async function write(queue) {
-  await area.set({ queue, queueLength: queue.length });
+async function writeIndex(index) {
+  await area.set({ queueIndex: index, queueLength: index.length });
 }
 
 export function enqueue(entry) {
   return serialized(async () => {
-    let queue = (await read()).filter((e) => e.capture.url !== entry.capture.url);
-    queue.push({ ...entry, queuedAt: new Date().toISOString(), size: JSON.stringify(entry.capture).length });
-    while (queue.length > MAX_QUEUE_ENTRIES || queue.reduce((n, e) => n + e.size, 0) > MAX_QUEUE_CHARS) {
-      queue = queue.slice(1);
-      if (!queue.length) break;
+    const size = JSON.stringify(entry.capture).length;
+    const id = `${Date.now().toString(36)}-${(counter++).toString(36)}`;
+    let index = await readIndex();
+    const dropped = index.filter((e) => e.url === entry.capture.url).map((e) => e.id);
+    index = index.filter((e) => e.url !== entry.capture.url);
+    index.push({ id, url: entry.capture.url, size, queuedAt: new Date().toISOString() });
+    while (index.length > MAX_QUEUE_ENTRIES || (index.length > 1 && index.reduce((n, e) => n + e.size, 0) > MAX_QUEUE_CHARS)) {
+      dropped.push(index.shift().id);
     }
-    await write(queue);
-    return queue.length;
+    if (index.length === 1 && size > MAX_QUEUE_CHARS) {
+      dropped.push(index.shift().id); // one capture larger than the whole queue is not kept
+    }
+    if (dropped.length) await area.remove(dropped.map((d) => `q:${d}`));
+    if (index.some((e) => e.id === id)) await area.set({ [`q:${id}`]: entry });
+    await writeIndex(index);
+    return index.length;
   });
 }
 
 /**
- * Send queued captures one by one with `send(entry)` (resolves true when delivered); stops at the
- * first failure so an offline gateway costs one request per retry.
+ * Send queued captures one by one with `send(entry)` (resolves true when delivered or refused for
+ * good); stops at the first failure so an offline gateway costs one request per retry.
  */
 export function drain(send) {
   return serialized(async () => {
-    let queue = await read();
+    let index = await readIndex();
     let delivered = 0;
-    while (queue.length) {
-      const ok = await send(queue[0]);
-      if (!ok) break;
-      queue = queue.slice(1);
-      delivered += 1;
-      await write(queue);
+    while (index.length) {
+      const key = `q:${index[0].id}`;
+      const entry = (await area.get(key))[key];
+      if (entry && !(await send(entry))) break;
+      await area.remove(key);
+      index = index.slice(1);
+      delivered += entry ? 1 : 0;
+      await writeIndex(index);
     }
-    return { delivered, left: queue.length };
+    return { delivered, left: index.length };
   });
 }
 

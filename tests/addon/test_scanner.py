@@ -64,8 +64,10 @@ def test_a_scan_over_its_timeout_raises_and_the_pool_recovers(pool_loop):
     pool, loop = pool_loop
     run(loop, pool.scan(Capture.build("https://warm.example/", html=BENIGN)))
     old_pid = pool.worker_pids[0]
+    # ~2 MB of scripts: a scan of a quarter second or more, so the job is surely running in the
+    # worker (not still queued) when its 0.1 s timeout strikes
     huge = "<html><body>" + "<div><script>var a = 1; eval('a');</script></div>" * 40_000
-    pool.timeout_s = 0.02
+    pool.timeout_s = 0.1
     try:
         with pytest.raises(ScanTimeout):
             run(loop, pool.scan(Capture.build("https://slow.example/", html=huge)))

@@ -186,3 +186,12 @@ def test_repeated_scripts_come_from_the_cache_and_the_cache_is_bounded(monkeypat
     assert js._cache_chars <= js.CACHE_MAX_CHARS
     assert texts[0] not in js._CACHE and texts[-1] in js._CACHE
     js.clear_cache()
+
+
+def test_separator_encoded_strings_are_recognised() -> None:
+    glued = "".join("KqPzWv" + f"{ord(ch):02x}" for ch in "<script src=http://x.invalid/a.js></script>")
+    interleaved = "?".join("var a=new ActiveXObject('WScript.Shell');a.Run(p);" * 2)
+    prose = "The quick brown fox jumps over the lazy dog, again and again, until the evening comes. " * 3
+    assert extract_js_features(f"var g = '{glued}';").separator_string_chars == len(glued)
+    assert extract_js_features(f'var i = "{interleaved}";').separator_string_chars == len(interleaved)
+    assert extract_js_features(f'var p = "{prose}";').separator_string_chars == 0

@@ -112,6 +112,20 @@ ANGLER_STUB = (
     'fvZQRcrKwT = fvZQRcrKwT + "IT";\nkfDNuIYXpmQ[fvZQRcrKwT]("lOkZOtRRtkQg", "yN8-IN-");\n'
 )
 
+ESCAPED_FUNCTION = (
+    'var run = new Function("' + _hex("s") + '", "' + _hex("{var d = s.split(\"##\").join(\"\"); return d;}") + '");\n'
+    "var code = run(\"" + "##".join("var sh = new ActiveXObject('WScript' + '.Shell');") + "\");\n"
+)
+
+PERCENT_EVAL = (
+    "function adjusted(s) { return decodeURIComponent(s); }\n"
+    'eval(adjusted("' + "".join(f"%{ord(ch):02X}" for ch in "var p = ('WScri') + ('pt'); var q = ('ADO') + ('DB');" * 3) + '"));\n'
+)
+
+JUNK_CHAIN = "".join(
+    f"function Kq{i}_x{i * 7}Z(){{ \t\tvar Vb{i}_R = 'Zc{i}';Kq{i + 1}_x{(i + 1) * 7}Z(); }}" for i in range(12)
+) + "function Kq12_x84Z(){ document.write(unescape('%3Ciframe src=http://x.invalid/%3E')); }"
+
 HEAP_SPRAY = (
     'var sc = unescape("%u9090%u9090' + "%u4141%u4242" * 20 + '");\n'
     'var spray = unescape("%u0c0c%u0c0c"); while (spray.length < 0x40000) spray += spray;\n'
@@ -218,10 +232,14 @@ def _scan(*scripts: str, url: str = "https://shop.example.org/checkout"):
         (KEYLOGGER, "keylogger", "keylogger", 30),
         (HEAP_SPRAY, "shellcode", "exploit_kit", 60),
         (SEPARATOR_ENCODED, "separator_encoding", "obfuscated", 40),
+        (ESCAPED_FUNCTION, "escaped_eval", "obfuscated", 40),
+        (PERCENT_EVAL, "percent_encoded_eval", "obfuscated", 40),
+        (JUNK_CHAIN, "junk_call_chain", "obfuscated", 40),
         (ANGLER_STUB, "literal_slicing", "obfuscated", 35),
     ],
     ids=["dropper", "reversed", "cc_on", "packer", "jsfuck", "aaencode", "jjencode", "miner", "skimmer",
-         "escaped_iframe", "redirect", "keylogger", "heap_spray", "separator", "literal_slicing"],
+         "escaped_iframe", "redirect", "keylogger", "heap_spray", "separator", "literal_slicing",
+         "escaped_function", "percent_eval", "junk_chain"],
 )
 def test_malicious_fixture_is_found(text: str, finding: str, classification: str, floor: float) -> None:
     assessment = _assess(text)

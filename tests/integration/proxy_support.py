@@ -107,6 +107,8 @@ class Client:
         if body is not None:
             req.add_header("Content-Type", "application/x-www-form-urlencoded")
         if self.proxy:
+            # urllib would send the proxy's address as Host inside an HTTPS tunnel: say it right
+            req.add_header("Host", req.host)
             req.set_proxy(self.proxy, req.type)
         opener = self._follow if allow_redirects else self._stay
         try:

@@ -622,9 +622,12 @@ def test_gateway_down_pages_load_normally_then_queued_captures_arrive(gateway: G
             page.goto(url)
             wait_until(lambda: (s := browser.tab_state(url)) and s["status"] == "queued", 15, f"{url} to be queued")
         assert browser.badge(browser.tab_state(queued[-1])["tabId"]) == "…"
-        queue = wait_until(lambda: browser.session().get("queue", []), 10, "the queue")
-        assert {e["capture"]["url"] for e in queue} >= set(queued)
-        assert len(queue) <= 20, "the offline queue is bounded"
+        session = wait_until(lambda: (s := browser.session()).get("queueIndex") and s, 10, "the queue")
+        index = session["queueIndex"]
+        assert {e["url"] for e in index} >= set(queued)
+        assert len(index) <= 20, "the offline queue is bounded"
+        assert {k for k in session if k.startswith("q:")} == {f"q:{e['id']}" for e in index}
+        assert all(session[f"q:{e['id']}"]["capture"]["url"] == e["url"] for e in index)
         expect(popup.locator("#status-detail")).to_contain_text("waiting", timeout=15000)
     finally:
         gateway.start()
@@ -632,6 +635,7 @@ def test_gateway_down_pages_load_normally_then_queued_captures_arrive(gateway: G
     for url in queued:
         wait_until(lambda: gateway.scans_for(url), 60, f"the queued capture of {url} to arrive")
     wait_until(lambda: browser.session().get("queueLength", 0) == 0, 10, "the queue to empty")
+    assert not [k for k in browser.session() if k.startswith("q:")]
     state = browser.wait_verdict(queued[-1])
     assert state["status"] == "benign"
     expect(popup.locator("#status")).to_have_attribute("data-status", "online", timeout=30000)
