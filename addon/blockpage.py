@@ -21,8 +21,6 @@ import json
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from ..engine.results import Indicator
-
 #: Requests under this path, on any host, are answered by the addon (never sent upstream).
 CONTROL_PREFIX = "/__malwaresnipper__/"
 
@@ -50,15 +48,6 @@ BLOCK_PAGE_CSP = (
     "base-uri 'none'; "
     "frame-ancestors 'none'"
 )
-
-
-def describe(indicators: Sequence[Indicator], limit: int = 5) -> list[str]:
-    """The top indicators as sentences, most severe first (already sorted by the engine)."""
-    out = []
-    for ind in list(indicators)[:limit]:
-        where = ind.evidence[0].location if ind.evidence else ""
-        out.append(f"{ind.title}" + (f" ({where})" if where and where not in ("url", "html") else ""))
-    return out
 
 
 def _back_href(referer: str | None) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -140,7 +139,9 @@ class Gateway:
         """Let mitmproxy switch a body that grows past our cap to streaming (chunked bodies have
         no Content-Length for ``responseheaders`` to judge), unless the user set their own."""
         opts = ctx.options
-        current = getattr(opts, "stream_large_bodies", None)
+        if "stream_large_bodies" not in opts:  # defined by mitmproxy 12's proxyserver addon
+            return
+        current = opts.stream_large_bodies
         if current is None or current == self._stream_threshold:
             self._stream_threshold = str(max_body)
             if current != self._stream_threshold:

@@ -23,7 +23,6 @@ import gzip
 import json
 import os
 import random
-import statistics
 import sys
 import time
 from collections import defaultdict

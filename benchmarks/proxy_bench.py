@@ -63,6 +63,20 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 """
 
 
+#: Every layer runs (its cost is what we measure), but the ML layer weighs nothing in the verdict:
+#: a URL model may score loopback URLs (http://127.0.0.1:PORT/...) as malicious, and block pages
+#: instead of the 100 KB page would measure something else.
+BENCH_TOML = """
+[engine.layers.weights]
+url = 1.0
+reputation = 1.5
+javascript = 1.5
+dom = 1.0
+signatures = 1.5
+ml = 0.0
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -75,7 +89,9 @@ def start_mitmdump(tmp: Path, mode: str | None) -> tuple[subprocess.Popen[bytes]
     cmd = [str(mitmdump) if mitmdump.exists() else "mitmdump", "--listen-host", "127.0.0.1", "-p", str(port),
            "--set", f"confdir={tmp / 'conf'}", "--set", "flow_detail=0", "--set", "termlog_verbosity=warn"]
     if mode is not None:
-        cmd += ["-s", str(SHIM), "--set", f"malwaresnipper_mode={mode}",
+        config = tmp / "bench.toml"
+        config.write_text(BENCH_TOML)
+        cmd += ["-s", str(SHIM), "--set", f"malwaresnipper_mode={mode}", "--set", f"malwaresnipper_config={config}",
                 "--set", f"malwaresnipper_api_port={api_port}", "--set", f"malwaresnipper_events_port={free_port()}"]
     env = dict(os.environ, MALWARESNIPPER_HOME=str(tmp / f"home-{mode}"), MALWARESNIPPER_TOKEN="bench-token-0123456789abcdef")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -401,7 +401,9 @@ def _backtrack_cost(parsed: Any, ignore_case: bool = False, *, top: bool = False
 
 _SINGLE_CHAR_OPS = ("LITERAL", "NOT_LITERAL", "IN", "ANY")
 #: Characters tried when deciding whether two one-character matchers can match the same one.
-_PROBES = [chr(i) for i in range(128)] + ["\u00a0", "\u2003", "\u00e9", "\u00c9", "\u65e5", "\u0430", "\ufeff"]
+_PROBES = [chr(i) for i in range(128)] + [
+    "\u00a0", "\u2003", "\u00e9", "\u00c9", "\u65e5", "\u0430", "\ufeff",
+]
 
 
 def _edge_items(item: tuple[Any, Any], *, last: bool) -> list[tuple[Any, Any]] | None:

@@ -73,7 +73,11 @@ def _worker_main(conn: Connection, config: EngineConfig, lists: tuple[list[str],
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which logs it
         conn.send(("init_error", f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(("ready", os.getpid()))
+    try:
+        versions = dict(engine.model_versions)
+    except Exception:  # noqa: BLE001 - versions are informative only
+        versions = {}
+    conn.send(("ready", os.getpid(), versions))
     while True:
         try:
             message = conn.recv()
@@ -171,16 +175,23 @@ class _Worker:
         self.process, self.conn = process, parent
         self.lists_version = lists_version
         try:
-            kind, value = parent.recv()
+            kind, value, *rest = parent.recv()
         except (EOFError, OSError):
+            process.join(timeout=1)
+            self.pool._init_error = (
+                f"worker exited with code {process.exitcode} while starting (workers are spawned: "
+                "the main script must be importable and guard its code with if __name__ == '__main__')"
+            )
             if not self.pool._closing:
-                log.error("scan worker %d died while starting (exit code %s)", self.index, process.exitcode)
+                log.error("scan worker %d died while starting: %s", self.index, self.pool._init_error)
             return False
         if kind != "ready":
             log.error("scan worker %d could not build the engine: %s", self.index, value)
             self.pool._init_error = str(value)
             return False
         self.pid = value
+        if rest and rest[0]:
+            self.pool.model_versions = dict(rest[0])
         log.info("scan worker %d ready (pid %d)", self.index, value)
         return True
 
@@ -299,6 +310,8 @@ class ScanPool:
         self._lists_version = 0
         self._init_error = ""
         self._in_flight = 0
+        #: the models the workers loaded (name -> version), known once a worker is ready
+        self.model_versions: dict[str, str] = {}
         self.completed = 0
         self.timeouts = 0
         self.failures = 0

@@ -78,7 +78,6 @@ BRANDS: tuple[Brand, ...] = (
     Brand("AT&T", (r"at&t", "att mail"), ("att", "att-mail")),
     Brand("Verizon", ("verizon",), ("verizon", "verizonwireless")),
     Brand("Comcast Xfinity", ("xfinity", "comcast"), ("xfinity", "comcast")),
-    Brand("Webmail", ("roundcube", "zimbra", "webmail"), ("roundcube", "zimbra")),
     Brand("IRS", (r"\birs\b", "internal revenue service"), ("irs",)),
     Brand("Alibaba", ("alibaba", "aliexpress"), ("alibaba", "aliexpress", "alicdn", "alibabacloud", "aliyun", "taobao", "tmall")),
     Brand("Yandex", ("yandex",), ("yandex",)),
@@ -100,7 +99,6 @@ BRANDS: tuple[Brand, ...] = (
     Brand("Free Fire", ("free fire", "garena"), ("garena", "ff")),
     Brand("Roblox", ("roblox",), ("roblox", "rbxcdn")),
     Brand("WhatsApp", ("whatsapp",), ("whatsapp", "facebook")),
-    Brand("Office", ("office 365", "sharepoint"), ("office", "microsoft", "office365", "sharepoint")),
 )
 
 #: Words that name a brand only in a page title (too common as ordinary words in body text).

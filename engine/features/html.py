@@ -76,8 +76,7 @@ _CONTEXTMENU_RE = re.compile(
 )
 _CLICK_RE = re.compile(r"\.click\(\s*\)|dispatchEvent\(\s*new\s+MouseEvent", re.I)
 _ELEMENT_RE = re.compile(r"<[A-Za-z]")
-_REFRESH_WORD_RE = re.compile(r"http-equiv", re.I)
-_HANDLER_RE = re.compile(r"\b(onclick|onload|onerror|onmouseover|oncontextmenu|onsubmit)\s*=", re.I)
+
 #: Browsers mark a page saved to disk with the URL it came from; HTTrack marks its mirrors.
 _SAVED_FROM_RE = re.compile(
     r"<!--\s*saved from url=\(\d{1,5}\)([^\s>]{1,2000})|Mirrored from ([^\s>]{1,500}) by HTTrack", re.I
@@ -249,7 +248,9 @@ def parse_html(html: str, base_url: str) -> ParsedPage:
             html = bytes(html).decode("utf-8", errors="replace") if html is not None else ""
         return _parse(html, base_url or "")
     except Exception as exc:  # noqa: BLE001 - the engine must survive any page
-        return ParsedPage(base_url=base_url or "", html_chars=len(html or ""), error=f"{type(exc).__name__}: {exc}")
+        return ParsedPage(
+            base_url=base_url or "", html_chars=len(html or ""), error=f"{type(exc).__name__}: {exc}"
+        )
 
 
 def _parse(html: str, base_url: str) -> ParsedPage:
@@ -260,42 +261,114 @@ def _parse(html: str, base_url: str) -> ParsedPage:
     # A browser with scripting on treats <noscript> content as text, not elements (the
     # extension never sees a tracker's <noscript><iframe>): parse it the same way.
     tree.strip_tags(["noscript"])
-    page_url = base_url
     base_node = tree.css_first("base[href]")
-    if base_node is not None:
-        href = (base_node.attributes.get("href") or "").strip()
-        if href:
-            page_url = _join(base_url, href)
-    page_site = registrable_domain(host_of(base_url))
-    base_is_foreign = page_url != base_url and registrable_domain(host_of(page_url)) != page_site
+    urls = _Resolver.for_page(base_url, (base_node.attributes.get("href") or "") if base_node else "")
 
-    def absolute(url: str) -> str:
-        return _join(page_url, url)
+    title_node = tree.css_first("title")
+    title = " ".join(title_node.text(deep=True).split()) if title_node is not None else ""
+    scripts = _collect_scripts(tree, urls)  # before the text is extracted, which strips them
+    inputs = _count_inputs(tree)
+    links = _count_links_and_resources(tree, urls)
+    meta_refresh = _meta_refresh(tree)
+    handler_count = len(
+        tree.css("[onclick], [onload], [onerror], [onmouseover], [oncontextmenu], [onsubmit]")
+    )
+    right_click = scripts.blocks_context_menu or _context_menu_attribute_blocks(tree)
+    auto_download = _auto_download(
+        meta_refresh, urls.page_url, links.download_href if scripts.clicks else None
+    )
+    forms = _collect_forms(tree, urls)
+    iframes = _collect_iframes(tree, urls)
 
-    def external_site(url: str) -> str | None:
+    # Visible text last: stripping mutates the tree.
+    tree.strip_tags(["script", "style", "noscript", "template", "head"])
+    root = tree.body or tree.root
+    text = ""
+    if root is not None:
+        text = " ".join(root.text(deep=True, separator=" ").split())[:MAX_TEXT_CHARS]
+
+    dom = DomFacts(
+        forms=forms,
+        iframes=iframes,
+        meta_refresh=meta_refresh,
+        element_count=len(_ELEMENT_RE.findall(html)),
+        link_count=links.links,
+        external_link_count=links.external_links,
+        resource_count=links.resources,
+        external_resource_count=links.external_resources,
+        right_click_disabled=right_click,
+        auto_download=auto_download,
+        text_excerpt=text[:TEXT_EXCERPT_CHARS],
+    )
+    return ParsedPage(
+        title=title[:1000],
+        text=text,
+        inline_scripts=scripts.inline,
+        external_scripts=scripts.external,
+        dom=dom,
+        base_url=base_url,
+        password_inputs=inputs.password,
+        card_inputs=inputs.card,
+        sensitive_inputs=inputs.sensitive,
+        hidden_inputs=inputs.hidden,
+        input_count=inputs.total,
+        null_link_count=links.null_links,
+        external_domains=tuple(sorted(links.domains.items(), key=lambda kv: (-kv[1], kv[0]))[:20]),
+        inline_event_handlers=handler_count,
+        has_base_tag=base_node is not None,
+        saved_from=_saved_from(html),
+        html_chars=len(html),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolver:
+    """Resolves a page's URLs (honouring ``<base href>``) and names the other sites they reach."""
+
+    page_url: str
+    page_site: str
+    base_is_foreign: bool
+
+    @classmethod
+    def for_page(cls, base_url: str, base_href: str) -> _Resolver:
+        page_url = _join(base_url, base_href.strip()) if base_href.strip() else base_url
+        page_site = registrable_domain(host_of(base_url))
+        foreign = page_url != base_url and registrable_domain(host_of(page_url)) != page_site
+        return cls(page_url, page_site, foreign)
+
+    def absolute(self, url: str) -> str:
+        return _join(self.page_url, url)
+
+    def external_site(self, url: str) -> str | None:
         """The other site ``url`` points to, or None when it is this site or not a web URL."""
         head = url[:8].lower()
         if head.startswith(("http://", "https://")):
             host = _fast_host(url, url.index("//") + 2)
         elif url.startswith("//"):
             host = _fast_host(url, 2)
-        elif base_is_foreign and not _has_scheme(url):
-            host = host_of(absolute(url))  # relative to a <base> on another site
+        elif self.base_is_foreign and not _has_scheme(url):
+            host = host_of(self.absolute(url))  # relative to a <base> on another site
         else:
             return None  # relative (same site), or mailto:, javascript:, data: ...
         site = registrable_domain(host)
-        if not site or site == page_site:
+        if not site or site == self.page_site:
             return None
         return site
 
-    title_node = tree.css_first("title")
-    title = " ".join(title_node.text(deep=True).split()) if title_node is not None else ""
 
-    # Scripts (before the text is extracted, which strips them).
+@dataclass(slots=True)
+class _Scripts:
+    inline: tuple[Script, ...]
+    external: tuple[str, ...]
+    blocks_context_menu: bool
+    clicks: bool
+
+
+def _collect_scripts(tree: LexborHTMLParser, urls: _Resolver) -> _Scripts:
+    """Inline JavaScript bodies and absolute ``src`` URLs (other script types are data)."""
     inline: list[Script] = []
     external: list[str] = []
-    contextmenu_in_script = False
-    click_in_script = False
+    blocks_context_menu = clicks = False
     for node in tree.css("script"):
         attrs = node.attributes
         stype = (attrs.get("type") or "").strip().lower().split(";", 1)[0].strip()
@@ -304,51 +377,68 @@ def _parse(html: str, base_url: str) -> ParsedPage:
         src = (attrs.get("src") or "").strip()
         if src:
             if len(external) < MAX_ITEMS:
-                external.append(absolute(src))
+                external.append(urls.absolute(src))
             continue
         text = node.text(deep=True)
-        if text and text.strip() and len(inline) < MAX_ITEMS:
-            inline.append(
-                Script(text=text, url=None, inline=True, original_chars=len(text), sha256=sha256_text(text))
-            )
-            if not contextmenu_in_script and "contextmenu" in text:
-                contextmenu_in_script = bool(_CONTEXTMENU_RE.search(text))
-            if not click_in_script:
-                click_in_script = bool(_CLICK_RE.search(text))
+        if not text or not text.strip() or len(inline) >= MAX_ITEMS:
+            continue
+        inline.append(
+            Script(text=text, url=None, inline=True, original_chars=len(text), sha256=sha256_text(text))
+        )
+        if not blocks_context_menu and "contextmenu" in text:
+            blocks_context_menu = bool(_CONTEXTMENU_RE.search(text))
+        if not clicks:
+            clicks = bool(_CLICK_RE.search(text))
+    return _Scripts(tuple(inline), tuple(external), blocks_context_menu, clicks)
 
-    # Forms and inputs.
+
+def _collect_forms(tree: LexborHTMLParser, urls: _Resolver) -> tuple[FormFact, ...]:
     forms: list[FormFact] = []
     for node in tree.css("form")[:MAX_ITEMS]:
         attrs = node.attributes
-        action_raw = (attrs.get("action") or "").strip()
+        action = (attrs.get("action") or "").strip()
         inputs = node.css("input, select, textarea")
-        has_password = node.css_first("input[type=password i]") is not None
-        has_card = any(_is_card_input(i) for i in inputs)
         forms.append(
             FormFact(
-                action=absolute(action_raw) if action_raw and not _is_pseudo_scheme(action_raw) else action_raw,
+                action=urls.absolute(action) if action and not _is_pseudo_scheme(action) else action,
                 method=(attrs.get("method") or "get").strip().lower() or "get",
-                has_password=has_password,
-                has_card=has_card,
+                has_password=node.css_first("input[type=password i]") is not None,
+                has_card=any(_is_card_input(i) for i in inputs),
                 input_count=len(inputs),
                 hidden=_is_hidden(node),
             )
         )
-    password_inputs = card_inputs = sensitive_inputs = hidden_inputs = input_count = 0
+    return tuple(forms)
+
+
+@dataclass(slots=True)
+class _Inputs:
+    total: int = 0
+    password: int = 0
+    hidden: int = 0
+    card: int = 0
+    sensitive: int = 0
+
+
+def _count_inputs(tree: LexborHTMLParser) -> _Inputs:
+    """Every input of the page, in forms or not (kits often skip the <form>)."""
+    counts = _Inputs()
     for node in tree.css("input, select, textarea"):
-        input_count += 1
+        counts.total += 1
         itype = (node.attributes.get("type") or "").strip().lower()
         if itype == "password":
-            password_inputs += 1
+            counts.password += 1
         elif itype == "hidden":
-            hidden_inputs += 1
+            counts.hidden += 1
             continue
         if _is_card_input(node):
-            card_inputs += 1
+            counts.card += 1
         elif _matches_input(node, _SENSITIVE_RE):
-            sensitive_inputs += 1
+            counts.sensitive += 1
+    return counts
 
-    # Iframes.
+
+def _collect_iframes(tree: LexborHTMLParser, urls: _Resolver) -> tuple[IframeFact, ...]:
     iframes: list[IframeFact] = []
     for node in tree.css("iframe, frame")[:MAX_ITEMS]:
         attrs = node.attributes
@@ -361,33 +451,45 @@ def _parse(html: str, base_url: str) -> ParsedPage:
             or (height is not None and height <= 1)
         )
         src = (attrs.get("src") or "").strip()
-        iframes.append(IframeFact(src=absolute(src) if src else "", hidden=hidden, width=width, height=height))
+        iframes.append(
+            IframeFact(src=urls.absolute(src) if src else "", hidden=hidden, width=width, height=height)
+        )
+    return tuple(iframes)
 
-    # Meta refresh.
-    meta_refresh: str | None = None
-    if _REFRESH_WORD_RE.search(html):  # skip a full-tree selector on the many pages without one
-        for node in tree.css("meta[http-equiv]"):
-            if (node.attributes.get("http-equiv") or "").strip().lower() == "refresh":
-                meta_refresh = (node.attributes.get("content") or "").strip()
-                break
 
-    # Links and resources.
-    link_count = external_links = null_links = 0
-    domains: dict[str, int] = {}
+def _meta_refresh(tree: LexborHTMLParser) -> str | None:
+    for node in tree.css("meta[http-equiv]"):
+        if (node.attributes.get("http-equiv") or "").strip().lower() == "refresh":
+            return (node.attributes.get("content") or "").strip()
+    return None
+
+
+@dataclass(slots=True)
+class _Links:
+    links: int = 0
+    external_links: int = 0
+    null_links: int = 0
+    resources: int = 0
+    external_resources: int = 0
+    domains: dict[str, int] = field(default_factory=dict)
     download_href: str | None = None
+
+
+def _count_links_and_resources(tree: LexborHTMLParser, urls: _Resolver) -> _Links:
+    """Links and loaded resources, and which other sites they reach (by registrable domain)."""
+    out = _Links()
     for node in tree.css("a[href], area[href]"):
         href = (node.attributes.get("href") or "").strip()
-        link_count += 1
+        out.links += 1
         if not href or href.startswith("#") or href.lower().startswith("javascript:"):
-            null_links += 1
+            out.null_links += 1
             continue
-        site = external_site(href)
+        site = urls.external_site(href)
         if site:
-            external_links += 1
-            domains[site] = domains.get(site, 0) + 1
-        if download_href is None and "download" in node.attributes:
-            download_href = absolute(href)
-    resource_count = external_resources = 0
+            out.external_links += 1
+            out.domains[site] = out.domains.get(site, 0) + 1
+        if out.download_href is None and "download" in node.attributes:
+            out.download_href = urls.absolute(href)
     for node in tree.css(
         "img[src], script[src], iframe[src], embed[src], source[src], video[src], audio[src], "
         "object[data], link[href]"
@@ -405,65 +507,20 @@ def _parse(html: str, base_url: str) -> ParsedPage:
         ref = ref.strip()
         if not ref or ref.startswith("data:"):
             continue
-        resource_count += 1
-        site = external_site(ref)
+        out.resources += 1
+        site = urls.external_site(ref)
         if site:
-            external_resources += 1
-            domains[site] = domains.get(site, 0) + 1
+            out.external_resources += 1
+            out.domains[site] = out.domains.get(site, 0) + 1
+    return out
 
-    # Event handlers and disabled right click.
-    # Attribute selectors walk the whole tree: only ask for handlers the source mentions.
-    present = {m.group(1).lower() for m in _HANDLER_RE.finditer(html)}
-    handler_count = len(tree.css(", ".join(f"[{name}]" for name in sorted(present)))) if present else 0
-    right_click = contextmenu_in_script
-    if not right_click and "oncontextmenu" in present:
-        for node in tree.css("[oncontextmenu]"):
-            code = (node.attributes.get("oncontextmenu") or "").lower()
-            if "return false" in code or "preventdefault" in code:
-                right_click = True
-                break
 
-    auto_download = _auto_download(meta_refresh, page_url, download_href if click_in_script else None)
-
-    # Visible text last: stripping mutates the tree.
-    tree.strip_tags(["script", "style", "noscript", "template", "head"])
-    root = tree.body or tree.root
-    text = ""
-    if root is not None:
-        text = " ".join(root.text(deep=True, separator=" ").split())[:MAX_TEXT_CHARS]
-
-    dom = DomFacts(
-        forms=tuple(forms),
-        iframes=tuple(iframes),
-        meta_refresh=meta_refresh,
-        element_count=len(_ELEMENT_RE.findall(html)),
-        link_count=link_count,
-        external_link_count=external_links,
-        resource_count=resource_count,
-        external_resource_count=external_resources,
-        right_click_disabled=right_click,
-        auto_download=auto_download,
-        text_excerpt=text[:TEXT_EXCERPT_CHARS],
-    )
-    return ParsedPage(
-        title=title[:1000],
-        text=text,
-        inline_scripts=tuple(inline),
-        external_scripts=tuple(external),
-        dom=dom,
-        base_url=base_url,
-        password_inputs=password_inputs,
-        card_inputs=card_inputs,
-        sensitive_inputs=sensitive_inputs,
-        hidden_inputs=hidden_inputs,
-        input_count=input_count,
-        null_link_count=null_links,
-        external_domains=tuple(sorted(domains.items(), key=lambda kv: (-kv[1], kv[0]))[:20]),
-        inline_event_handlers=handler_count,
-        has_base_tag=base_node is not None,
-        saved_from=_saved_from(html),
-        html_chars=len(html),
-    )
+def _context_menu_attribute_blocks(tree: LexborHTMLParser) -> bool:
+    for node in tree.css("[oncontextmenu]"):
+        code = (node.attributes.get("oncontextmenu") or "").lower()
+        if "return false" in code or "preventdefault" in code:
+            return True
+    return False
 
 
 def _saved_from(html: str) -> str | None:

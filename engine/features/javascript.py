@@ -224,6 +224,15 @@ _CHAR_CLASS = np.array(
     dtype=np.uint8,
 )
 _NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_$.")
+#: Scripts up to this size get the plain-Python identifier statistics (numpy's per-call cost
+#: dominates below it).
+SMALL_SAMPLE_BYTES = 2_000
+_TOKEN_RE = re.compile(rb"[A-Za-z0-9_$]+")
+_CASE_SHAPE = bytes(65 if 65 <= c <= 90 else 97 if 97 <= c <= 122 else 46 for c in range(256))
+_LETTER_DIGIT_SHAPE = bytes(
+    68 if 48 <= c <= 57 else 76 if (65 <= c <= 90 or 97 <= c <= 122 or c in (95, 36)) else 46 for c in range(256)
+)
+_CLASS_SHAPE = bytes(48 + v for v in _CHAR_CLASS.tolist())
 _IDENT_KEEP = set(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_$")
 #: Maps every byte that cannot be in an ASCII identifier to a space (one translate, one split).
 _IDENT_TABLE = bytes(c if c in _IDENT_KEEP else 32 for c in range(256))
@@ -231,11 +240,10 @@ _IDENT_TABLE = bytes(c if c in _IDENT_KEEP else 32 for c in range(256))
 _CHARCODE_RUN = re.compile(rb"(?:0{1,3} ?, ?){8,}0{1,3}")
 #: Maps every digit to ``0`` so that ``0,0`` counts numeric list items in one ``count`` call.
 _DIGIT_TABLE = bytes.maketrans(b"123456789", b"000000000")
-_JSFUCK_BYTES = np.frombuffer(b"[]()!+", dtype=np.uint8)
-_PUNCT_BYTES = np.frombuffer(b"[](){};,.+-*/%=!<>&|^~?:\\'\"", dtype=np.uint8)
-_WS_BYTES = np.frombuffer(b" \t\r\n", dtype=np.uint8)
+_JSFUCK_BYTES = tuple(b"[]()!+")
+_PUNCT_BYTES = tuple(b"[](){};,.+-*/%=!<>&|^~?:\\'\"")
 #: Identifier statistics look at most this many bytes, in evenly spaced chunks (bounded cost).
-IDENT_SAMPLE_BYTES = 48_000
+IDENT_SAMPLE_BYTES = 24_000
 _IDENT_CHUNKS = 4
 #: Strings at least this long are "long" (payloads, embedded data).
 LONG_STRING = 256
@@ -494,8 +502,9 @@ def _extract(text: str) -> JsFeatures:
 
     arr = np.frombuffer(data, dtype=np.uint8)
     hist = np.bincount(arr, minlength=256)
-    whitespace = int(hist[_WS_BYTES].sum())
-    lines = int(hist[10]) + 1
+    h = hist.tolist()  # plain ints: slicing sums below are cheaper than numpy calls on small scripts
+    whitespace = h[9] + h[10] + h[13] + h[32]
+    lines = h[10] + 1
     if lines > 1:
         breaks = np.flatnonzero(arr == 10)
         max_line = int(max(breaks[0], n - 1 - breaks[-1], int(np.diff(breaks).max()) - 1 if breaks.size > 1 else 0))
@@ -555,7 +564,7 @@ def _extract(text: str) -> JsFeatures:
         escape_offset = min(found) if found else -1
     charcode_items = 0
     charcode_offset = -1
-    if hist[44] and int(hist[48:58].sum()):
+    if h[44] and sum(h[48:58]):
         digits_collapsed = data.translate(_DIGIT_TABLE)
         charcode_items = digits_collapsed.count(b"0,0") + digits_collapsed.count(b"0, 0")
         if charcode_items >= 16:
@@ -568,8 +577,8 @@ def _extract(text: str) -> JsFeatures:
     # -- identifiers, on a bounded sample ---------------------------------------------------------
     ident = _identifier_stats(data)
 
-    upper = int(hist[65:91].sum())
-    digits = int(hist[48:58].sum())
+    upper = sum(h[65:91])
+    digits = sum(h[48:58])
     offsets = [first[i] for i in range(len(_KW_NAMES)) if counts[i]]
     extra = [longest_offset, escape_offset, charcode_offset]
     converted = _char_offsets(data, offsets + extra) if not ascii_only else None
@@ -586,18 +595,18 @@ def _extract(text: str) -> JsFeatures:
         max_line_length=max_line,
         whitespace=whitespace,
         char_entropy=_entropy(hist),
-        non_ascii=int(hist[128:].sum()),
+        non_ascii=sum(h[128:]),
         digits=digits,
         upper=upper,
-        punct=int(hist[_PUNCT_BYTES].sum()),
-        jsfuck_chars=int(hist[_JSFUCK_BYTES].sum()),
-        semicolons=int(hist[59]),
-        commas=int(hist[44]),
-        parens=int(hist[40] + hist[41]),
-        brackets=int(hist[91] + hist[93]),
-        plus=int(hist[43]),
-        percent=int(hist[37]),
-        backslash=int(hist[92]),
+        punct=sum(h[b] for b in _PUNCT_BYTES),
+        jsfuck_chars=sum(h[b] for b in _JSFUCK_BYTES),
+        semicolons=h[59],
+        commas=h[44],
+        parens=h[40] + h[41],
+        brackets=h[91] + h[93],
+        plus=h[43],
+        percent=h[37],
+        backslash=h[92],
         string_count=len(literals),
         string_chars=string_chars,
         string_entropy=string_entropy,
@@ -673,6 +682,45 @@ def _charcode_run_offset(collapsed: bytes, tries: int = 64) -> int:
     return -1
 
 
+def _identifier_stats_small(sample: bytes) -> dict[str, float | int]:
+    """The same statistics as the numpy path, in plain Python: cheaper for a short script."""
+    tokens = _TOKEN_RE.findall(sample)
+    names = [t for t in tokens if not 48 <= t[0] <= 57]
+    if not names:
+        return {}
+    count = len(names)
+    lengths = [len(t) for t in names]
+    total_chars = sum(lengths)
+    case = sample.translate(_CASE_SHAPE)
+    switches = case.count(b"aA") + case.count(b"Aa")
+    digit_chars = sample.translate(_LETTER_DIGIT_SHAPE).count(b"LD")
+    long_names = [t for t in names if len(t) >= 8]
+    generated = 0.0
+    if long_names:
+        hits = 0
+        for name in long_names:
+            size = len(name)
+            shape = name.translate(_CLASS_SHAPE)
+            cap_share = shape.count(b"3") / size
+            rise_rate = shape.count(b"23") / size
+            change_rate = sum(1 for a, b in zip(shape, shape[1:]) if a != b) / size
+            mixed = 0.3 <= cap_share <= 0.7 and rise_rate >= 0.15
+            soup = 0.2 <= cap_share <= 0.8 and change_rate >= 0.45
+            hits += mixed or soup
+        generated = hits / len(long_names)
+    return {
+        "identifier_count": count,
+        "identifier_avg_length": total_chars / count,
+        "identifier_max_length": max(lengths),
+        "identifier_short_ratio": sum(1 for n in lengths if n <= 2) / count,
+        "identifier_long_ratio": sum(1 for n in lengths if n >= 15) / count,
+        "identifier_unique_ratio": min(1.0, len(set(tokens)) / count),
+        "identifier_digit_ratio": digit_chars / max(1, total_chars),
+        "identifier_case_switch_ratio": switches / max(1, total_chars),
+        "identifier_random_ratio": generated,
+    }
+
+
 def _identifier_stats(data: bytes) -> dict[str, float | int]:
     """Name statistics on at most IDENT_SAMPLE_BYTES, taken as evenly spaced chunks.
 
@@ -685,6 +733,8 @@ def _identifier_stats(data: bytes) -> dict[str, float | int]:
         sample = b" ".join(data[i * step : i * step + size] for i in range(_IDENT_CHUNKS))
     else:
         sample = data
+    if len(sample) <= SMALL_SAMPLE_BYTES:
+        return _identifier_stats_small(sample)
     cls = _CHAR_CLASS[np.frombuffer(sample, dtype=np.uint8)]
     if cls.size == 0:
         return {}

@@ -222,7 +222,8 @@ class _Analysis:
             if not sensitive or not action or scheme not in ("http", "https"):
                 continue
             target_site = registrable_domain(host_of(action))
-            if target_site and self.site and target_site != self.site and not _same_owner(target_site, self.site):
+            offsite = bool(target_site and self.site and target_site != self.site)
+            if offsite and not _same_owner(target_site, self.site):
                 self.add(
                     "form_action_external",
                     "A login or payment form sends its data to another site",
@@ -395,7 +396,7 @@ class _Analysis:
             self.add(
                 "dead_links", "Most links of this credential page lead nowhere (a cloned page)",
                 Severity.LOW, 0.1,
-                (Evidence(f"{self.page.null_link_count} of {dom.link_count} links are '#' or empty", "html"),),
+                (Evidence(f"{self.page.null_link_count} of {dom.link_count} links go nowhere", "html"),),
             )
 
 

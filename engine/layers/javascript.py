@@ -135,8 +135,9 @@ def assess_script(text: str, f: JsFeatures, page_host: str = "") -> ScriptAssess
 
     # -- encoder and packer families -------------------------------------------------------------
     if c("packer"):
+        # Some sites pack ordinary code too: on its own this is "suspicious", not "malicious".
         add(Finding("packer", "Script is packed with Dean Edwards' packer (eval of a decoder)",
-                    Severity.HIGH, 60, "obfuscation", "obfuscated", f.offset("packer"), 40))
+                    Severity.MEDIUM, 45, "obfuscation", "obfuscated", f.offset("packer"), 40))
     nonws = max(1, f.length - f.whitespace)
     if (f.jsfuck_chars / nonws > 0.75 and nonws >= 300) or (c("jsfuck") >= 3 and f.jsfuck_chars / nonws > 0.4):
         add(Finding("jsfuck", "Script is written in JSFuck (only []()!+ characters)",
@@ -226,7 +227,9 @@ def assess_script(text: str, f: JsFeatures, page_host: str = "") -> ScriptAssess
     if sink is None and f.new_function:
         sink = "new_function"
     decoder = next((n for n in ("unescape", "atob", "fromcharcode", "charcodeat", "reverse") if c(n)), None)
-    if sink and decoder:
+    if c("packer"):
+        pass  # the packer finding already is "eval of decoded code"; do not count it twice
+    elif sink and decoder:
         add(Finding("eval_decoded",
                     "Script runs code it decodes at run time (eval/Function with unescape/atob/fromCharCode)",
                     Severity.HIGH if obfuscated else Severity.LOW, 40 if obfuscated else 10,
@@ -355,12 +358,15 @@ class JavascriptLayer:
         page_host = capture.host
         grouped: dict[str, tuple[Finding, list[Evidence], float]] = {}
         scored: list[tuple[float, str]] = []
+        worst: JsFeatures | None = None
         errors = 0
         for view in views:
             feats = features.js(view)
             if feats.error:
                 errors += 1
             assessment = assess_script(view.text, feats, page_host)
+            if not scored or assessment.score > max(scored)[0]:
+                worst = feats
             scored.append((assessment.score, view.location))
             for finding in assessment.findings:
                 offset = finding.offset if finding.offset >= 0 else None
@@ -399,6 +405,16 @@ class JavascriptLayer:
             "worst_script": scored[0][1] if scored and score > 0 else None,
             "script_scores": [round(s, 2) for s, _ in scored[:5]],
         }
+        if worst is not None and score > 0:
+            # A few numbers that explain the worst script to a person reading the verdict.
+            details["worst_script_style"] = {
+                "chars": worst.length,
+                "ascii_escape_density": round(worst.ascii_escape_density, 3),
+                "longest_string": worst.longest_string,
+                "string_entropy": round(worst.string_entropy, 2),
+                "generated_names": round(worst.identifier_random_ratio, 2),
+                "minified_style": worst.is_minified_style,
+            }
         if errors:
             details["feature_errors"] = errors
         return LayerResult(layer=self.name, score=score, indicators=indicators, confidence=1.0, details=details)

@@ -179,6 +179,7 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; models are package data everyone reads
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from malwaresnipper.engine.capture import Capture
-from malwaresnipper.engine.config import EngineConfig
+from malwaresnipper.engine.config import EngineConfig, Layers
 from malwaresnipper.engine.verdict import ThreatLevel
 from malwaresnipper.server.scanner import ScanPool, ScanTimeout
 
@@ -20,11 +20,16 @@ s.SaveToFile("C:\\\\Users\\\\Public\\\\update.exe", 2); sh.Run("C:\\\\Users\\\\P
 </script></body></html>"""
 BENIGN = "<html><head><title>Recipes</title></head><body><p>Bake the bread for 40 minutes.</p></body></html>"
 
+#: The ML layer runs but weighs nothing: these tests check the pool/hooks, and must not depend on
+#: how the models of the day score test URLs. The malicious samples are caught by the rule layers.
+ENGINE_CONFIG = EngineConfig(layers=Layers(weights={
+    "url": 1.0, "reputation": 1.5, "javascript": 1.5, "dom": 1.0, "signatures": 1.5, "ml": 0.0}))
+
 
 @pytest.fixture(scope="module")
 def pool_loop():
     loop = asyncio.new_event_loop()
-    pool = ScanPool(EngineConfig(), workers=1, timeout_s=20.0)
+    pool = ScanPool(ENGINE_CONFIG, workers=1, timeout_s=20.0)
     yield pool, loop
     loop.run_until_complete(pool.close())
     loop.close()

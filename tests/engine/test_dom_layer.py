@@ -253,3 +253,23 @@ def test_never_raises_on_odd_pages() -> None:
     for html in ("<form action='http://[::1'><input type=password>", "\x00" * 10, "<iframe src='http://['>"):
         result = scan("https://site.example/", html)
         assert isinstance(result, LayerResult)
+
+
+def test_brand_table() -> None:
+    from malwaresnipper.engine.features.brands import brand_counts, brand_of_site, brands_in_title, site_owned_by
+
+    assert brands_in_title("0utlook web app") == ["Microsoft"]  # look-alike digit folded
+    assert brands_in_title("chase online - verification") == ["Chase"]
+    # "chase" names the bank in a title, but is an ordinary word in body text.
+    assert brands_in_title("chase") == ["Chase"] and brand_counts("we chase the ball") == {}
+    assert site_owned_by("amazon.co.uk", "Amazon") and not site_owned_by("amazon-verify.com", "Amazon")
+    assert brand_of_site("microsoftonline.com") == "Microsoft" and brand_of_site("example.org") is None
+    assert brand_counts("paypal, paypal! mypaypalx") == {"PayPal": 2}  # word bounds
+
+
+def test_self_hosted_webmail_is_not_a_brand() -> None:
+    html = """<title>Roundcube Webmail :: Welcome to Webmail</title><form action="/?_task=login" method=post>
+    <input name=_user><input type=password name=_pass></form>
+    <a href="/help">Help</a><a href="/privacy">Privacy</a><a href="/about">About</a>"""
+    result = scan("https://webmail.university.example/", html)
+    assert ids(result) == {"dom.password_form"}

@@ -195,3 +195,22 @@ def test_separator_encoded_strings_are_recognised() -> None:
     assert extract_js_features(f"var g = '{glued}';").separator_string_chars == len(glued)
     assert extract_js_features(f'var i = "{interleaved}";').separator_string_chars == len(interleaved)
     assert extract_js_features(f'var p = "{prose}";').separator_string_chars == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="abcXYZ_$09 .;(){}'\"+=\nKve8G_TEgetElementById\u00e9", max_size=600))
+def test_small_and_vectorised_identifier_statistics_agree(text: str) -> None:
+    """Short scripts take a plain-Python path; it must measure exactly what the numpy path does."""
+    from malwaresnipper.engine.features import javascript as js
+
+    sample = text.encode("utf-8")
+    small = js._identifier_stats_small(sample)
+    saved = js.SMALL_SAMPLE_BYTES
+    js.SMALL_SAMPLE_BYTES = -1
+    try:
+        vectorised = js._identifier_stats(sample)
+    finally:
+        js.SMALL_SAMPLE_BYTES = saved
+    assert small.keys() == vectorised.keys()
+    for key, value in small.items():
+        assert math.isclose(float(value), float(vectorised[key]), abs_tol=1e-9), key

@@ -160,8 +160,7 @@ def minified_bundle(modules: int = 120) -> str:
         'function(e,t){var n=/[\\x00-\\x1f\\x7f"\\\\]/g;e.exports=function(e){return e.replace(n,function(e){'
         'return"\\\\u"+("0000"+e.charCodeAt(0).toString(16)).slice(-4)})}}',
     ]
-    body = [idioms[i % len(idioms)].replace("e.exports", f"e.exports{'' if i < len(idioms) else ''}")
-            for i in range(modules)]
+    body = [idioms[i % len(idioms)] for i in range(modules)]
     return prelude + ",".join(body) + "]);"
 
 
@@ -221,7 +220,7 @@ def _scan(*scripts: str, url: str = "https://shop.example.org/checkout"):
         (OBFUSCATED_DROPPER, "wsh_dropper", "dropper", 80),
         (REVERSED_DROPPER, "wsh_dropper", "dropper", 80),
         (CC_ON_DROPPER, "conditional_compilation", "dropper", 70),
-        (PACKED, "packer", "obfuscated", 55),
+        (PACKED, "packer", "obfuscated", 40),
         (JSFUCK, "jsfuck", "obfuscated", 65),
         (AAENCODE, "aaencode", "obfuscated", 65),
         (JJENCODE, "jjencode", "obfuscated", 65),
@@ -355,3 +354,12 @@ def test_garbage_does_not_raise(text: str) -> None:
     capture = Capture.build("https://example.org/", scripts=[text] if text else [])
     result = JavascriptLayer(EngineConfig()).analyze(capture, Features(capture))
     assert 0.0 <= result.score <= 100.0
+
+
+def test_details_explain_the_worst_script() -> None:
+    result = _scan(READABLE_LIBRARY, ESCAPED_IFRAME)
+    style = result.details["worst_script_style"]
+    assert style["chars"] == len(ESCAPED_IFRAME)
+    assert style["ascii_escape_density"] > 0.4
+    assert result.details["script_scores"][0] == pytest.approx(result.score, abs=0.01)
+    assert "worst_script_style" not in _scan(READABLE_LIBRARY).details

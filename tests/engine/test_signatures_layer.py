@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from malwaresnipper.engine.capture import Capture
 from malwaresnipper.engine.config import EngineConfig, Signatures
@@ -20,6 +22,7 @@ from malwaresnipper.engine.rules import (
     RuleSet,
     load_rule_files,
     parse_rule_file,
+    parse_rules,
     regex_problem,
 )
 
@@ -386,3 +389,24 @@ def test_re_fallback_survives_adjacent_quantifiers_on_hostile_input() -> None:
     assert ruleset.scan("html", " " * 1_000_000) == []
     assert ruleset.scan("html", "a" * 1_000_000) == []
     assert time.perf_counter() - started < 30
+
+
+values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20),
+              st.sampled_from(["any", "all", "at_least:2", "high", "url", "html", "script", "(a+)+", "x"])),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(
+        ["id", "description", "severity", "target", "patterns", "condition", "literal", "regex",
+         "case_sensitive", "bogus"]), inner, max_size=6)),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rules=st.lists(values, max_size=4))
+def test_any_rule_table_either_loads_or_raises_rule_error(rules: list[object]) -> None:
+    try:
+        loaded = parse_rules({"rule": rules}, source="fuzz.toml")
+    except RuleError as exc:
+        assert str(exc).startswith("fuzz.toml")
+    else:
+        RuleSet(loaded).scan("html", "some text (a+)+ x")

@@ -9,12 +9,11 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from proxy_support import TOKEN, Client, Upstream, default_routes, free_port, make_self_signed
+from proxy_support import ENGINE_TOML, TOKEN, Client, Upstream, default_routes, free_port, make_self_signed
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 CLI = [sys.executable, "-m", "malwaresnipper.cli.main"]
@@ -39,7 +38,8 @@ def test_run_starts_proxy_api_and_events_and_says_where(tmp_path):
     upstream = Upstream(default_routes(b"\0"))
     upstream.start(cert, key)
     proxy_port, api_port, events_port = free_port(), free_port(), free_port()
-    (tmp_path / "malwaresnipper.toml").write_text("[proxy]\nmode = 'block'\nworkers = 1\nblock_budget_ms = 10000\n")
+    (tmp_path / "malwaresnipper.toml").write_text(
+        "[proxy]\nmode = 'block'\nworkers = 1\nblock_budget_ms = 10000\n" + ENGINE_TOML)
     env = dict(os.environ, MALWARESNIPPER_HOME=str(tmp_path / "home"), MALWARESNIPPER_TOKEN=TOKEN, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [*CLI, "run", "--listen-port", str(proxy_port), "--api-port", str(api_port), "--events-port", str(events_port),
