@@ -45,10 +45,14 @@ def capture_for(sample: Any, limits: Any) -> Capture:
     page_url = SAMPLE_HOST + sample.id
     if sample.kind == "url":
         return Capture.build(sample.text, source=Source.CLI, limits=limits)
+    # The corpus has no URL for scripts and pages: the placeholder is marked synthetic so the
+    # URL model does not score it (a made-up address says nothing about the sample).
+    extra = {"synthetic_url": True}
     if sample.kind == "html" or sample.format == "html":
-        return Capture.build(page_url, source=Source.CLI, html=sample.text, content_type="text/html", limits=limits)
+        return Capture.build(page_url, source=Source.CLI, html=sample.text, content_type="text/html",
+                             limits=limits, extra=extra)
     return Capture.build(page_url, source=Source.CLI, limits=limits, content_type="application/javascript",
-                         scripts=[{"text": sample.text, "url": page_url + ".js", "inline": False}])
+                         scripts=[{"text": sample.text, "url": page_url + ".js", "inline": False}], extra=extra)
 
 
 def evaluate_file(path: str, engine: Any, *, split: str = "all", limit: int | None = None,

