@@ -201,7 +201,21 @@ class Gateway:
         with_servers = self.effective.services
         try:
             self.services = await start_services(settings, api=with_servers, events=with_servers, pool=self._pool)
-        except (OSError, MalwareSnipperError) as exc:
+        except OSError as exc:
+            if not with_servers:
+                self._start_error = f"{type(exc).__name__}: {exc}"
+                log.error("malwaresnipper: could not start the scan service: %s; traffic passes unscanned", exc)
+                return
+            # A port taken (say by `malwaresnipper serve`): keep scanning, without our own servers.
+            log.error("malwaresnipper: could not start the API/event servers (%s); scanning without them", exc)
+            with_servers = False
+            try:
+                self.services = await start_services(settings, api=False, events=False, pool=self._pool)
+            except (OSError, MalwareSnipperError) as exc2:
+                self._start_error = f"{type(exc2).__name__}: {exc2}"
+                log.error("malwaresnipper: could not start the scan service: %s; traffic passes unscanned", exc2)
+                return
+        except MalwareSnipperError as exc:
             # The proxy keeps working (unscanned) rather than refusing all traffic.
             self._start_error = f"{type(exc).__name__}: {exc}"
             log.error("malwaresnipper: could not start the scan services: %s; traffic passes unscanned", exc)

@@ -156,6 +156,25 @@ async def load(proxy_port: int, upstream_port: int, seconds: float, concurrency:
     return latencies
 
 
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU time of one process (Linux /proc), 0 when unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(x) for x in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000.0
@@ -175,14 +194,20 @@ async def main() -> int:
     upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM_CODE, str(upstream_port)])
     latencies: dict[str, list[float]] = {name: [] for name, _ in variants}
     rates: dict[str, list[float]] = {name: [] for name, _ in variants}
+    # CPU time is what load elsewhere on the machine cannot distort: the proxy process itself
+    # (its event loop and threads) and its scan workers, per request.
+    proxy_cpu: dict[str, float] = {name: 0.0 for name, _ in variants}
+    worker_cpu: dict[str, float] = {name: 0.0 for name, _ in variants}
     procs: list[subprocess.Popen[bytes]] = []
     try:
         await wait_port(upstream_port)
         with tempfile.TemporaryDirectory(prefix="proxy-bench-") as tmpdir:
             ports: dict[str, int] = {}
+            pids: dict[str, int] = {}
             for name, mode in variants:
                 proc, port, api_port = start_mitmdump(Path(tmpdir), mode)
                 procs.append(proc)
+                pids[name] = proc.pid
                 await wait_port(port)
                 if mode is not None:
                     await wait_ready(api_port)
@@ -192,7 +217,11 @@ async def main() -> int:
             # Interleaved rounds: whatever else the machine does hits every variant alike.
             for round_no in range(args.rounds):
                 for name, _ in variants:
+                    kids = children(pids[name])
+                    p0, w0 = cpu_seconds(pids[name]), sum(cpu_seconds(k) for k in kids)
                     lat = await load(ports[name], upstream_port, args.seconds, args.concurrency, args.unique)
+                    proxy_cpu[name] += cpu_seconds(pids[name]) - p0
+                    worker_cpu[name] += sum(cpu_seconds(k) for k in kids) - w0
                     latencies[name] += lat
                     rates[name].append(len(lat) / args.seconds)
                     print(f"round {round_no + 1} {name:8s} {len(lat) / args.seconds:8.1f} req/s  "
@@ -210,7 +239,9 @@ async def main() -> int:
 
     results = {
         name: {"rps": statistics.median(rates[name]), "p50": pct(latencies[name], 0.5),
-               "p99": pct(latencies[name], 0.99), "n": len(latencies[name])}
+               "p99": pct(latencies[name], 0.99), "n": len(latencies[name]),
+               "proxy_cpu_ms": 1000 * proxy_cpu[name] / max(1, len(latencies[name])),
+               "worker_cpu_ms": 1000 * worker_cpu[name] / max(1, len(latencies[name]))}
         for name, _ in variants
     }
     print()
@@ -219,7 +250,7 @@ async def main() -> int:
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     for name, r in results.items():
         print(f"{name:8s} {r['rps']:8.1f} req/s (median of rounds)   p50 {r['p50']:7.2f} ms   p99 {r['p99']:7.2f} ms   "
-              f"({r['n']} requests)")
+              f"({r['n']} requests)   CPU/request: proxy {r['proxy_cpu_ms']:.2f} ms, workers {r['worker_cpu_ms']:.2f} ms")
     bare = results["bare"]
     for name in ("monitor", "block"):
         r = results[name]

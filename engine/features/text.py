@@ -121,13 +121,18 @@ _SCRIPT_ELEMENT = re.compile(r"<script\b[^>]*>.*?(?:</script\s*>|\Z)", re.S | re
 PAGE_MAX_CHARS = 300_000
 
 
-def sanitize_html(html: str) -> str:
-    """The page as the page model sees it: without PHP, template tags, freeze-dry marks, scripts."""
-    html = html[: PAGE_MAX_CHARS * 2]
+def strip_server_side(html: str) -> str:
+    """Cut PHP blocks and template tags: what a browser would never receive."""
     if "<?" in html:
         html = _PHP.sub(" ", html)
     if "{" in html or "roundcube:" in html:
         html = _TEMPLATE.sub(" ", html)
+    return html
+
+
+def sanitize_html(html: str) -> str:
+    """The page as the page model sees it: without PHP, template tags, freeze-dry marks, scripts."""
+    html = strip_server_side(html[: PAGE_MAX_CHARS * 2])
     html = _CSP_META.sub(" ", html)
     html = _MEMENTO_META.sub(" ", html)
     html = _ORIGINAL_LINK.sub(" ", html)

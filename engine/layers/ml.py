@@ -3,9 +3,11 @@
 Models load once, in ``__init__``, through the manifest check of
 :mod:`malwaresnipper.engine.models` (sha256, scikit-learn and feature versions). Each model's
 probability is mapped onto a layer score with the probabilities recorded at training time
-(dev-split FPR 5 %, 1 % and 0.1 %): below the 5 % point the score is 0, so ordinary benign
-content adds nothing to the noisy-OR; at the 1 % point the layer alone reaches the engine's
+(dev-split FPR 5 %, 1 % and 0.1 %): below the 5 % point the score is near 0, so ordinary
+benign content adds next to nothing to the noisy-OR; at the 1 % point the layer alone reaches the engine's
 SUSPICIOUS threshold and at the 0.1 % point its MALICIOUS threshold (given the ml weight).
+Below the 5 % point the score stays under :data:`SUB_FLOOR_SCORE` (1 of 100) and no indicator
+is emitted: it only keeps samples ranked for ROC curves.
 
 Where a model is missing or was refused, the layer says so with an ``ml.model_unavailable``
 indicator and confidence 0, never a silent zero.
@@ -23,6 +25,10 @@ from ..models import LoadedModels, ModelBundle, ModelInput, featurize, load_mode
 from ..results import Evidence, Indicator, LayerResult, Severity
 
 log = logging.getLogger(__name__)
+
+#: Ceiling of the layer score below the dev 5 %-FPR point: with the default weight it moves the
+#: risk by at most 2 points, so ordinary content stays BENIGN, yet samples still rank by it.
+SUB_FLOOR_SCORE = 1.0
 
 #: The JS model scores at most this many scripts per page (the largest first).
 MAX_SCRIPTS_SCORED = 40
@@ -74,11 +80,11 @@ class MlLayer:
             if prob is None:
                 continue
             details[f"{kind}_probability"] = round(prob, 6)
-            scored[kind] = (self._map(prob, bundle.calibration), prob, where)
+            scored[kind] = (self._map(prob, self._calibration(kind, bundle, capture)), prob, where)
 
         indicators: list[Indicator] = []
         for kind, (score, prob, where) in scored.items():
-            if score <= 0:
+            if score <= SUB_FLOOR_SCORE:
                 continue
             ind_id, title, classification = _TITLES[kind]
             severity = (
@@ -126,6 +132,14 @@ class MlLayer:
         best = max(range(len(probs)), key=lambda i: probs[i])
         return probs[best], views[best].location
 
+    @staticmethod
+    def _calibration(kind: str, bundle: ModelBundle, capture: Capture) -> dict[str, float]:
+        """Scripts of a page use the page-level points (the max over many scripts is higher)."""
+        cal = bundle.calibration
+        if kind == "js" and capture.html and "page_suspicious" in cal:
+            return {k: cal[f"page_{k}"] for k in ("floor", "suspicious", "malicious") if f"page_{k}" in cal}
+        return cal
+
     def _map(self, prob: float, calibration: dict[str, float]) -> float:
         """Piecewise-linear probability -> layer score through the calibration points."""
         floor = calibration.get("floor", 0.5)
@@ -133,9 +147,10 @@ class MlLayer:
         mal = max(calibration.get("malicious", 0.9), susp)
         s_susp, s_mal = self._score_suspicious, self._score_malicious
         if prob < floor:
-            return 0.0
+            # At most SUB_FLOOR_SCORE: no real baseline, but scores still rank (ROC curves).
+            return SUB_FLOOR_SCORE * (max(prob, 0.0) / max(floor, 1e-12)) ** 2
         if prob < susp:
-            return s_susp * (prob - floor) / max(susp - floor, 1e-12)
+            return SUB_FLOOR_SCORE + (s_susp - SUB_FLOOR_SCORE) * (prob - floor) / max(susp - floor, 1e-12)
         if prob < mal:
             return s_susp + (s_mal - s_susp) * (prob - susp) / max(mal - susp, 1e-12)
         return s_mal + (100.0 - s_mal) * (prob - mal) / max(1.0 - mal, 1e-12)

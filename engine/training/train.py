@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..features import FEATURE_VERSION
-from ..features.text import TEXT_FEATURE_VERSION, scripts_in_markup
+from ..features.text import TEXT_FEATURE_VERSION, scripts_in_markup, strip_server_side
 from ..models import MANIFEST_NAME, MODEL_FILES, ModelBundle, ModelInput, design_matrix, featurize, sha256_file
 from .corpus import Corpus, Sample, load_corpus
 from .evaluate import compute_metrics, group_rate
@@ -94,6 +94,61 @@ LOGIN_PATHS = (
     "/register", "/signup", "/account/signin", "/login.php",
 )
 LOGIN_PATHS_PER_SITE = 4
+
+
+#: At most this many inline scripts per benign page join the JS training set.
+PAGE_SCRIPTS_PER_PAGE = 10
+
+
+def add_benign_page_scripts(prepared: Prepared, pages: Sequence[Sample]) -> None:
+    """Add the inline scripts of benign train-side pages to the JS model's benign side.
+
+    The ml layer scores every inline script of a page with the JS model; without these, inline
+    snippets (analytics, consent, config blobs) exist only on the malicious side (the EK and
+    skimmer markup rows), and the model flags ordinary pages. Dev rows are left out, so the JS
+    dev figures stay those of the JS corpus.
+    """
+    for page in pages:
+        if page.label != "benign" or is_dev(page.group):
+            continue
+        scripts = [s for s in scripts_in_markup(strip_server_side(page.text)) if len(s.strip()) >= 40]
+        for k, text in enumerate(scripts[:PAGE_SCRIPTS_PER_PAGE]):
+            prepared.samples.append(Sample(
+                id=f"{page.id}-script{k}", kind="js", label="benign", category="page_inline_script",
+                text=text, group=page.group, meta={"source": page.meta.get("source", "")},
+            ))
+            prepared.texts.append(text)
+            prepared.dev.append(False)
+
+
+def page_script_calibration(
+    bundle: ModelBundle, pages: Sequence[Sample], *, quiet: bool = False
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Operating points of the JS model when it scores every inline script of a page.
+
+    The layer keeps the highest probability among a page's scripts, and a page has many, so the
+    standalone-script thresholds would flag far more than 1 % of benign pages. These points are
+    set on the benign *dev* pages of the HTML corpus, with the same script extraction the engine
+    uses (``parse_html``): at ``page_suspicious`` 1 % of them are flagged, and so on.
+    """
+    from ..features.html import parse_html
+
+    dev_pages = [p for p in pages if is_dev(p.group)]
+    maxima: list[float] = []
+    with Progress(len(dev_pages), "calibrating js on dev pages", enabled=not quiet) as bar:
+        for page in dev_pages:
+            bar.update()
+            if page.label != "benign":
+                continue
+            scripts = [s.text for s in parse_html(page.text, "https://sample.invalid/").inline_scripts if s.text]
+            maxima.append(max(bundle.score_raw(scripts)) if scripts else 0.0)
+    if not maxima:
+        return {}, {"n": 0}
+    page_cal = calibration_from(sorted(maxima, reverse=True))
+    # Never looser than the standalone points.
+    out = {f"page_{k}": max(v, bundle.calibration.get(k, 0.0)) for k, v in page_cal.items()}
+    flagged_standalone = sum(m >= bundle.calibration.get("suspicious", 1.0) for m in maxima) / len(maxima)
+    return out, {"n": len(maxima), "flagged_at_standalone_suspicious": flagged_standalone}
 
 
 def augment_login_urls(prepared: Prepared) -> None:
@@ -269,8 +324,15 @@ def train(
     models: dict[str, Any] = dict(previous.get("models", {})) if same_versions else {}
     for kind in wanted:
         prepared = prepare(kind, by_kind[kind])
+        if kind == "js" and "html" in by_kind:
+            add_benign_page_scripts(prepared, by_kind["html"])
         inputs = featurize_all(kind, prepared.texts, label=f"featurising {kind}", quiet=quiet)
         bundle, metrics = fit_kind(prepared, inputs, quiet=quiet)
+        if kind == "js" and "html" in by_kind:
+            page_cal, page_metrics = page_script_calibration(bundle, by_kind["html"], quiet=quiet)
+            bundle.calibration.update(page_cal)
+            metrics["calibration"] = bundle.calibration
+            metrics["benign_dev_pages_inline_scripts"] = page_metrics
         path = out_dir / MODEL_FILES[kind]
         digest = save_bundle(bundle, path)
         metrics["dropped_markup_rows_without_scripts"] = prepared.dropped

@@ -259,3 +259,23 @@ async def _history(gw: Gateway) -> tuple[list[dict], int]:
 
     await gw.service.bus.flush()
     return await gw.service.store.list_scans(ScanFilter(), 50, 0)
+
+
+async def test_a_taken_api_port_leaves_scanning_running(tmp_path, shared_pool):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        gw = Gateway(pool=shared_pool)
+        with taddons.context(gw) as tctx:
+            tctx.configure(gw, malwaresnipper_data_dir=str(tmp_path / "data"), malwaresnipper_services=True,
+                           malwaresnipper_api_port=taken.getsockname()[1], malwaresnipper_events_port=0,
+                           malwaresnipper_mode="block", malwaresnipper_budget_ms=15_000)
+            await gw.running()
+            try:
+                assert gw.service is not None and gw.services.api_url == ""
+                bad = await through(gw, make_flow(path="/invoice"), DROPPER, {"content-type": "text/html"})
+                assert bad.response.status_code == 403  # still scanning and blocking
+            finally:
+                await gw.done()

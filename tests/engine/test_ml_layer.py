@@ -93,8 +93,35 @@ def test_calibration_maps_onto_engine_thresholds(fixture_models: tuple[Path, lis
         score = layer._map(prob, cal)
         return level_for(combine_scores([LayerResult("ml", score)], config), config).value
 
-    assert layer._map(0.19, cal) == 0.0
+    assert layer._map(0.0, cal) == 0.0
+    assert 0.0 < layer._map(0.19, cal) <= 1.0  # ranks, but is no baseline
+    assert layer._map(0.1, cal) < layer._map(0.19, cal)
     assert level(0.3) == "BENIGN"
     assert level(0.5) == "SUSPICIOUS"
     assert level(0.79) == "SUSPICIOUS"
     assert level(0.8) == "MALICIOUS"
+
+
+def test_scripts_of_a_page_use_the_page_calibration(fixture_models: tuple[Path, list[Path]]) -> None:
+    models, _ = fixture_models
+    layer = MlLayer(EngineConfig(ml=Ml(models_dir=str(models))))
+    bundle = layer.loaded.bundles["js"]
+    # The fixture corpora include pages, so training recorded page-level operating points.
+    assert {"page_floor", "page_suspicious", "page_malicious"} <= set(bundle.calibration)
+    page = Capture.build("https://example.org/", html="<html><script>var a = 1;</script></html>")
+    bare = Capture.build("https://example.org/a.js", scripts=["var a = 1;"])
+    assert layer._calibration("js", bundle, page)["suspicious"] == bundle.calibration["page_suspicious"]
+    assert layer._calibration("js", bundle, bare)["suspicious"] == bundle.calibration["suspicious"]
+    assert bundle.calibration["page_suspicious"] >= bundle.calibration["suspicious"]
+
+
+def test_shipped_models_leave_a_plain_page_benign() -> None:
+    """No baseline: an ordinary page gets (almost) nothing from the shipped models."""
+    layer = MlLayer(EngineConfig())
+    if not layer.model_versions:
+        pytest.fail(f"shipped models did not load: {layer.loaded.problems}")
+    capture = Capture.build("https://www.wikipedia.org/", html="<html><head><title>Wikipedia</title></head>"
+                            "<body><p>An encyclopedia.</p><a href='/wiki/Main_Page'>Main</a></body></html>")
+    result = _analyze(layer, capture)
+    assert result.score <= 1.0
+    assert not [i for i in result.indicators if i.id.startswith("ml.")]

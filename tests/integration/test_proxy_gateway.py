@@ -198,6 +198,15 @@ def test_large_binary_download_streams_through_unchanged(request, upstream, mode
         r = s.get(upstream.url("/big.bin", tls=True), timeout=60)
     assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == hashlib.sha256(BIG).hexdigest()
     gw.wait_for_log("streamed unscanned")
+    # counted, not hidden: the gateway's counters reach the stats API (flushed every few seconds)
+    deadline = time.monotonic() + 20
+    counters: dict = {}
+    while time.monotonic() < deadline:
+        counters = gw.api("/api/v1/stats").get("counters", {})
+        if counters.get("proxy_unscanned_too_large", 0) >= 1:
+            break
+        time.sleep(0.5)
+    assert counters.get("proxy_unscanned_too_large", 0) >= 1, counters
 
 
 def test_large_chunked_page_switches_to_streaming_unscanned(block_gw, upstream):

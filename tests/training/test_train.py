@@ -82,3 +82,36 @@ def test_train_command_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["train", "--data", str(bad), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     assert "not JSON" in capsys.readouterr().err
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_augmented_rows_stay_on_the_train_side() -> None:
+    from malwaresnipper.engine.training.corpus import Sample
+    from malwaresnipper.engine.training.split import is_dev
+
+    groups = [f"site{i}.example" for i in range(40)]
+    rows = [Sample(id=f"u{i}", kind="url", label="benign", category="benign", text=f"https://{g}/",
+                   group=g, meta={"source": "npm:top-sites"}) for i, g in enumerate(groups)]
+    rows.append(Sample(id="deep", kind="url", label="benign", category="benign",
+                       text="https://deep.example/a/b", group="deep.example", meta={"source": "npm:top-sites"}))
+    prepared = train_mod.prepare("url", rows)
+    added = prepared.samples[len(rows):]
+    train_side = [g for g in groups if not is_dev(g)]
+    assert len(added) == train_mod.LOGIN_PATHS_PER_SITE * len(train_side)
+    assert all(s.label == "benign" and not is_dev(s.group) for s in added)
+    assert not any(s.text.startswith("https://deep.example") for s in added)  # bare domains only
+    assert prepared.dev[len(rows):] == [False] * len(added)
+
+
+def test_benign_page_scripts_join_the_js_training_side() -> None:
+    from malwaresnipper.engine.training.corpus import Sample
+    from malwaresnipper.engine.training.split import is_dev
+
+    pages = [Sample(id=f"p{i}", kind="html", label=label, category="article_page", group=f"g{i}",
+                    text=f"<html><script>var config{i} = {{ name: 'page', items: [1, 2, 3] }};</script>"
+                         f"<?php echo $x; ?><script>x</script></html>")
+             for i in range(30) for label in ("benign", "phishing")]
+    prepared = train_mod.prepare("js", [])
+    train_mod.add_benign_page_scripts(prepared, pages)
+    expected = [p for p in pages if p.label == "benign" and not is_dev(p.group)]
+    assert len(prepared.samples) == len(expected)  # one script each: the short "x" is skipped
+    assert all(s.label == "benign" and "<?php" not in s.text for s in prepared.samples)
