@@ -29,6 +29,7 @@ from ..engine.verdict import Verdict
 from ..settings import Settings
 from .events import EVENT_SCHEMA_VERSION, InMemoryEventBus
 from .metrics import Metrics
+from .scanner import ScanPool
 from .store import LIST_KINDS, LIST_NAMES, NewScan, ScanResult, ScanStore, iso_ts, open_store
 
 log = logging.getLogger(__name__)
@@ -62,17 +63,11 @@ class ScanJob:
         return ScanJob(self.scan_id, deduplicated=True, future=self._future)
 
 
-def make_pool(settings: Settings) -> Any:
-    """The gateway's ScanPool when it is installed, else the plain process-pool fallback."""
-    kwargs = {"workers": settings.proxy.workers, "timeout_s": settings.proxy.scan_timeout_ms / 1000.0}
-    try:
-        from .scanner import ScanPool
-    except ImportError:
-        from .local_pool import LocalScanPool
-
-        log.info("server.scanner not available; using the plain process pool")
-        return LocalScanPool(settings.engine, **kwargs)
-    return ScanPool(settings.engine, **kwargs)
+def make_pool(settings: Settings) -> ScanPool:
+    """The process pool that runs the engine off the event loop."""
+    return ScanPool(
+        settings.engine, workers=settings.proxy.workers, timeout_s=settings.proxy.scan_timeout_ms / 1000.0
+    )
 
 
 def content_key(capture: Capture) -> str:
