@@ -3,14 +3,17 @@
 Recipe (the same for the three kinds, deterministic):
 
 1. read the corpora; a JS row stored as markup (``format == "html"``, only ever malicious) is
-   reduced to its inline scripts, so the model cannot learn "markup => malicious";
+   reduced to its inline scripts, so the model cannot learn "markup => malicious"; the train
+   side gets two additions against the opposite shortcuts: inline scripts of benign pages (JS)
+   and sign-in URLs of benign top sites (URL) — never the dev side;
 2. split by ``split_group`` (:mod:`.split`), so the dev figures are on unseen families, kits,
    packages and domains;
 3. featurise with :func:`malwaresnipper.engine.models.featurize`, the function scans use;
 4. fit a logistic regression (liblinear, fixed seed) on the train side, the web JS categories
    up-weighted because they are few and matter most to a gateway;
 5. measure it on the dev side and record the probabilities at dev FPR 5 %, 1 % and 0.1 %; the
-   ml layer maps those onto the engine's thresholds;
+   ml layer maps those onto the engine's thresholds (for the JS model scoring the inline
+   scripts of a page, a second set measured on benign dev pages);
 6. write each model to a temporary file and ``os.replace`` it into place, then the manifest
    last: an interrupted run leaves the previous models intact.
 
