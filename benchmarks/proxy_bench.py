@@ -63,18 +63,8 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 """
 
 
-#: Every layer runs (its cost is what we measure), but the ML layer weighs nothing in the verdict:
-#: a URL model may score loopback URLs (http://127.0.0.1:PORT/...) as malicious, and block pages
-#: instead of the 100 KB page would measure something else.
-BENCH_TOML = """
-[engine.layers.weights]
-url = 1.0
-reputation = 1.5
-javascript = 1.5
-dom = 1.0
-signatures = 1.5
-ml = 0.0
-"""
+#: The default engine: every layer runs and counts, as for a user.
+BENCH_TOML = ""
 
 
 def free_port() -> int:

@@ -9,12 +9,19 @@ SUSPICIOUS threshold and at the 0.1 % point its MALICIOUS threshold (given the m
 Below the 5 % point the score stays under :data:`SUB_FLOOR_SCORE` (1 of 100) and no indicator
 is emitted: it only keeps samples ranked for ROC curves.
 
+The URL model is corroborating evidence only. Its training feeds hold benign URLs from a few
+hundred popular hosts, so it rates most long-tail legitimate sites as phishing (0.99 for
+``https://smallbakery.de/menu``): alone it may add at most :data:`URL_MODEL_CEILING` risk points,
+below SUSPICIOUS, and it is not asked at all about hosts it never saw the like of (loopback,
+private addresses, ``localhost``, single-label names, special-use TLDs such as ``.test``).
+
 Where a model is missing or was refused, the layer says so with an ``ml.model_unavailable``
 indicator and confidence 0, never a silent zero.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import ClassVar
 
@@ -29,6 +36,13 @@ log = logging.getLogger(__name__)
 #: Ceiling of the layer score below the dev 5 %-FPR point: with the default weight it moves the
 #: risk by at most 2 points, so ordinary content stays BENIGN, yet samples still rank by it.
 SUB_FLOOR_SCORE = 1.0
+
+#: The most risk the URL model can add on its own (see the module docstring): below SUSPICIOUS.
+URL_MODEL_CEILING = 30.0
+
+#: Special-use and private-network TLDs (RFC 2606, 6761, 6762, 8375, ICANN's .internal): no
+#: training URL had one, so the URL model has nothing to say about them.
+SPECIAL_TLDS = frozenset({"test", "example", "invalid", "localhost", "local", "internal", "lan", "home", "corp", "intranet"})
 
 #: The JS model scores at most this many scripts per page (the largest first).
 MAX_SCRIPTS_SCORED = 40
@@ -54,6 +68,7 @@ class MlLayer:
         weight = config.weight(self.name)
         self._score_suspicious = _score_for(config.thresholds.suspicious, weight)
         self._score_malicious = _score_for(config.thresholds.malicious, weight)
+        self._url_ceiling_score = _score_for(min(URL_MODEL_CEILING, config.thresholds.suspicious - 1), weight)
 
     # -- scoring --------------------------------------------------------------------------
 
@@ -65,7 +80,11 @@ class MlLayer:
         wanted = []
         # ``synthetic_url``: a placeholder address (``eval`` of scripts and pages) is not scored.
         if capture.scheme in ("http", "https") and not capture.extra.get("synthetic_url"):
-            wanted.append("url")
+            skip = url_model_skip_reason(capture.host)
+            if skip:
+                details["url_model_skipped"] = skip
+            else:
+                wanted.append("url")
         if features.scripts:
             wanted.append("js")
         if capture.html:
@@ -80,7 +99,10 @@ class MlLayer:
             if prob is None:
                 continue
             details[f"{kind}_probability"] = round(prob, 6)
-            scored[kind] = (self._map(prob, self._calibration(kind, bundle, capture)), prob, where)
+            score = self._map(prob, self._calibration(kind, bundle, capture))
+            if kind == "url":
+                score *= self._url_ceiling_score / 100.0  # monotonic: samples still rank
+            scored[kind] = (score, prob, where)
 
         indicators: list[Indicator] = []
         for kind, (score, prob, where) in scored.items():
@@ -157,6 +179,26 @@ class MlLayer:
 
 
 _NAMES = {"js": "JavaScript model", "url": "URL model", "html": "page model"}
+
+
+def url_model_skip_reason(host: str) -> str | None:
+    """Why the URL model should not judge ``host`` (outside anything it was trained on), or None."""
+    host = host.strip("[]").rstrip(".").lower()
+    if not host:
+        return "no host"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        if ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_unspecified or ip.is_reserved:
+            return "loopback or private address"
+        return None
+    if "." not in host:
+        return "single-label host name"
+    if host.rsplit(".", 1)[1] in SPECIAL_TLDS:
+        return "special-use top-level domain"
+    return None
 
 
 def _score_for(threshold: float, weight: float) -> float:

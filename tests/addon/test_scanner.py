@@ -8,7 +8,7 @@ import os
 import pytest
 
 from malwaresnipper.engine.capture import Capture
-from malwaresnipper.engine.config import EngineConfig, Layers
+from malwaresnipper.engine.config import EngineConfig
 from malwaresnipper.engine.verdict import ThreatLevel
 from malwaresnipper.server.scanner import ScanPool, ScanTimeout
 
@@ -20,10 +20,8 @@ s.SaveToFile("C:\\\\Users\\\\Public\\\\update.exe", 2); sh.Run("C:\\\\Users\\\\P
 </script></body></html>"""
 BENIGN = "<html><head><title>Recipes</title></head><body><p>Bake the bread for 40 minutes.</p></body></html>"
 
-#: The ML layer runs but weighs nothing: these tests check the pool/hooks, and must not depend on
-#: how the models of the day score test URLs. The malicious samples are caught by the rule layers.
-ENGINE_CONFIG = EngineConfig(layers=Layers(weights={
-    "url": 1.0, "reputation": 1.5, "javascript": 1.5, "dom": 1.0, "signatures": 1.5, "ml": 0.0}))
+#: The default engine, ML layer included: what a user runs.
+ENGINE_CONFIG = EngineConfig()
 
 
 @pytest.fixture(scope="module")

@@ -125,3 +125,42 @@ def test_shipped_models_leave_a_plain_page_benign() -> None:
     result = _analyze(layer, capture)
     assert result.score <= 1.0
     assert not [i for i in result.indicators if i.id.startswith("ml.")]
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("127.0.0.1", "loopback or private address"),
+        ("[::1]", "loopback or private address"),
+        ("10.1.2.3", "loopback or private address"),
+        ("localhost", "single-label host name"),
+        ("intranet", "single-label host name"),
+        ("benign.test", "special-use top-level domain"),
+        ("site1.example", "special-use top-level domain"),
+        ("printer.local", "special-use top-level domain"),
+        ("8.8.8.8", None),
+        ("smallbakery.de", None),
+    ],
+)
+def test_url_model_is_not_asked_about_hosts_it_never_saw(host: str, reason: str | None) -> None:
+    from malwaresnipper.engine.layers.ml import url_model_skip_reason
+
+    assert url_model_skip_reason(host) == reason
+
+
+def test_url_model_alone_never_reaches_suspicious() -> None:
+    """Long-tail legitimate sites look like phishing to the URL model: alone it only corroborates."""
+    engine = RiskEngine(layers=["ml"])
+    for url in ("https://smallbakery.de/menu", "https://mail.mycompany-intranet.com/owa/",
+                "http://paypal-secure-login.xyz/webscr/verify"):
+        verdict = engine.scan(Capture.build(url))
+        ml = verdict.layers[0]
+        assert verdict.risk_score < engine.config.thresholds.suspicious, (url, verdict.risk_score)
+        assert ml.details["url_probability"] > 0.9  # the model does rate them highly
+
+
+def test_url_model_still_ranks_urls() -> None:
+    engine = RiskEngine(layers=["ml"])
+    low = engine.scan(Capture.build("https://en.wikipedia.org/wiki/Cat")).risk_score
+    high = engine.scan(Capture.build("http://paypal-secure-login.xyz/webscr/verify")).risk_score
+    assert high > low

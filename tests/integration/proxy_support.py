@@ -129,18 +129,8 @@ class Client:
         return self.request("DELETE", url, **kw)
 
 
-#: Config for the tests' gateways: the ML layer runs but weighs nothing, so the outcome does not
-#: depend on how the models of the day score loopback URLs (``https://127.0.0.1:PORT/...`` looks
-#: odd to a URL model); the malicious test pages are caught by the rule-based layers.
-ENGINE_TOML = """
-[engine.layers.weights]
-url = 1.0
-reputation = 1.5
-javascript = 1.5
-dom = 1.0
-signatures = 1.5
-ml = 0.0
-"""
+#: The tests' gateways run the default engine (ML layer included), as a user does.
+ENGINE_TOML = ""
 
 
 def free_port() -> int:
