@@ -296,12 +296,14 @@ class ScanService:
             "page_scan_id": page_scan_id,
         })
         self.metrics.scan_done(verdict.threat_level.value, base["method"], elapsed_ms / 1000.0)
-        if not job._future.done():
-            job._future.set_result(verdict)
         try:
             await write
         except Exception:  # noqa: BLE001
             log.exception("could not record the verdict of scan %s", job.scan_id)
+        # Resolved only once the record is committed: whoever waited for the verdict (``?wait=true``,
+        # block mode) and then reads the scan back finds it complete.
+        if not job._future.done():
+            job._future.set_result(verdict)
 
     def _finish_failed(self, job: ScanJob, base: dict[str, Any], message: str, reason: str,
                        page_scan_id: str | None, exc: BaseException | None = None) -> None:

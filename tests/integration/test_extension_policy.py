@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,9 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
+OPTIONS_TAB_OPEN = "async () => (await chrome.tabs.query({})).some((t) => (t.url || '').endsWith('/options.html'))"
+
+
 @pytest.fixture(scope="module")
 def options_page() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
@@ -93,6 +97,11 @@ def options_page() -> Iterator[Any]:
                   "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
         )
         worker = context.service_workers[0] if context.service_workers else context.wait_for_event("serviceworker")
+        # On install the extension opens its options page; wait for it, or it may take over our tab.
+        deadline = time.monotonic() + 15
+        while not worker.evaluate(OPTIONS_TAB_OPEN):
+            assert time.monotonic() < deadline, "the extension did not open its options page on install"
+            time.sleep(0.05)
         page = context.new_page()
         page.goto(worker.url.replace("worker.js", "popup.html"))
         yield page
