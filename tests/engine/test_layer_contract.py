@@ -56,8 +56,6 @@ def test_layer_contract(layer_cls: type[Layer]) -> None:
 @pytest.mark.parametrize("layer_cls", LAYERS, ids=lambda c: c.name)
 def test_plain_page_scores_zero_or_near(layer_cls: type[Layer]) -> None:
     """A silent layer on ordinary content keeps the noisy-OR honest (no baseline score)."""
-    if layer_cls.name == "ml":
-        pytest.skip("the ml layer returns a model probability, checked in test_ml_layer")
     capture = Capture.build("https://www.wikipedia.org/", html="<html><head><title>Wikipedia</title></head>"
                             "<body><p>An encyclopedia.</p><a href='/wiki/Main_Page'>Main</a></body></html>")
     result = layer_cls(EngineConfig()).analyze(capture, Features(capture))
