@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 import re
@@ -462,11 +462,24 @@ def extract_js_features(text: str, *, cache: bool = True) -> JsFeatures:
 
 
 def clear_cache() -> None:
-    """Forget cached features (benchmarks measure cold scans with this)."""
+    """Forget cached features, and every per-script cache registered with :func:`on_clear_cache`
+    (benchmarks measure cold scans with this)."""
     global _cache_chars
     with _CACHE_LOCK:
         _CACHE.clear()
         _cache_chars = 0
+    for clear in _DEPENDENT_CLEARS:
+        clear()
+
+
+#: Other per-script caches (the ml layer's script scores) emptied by :func:`clear_cache`.
+_DEPENDENT_CLEARS: list[Callable[[], None]] = []
+
+
+def on_clear_cache(clear: Callable[[], None]) -> None:
+    """Have :func:`clear_cache` also call ``clear``, so a "cold" scan is cold in every layer."""
+    if clear not in _DEPENDENT_CLEARS:
+        _DEPENDENT_CLEARS.append(clear)
 
 
 def _remember(text: str, features: JsFeatures) -> None:

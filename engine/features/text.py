@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from itertools import islice
 
 TEXT_FEATURE_VERSION = "1"
 
@@ -43,16 +44,38 @@ _JS_TOKEN = re.compile(r"[A-Za-z_$][\w$]{0,40}|\d+|[^\w\s]{1,3}")
 
 
 def js_tokens(text: str) -> dict[str, float]:
-    """Identifier, number and punctuation tokens (log counts), plus early token bigrams."""
+    """Identifier, number and punctuation tokens (log counts), plus early token bigrams.
+
+    Bigram keys are ``"a b"``; tokens never contain a space, so counting the joined strings counts
+    the same pairs as counting ``(a, b)`` tuples, in the same first-seen order. Counting and the
+    log run through C-level ``map`` / ``Counter`` instead of Python loops (the scan's hot path).
+    """
     if len(text) > JS_HEAD_CHARS + JS_TAIL_CHARS:
         text = text[:JS_HEAD_CHARS] + "\n" + text[-JS_TAIL_CHARS:]
-    tokens = _JS_TOKEN.findall(text)
-    out = {tok: math.log1p(n) for tok, n in Counter(tokens).items()}
-    head = _JS_TOKEN.findall(text[:JS_BIGRAM_CHARS]) if len(text) > JS_BIGRAM_CHARS else tokens
-    for (a, b), n in Counter(zip(head, head[1:])).items():
-        out[f"{a} {b}"] = math.log1p(n)
+    tokens, head = _js_tokens_and_head(text)
+    counts = Counter(tokens)
+    out = dict(zip(counts, map(math.log1p, counts.values())))
+    pairs = Counter(map(" ".join, zip(head, islice(head, 1, None))))
+    out.update(zip(pairs, map(math.log1p, pairs.values())))
     out.update(_shape_tokens(text))
     return out
+
+
+def _js_tokens_and_head(text: str) -> tuple[list[str], list[str]]:
+    """``findall(text)`` and ``findall(text[:JS_BIGRAM_CHARS])``, scanning the shared head once.
+
+    No token contains whitespace and the pattern has no anchors or look-arounds, so cutting the
+    text at a whitespace character cuts its token list at the same place: both lists share the
+    tokens before the last space or newline of the head.
+    """
+    if len(text) <= JS_BIGRAM_CHARS:
+        tokens = _JS_TOKEN.findall(text)
+        return tokens, tokens
+    cut = max(text.rfind(" ", 0, JS_BIGRAM_CHARS), text.rfind("\n", 0, JS_BIGRAM_CHARS))
+    if cut < 0:
+        return _JS_TOKEN.findall(text), _JS_TOKEN.findall(text, 0, JS_BIGRAM_CHARS)
+    shared = _JS_TOKEN.findall(text, 0, cut)
+    return shared + _JS_TOKEN.findall(text, cut), shared + _JS_TOKEN.findall(text, cut, JS_BIGRAM_CHARS)
 
 
 def _shape_tokens(text: str) -> dict[str, float]:
@@ -121,25 +144,47 @@ _SCRIPT_ELEMENT = re.compile(r"<script\b[^>]*>.*?(?:</script\s*>|\Z)", re.S | re
 PAGE_MAX_CHARS = 300_000
 
 
+#: The only characters outside ASCII that ``re.IGNORECASE`` matches to an ASCII letter
+#: (İ and ı to i, the Kelvin sign to k, long s to s).
+_FOLDS_TO_ASCII_LETTER = ("\u0130", "\u0131", "\u212a", "\u017f")
+
+
 def strip_server_side(html: str) -> str:
     """Cut PHP blocks and template tags: what a browser would never receive."""
     if "<?" in html:
         html = _PHP.sub(" ", html)
-    if "{" in html or "roundcube:" in html:
+    # Every alternative of _TEMPLATE starts with one of these (case-sensitive) literals.
+    if "{{" in html or "{%" in html or "{#" in html or "roundcube:" in html:
         html = _TEMPLATE.sub(" ", html)
     return html
 
 
 def sanitize_html(html: str) -> str:
-    """The page as the page model sees it: without PHP, template tags, freeze-dry marks, scripts."""
+    """The page as the page model sees it: without PHP, template tags, freeze-dry marks, scripts.
+
+    The two costliest passes (their patterns have no literal prefix, so ``re`` tries every
+    position) are skipped when their literal cannot occur; the output is the same either way.
+    """
     html = strip_server_side(html[: PAGE_MAX_CHARS * 2])
     html = _CSP_META.sub(" ", html)
     html = _MEMENTO_META.sub(" ", html)
     html = _ORIGINAL_LINK.sub(" ", html)
-    html = _ORIGINAL_HREF.sub(" ", html)
-    html = _RESOURCES_PATH.sub("", html)
+    lower = _ascii_folded_lower(html)
+    if lower is None or "data-original-href" in lower:
+        html = _ORIGINAL_HREF.sub(" ", html)
+    # A substitution by " " cannot create "resources/" (it has no space), so ``lower`` still rules.
+    if lower is None or "resources/" in lower:
+        html = _RESOURCES_PATH.sub("", html)
     html = _SCRIPT_ELEMENT.sub(" ", html)
     return html[:PAGE_MAX_CHARS]
+
+
+def _ascii_folded_lower(text: str) -> str | None:
+    """``text.lower()`` when a case-insensitive ASCII literal occurs in ``text`` exactly when its
+    lower case occurs in it; None when ``text`` holds a character that IGNORECASE folds to ASCII."""
+    if not text.isascii() and any(ch in text for ch in _FOLDS_TO_ASCII_LETTER):
+        return None
+    return text.lower()
 
 
 _TAG = re.compile(r"<([a-zA-Z][a-zA-Z0-9-]{0,20})([^>]{0,2000})>")
@@ -150,22 +195,28 @@ _TAGS_RE = re.compile(r"<[^>]*>")
 
 def page_tokens(clean_html: str) -> dict[str, float]:
     """Tag names, tag/attribute pairs, input types and names, and visible-text words."""
-    counts: Counter[str] = Counter()
+    keys: list[str] = []  # in order of appearance: Counter keeps first-seen order
+    add = keys.append
     for tag, attrs in _TAG.findall(clean_html):
         tag = tag.lower()
-        counts["t:" + tag] += 1
+        add("t:" + tag)
+        if not attrs:
+            continue
         for name, v1, v2, v3 in _ATTR.findall(attrs):
             name = name.lower()
-            counts[f"a:{tag}.{name}"] += 1
-            value = (v1 or v2 or v3).lower()
-            if name in ("type", "name", "id", "autocomplete", "method", "rel", "http-equiv"):
-                counts[f"v:{tag}.{name}={value[:40]}"] += 1
-            elif name in ("action", "href", "src"):
-                counts[f"u:{tag}.{name}:{_url_shape(value)}"] += 1
+            add(f"a:{tag}.{name}")
+            if name in _VALUE_ATTRS:
+                add(f"v:{tag}.{name}={(v1 or v2 or v3).lower()[:40]}")
+            elif name in _URL_ATTRS:
+                add(f"u:{tag}.{name}:{_url_shape((v1 or v2 or v3).lower())}")
+    counts = Counter(keys)
     text = _TAGS_RE.sub(" ", clean_html).lower()
-    for word in _WORD.findall(text[:100_000]):
-        counts["w:" + word] += 1
-    return {k: math.log1p(v) for k, v in counts.items()}
+    counts.update(map("w:".__add__, _WORD.findall(text[:100_000])))
+    return dict(zip(counts, map(math.log1p, counts.values())))
+
+
+_VALUE_ATTRS = frozenset({"type", "name", "id", "autocomplete", "method", "rel", "http-equiv"})
+_URL_ATTRS = frozenset({"action", "href", "src"})
 
 
 def _url_shape(value: str) -> str:

@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
+from collections import OrderedDict
 from typing import ClassVar
 
 from ..capture import Capture
 from ..config import EngineConfig
 from ..features import Features
+from ..features.javascript import on_clear_cache
 from ..models import LoadedModels, ModelBundle, ModelInput, featurize, load_models
 from ..results import Evidence, Indicator, LayerResult, Severity
 
@@ -46,6 +49,54 @@ SPECIAL_TLDS = frozenset({"test", "example", "invalid", "localhost", "local", "i
 
 #: The JS model scores at most this many scripts per page (the largest first).
 MAX_SCRIPTS_SCORED = 40
+
+
+class ScriptScoreCache:
+    """Per-process LRU of JS model probabilities, keyed by model sha256 and the script text itself.
+
+    Tokenising a script is most of the ml layer's cost, and a gateway sees the same library files
+    on page after page: a repeat then costs one lookup. Keys hold the text, not a hash of it (no
+    collision can hand one script another's score), and the texts are bounded in characters.
+    Emptied by ``features.javascript.clear_cache()`` with the feature cache, so cold scans stay cold.
+    """
+
+    MIN_CHARS = 512  # shorter scripts are cheap to score again
+    MAX_CHARS = 8_000_000
+
+    def __init__(self) -> None:
+        self._scores: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def get(self, model: str, text: str) -> float | None:
+        if len(text) < self.MIN_CHARS:
+            return None
+        with self._lock:
+            prob = self._scores.get((model, text))
+            if prob is not None:
+                self._scores.move_to_end((model, text))
+            return prob
+
+    def put(self, model: str, text: str, prob: float) -> None:
+        if not self.MIN_CHARS <= len(text) <= self.MAX_CHARS // 4:
+            return
+        with self._lock:
+            if (model, text) in self._scores:
+                return
+            self._scores[(model, text)] = prob
+            self._chars += len(text)
+            while self._chars > self.MAX_CHARS and self._scores:
+                (_, old), _ = self._scores.popitem(last=False)
+                self._chars -= len(old)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._scores.clear()
+            self._chars = 0
+
+
+SCRIPT_SCORES = ScriptScoreCache()
+on_clear_cache(SCRIPT_SCORES.clear)
 
 _TITLES = {
     "js": ("ml.js_model", "The JavaScript model rates a script as likely malicious", "malware"),
@@ -144,13 +195,22 @@ class MlLayer:
             inp = featurize("html", capture.html or "", base_url=capture.url, numeric_keys=bundle.numeric_keys)
             return bundle.predict([inp])[0], "html"
         views = sorted(features.scripts, key=lambda v: -len(v.text))[:MAX_SCRIPTS_SCORED]
-        inputs: list[ModelInput] = []
-        for view in views:
-            numeric = dict(features.js(view).vector()) if bundle.numeric_keys else {}
-            inputs.append(featurize("js", view.text, numeric_keys=bundle.numeric_keys, numeric=numeric))
-        probs = bundle.predict(inputs)
-        if not probs:
+        if not views:
             return None, ""
+        # Only a model loaded from a file (sha256 known) is cached: the key must name it exactly.
+        model = str(bundle.meta.get("sha256") or "")
+        cached = [SCRIPT_SCORES.get(model, view.text) if model else None for view in views]
+        missing = [i for i, prob in enumerate(cached) if prob is None]
+        inputs: list[ModelInput] = []
+        for i in missing:
+            numeric = dict(features.js(views[i]).vector()) if bundle.numeric_keys else {}
+            inputs.append(featurize("js", views[i].text, numeric_keys=bundle.numeric_keys, numeric=numeric))
+        # One batched call; a row's probability does not depend on the other rows of the batch.
+        fresh = dict(zip(missing, bundle.predict(inputs)))
+        probs = [fresh[i] if prob is None else prob for i, prob in enumerate(cached)]
+        if model:
+            for i, prob in fresh.items():
+                SCRIPT_SCORES.put(model, views[i].text, prob)
         best = max(range(len(probs)), key=lambda i: probs[i])
         return probs[best], views[best].location
 

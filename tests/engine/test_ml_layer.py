@@ -164,3 +164,39 @@ def test_url_model_still_ranks_urls() -> None:
     low = engine.scan(Capture.build("https://en.wikipedia.org/wiki/Cat")).risk_score
     high = engine.scan(Capture.build("http://paypal-secure-login.xyz/webscr/verify")).risk_score
     assert high > low
+
+
+def test_fast_logistic_path_equals_predict_proba() -> None:
+    """ModelBundle.predict skips scikit-learn's per-call checks; the numbers must not move."""
+    from malwaresnipper.engine.models import design_matrix, featurize
+
+    layer = MlLayer(EngineConfig())
+    raws = {
+        "js": ["var a = document.createElement('div'); a.id = 'x';", "eval(unescape('%61%6c%65%72%74'))"],
+        "url": ["https://paypal.com.secure-login.example.net/webscr?cmd=_login", "https://www.python.org/"],
+        "html": ["<form action='login.php'><input type=password name=pw></form>", "<p>Hello</p>"],
+    }
+    for kind, bundle in layer.loaded.bundles.items():
+        assert bundle._binary_logistic is not None, kind
+        inputs = [featurize(kind, raw, numeric_keys=bundle.numeric_keys) for raw in raws[kind]]
+        X = design_matrix(inputs, bundle.numeric_keys, bundle.numeric_mean, bundle.numeric_scale,
+                          numeric_weight=bundle.numeric_weight, n_features=bundle.n_features)
+        assert bundle.predict(inputs) == [float(p) for p in bundle.estimator.predict_proba(X)[:, 1]]
+
+
+def test_script_scores_are_cached_and_cleared_with_the_feature_cache() -> None:
+    from malwaresnipper.engine.features.javascript import clear_cache
+    from malwaresnipper.engine.layers.ml import SCRIPT_SCORES
+
+    layer = MlLayer(EngineConfig())
+    script = "function greet(name) { return 'Hello, ' + name + '!'; }\n" * 20  # over MIN_CHARS
+    capture = Capture.build("https://example.org/", scripts=[{"url": "https://example.org/a.js", "text": script}])
+    clear_cache()
+    model = layer.loaded.bundles["js"].meta["sha256"]
+    assert SCRIPT_SCORES.get(model, script) is None
+    cold = _analyze(layer, capture)
+    assert SCRIPT_SCORES.get(model, script) == pytest.approx(cold.details["js_probability"], abs=1e-6)
+    warm = _analyze(layer, capture)
+    assert warm.score == cold.score and warm.details == cold.details
+    clear_cache()
+    assert SCRIPT_SCORES.get(model, script) is None

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from malwaresnipper.engine.features.text import js_tokens, page_tokens, sanitize_html, scripts_in_markup, url_tokens
+import re
+
+from malwaresnipper.engine.features.text import (
+    JS_BIGRAM_CHARS,
+    js_tokens,
+    page_tokens,
+    sanitize_html,
+    scripts_in_markup,
+    url_tokens,
+)
 
 FROZEN_LOGIN = """<html><head>
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'">
@@ -41,3 +50,28 @@ def test_markup_scripts_are_extracted() -> None:
 def test_js_tokens_are_bounded_for_huge_scripts() -> None:
     tokens = js_tokens("var a = 1;\n" * 500_000)  # 5.5 MB: only head and tail are read
     assert tokens["var"] > 0 and len(tokens) < 50
+
+
+def test_sanitize_skips_passes_only_when_they_cannot_match() -> None:
+    # re.IGNORECASE folds long s (U+017F), dotless i (U+0131), dotted I (U+0130) and the Kelvin
+    # sign to ASCII letters; the literal pre-checks must still let those pages through the passes.
+    for page in ('<img src="reſources/a.png">', '<a data-orıginal-href="/x">x</a>',
+                 '<img src="RESOURCES/a.png"><p>é</p>', '<a DATA-ORIGINAL-HREF="/x">x</a>'):
+        clean = sanitize_html(page)
+        assert "ources/" not in clean.lower() and "ginal-href" not in clean.lower(), (page, clean)
+    # Template tags need two characters: a lone brace (CSS, JSON) is left alone, {{ }} is cut.
+    assert sanitize_html("<style>a{color:red}</style>") == "<style>a{color:red}</style>"
+    assert "name" not in sanitize_html("<p>{{ name }}</p>")
+
+
+def test_js_tokens_bigrams_stop_at_the_head_wherever_it_is_cut() -> None:
+    # The head's tokens are shared with the full scan up to the last space; a head with no space
+    # at all, or a token running across the head's end, must give the same bigrams as a rescan.
+    pattern = re.compile(r"[A-Za-z_$][\w$]{0,40}|\d+|[^\w\s]{1,3}")
+    for text in ("a" * (JS_BIGRAM_CHARS + 5) + " b c",
+                 "x=1;" * (JS_BIGRAM_CHARS // 4) + "longname" * 20 + " tail",
+                 "var q = 1; " * 1000 + "zz" * JS_BIGRAM_CHARS):
+        tokens = js_tokens(text)
+        head_tokens = pattern.findall(text[:JS_BIGRAM_CHARS])
+        expected = {f"{a} {b}" for a, b in zip(head_tokens, head_tokens[1:])}
+        assert {k for k in tokens if " " in k} == expected
