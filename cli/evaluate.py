@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from ..engine.capture import Capture, Source
 from ..engine.errors import MalwareSnipperError
+from .engine_args import add_engine_options, engine_from_args
 
 SAMPLE_HOST = "https://sample.invalid/"
 
@@ -30,9 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--data", nargs="+", required=True, metavar="FILE", help="labelled corpora")
     parser.add_argument("--json", action="store_true", help="print one JSON object per corpus")
-    parser.add_argument("--layers", help="comma-separated layers to run, e.g. ml or url,reputation")
     parser.add_argument("--scores", metavar="OUT.jsonl", help="write id, label, category, risk_score, threat_level per sample")
-    parser.add_argument("--config", help="a malwaresnipper.toml")
+    add_engine_options(parser)
     parser.add_argument("--split", choices=("all", "dev", "train"), default="all",
                         help="only the dev (or train) side of the training split (default: all rows)")
     parser.add_argument("--limit", type=int, help="read at most N samples per file")
@@ -132,19 +132,12 @@ def format_report(metrics: dict[str, Any], summary: dict[str, Any]) -> str:
 
 
 def eval_command(args: argparse.Namespace) -> int:
-    from ..engine.engine import RiskEngine
     from ..engine.training.corpus import CorpusError
-    from ..settings import load_settings
 
     try:
-        settings = load_settings(args.config)
-        layers = [x.strip() for x in args.layers.split(",")] if args.layers else None
-        engine = RiskEngine(settings.engine, layers=layers)
+        _, engine = engine_from_args(args)
     except MalwareSnipperError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if layers is not None and not engine.layers:
-        print(f"error: no known layer in --layers {args.layers!r}", file=sys.stderr)
         return 2
     scores_out = open(args.scores, "w", encoding="utf-8") if args.scores else None  # noqa: SIM115
     status = 0

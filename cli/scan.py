@@ -14,6 +14,7 @@ from pathlib import Path
 from ..engine.capture import Capture, Source
 from ..engine.errors import MalwareSnipperError
 from ..engine.verdict import ThreatLevel, Verdict
+from .engine_args import add_engine_options, engine_from_args
 
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 JS_SUFFIXES = {".js", ".mjs", ".cjs", ".jsx"}
@@ -28,8 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("targets", nargs="+", metavar="TARGET", help="a .html/.htm/.js file or a URL")
     parser.add_argument("--json", action="store_true", help="print one JSON object per target")
-    parser.add_argument("--config", help="a malwaresnipper.toml (default: ./malwaresnipper.toml if present)")
-    parser.add_argument("--layers", help="comma-separated layers to run (default: all enabled)")
+    add_engine_options(parser)
     parser.set_defaults(func=scan_command)
 
 
@@ -80,13 +80,8 @@ def verdict_json(verdict: Verdict) -> dict:
 
 
 def scan_command(args: argparse.Namespace) -> int:
-    from ..engine.engine import RiskEngine
-    from ..settings import load_settings
-
     try:
-        settings = load_settings(args.config)
-        layers = [x.strip() for x in args.layers.split(",")] if args.layers else None
-        engine = RiskEngine(settings.engine, layers=layers)
+        settings, engine = engine_from_args(args)
     except MalwareSnipperError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
