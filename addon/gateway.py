@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 from collections import Counter
 from pathlib import Path
@@ -41,6 +42,7 @@ from . import blockpage
 from .blockpage import CONTROL_PREFIX
 from .bypass import BypassTokens
 from .decode import DecodeError, BodyTooLarge
+from .flowurl import pretty_url
 from .linking import PageLinker
 from .recent import RecentVerdicts
 from .responses import DecodedBody, build_capture, decode_body, wants_buffering
@@ -85,6 +87,8 @@ class Gateway:
         self.service: Any = None  # server.service.ScanService
         self._config_lists = (ListEntries(), ListEntries())  # (allow, block) from the config files
         self._local_allow: set[str] = set()
+        #: the API/event ports on this machine: requests to them are the gateway's own traffic
+        self._own_ports: frozenset[int] = frozenset()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._inflight: dict[Any, asyncio.Task[Any]] = {}
         self._stream_threshold: str | None = None
@@ -129,6 +133,7 @@ class Gateway:
         if self.services is not None and updated & restart_needed:
             log.warning("malwaresnipper: %s take effect after a restart", ", ".join(sorted(updated & restart_needed)))
         self.effective = effective
+        self._own_ports = self._own_ports_now()
         self.recent.window_s = effective.settings.proxy.dedupe_window_s
         self._set_stream_threshold(effective.max_body_bytes)
         log.info("malwaresnipper: %s mode, budget %d ms%s, body cap %d bytes",
@@ -221,12 +226,14 @@ class Gateway:
             log.error("malwaresnipper: could not start the scan services: %s; traffic passes unscanned", exc)
             return
         self.service = self.services.service
+        self._own_ports = self._own_ports_now()
         pool = self.service.pool
         if hasattr(pool, "start"):
             pool.start()  # warm the workers now, not on the first page
         self._flush_task = asyncio.create_task(self._flush_counters_loop())
         if with_servers:
             log.info("malwaresnipper: API and dashboard on %s, events on %s", self.services.api_url, self.services.events_url)
+        _freeze_startup_objects()
         log.info("malwaresnipper: gateway ready (%s mode)", self.effective.mode)
 
     async def done(self) -> None:
@@ -238,6 +245,7 @@ class Gateway:
             await self._flush_counters()
             await self.services.stop()
         self.services = self.service = None
+        self._own_ports = self._own_ports_now()
         log.info("malwaresnipper: stopped; %s", _format_counters(self.counters))
 
     # -- counters ----------------------------------------------------------------------------
@@ -280,7 +288,7 @@ class Gateway:
         if req.path.startswith(CONTROL_PREFIX):
             await self._control(flow)
             return
-        url = req.pretty_url
+        url = pretty_url(req)
         if self._is_allowed(url):
             flow.metadata["malwaresnipper_skip"] = "allowlisted"
             return
@@ -301,8 +309,14 @@ class Gateway:
                 self._spawn(self._record_url_only(url))
 
     def _is_own_traffic(self, host: str, port: int) -> bool:
-        if self.effective is None or host.lower() not in LOCAL_HOSTS:
-            return False
+        return port in self._own_ports and host.lower() in LOCAL_HOSTS
+
+    def _own_ports_now(self) -> frozenset[int]:
+        """The configured API/event ports and those the servers really bound (port 0 = any).
+
+        Worked out when the configuration or the services change, not per request."""
+        if self.effective is None:
+            return frozenset()
         server = self.effective.settings.server
         ports = {server.api_port, server.events_port}
         if self.services is not None:
@@ -312,19 +326,22 @@ class Gateway:
                         ports.add(urlsplit(url).port or 0)
                 except ValueError:
                     pass
-        return port in ports
+        return frozenset(ports)
 
     def _is_allowed(self, url: str) -> bool:
         try:
-            host = (urlsplit(url).hostname or "").lower()
+            parts = urlsplit(url)
         except ValueError:
             return False
-        if host in self._local_allow:
+        # The host is worked out only when a list could match it: this runs on every request.
+        if self._local_allow and (parts.hostname or "").lower() in self._local_allow:
             return True
         if self.service is not None and self.service.is_allowed(url):
             return True
         allow = self._config_lists[0]
-        return bool(allow.match_url(url) or allow.match_domain(host))
+        if not allow.urls and not allow.domains:
+            return False
+        return bool(allow.match_url(url) or allow.match_domain((parts.hostname or "").lower()))
 
     def _blocklisted(self, url: str) -> str | None:
         """Why ``url`` is on a blocklist (API-managed or config file), or None."""
@@ -400,9 +417,10 @@ class Gateway:
             return
         headers = flow.response.headers
         length: int | None = None
-        if "content-length" in headers:
+        declared = headers.get("content-length")  # each lookup scans every header: look once
+        if declared is not None:
             try:
-                length = int(headers["content-length"])
+                length = int(declared)
             except ValueError:
                 length = None
         reason = wants_buffering(headers.get("content-type"), length, eff.max_body_bytes)
@@ -412,7 +430,7 @@ class Gateway:
             self.count(f"unscanned_{reason}")
             if reason == "too_large":
                 log.info("malwaresnipper: %s streamed unscanned (%s bytes over the %d-byte cap)",
-                         flow.request.pretty_url[:300], length, eff.max_body_bytes)
+                         pretty_url(flow.request)[:300], length, eff.max_body_bytes)
 
     # -- response ----------------------------------------------------------------------------
 
@@ -423,7 +441,7 @@ class Gateway:
         if flow.response.stream:  # switched to streaming by mitmproxy: it outgrew the cap
             self.count("unscanned_too_large")
             log.info("malwaresnipper: %s streamed unscanned (grew past the %d-byte cap)",
-                     flow.request.pretty_url[:300], eff.max_body_bytes)
+                     pretty_url(flow.request)[:300], eff.max_body_bytes)
             return
         if self.service is None:
             self.count("unscanned_no_service")
@@ -435,7 +453,7 @@ class Gateway:
         if len(raw) > eff.max_body_bytes:
             self.count("unscanned_too_large")
             return
-        url = req.pretty_url
+        url = pretty_url(req)
         passed = bool(flow.metadata.get("malwaresnipper_pass"))
         key = self.recent.key(url, raw)
         blocking = eff.mode == "block" and not passed
@@ -735,6 +753,20 @@ def _load_lists(settings: Settings, attribute: str) -> ListEntries:
     engine = settings.engine
     files = getattr(engine.reputation, attribute)
     return merge([load_list_file(engine.resolve(f)) for f in files]) if files else ListEntries()
+
+
+_startup_frozen = False
+
+
+def _freeze_startup_objects() -> None:
+    """Leave what is loaded by now out of the cyclic collector's full passes (once per process).
+
+    mitmproxy, the engine's modules and the services live as long as the proxy; a full collection
+    would otherwise walk all of them while requests wait (a pause in the latency tail)."""
+    global _startup_frozen
+    if not _startup_frozen:
+        _startup_frozen = True
+        gc.freeze()
 
 
 def _format_counters(counters: Counter[str]) -> str:

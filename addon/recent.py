@@ -1,10 +1,13 @@
 """The gateway's fast path for repeats: the same URL with the same bytes reuses its verdict.
 
 The scan service already reuses verdicts for identical captures, but reaching it costs a decode,
-a Capture and a content hash per response. Here the key is the URL plus a hash of the raw body
-bytes (Python's keyed SipHash: fast, and not predictable by a page), so a repeat costs one hash
-and a dict lookup. Entries live ``window_s`` (``[proxy] dedupe_window_s``) and the table is
-bounded. Allow/block list changes are still honoured at request time, before this table is used.
+a Capture and a content hash per response. Here a repeat costs a dict lookup and one comparison
+of the raw body bytes with the remembered ones (``memcmp``: many times faster than hashing the
+body, and exact, so a page cannot craft a body that passes for another). The table is indexed by
+URL and body length, one body per slot (the latest), so no input can make lookups walk a chain;
+entries live ``window_s`` (``[proxy] dedupe_window_s``) and the table is bounded in entries and
+in the bytes it keeps alive. Allow/block list changes are still honoured at request time, before
+this table is used.
 """
 
 from __future__ import annotations
@@ -15,6 +18,33 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_ENTRIES = 20_000
+#: Raw bodies kept for the comparison; beyond this the oldest entries go.
+MAX_BYTES = 32 * 1024 * 1024
+
+
+class BodyKey:
+    """A response by URL and raw body: equal only when the bytes are equal.
+
+    Hashes on the URL and the length alone (no pass over the body); a dict that holds several
+    keys of one URL and length tells them apart by comparing the bytes.
+    """
+
+    __slots__ = ("url", "raw", "slot", "_hash")
+
+    def __init__(self, url: str, raw: bytes) -> None:
+        self.url = url
+        self.raw = raw
+        self.slot = (url, len(raw))
+        self._hash = hash(self.slot)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BodyKey) and self.slot == other.slot and self.raw == other.raw
+
+    def __repr__(self) -> str:
+        return f"BodyKey({self.url!r}, {len(self.raw)} bytes)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,36 +53,47 @@ class Remembered:
     scan_id: str | None
     verdict: Any  # engine Verdict
     at: float
+    raw: bytes = b""
 
 
 class RecentVerdicts:
-    def __init__(self, window_s: float, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(self, window_s: float, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
         self.window_s = window_s
         self.max_entries = max_entries
-        self._items: OrderedDict[tuple[str, int, int], Remembered] = OrderedDict()
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[str, int], Remembered] = OrderedDict()
+        self._bytes = 0
         self.hits = 0
 
     @staticmethod
-    def key(url: str, raw: bytes) -> tuple[str, int, int]:
-        return (url, len(raw), hash(raw))
+    def key(url: str, raw: bytes) -> BodyKey:
+        return BodyKey(url, raw)
 
-    def get(self, key: tuple[str, int, int]) -> Remembered | None:
-        item = self._items.get(key)
-        if item is None:
+    def get(self, key: BodyKey) -> Remembered | None:
+        item = self._items.get(key.slot)
+        if item is None or item.raw != key.raw:
             return None
         if time.monotonic() - item.at > self.window_s:
-            del self._items[key]
+            self._drop(key.slot)
             return None
         self.hits += 1
         return item
 
-    def put(self, key: tuple[str, int, int], kind: str, scan_id: str | None, verdict: Any) -> None:
-        if self.window_s <= 0:
+    def put(self, key: BodyKey, kind: str, scan_id: str | None, verdict: Any) -> None:
+        if self.window_s <= 0 or len(key.raw) > self.max_bytes:
             return
-        self._items[key] = Remembered(kind, scan_id, verdict, time.monotonic())
-        self._items.move_to_end(key)
-        while len(self._items) > self.max_entries:
-            self._items.popitem(last=False)
+        self._drop(key.slot)
+        self._items[key.slot] = Remembered(kind, scan_id, verdict, time.monotonic(), key.raw)
+        self._bytes += len(key.raw)
+        while len(self._items) > self.max_entries or self._bytes > self.max_bytes:
+            _, dropped = self._items.popitem(last=False)
+            self._bytes -= len(dropped.raw)
+
+    def _drop(self, slot: tuple[str, int]) -> None:
+        old = self._items.pop(slot, None)
+        if old is not None:
+            self._bytes -= len(old.raw)
 
     def clear(self) -> None:
         self._items.clear()
+        self._bytes = 0

@@ -164,10 +164,11 @@ class InMemoryEventBus:
 
     def _deliver(self, items: list[tuple[int, float, str | None, str]]) -> None:
         for seq, _ts, _scan, text in items:
-            body = text_frame(text)  # framed once per event, shared by every subscriber
-            for sub in list(self._subs):
-                if not sub.offer(seq, body):
-                    self.dropped += 1
+            if self._subs:  # nobody watching (the usual case for a proxy): no frame to build
+                body = text_frame(text)  # framed once per event, shared by every subscriber
+                for sub in list(self._subs):
+                    if not sub.offer(seq, body):
+                        self.dropped += 1
             self.delivered_seq = seq
             self.published += 1
 
