@@ -226,6 +226,7 @@ class Gateway:
             log.error("malwaresnipper: could not start the scan services: %s; traffic passes unscanned", exc)
             return
         self.service = self.services.service
+        self.service.proxy_address = (ctx.options.listen_host or "127.0.0.1", int(ctx.options.listen_port or 8080))
         self._own_ports = self._own_ports_now()
         pool = self.service.pool
         if hasattr(pool, "start"):

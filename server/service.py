@@ -111,6 +111,9 @@ class ScanService:
         self.started_at = time.time()
         self.model_versions: dict[str, str] = {}
         self.events_url = ""
+        #: Where the proxy listens, when one runs in this process (the addon sets it): shown by
+        #: the dashboard's empty state so a user points the browser at the right port.
+        self.proxy_address: tuple[str, int] | None = None
         self._started = False
         self._id_prefix = uuid.uuid4().hex[:16]
         self._id_counter = 0
@@ -193,6 +196,7 @@ class ScanService:
             "queue_depth": self.queue_depth,
             "uptime_s": round(time.time() - self.started_at, 3),
             "events_url": self.events_url,
+            "proxy": {"host": self.proxy_address[0], "port": self.proxy_address[1]} if self.proxy_address else None,
         }
 
     # -- scanning ----------------------------------------------------------------------------

@@ -35,6 +35,7 @@ async def test_health_needs_no_token_and_reports_versions(gateway: Gateway) -> N
     assert body["events_url"] == gateway.events_url
     assert isinstance(body["queue_depth"], int) and body["uptime_s"] >= 0
     assert body["version"] and body["engine_version"]
+    assert body["proxy"] is None  # `serve` runs no proxy
 
 
 async def test_captures_produce_ordered_events_then_history_and_stats(gateway: Gateway) -> None:

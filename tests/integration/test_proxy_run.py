@@ -57,7 +57,9 @@ def test_run_starts_proxy_api_and_events_and_says_where(tmp_path):
         assert f"proxy            http://127.0.0.1:{proxy_port}" in out, out
         assert f"http://127.0.0.1:{api_port}/" in out and f"ws://127.0.0.1:{events_port}/" in out
         assert str(tmp_path / "conf" / "mitmproxy-ca-cert.pem") in out and "block mode" in out
-        assert Client().get(f"http://127.0.0.1:{api_port}/api/v1/health", timeout=10).json()["status"] == "ok"
+        health = Client().get(f"http://127.0.0.1:{api_port}/api/v1/health", timeout=10).json()
+        assert health["status"] == "ok"
+        assert health["proxy"] == {"host": "127.0.0.1", "port": proxy_port}  # the dashboard's empty state shows it
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not any("scan worker 0 ready" in l for l in lines):
             time.sleep(0.1)
