@@ -84,7 +84,7 @@ class Settings:
     events: EventSettings = field(default_factory=EventSettings)
     data_dir: str = ""
     #: The file these settings came from ('' for defaults); engine paths resolve against it.
-    source: str = ""
+    source: str = field(default="", metadata={"internal": True})
 
     @property
     def data_path(self) -> Path:

@@ -105,7 +105,7 @@ class EngineConfig:
     signatures: Signatures = field(default_factory=Signatures)
     ml: Ml = field(default_factory=Ml)
     #: Folder that relative paths in this config are resolved against (the config file's folder).
-    base_dir: str = ""
+    base_dir: str = field(default="", metadata={"internal": True})
 
     def __post_init__(self) -> None:
         if not 0 <= self.thresholds.suspicious <= self.thresholds.malicious <= 100:
@@ -178,15 +178,17 @@ def from_mapping(
     """Build dataclass ``cls`` from ``data``, checking every key and type.
 
     Errors read like ``config.toml: thresholds.malicious: expected a number, got 'high'``.
+    Fields marked ``metadata={"internal": True}`` are filled by the loader, never by a file.
     """
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: {prefix.rstrip('.') or 'top level'}: expected a table")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     kwargs: dict[str, Any] = dict(defaults or {})
+    settable = {name for name, f in fields.items() if not f.metadata.get("internal")}
     for key, value in data.items():
-        if key not in fields or key == "base_dir":
-            known = ", ".join(sorted(k for k in fields if k != "base_dir"))
+        if key not in settable:
+            known = ", ".join(sorted(settable))
             raise ConfigError(f"{source}: unknown key '{prefix}{key}' (known keys: {known})")
         kwargs[key] = _convert(hints[key], value, source=source, key=f"{prefix}{key}")
     try:

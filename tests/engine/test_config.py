@@ -69,3 +69,26 @@ def test_config_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     bad = write(tmp_path, "[engine.thresholds]\nsuspicious = 'x'\n")
     assert main(["config", "check", str(bad)]) == 2
     assert "engine.thresholds.suspicious" in capsys.readouterr().err
+
+
+def test_documented_config_is_complete_and_valid(tmp_path: Path) -> None:
+    """docs/configuration.md spells out every default: it must load and equal the defaults."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    block = re.search(r"```toml\n(.*?)```", doc, re.S)
+    assert block is not None
+    path = write(tmp_path, block.group(1))
+    settings = load_settings(path)
+    defaults = load_settings(None)
+    assert settings.engine.thresholds == defaults.engine.thresholds
+    assert settings.engine.layers == defaults.engine.layers
+    assert (settings.proxy, settings.server, settings.store, settings.events) == (
+        defaults.proxy, defaults.server, defaults.store, defaults.events)
+
+
+def test_internal_fields_cannot_be_set_from_a_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown key 'source'"):
+        load_settings(write(tmp_path, "source = 'elsewhere.toml'\n"))
+    with pytest.raises(ConfigError, match="unknown key 'engine.base_dir'"):
+        load_settings(write(tmp_path, "[engine]\nbase_dir = '/'\n"))
