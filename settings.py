@@ -16,6 +16,7 @@ An unknown key anywhere is an error naming the key and the file.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,20 +60,42 @@ class ServerSettings:
     max_body_bytes: int = 5_000_000
     rate_limit_per_minute: int = 600
     client_queue_size: int = 1000
+    #: Names this gateway in events and history when several share one Redis and PostgreSQL;
+    #: '' means the host name.
+    gateway_id: str = ""
 
 
 @dataclass(frozen=True)
 class StoreSettings:
+    #: ``sqlite`` (one file, one gateway) or ``postgres`` (shared by several gateways).
     backend: str = "sqlite"
     #: SQLite file; '' means ``<data_dir>/history.sqlite3``.
     path: str = ""
+    #: PostgreSQL connection string (``postgresql://user:pass@host:5432/db``); '' means libpq's
+    #: ``PG*`` environment variables, which keeps the password out of the file.
+    dsn: str = ""
+    #: PostgreSQL connections per gateway (reads; one more writes, one listens for list changes).
+    pool_size: int = 4
+    #: Writes held while PostgreSQL is unreachable; beyond this they fail (and are logged).
+    max_pending_writes: int = 10_000
     retention_days: int = 30
     retention_rows: int = 1_000_000
 
 
 @dataclass(frozen=True)
 class EventSettings:
+    #: ``memory`` (in-process, one gateway) or ``redis`` (Redis Streams, several gateways).
     backend: str = "memory"
+    #: Redis server for ``backend = "redis"``.
+    url: str = "redis://127.0.0.1:6379/0"
+    #: Stream key shared by every gateway (the seq counter lives beside it: ``<stream>:seq``).
+    stream: str = "malwaresnipper:events"
+    #: ``XADD ... MAXLEN ~`` cap: how many events the stream keeps for replay.
+    max_len: int = 100_000
+    #: This event server's consumer group; '' means ``events-<gateway_id>``.
+    group: str = ""
+    #: Events held in memory while Redis is unreachable; beyond this the oldest are dropped (logged).
+    buffer_events: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -85,6 +108,11 @@ class Settings:
     data_dir: str = ""
     #: The file these settings came from ('' for defaults); engine paths resolve against it.
     source: str = field(default="", metadata={"internal": True})
+
+    @property
+    def gateway_name(self) -> str:
+        """``[server] gateway_id``, or this machine's host name."""
+        return self.server.gateway_id or socket.gethostname()
 
     @property
     def data_path(self) -> Path:

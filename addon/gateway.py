@@ -37,6 +37,7 @@ from ..engine.errors import CaptureError, MalwareSnipperError
 from ..engine.lists import ListEntries, load_list_file, merge
 from ..engine.results import Severity
 from ..engine.verdict import ThreatLevel, Verdict
+from ..server.store import StoreUnavailable
 from ..settings import Settings, load_settings
 from . import blockpage
 from .blockpage import CONTROL_PREFIX
@@ -57,6 +58,8 @@ COUNTER_FLUSH_S = 5.0
 #: Scans waiting per worker beyond which responses pass unscanned (counted as overload).
 MAX_QUEUED_PER_WORKER = 50
 HEADER = "X-MalwareSnipper"
+#: How often a gateway whose shared history store was unreachable at start tries again.
+START_RETRY_S = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +97,7 @@ class Gateway:
         self._stream_threshold: str | None = None
         self._flush_task: asyncio.Task[None] | None = None
         self._start_error: str | None = None
+        self._start_retry: asyncio.Task[None] | None = None
 
     # -- options -----------------------------------------------------------------------------
 
@@ -223,8 +227,16 @@ class Gateway:
         except MalwareSnipperError as exc:
             # The proxy keeps working (unscanned) rather than refusing all traffic.
             self._start_error = f"{type(exc).__name__}: {exc}"
-            log.error("malwaresnipper: could not start the scan services: %s; traffic passes unscanned", exc)
+            if isinstance(exc, StoreUnavailable):
+                # A shared history (PostgreSQL) that is down now may be back in a moment. A warning,
+                # not an error: mitmdump exits on an error logged during its start-up.
+                log.warning("malwaresnipper: could not start the scan services: %s; traffic passes unscanned; "
+                          "retrying every %.0f s", exc, START_RETRY_S)
+                self._retry_start_later()
+            else:
+                log.error("malwaresnipper: could not start the scan services: %s; traffic passes unscanned", exc)
             return
+        self._start_error = None
         self.service = self.services.service
         self.service.proxy_address = (ctx.options.listen_host or "127.0.0.1", int(ctx.options.listen_port or 8080))
         self._own_ports = self._own_ports_now()
@@ -237,7 +249,16 @@ class Gateway:
         _freeze_startup_objects()
         log.info("malwaresnipper: gateway ready (%s mode)", self.effective.mode)
 
+    def _retry_start_later(self) -> None:
+        async def retry() -> None:
+            await asyncio.sleep(START_RETRY_S)
+            await self.running()
+
+        self._start_retry = asyncio.create_task(retry())
+
     async def done(self) -> None:
+        if self._start_retry is not None:
+            self._start_retry.cancel()
         if self._flush_task is not None:
             self._flush_task.cancel()
         if self._tasks:

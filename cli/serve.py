@@ -59,7 +59,12 @@ async def _serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     print(f"API and dashboard: {running.api_url}/", flush=True)
     print(f"event stream:      {running.events_url}", flush=True)
-    print(f"history:           {settings.store.path or settings.data_path / 'history.sqlite3'}", flush=True)
+    history = ("PostgreSQL" if settings.store.backend == "postgres"
+               else settings.store.path or settings.data_path / "history.sqlite3")
+    print(f"history:           {history}", flush=True)
+    if settings.events.backend == "redis":
+        print(f"events via:        Redis Stream {settings.events.stream!r} as gateway {settings.gateway_name!r}",
+              flush=True)
     print("token:             malwaresnipper token (sent as 'Authorization: Bearer <token>')", flush=True)
     print("ready", flush=True)
     await stop.wait()

@@ -410,6 +410,7 @@ function renderDetail(scan) {
     fact("Verdict", levelBadge(verdict.threat_level, "unknown"), ` ${scoreText(verdict.risk_score)} / 100`,
       verdict.classification ? ` · ${verdict.classification}` : ""),
     fact("Source", scan.method || ""),
+    fact("Gateway", scan.gateway_id || ""),
     fact("Blocked", scan.blocked ? el("span", { class: "badge blocked", text: "blocked" }) : "no"),
     fact("Scan time", `${Number(verdict.duration_ms || 0).toFixed(1)} ms`),
     fact("Content", `${Number(verdict.scanned_chars || 0).toLocaleString()} characters${verdict.truncated ? " (truncated)" : ""}`),

@@ -25,7 +25,7 @@ import malwaresnipper
 from .auth import OriginPolicy, bearer_token, token_matches
 from .captures import BadRequest, capture_from_body
 from .service import ScanService
-from .store import LIST_KINDS, LIST_NAMES, ScanFilter
+from .store import LIST_KINDS, LIST_NAMES, ScanFilter, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         message = {404: f"no such endpoint: {request.method} {request.path} (see /api/v1/openapi.json)",
                    405: f"{request.method} is not allowed on {request.path}"}.get(exc.status, exc.reason)
         response = error(exc.status, code, message)
+    except StoreUnavailable as exc:
+        log.warning("API %s %s: %s", request.method, request.path, exc)
+        response = error(503, "store_unavailable", f"the scan history is unreachable right now ({exc}); "
+                         "retry shortly", retry_after_s=5)
+        response.headers["Retry-After"] = "5"
     except asyncio.CancelledError:
         raise
     except Exception:  # noqa: BLE001 - never a traceback to a client
@@ -254,7 +259,8 @@ def scan_filter(request: web.Request) -> ScanFilter:
             raise BadRequest("invalid_parameter", "?source= must be proxy or extension")
     domain = (request.query.get("domain") or "").strip().lower().rstrip(".") or None
     return ScanFilter(level=level, method=method, domain=domain, since=_time_param(request, "since"),
-                      until=_time_param(request, "until"), q=request.query.get("q") or None)
+                      until=_time_param(request, "until"), q=request.query.get("q") or None,
+                      gateway=(request.query.get("gateway") or "").strip() or None)
 
 
 async def list_scans(request: web.Request) -> web.Response:

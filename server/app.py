@@ -78,7 +78,8 @@ async def start_services(
     ssl_ctx = _ssl_context(*tls) if tls else None
     token = load_or_create_token(settings.data_path)
 
-    service = ScanService(settings, pool=pool)
+    # A gateway without an event server has nobody to deliver events to: it only appends them.
+    service = ScanService(settings, pool=pool, read_events=events)
     await service.start()
     running = RunningServices(service=service, token=token, api_url="", events_url="")
     try:
@@ -100,7 +101,7 @@ async def start_services(
             running.api_url = f"{scheme}://{shown}:{api_port}"
         if events:
             stream = EventStreamServer(
-                service.bus, service.store, service.snapshot,
+                service.bus, service.snapshot,
                 token=token, origins=origins, host=host, port=events_port,
                 queue_size=settings.server.client_queue_size, ssl_context=ssl_ctx,
             )

@@ -9,12 +9,15 @@ run starts after the highest stored ``seq``), and a client reconnecting with ``l
 exactly the events it missed: the snapshot names the last delivered ``seq`` S at the moment the
 client subscribed; events up to S come from the store, later ones from the client's live queue.
 
-The bus is an interface so that a later issue can put Redis behind it for several gateways.
+:class:`EventBus` is the seam: :class:`InMemoryEventBus` here for one gateway,
+:class:`~malwaresnipper.server.redis_bus.RedisEventBus` for several gateways sharing one stream.
+The stream server only talks to the interface (subscribe, ``delivered_seq``, ``events_after``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import socket
@@ -87,31 +90,69 @@ class Subscription:
 
 
 class EventBus(Protocol):
-    """What publishers and the stream server need from a bus."""
+    """What publishers and the stream server need from a bus (in-process or Redis)."""
 
     delivered_seq: int
     dropped: int
+    published: int
 
     async def start(self) -> None: ...
-    def publish(self, message: dict[str, Any], *, epoch: float | None = None) -> int: ...
+    async def stop(self) -> None: ...
+    def publish(self, message: dict[str, Any], *, epoch: float | None = None) -> int | None: ...
     def broadcast(self, message: dict[str, Any]) -> None: ...
     def subscribe(self, maxsize: int, congested: Callable[[], bool] | None = None) -> Subscription: ...
     def unsubscribe(self, sub: Subscription) -> None: ...
     async def flush(self) -> None: ...
+    async def events_after(self, after: int, upto: int, limit: int) -> list[str]: ...
+    def health(self) -> dict[str, Any]: ...
     @property
     def subscriber_count(self) -> int: ...
 
 
-class InMemoryEventBus:
-    """The single-gateway bus: seq counter in memory, log in the :class:`ScanStore`."""
+class Fanout:
+    """Delivery to this process's subscribers, shared by every bus: each event is framed once."""
 
-    def __init__(self, store: ScanStore) -> None:
-        self.store = store
-        self._seq = 0
+    def __init__(self) -> None:
         self.delivered_seq = 0
         self.dropped = 0
         self.published = 0
         self._subs: set[Subscription] = set()
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subs)
+
+    def _deliver_one(self, seq: int, text: str) -> None:
+        if self._subs:  # nobody watching (the usual case for a proxy): no frame to build
+            body = text_frame(text)  # framed once per event, shared by every subscriber
+            for sub in list(self._subs):
+                if not sub.offer(seq, body):
+                    self.dropped += 1
+        self.delivered_seq = seq
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        """Deliver an unsequenced control message (``lists_changed``) to current subscribers."""
+        body = text_frame(json.dumps(message, separators=(",", ":")))
+        for sub in list(self._subs):
+            if not sub.offer(0, body):
+                self.dropped += 1
+
+    def subscribe(self, maxsize: int, congested: Callable[[], bool] | None = None) -> Subscription:
+        sub = Subscription(maxsize, congested)
+        self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subs.discard(sub)
+
+
+class InMemoryEventBus(Fanout):
+    """The single-gateway bus: seq counter in memory, log in the :class:`ScanStore`."""
+
+    def __init__(self, store: ScanStore) -> None:
+        super().__init__()
+        self.store = store
+        self._seq = 0
         self._pending: list[tuple[int, float, str | None, str]] = []
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -122,9 +163,11 @@ class InMemoryEventBus:
         self._seq = await self.store.last_seq()
         self.delivered_seq = self._seq
 
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._subs)
+    async def stop(self) -> None:
+        await self.flush()
+
+    def health(self) -> dict[str, Any]:
+        return {"backend": "memory", "connected": True, "buffered": len(self._pending)}
 
     def publish(self, message: dict[str, Any], *, epoch: float | None = None) -> int:
         """Number, log and (after the commit) deliver ``message``; returns its ``seq``.
@@ -150,7 +193,7 @@ class InMemoryEventBus:
         loop = self._loop
         assert loop is not None
         fut = self.store.append_events(items)
-        afut = asyncio.wrap_future(fut, loop=loop)
+        afut = asyncio.wrap_future(fut, loop=loop) if isinstance(fut, concurrent.futures.Future) else fut
         self._inflight.add(afut)
 
         def done(f: asyncio.Future[Any]) -> None:
@@ -158,34 +201,14 @@ class InMemoryEventBus:
             if f.cancelled() or f.exception() is not None:
                 log.error("event log write failed (events delivered anyway, not replayable): %r",
                           None if f.cancelled() else f.exception())
-            self._deliver(items)
+            for seq, _ts, _scan, text in items:
+                self._deliver_one(seq, text)
+                self.published += 1
 
         afut.add_done_callback(done)
 
-    def _deliver(self, items: list[tuple[int, float, str | None, str]]) -> None:
-        for seq, _ts, _scan, text in items:
-            if self._subs:  # nobody watching (the usual case for a proxy): no frame to build
-                body = text_frame(text)  # framed once per event, shared by every subscriber
-                for sub in list(self._subs):
-                    if not sub.offer(seq, body):
-                        self.dropped += 1
-            self.delivered_seq = seq
-            self.published += 1
-
-    def broadcast(self, message: dict[str, Any]) -> None:
-        """Deliver an unsequenced control message (``lists_changed``) to current subscribers."""
-        body = text_frame(json.dumps(message, separators=(",", ":")))
-        for sub in list(self._subs):
-            if not sub.offer(0, body):
-                self.dropped += 1
-
-    def subscribe(self, maxsize: int, congested: Callable[[], bool] | None = None) -> Subscription:
-        sub = Subscription(maxsize, congested)
-        self._subs.add(sub)
-        return sub
-
-    def unsubscribe(self, sub: Subscription) -> None:
-        self._subs.discard(sub)
+    async def events_after(self, after: int, upto: int, limit: int) -> list[str]:
+        return await self.store.events_after(after, upto, limit)
 
     async def flush(self) -> None:
         """Wait until everything published so far is committed and delivered."""
@@ -235,8 +258,7 @@ class EventStreamServer:
 
     def __init__(
         self,
-        bus: InMemoryEventBus,
-        store: ScanStore,
+        bus: EventBus,
         snapshot: SnapshotFn,
         *,
         token: str,
@@ -250,7 +272,6 @@ class EventStreamServer:
         close_timeout: float = 5.0,
     ) -> None:
         self.bus = bus
-        self.store = store
         self.snapshot = snapshot
         self.token = token
         self.origins = origins
@@ -358,8 +379,15 @@ class EventStreamServer:
             snap = {"type": "snapshot", "schema": EVENT_SCHEMA_VERSION, "seq": snapshot_seq, **snap}
             await _send_frames(conn, [text_frame(json.dumps(snap, separators=(",", ":"), ensure_ascii=False))])
             if last_seq is not None and last_seq < snapshot_seq:
-                await self._replay(conn, last_seq, snapshot_seq)
-            await self._pump(conn, sub, snapshot_seq)
+                try:
+                    await self._replay(conn, last_seq, snapshot_seq)
+                except ConnectionClosed:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the log is unreachable: live events go on
+                    log.warning("event stream: replay after seq %d failed: %r", last_seq, exc)
+            # A client that already saw newer events (its last_seq is ahead of this server, e.g.
+            # right after this server restarted and is catching up) gets none of them twice.
+            await self._pump(conn, sub, max(snapshot_seq, last_seq or 0))
         except ConnectionClosed:
             pass
         finally:
@@ -369,7 +397,7 @@ class EventStreamServer:
     async def _replay(self, conn: ServerConnection, after: int, upto: int) -> None:
         cursor = after
         while cursor < upto:
-            bodies = await self.store.events_after(cursor, upto, REPLAY_CHUNK)
+            bodies = await self.bus.events_after(cursor, upto, REPLAY_CHUNK)
             if not bodies:
                 break
             await _send_frames(conn, [text_frame(body[:-1] + ',"replay":true}') for body in bodies])

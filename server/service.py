@@ -27,15 +27,19 @@ from ..engine.capture import Capture
 from ..engine.engine import Progress
 from ..engine.verdict import Verdict
 from ..settings import Settings
-from .events import EVENT_SCHEMA_VERSION, InMemoryEventBus
+from .events import EVENT_SCHEMA_VERSION, EventBus, InMemoryEventBus
 from .metrics import Metrics
 from .scanner import ScanPool
-from .store import LIST_KINDS, LIST_NAMES, NewScan, ScanResult, ScanStore, iso_ts, open_store
+from .store import LIST_KINDS, LIST_NAMES, NewScan, ScanResult, ScanStore, StoreUnavailable, iso_ts, open_store
 
 log = logging.getLogger(__name__)
 
 METHODS = ("PROXY", "EXTENSION")
 RETENTION_INTERVAL_S = 600.0
+#: How long an acknowledged submission may wait for the store's commit before it is refused (503).
+STORE_WAIT_S = 10.0
+#: A proxied response waits at most this long for its scan's record; then the scan goes on anyway.
+PROXY_STORE_WAIT_S = 2.0
 MAX_DEDUPE_ENTRIES = 10_000
 
 
@@ -92,16 +96,12 @@ def content_key(capture: Capture) -> str:
 class ScanService:
     """Owns the ScanPool, the event bus and the store (see module docstring)."""
 
-    def __init__(self, settings: Settings, *, pool: Any = None, store: ScanStore | None = None) -> None:
+    def __init__(self, settings: Settings, *, pool: Any = None, store: ScanStore | None = None,
+                 read_events: bool = True) -> None:
         self.settings = settings
-        data_dir = settings.data_path
-        db_path = settings.store.path or str(data_dir / "history.sqlite3")
-        self.store: ScanStore = store or open_store(settings.store.backend, _expand(db_path))
-        if settings.events.backend != "memory":
-            from ..engine.errors import ConfigError
-
-            raise ConfigError(f"[events] backend = {settings.events.backend!r} is not available (known: 'memory')")
-        self.bus = InMemoryEventBus(self.store)
+        self.gateway_id = settings.gateway_name
+        self.store: ScanStore = store or open_store(settings.store, settings.data_path, gateway_id=self.gateway_id)
+        self.bus: EventBus = make_bus(settings, self.store, read=read_events)
         self.metrics = Metrics()
         self._pool = pool
         self._dedupe: OrderedDict[str, ScanJob] = OrderedDict()
@@ -115,6 +115,8 @@ class ScanService:
         #: the dashboard's empty state so a user points the browser at the right port.
         self.proxy_address: tuple[str, int] | None = None
         self._started = False
+        self._lists_reload: asyncio.Task[None] | None = None
+        self._lists_dirty = False
         self._id_prefix = uuid.uuid4().hex[:16]
         self._id_counter = 0
 
@@ -128,9 +130,9 @@ class ScanService:
         self.settings.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         await self.store.open()
         await self.bus.start()
-        for name in LIST_NAMES:
-            for item in await self.store.list_entries(name):
-                self._lists[name][item["entry"]] = item
+        await self._load_lists()
+        # Another gateway sharing this store changed a list: reload within a second.
+        await self.store.watch_lists(self._lists_changed_elsewhere)
         if self._pool is None:
             self._pool = make_pool(self.settings)
             start_workers = getattr(self._pool, "start", None)
@@ -167,7 +169,10 @@ class ScanService:
                 await self._pool.close()
             except Exception:  # noqa: BLE001
                 log.exception("closing the scan pool failed")
-        await self.bus.flush()
+        if self._lists_reload is not None:
+            self._lists_reload.cancel()
+            await asyncio.gather(self._lists_reload, return_exceptions=True)
+        await self.bus.stop()
         await self.store.close()
 
     async def _retention_loop(self) -> None:
@@ -196,6 +201,9 @@ class ScanService:
             "queue_depth": self.queue_depth,
             "uptime_s": round(time.time() - self.started_at, 3),
             "events_url": self.events_url,
+            "gateway_id": self.gateway_id,
+            "event_bus": self.bus.health(),
+            "store": {"backend": self.settings.store.backend, "available": bool(self.store.available)},
             "proxy": {"host": self.proxy_address[0], "port": self.proxy_address[1]} if self.proxy_address else None,
         }
 
@@ -221,9 +229,9 @@ class ScanService:
             self.metrics.dedupe_hits += 1
             return earlier._as_duplicate()
         job = ScanJob(self._new_scan_id(), block_on_malicious=block_on_malicious)
-        await self.store.insert_scan(NewScan(
+        await self._record_new(NewScan(
             scan_id=job.scan_id, ts=now, url=capture.url, domain=capture.host,
-            title=capture.title, method=method, content_hash=key,
+            title=capture.title, method=method, content_hash=key, gateway_id=self.gateway_id,
         ))
         if window > 0:
             self._dedupe[key] = job
@@ -236,12 +244,43 @@ class ScanService:
             "url": capture.url,
             "method": method,
             "title": capture.title,
+            "gateway_id": self.gateway_id,
         }
         self._publish(base, "SCAN_STARTED", 0, {"page_scan_id": page_scan_id})
         task = asyncio.create_task(self._run(job, capture, base, page_scan_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return job
+
+    async def _record_new(self, scan: NewScan) -> None:
+        """Record an accepted scan; committed before returning, unless the store is down.
+
+        While the store is unreachable its writes wait in a bounded queue. A proxied response
+        must not wait for that: its scan goes on and the record is written when the store is
+        back. A client that needs an acknowledgement (the API) gets :class:`StoreUnavailable`
+        (503) instead, so nothing acknowledged is ever missing from the history.
+        """
+        proxied = scan.method == "PROXY"
+        if not proxied and not self.store.available:
+            # Refused outright, not queued: a client told 503 must not find the scan recorded later.
+            raise StoreUnavailable("the history store is unreachable; the scan was not accepted")
+        if not await self._committed(self.store.insert_scan(scan), wait_s=PROXY_STORE_WAIT_S if proxied else STORE_WAIT_S):
+            if not proxied:
+                raise StoreUnavailable("the history store did not commit in time; the scan was not "
+                                       "acknowledged (it may still be recorded)")
+
+    async def _committed(self, write: Any, *, wait_s: float) -> bool:
+        """Wait for ``write`` to commit, unless the store is down or slow: then False, and the
+        write finishes (or its failure is logged) in the background."""
+        fut = asyncio.ensure_future(write)
+        if self.store.available:
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), wait_s)
+                return True
+            except asyncio.TimeoutError:
+                pass
+        fut.add_done_callback(_log_write_error)
+        return False
 
     def _new_scan_id(self) -> str:
         """Unique across restarts (random per-process prefix) and cheap (no urandom per scan)."""
@@ -301,11 +340,12 @@ class ScanService:
         })
         self.metrics.scan_done(verdict.threat_level.value, base["method"], elapsed_ms / 1000.0)
         try:
-            await write
+            await self._committed(write, wait_s=STORE_WAIT_S)
         except Exception:  # noqa: BLE001
             log.exception("could not record the verdict of scan %s", job.scan_id)
-        # Resolved only once the record is committed: whoever waited for the verdict (``?wait=true``,
-        # block mode) and then reads the scan back finds it complete.
+        # Resolved only once the record is committed (unless the store is down: a block decision
+        # must not wait for it): whoever waited for the verdict (``?wait=true``, block mode) and
+        # then reads the scan back finds it complete.
         if not job._future.done():
             job._future.set_result(verdict)
 
@@ -374,6 +414,29 @@ class ScanService:
         self._dedupe.clear()
         self.bus.broadcast({"type": "lists_changed"})
 
+    async def _load_lists(self) -> None:
+        fresh: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in LIST_NAMES}
+        for name in LIST_NAMES:
+            for item in await self.store.list_entries(name):
+                fresh[name][item["entry"]] = item
+        self._lists = fresh
+
+    def _lists_changed_elsewhere(self) -> None:
+        """The store says a list changed (maybe on another gateway): reload, coalescing bursts."""
+        self._lists_dirty = True
+        if self._lists_reload is None or self._lists_reload.done():
+            self._lists_reload = asyncio.create_task(self._reload_lists())
+
+    async def _reload_lists(self) -> None:
+        while self._lists_dirty:
+            self._lists_dirty = False
+            try:
+                await self._load_lists()
+            except Exception as exc:  # noqa: BLE001 - keep the lists we have; the next change retries
+                log.warning("could not reload the allow/block lists: %r", exc)
+                return
+            self._lists_changed()
+
     def _push_lists(self) -> None:
         if self._pool is None:
             return
@@ -391,7 +454,24 @@ class ScanService:
 
 def _log_write_error(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled() and fut.exception() is not None:
-        log.error("could not record a failed scan: %r", fut.exception())
+        log.error("could not write a scan record: %r", fut.exception())
+
+
+def make_bus(settings: Settings, store: ScanStore, *, read: bool = True) -> EventBus:
+    """The bus for ``[events] backend``: in-process (one gateway) or Redis Streams (several)."""
+    events = settings.events
+    if events.backend == "memory":
+        return InMemoryEventBus(store)
+    if events.backend == "redis":
+        from .redis_bus import RedisEventBus
+
+        return RedisEventBus(
+            events.url, gateway_id=settings.gateway_name, stream=events.stream, group=events.group,
+            max_len=events.max_len, buffer_events=events.buffer_events, read=read,
+        )
+    from ..engine.errors import ConfigError
+
+    raise ConfigError(f"[events] backend = {events.backend!r} is not available (known: 'memory', 'redis')")
 
 
 def _failed(job: ScanJob) -> bool:
@@ -419,9 +499,3 @@ def _parent_domains(host: str) -> Iterable[str]:
     parts = host.split(".")
     for i in range(len(parts)):
         yield ".".join(parts[i:])
-
-
-def _expand(path: str) -> Any:
-    from pathlib import Path
-
-    return Path(path).expanduser()

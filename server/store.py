@@ -1,8 +1,9 @@
 """Scan history, the event log (for replay), the API-managed lists and counters.
 
 :class:`ScanStore` is the small interface the service talks to; :class:`SqliteScanStore` is the
-embedded default (one file in the data directory). A later backend (PostgreSQL) implements the
-same coroutines.
+embedded default (one file in the data directory); :class:`~.store_postgres.PostgresScanStore`
+implements the same coroutines on a PostgreSQL server shared by several gateways (imported only
+when ``[store] backend = "postgres"``, so psycopg stays optional). :func:`open_store` picks one.
 
 SQLite details
 --------------
@@ -32,7 +33,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..engine.errors import MalwareSnipperError
+
+if TYPE_CHECKING:
+    from ..settings import StoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +111,23 @@ MIGRATIONS: list[str] = [
     CREATE INDEX scan_indicators_id ON scan_indicators(indicator_id, category, title);
     CREATE INDEX scan_indicators_category ON scan_indicators(category);
     """,
+    # 3: several gateways share one history (PostgreSQL); the SQLite file carries the column too
+    #    so rows, summaries and filters look the same on both backends
+    """
+    ALTER TABLE scans ADD COLUMN gateway_id TEXT NOT NULL DEFAULT '';
+    CREATE INDEX scans_gateway_ts ON scans(gateway_id, ts);
+    """,
 ]
 
 LEVELS = ("BENIGN", "SUSPICIOUS", "MALICIOUS")
 METHODS = ("PROXY", "EXTENSION")
+
+
+class StoreUnavailable(MalwareSnipperError):
+    """The history backend cannot be reached (PostgreSQL down, or too many writes held for it).
+
+    The API answers 503 for it: the request may succeed later, nothing is wrong with it.
+    """
 
 
 def reverse_domain(domain: str) -> str:
@@ -132,30 +151,42 @@ class ScanFilter:
     since: float | None = None
     until: float | None = None
     q: str | None = None
+    #: Exact ``gateway_id`` (several gateways sharing one history).
+    gateway: str | None = None
 
-    def where(self) -> tuple[str, list[Any]]:
+    def where(self, dialect: str = "sqlite") -> tuple[str, list[Any]]:
+        """The WHERE clause and its arguments, for ``sqlite`` (``?``) or ``postgres`` (``%s``).
+
+        On PostgreSQL ``q`` uses ILIKE: SQLite's LIKE ignores ASCII case, and the text columns
+        there are ``COLLATE "C"`` so ILIKE folds ASCII only, as SQLite does.
+        """
+        p = "%s" if dialect == "postgres" else "?"
+        like = "ILIKE" if dialect == "postgres" else "LIKE"
         clauses: list[str] = []
         args: list[Any] = []
         if self.level:
-            clauses.append("threat_level = ?")
+            clauses.append(f"threat_level = {p}")
             args.append(self.level)
         if self.method:
-            clauses.append("method = ?")
+            clauses.append(f"method = {p}")
             args.append(self.method)
         if self.domain:
             # The domain itself or any subdomain: an index range on the reversed labels.
             rdomain = reverse_domain(self.domain)
-            clauses.append("(rdomain = ? OR (rdomain > ? AND rdomain < ?))")
+            clauses.append(f"(rdomain = {p} OR (rdomain > {p} AND rdomain < {p}))")
             args += [rdomain, rdomain + ".", rdomain + "/"]
+        if self.gateway:
+            clauses.append(f"gateway_id = {p}")
+            args.append(self.gateway)
         if self.since is not None:
-            clauses.append("ts >= ?")
+            clauses.append(f"ts >= {p}")
             args.append(self.since)
         if self.until is not None:
-            clauses.append("ts < ?")
+            clauses.append(f"ts < {p}")
             args.append(self.until)
         if self.q:
             pattern = "%" + _like_escape(self.q) + "%"
-            clauses.append("(url LIKE ? ESCAPE '\\' OR title LIKE ? ESCAPE '\\')")
+            clauses.append(f"(url {like} {p} ESCAPE '\\' OR title {like} {p} ESCAPE '\\')")
             args += [pattern, pattern]
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
@@ -175,6 +206,8 @@ class NewScan:
     title: str | None
     method: str
     content_hash: str
+    #: The gateway that accepted the scan ('' when only one gateway writes this history).
+    gateway_id: str = ""
 
 
 @dataclass
@@ -194,14 +227,21 @@ class ScanResult:
 
 
 class ScanStore(Protocol):
-    """What the service needs from a history backend."""
+    """What the service needs from a history backend.
+
+    Writes are queued when the method is called (so call order is commit order) and their
+    awaitables resolve after the COMMIT. Reads and writes may raise :class:`StoreUnavailable`.
+    """
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     def insert_scan(self, scan: NewScan) -> Awaitable[Any]: ...  # queued at call time
     def complete_scan(self, result: ScanResult) -> Awaitable[Any]: ...  # queued at call time
     def append_events(self, events: Sequence[tuple[int, float, str | None, str]],
-                      on_commit: Callable[[], None] | None = None) -> None: ...
+                      on_commit: Callable[[], None] | None = None) -> concurrent.futures.Future[Any]:
+        """Queue events for the log; await the result with ``asyncio.wrap_future`` (never block
+        the event loop on ``.result()``: the PostgreSQL writer runs on that loop)."""
+        ...
     async def flush(self) -> None: ...
     async def last_seq(self) -> int: ...
     async def events_after(self, after: int, upto: int, limit: int = 100_000) -> list[str]: ...
@@ -216,6 +256,13 @@ class ScanStore(Protocol):
     async def incr_counter(self, name: str, amount: int = 1) -> None: ...
     async def counters(self) -> dict[str, int]: ...
     async def apply_retention(self, days: int, rows: int) -> int: ...
+    async def watch_lists(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the event loop) whenever another gateway changes a list."""
+        ...
+    @property
+    def available(self) -> bool:
+        """False while the backend cannot be reached (writes are being held, reads fail)."""
+        ...
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -434,10 +481,10 @@ class SqliteScanStore:
     def insert_scan(self, scan: NewScan) -> asyncio.Future[Any]:
         return self._write(
             lambda c: c.execute(
-                "INSERT INTO scans(scan_id, ts, url, domain, rdomain, title, method, status, content_hash)"
-                " VALUES (?,?,?,?,?,?,?,'pending',?)",
+                "INSERT INTO scans(scan_id, ts, url, domain, rdomain, title, method, status, content_hash,"
+                " gateway_id) VALUES (?,?,?,?,?,?,?,'pending',?,?)",
                 (scan.scan_id, scan.ts, scan.url, scan.domain, reverse_domain(scan.domain), scan.title,
-                 scan.method, scan.content_hash),
+                 scan.method, scan.content_hash, scan.gateway_id),
             )
         )
 
@@ -460,6 +507,8 @@ class SqliteScanStore:
             )
             row = c.execute("SELECT ts FROM scans WHERE scan_id=?", (result.scan_id,)).fetchone()
             ts = row[0] if row else now
+            # Completing twice replaces the indicators (as PostgreSQL's retried writes must).
+            c.execute("DELETE FROM scan_indicators WHERE scan_id=?", (result.scan_id,))
             c.executemany(
                 "INSERT INTO scan_indicators(scan_id, ts, indicator_id, title, category, severity)"
                 " VALUES (?,?,?,?,?,?)",
@@ -475,17 +524,7 @@ class SqliteScanStore:
             row = c.execute("SELECT * FROM scans WHERE scan_id=?", (scan_id,)).fetchone()
             if row is None:
                 return None
-            return {
-                "scan_id": row["scan_id"],
-                "ts": iso_ts(row["ts"]),
-                "url": row["url"],
-                "title": row["title"],
-                "method": row["method"],
-                "status": row["status"],
-                "blocked": bool(row["blocked"]),
-                "error": row["error"],
-                "verdict": json.loads(row["verdict"]) if row["verdict"] else None,
-            }
+            return detail(row)
 
         return await self._read(fn)
 
@@ -689,14 +728,24 @@ class SqliteScanStore:
     def writer_commits(self) -> int:
         return self._writer.commits if self._writer else 0
 
+    @property
+    def available(self) -> bool:
+        """True while the writer thread runs (a local file has no outage to wait out)."""
+        return self._writer is not None and self._writer.is_alive()
 
-def summary(row: sqlite3.Row) -> dict[str, Any]:
-    """The scan summary of the API and the snapshot (see docs/api.md)."""
+    async def watch_lists(self, callback: Callable[[], None]) -> None:
+        """Nothing to watch: one process owns the file, and it changes lists itself."""
+        return None
+
+
+def summary(row: Any) -> dict[str, Any]:
+    """The scan summary of the API and the snapshot (see docs/api.md); a sqlite3.Row or a dict."""
     return {
         "scan_id": row["scan_id"],
         "ts": iso_ts(row["ts"]),
         "url": row["url"],
         "domain": row["domain"],
+        "gateway_id": row["gateway_id"],
         "title": row["title"],
         "method": row["method"],
         "status": row["status"],
@@ -708,11 +757,48 @@ def summary(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def open_store(backend: str, path: Path) -> ScanStore:
-    """The store for ``[store] backend`` (only ``sqlite`` exists today)."""
-    if backend != "sqlite":
-        from ..engine.errors import ConfigError
+def detail(row: Any) -> dict[str, Any]:
+    """The record of ``GET /api/v1/scans/{id}``; a sqlite3.Row or a psycopg dict row."""
+    return {
+        "scan_id": row["scan_id"],
+        "ts": iso_ts(row["ts"]),
+        "url": row["url"],
+        "gateway_id": row["gateway_id"],
+        "title": row["title"],
+        "method": row["method"],
+        "status": row["status"],
+        "blocked": bool(row["blocked"]),
+        "error": row["error"],
+        "verdict": json.loads(row["verdict"]) if row["verdict"] else None,
+    }
 
-        raise ConfigError(f"[store] backend = {backend!r} is not available (known: 'sqlite')")
-    return SqliteScanStore(path)
 
+def open_store(settings: StoreSettings, data_dir: Path, *, gateway_id: str = "") -> ScanStore:
+    """The store for ``[store] backend``: ``sqlite`` (default) or ``postgres``.
+
+    ``gateway_id`` scopes start-up clean-up on a shared database: only this gateway's unfinished
+    scans are marked interrupted.
+
+    psycopg is imported only for ``postgres``, so a single gateway never needs it installed.
+    """
+    from ..engine.errors import ConfigError
+
+    if settings.backend == "sqlite":
+        path = Path(settings.path).expanduser() if settings.path else Path(data_dir) / "history.sqlite3"
+        return SqliteScanStore(path)
+    if settings.backend == "postgres":
+        try:
+            import psycopg  # noqa: F401
+            import psycopg_pool  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError(
+                "[store] backend = 'postgres' needs psycopg 3 and psycopg_pool "
+                f"({exc}); install them with: pip install 'malwaresnipper[cluster]'"
+            ) from None
+        from .store_postgres import PostgresScanStore
+
+        return PostgresScanStore(
+            settings.dsn, pool_size=settings.pool_size, max_pending_writes=settings.max_pending_writes,
+            gateway_id=gateway_id,
+        )
+    raise ConfigError(f"[store] backend = {settings.backend!r} is not available (known: 'sqlite', 'postgres')")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -37,5 +38,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             missing.append(f"the labelled corpus at {DATA_DIR}")
         if not Path("/usr/bin/chromium").exists():
             missing.append("/usr/bin/chromium")
+        if not os.environ.get("MALWARESNIPPER_TEST_POSTGRES_DSN"):
+            missing.append("PostgreSQL (MALWARESNIPPER_TEST_POSTGRES_DSN; scripts/services.sh sets it)")
+        if shutil.which("redis-server") is None or not os.environ.get("MALWARESNIPPER_TEST_REDIS_URL"):
+            missing.append("Redis (redis-server, MALWARESNIPPER_TEST_REDIS_URL; scripts/services.sh sets it)")
         if missing:
             raise pytest.UsageError("CI must run every test, but these are missing: " + ", ".join(missing))

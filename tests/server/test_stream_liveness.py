@@ -29,7 +29,7 @@ class IdlePool:
 async def test_unresponsive_client_is_dropped_by_keepalive(tmp_path: Path) -> None:
     service = ScanService(Settings(data_dir=str(tmp_path)), pool=IdlePool())
     await service.start()
-    stream = EventStreamServer(service.bus, service.store, service.snapshot, token="t",
+    stream = EventStreamServer(service.bus, service.snapshot, token="t",
                                origins=OriginPolicy(5000), host="127.0.0.1", port=0, queue_size=100,
                                ping_interval=0.2, ping_timeout=0.3, close_timeout=0.5)
     await stream.start()

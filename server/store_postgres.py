@@ -1,0 +1,946 @@
+"""The :class:`~.store.ScanStore` on PostgreSQL (psycopg 3, async): one history for several gateways.
+
+Same behaviour as :class:`~.store.SqliteScanStore`, so the service cannot tell them apart:
+
+* **Writes** are queued when the method is called (queue order is commit order) and one writer
+  task, on its own connection, commits what it finds in one transaction, each operation in its
+  own savepoint (a bad one fails only its own future). Futures resolve after the COMMIT.
+* **PostgreSQL down**: the writer keeps the queue and retries the same batch with backoff
+  (0.1 s doubling to 2 s), logging an ERROR when it goes down, a WARNING every 30 s while it is
+  down (with the number of writes held), a WARNING when it is back. :attr:`available` is False
+  meanwhile. Beyond ``max_pending_writes`` held operations a new write fails at once with
+  :class:`~.store.StoreUnavailable`. Reads while down raise :class:`~.store.StoreUnavailable`.
+* **Exactly once**: a batch whose COMMIT was sent but not acknowledged (the connection dropped)
+  may or may not have committed. Every batch therefore stamps its number on this writer's row
+  of ``store_writers`` (locked ``FOR UPDATE`` first); the retry reads the row and, if the stamp
+  is there, resolves the futures with the first attempt's results instead of applying the
+  operations twice. ``insert_scan`` is also ``ON CONFLICT DO NOTHING`` and ``complete_scan``
+  replaces the scan's indicators, so they are idempotent on their own.
+* **Migrations** run under ``pg_advisory_xact_lock`` (gateways starting together apply them
+  once); ``schema_version`` records the last one; a newer database is refused.
+* **Lists**: ``add_entry``/``remove_entry`` ``NOTIFY malwaresnipper_lists`` in their transaction,
+  and :meth:`watch_lists` LISTENs on a dedicated connection, so a change on one gateway reaches
+  the others when it commits.
+* One event loop: open the store on the loop that uses it. ``append_events`` may also be called
+  from another thread (it only queues); everything else is called on that loop.
+* Text columns are ``COLLATE "C"`` (byte order, like SQLite's BINARY): the reversed-domain range
+  filter and every ORDER BY tie-break give the same results as SQLite whatever the server's
+  locale. ``row_id`` (an identity column) stands in for SQLite's rowid as the last sort key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from psycopg.pq import ConnStatus
+from psycopg.rows import dict_row, tuple_row
+
+from .store import (
+    LEVELS,
+    METHODS,
+    NewScan,
+    ScanFilter,
+    ScanResult,
+    StoreUnavailable,
+    detail,
+    iso_ts,
+    reverse_domain,
+    summary,
+)
+
+log = logging.getLogger(__name__)
+
+LISTS_CHANNEL = "malwaresnipper_lists"
+#: pg_advisory_xact_lock key for migrations: any fixed 64-bit number shared by every gateway.
+MIGRATION_LOCK = 0x4D53_5F53_544F_5245  # "MS_STORE"
+
+PG_MIGRATIONS: list[str] = [
+    # 1: the schema of SQLite migrations 1-3, plus row_id (SQLite's rowid) and store_writers
+    """
+    CREATE TABLE scans (
+        scan_id TEXT COLLATE "C" PRIMARY KEY,
+        row_id BIGINT GENERATED ALWAYS AS IDENTITY,
+        ts DOUBLE PRECISION NOT NULL,
+        url TEXT COLLATE "C" NOT NULL,
+        domain TEXT COLLATE "C" NOT NULL DEFAULT '',
+        rdomain TEXT COLLATE "C" NOT NULL DEFAULT '',
+        gateway_id TEXT COLLATE "C" NOT NULL DEFAULT '',
+        title TEXT COLLATE "C",
+        method TEXT COLLATE "C" NOT NULL,
+        status TEXT COLLATE "C" NOT NULL DEFAULT 'pending',
+        risk_score DOUBLE PRECISION,
+        threat_level TEXT COLLATE "C",
+        classification TEXT COLLATE "C",
+        blocked BOOLEAN NOT NULL DEFAULT false,
+        top_indicator TEXT,
+        duration_ms DOUBLE PRECISION,
+        content_hash TEXT,
+        verdict TEXT,
+        error TEXT,
+        completed_ts DOUBLE PRECISION
+    );
+    CREATE INDEX scans_ts ON scans(ts, row_id);
+    CREATE INDEX scans_level_ts ON scans(threat_level, ts, row_id);
+    CREATE INDEX scans_method_ts ON scans(method, ts, row_id);
+    CREATE INDEX scans_domain_ts ON scans(domain, ts, row_id);
+    CREATE INDEX scans_rdomain_ts ON scans(rdomain, ts, row_id);
+    CREATE INDEX scans_gateway_ts ON scans(gateway_id, ts, row_id);
+    CREATE INDEX scans_ts_level ON scans(ts, threat_level);
+    CREATE INDEX scans_level_domain ON scans(threat_level, domain);
+    CREATE INDEX scans_blocked ON scans(blocked) WHERE blocked;
+    CREATE INDEX scans_pending ON scans(gateway_id) WHERE status = 'pending';
+    CREATE TABLE scan_indicators (
+        scan_id TEXT COLLATE "C" NOT NULL,
+        ts DOUBLE PRECISION NOT NULL,
+        indicator_id TEXT COLLATE "C" NOT NULL,
+        title TEXT COLLATE "C" NOT NULL,
+        category TEXT COLLATE "C" NOT NULL,
+        severity TEXT COLLATE "C" NOT NULL
+    );
+    CREATE INDEX scan_indicators_ts ON scan_indicators(ts);
+    CREATE INDEX scan_indicators_scan ON scan_indicators(scan_id);
+    CREATE INDEX scan_indicators_id ON scan_indicators(indicator_id, category, title);
+    CREATE INDEX scan_indicators_category ON scan_indicators(category);
+    CREATE TABLE events (
+        seq BIGINT PRIMARY KEY,
+        ts DOUBLE PRECISION NOT NULL,
+        scan_id TEXT,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX events_ts ON events(ts);
+    CREATE TABLE lists (
+        list TEXT COLLATE "C" NOT NULL,
+        entry TEXT COLLATE "C" NOT NULL,
+        kind TEXT COLLATE "C" NOT NULL,
+        note TEXT COLLATE "C" NOT NULL DEFAULT '',
+        ts DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (list, entry)
+    );
+    CREATE TABLE meta (key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE counters (name TEXT COLLATE "C" PRIMARY KEY, value BIGINT NOT NULL);
+    CREATE TABLE store_writers (
+        writer_id TEXT PRIMARY KEY,
+        batch_no BIGINT NOT NULL,
+        ts DOUBLE PRECISION NOT NULL
+    );
+    """,
+]
+
+_Op = Callable[[psycopg.AsyncConnection[Any]], Awaitable[Any]]
+
+
+@dataclass
+class _Item:
+    op: _Op
+    fut: concurrent.futures.Future[Any]
+    after: Callable[[], None] | None = None
+    notify: bool = False
+
+
+@dataclass
+class _Batch:
+    number: int
+    items: list[_Item]
+    #: Results of the last attempt that reached COMMIT (used if that COMMIT turns out to have held).
+    committing: list[tuple[bool, Any]] | None = None
+    attempts: int = 0
+
+
+class _ConnectionLost(Exception):
+    """The writer's connection broke mid-batch: retry the same batch on a new one."""
+
+
+@dataclass
+class _Watcher:
+    callback: Callable[[], None]
+    task: asyncio.Task[None] | None = None
+    conn: psycopg.AsyncConnection[Any] | None = None
+    #: Set once the first connection attempt is over (listening, or failed and retrying).
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _lost(conn: psycopg.AsyncConnection[Any] | None) -> bool:
+    """True when ``conn`` can no longer be used (closed, or the server/socket went away)."""
+    return conn is None or conn.closed or conn.broken or conn.pgconn.status == ConnStatus.BAD
+
+
+class PostgresScanStore:
+    """The shared :class:`~.store.ScanStore`: a read pool, one writer connection, one listener."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_size: int = 4,
+        max_pending_writes: int = 10_000,
+        gateway_id: str = "",
+        read_timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+        close_timeout: float = 10.0,
+        health_interval: float = 5.0,
+        max_batch: int = 1000,
+    ) -> None:
+        """``gateway_id``: scans inserted without one get it, and ``open()`` marks this gateway's
+        (and only this gateway's) unfinished scans interrupted; '' skips that step, since the
+        other gateways' pending scans are still running."""
+        self.dsn = dsn
+        self.pool_size = max(1, pool_size)
+        self.max_pending_writes = max_pending_writes
+        self.gateway_id = gateway_id
+        self.read_timeout = read_timeout
+        self.connect_timeout = connect_timeout
+        self.close_timeout = close_timeout
+        self.health_interval = health_interval
+        self.max_batch = max_batch
+        self.commits = 0
+        self._writer_id = uuid.uuid4().hex
+        self._pool: psycopg_pool.AsyncConnectionPool | None = None
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._queue: collections.deque[_Item] = collections.deque()
+        self._batch: _Batch | None = None
+        self._batch_counter = 0
+        self._wake: asyncio.Event | None = None
+        self._writer_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._down_since: float | None = None
+        self._last_down_log = 0.0
+        self._rejected = 0
+        self._last_reject_log = 0.0
+        self._watchers: list[_Watcher] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        # Keepalives: a silently dead peer is noticed in seconds, not after the OS's two hours.
+        return {
+            "connect_timeout": max(1, int(self.connect_timeout)),
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "application_name": "malwaresnipper",
+        }
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, **self._connect_kwargs())
+
+    async def open(self) -> None:
+        """Connect, migrate, mark this gateway's unfinished scans, start the writer."""
+        self._stopping = False
+        try:
+            self._conn = await self._connect()
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"cannot reach the PostgreSQL history store: {exc}".strip()) from exc
+        try:
+            await migrate(self._conn)
+            now = time.time()
+            await self._conn.execute(
+                "INSERT INTO store_writers(writer_id, batch_no, ts) VALUES (%s, 0, %s)", (self._writer_id, now)
+            )
+            if self.gateway_id:
+                cur = await self._conn.execute(
+                    "UPDATE scans SET status='interrupted', threat_level=COALESCE(threat_level,'UNKNOWN'),"
+                    " error=COALESCE(error,'the gateway stopped before this scan finished')"
+                    " WHERE status='pending' AND gateway_id=%s",
+                    (self.gateway_id,),
+                )
+                if cur.rowcount:
+                    log.info("history store: %d unfinished scans of gateway %r marked interrupted",
+                             cur.rowcount, self.gateway_id)
+            self._pool = psycopg_pool.AsyncConnectionPool(
+                self.dsn,
+                min_size=1,
+                max_size=self.pool_size,
+                timeout=self.read_timeout,
+                kwargs={"autocommit": True, "row_factory": dict_row, **self._connect_kwargs()},
+                check=psycopg_pool.AsyncConnectionPool.check_connection,
+                open=False,
+                name="malwaresnipper-store-readers",
+            )
+            await self._pool.open(wait=True, timeout=self.read_timeout + self.connect_timeout)
+        except BaseException as exc:
+            await self._conn.close()
+            self._conn = None
+            if self._pool is not None:
+                await self._pool.close()
+                self._pool = None
+            if isinstance(exc, (psycopg.OperationalError, psycopg_pool.PoolTimeout)):
+                raise StoreUnavailable(f"cannot reach the PostgreSQL history store: {exc}".strip()) from exc
+            raise
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._writer_task = asyncio.create_task(self._run_writer(), name="malwaresnipper-store-writer")
+
+    async def close(self) -> None:
+        """Flush (waiting at most ``close_timeout``), then close the writer, listeners and pool."""
+        for watcher in self._watchers:
+            if watcher.task is not None:
+                watcher.task.cancel()
+        for watcher in self._watchers:
+            if watcher.task is not None:
+                await asyncio.gather(watcher.task, return_exceptions=True)
+        self._watchers = []
+        if self._writer_task is not None:
+            self._stopping = True
+            assert self._wake is not None
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._writer_task), self.close_timeout)
+            except (asyncio.TimeoutError, TimeoutError):
+                self._writer_task.cancel()
+                await asyncio.gather(self._writer_task, return_exceptions=True)
+            self._writer_task = None
+            self._fail_pending(StoreUnavailable("the history store closed before PostgreSQL came back"))
+        if self._conn is not None and not _lost(self._conn):
+            try:  # a clean exit needs no exactly-once stamp any more
+                await self._conn.execute("DELETE FROM store_writers WHERE writer_id=%s", (self._writer_id,))
+            except psycopg.Error:
+                pass
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    def _fail_pending(self, exc: Exception) -> None:
+        lost = list(self._batch.items) if self._batch else []
+        lost += list(self._queue)
+        self._batch = None
+        self._queue.clear()
+        failed = 0
+        for item in lost:
+            if not item.fut.done():
+                item.fut.set_exception(exc)
+                failed += 1
+        if failed:
+            log.error("history store: %d writes were never committed (PostgreSQL unreachable at close)", failed)
+
+    @property
+    def available(self) -> bool:
+        """True while the writer runs and its last contact with PostgreSQL succeeded."""
+        return self._writer_task is not None and not self._writer_task.done() and self._down_since is None
+
+    @property
+    def pending_writes(self) -> int:
+        """Operations queued or in the batch being committed."""
+        return len(self._queue) + (len(self._batch.items) if self._batch else 0)
+
+    @property
+    def writer_commits(self) -> int:
+        return self.commits
+
+    # -- the writer --------------------------------------------------------------------------
+
+    def _submit(self, op: _Op, after: Callable[[], None] | None = None, *,
+                notify: bool = False) -> concurrent.futures.Future[Any]:
+        """Queue ``op`` NOW (so queue order is call order); the future resolves after COMMIT."""
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        if self._writer_task is None or self._writer_task.done() or self._stopping:
+            raise RuntimeError("the history store is not open (or its writer stopped; see the log)")
+        if self.pending_writes >= self.max_pending_writes:
+            self._rejected += 1
+            now = time.monotonic()
+            if now - self._last_reject_log >= 5.0:
+                log.error("history store: %d writes already held for PostgreSQL (max_pending_writes); "
+                          "rejected %d new writes", self.pending_writes, self._rejected)
+                self._last_reject_log = now
+                self._rejected = 0
+            fut.set_exception(StoreUnavailable(
+                f"PostgreSQL history store unavailable: {self.pending_writes} writes already pending"
+            ))
+            return fut
+        self._queue.append(_Item(op, fut, after, notify))
+        assert self._wake is not None and self._loop is not None
+        try:
+            same_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            same_loop = False
+        if same_loop:
+            self._wake.set()
+        else:  # append_events may be called from another thread, as with SQLite
+            self._loop.call_soon_threadsafe(self._wake.set)
+        return fut
+
+    def _write(self, op: _Op, *, notify: bool = False) -> asyncio.Future[Any]:
+        return asyncio.wrap_future(self._submit(op, notify=notify))
+
+    async def flush(self) -> None:
+        """Wait until every write queued before this call is committed."""
+        await self._write(_noop)
+
+    def _take_batch(self) -> _Batch | None:
+        items: list[_Item] = []
+        while self._queue and len(items) < self.max_batch:
+            item = self._queue.popleft()
+            # A caller that gave up (cancelled its await) cancels its future: skip the op.
+            if item.fut.set_running_or_notify_cancel():
+                items.append(item)
+        if not items:
+            return None
+        self._batch_counter += 1
+        return _Batch(self._batch_counter, items)
+
+    async def _run_writer(self) -> None:
+        assert self._wake is not None
+        backoff = 0.1
+        while True:
+            if self._batch is None and not self._queue:
+                if self._stopping:
+                    return
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.health_interval)
+                except (asyncio.TimeoutError, TimeoutError):
+                    # Idle: check the connection so ``available`` and the logs tell the truth.
+                    try:
+                        await self._ensure_connection()
+                        assert self._conn is not None
+                        await self._conn.execute("SELECT 1")
+                    except (psycopg.Error, OSError) as exc:
+                        self._went_down(exc)
+                        await self._close_conn()
+                        await asyncio.sleep(backoff)
+                        backoff = min(backoff * 2, 2.0)
+                        continue
+                    self._came_back()
+                    backoff = 0.1
+                continue
+            try:
+                await self._ensure_connection()
+                if self._batch is None:
+                    self._batch = self._take_batch()
+                    if self._batch is None:
+                        continue
+                await self._run_batch(self._batch)
+            except (_ConnectionLost, psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
+                self._went_down(exc)
+                await self._close_conn()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            except Exception:  # noqa: BLE001 - a bug must not kill the writer silently
+                log.exception("history store: writer failed on a batch; its writes fail")
+                if self._batch is not None:
+                    for item in self._batch.items:
+                        if not item.fut.done():
+                            item.fut.set_exception(StoreUnavailable("history store writer error (see log)"))
+                    self._batch = None
+                continue
+            self._batch = None
+            self._came_back()
+            backoff = 0.1
+
+    async def _ensure_connection(self) -> None:
+        if _lost(self._conn):
+            await self._close_conn()
+            self._conn = await self._connect()
+            await self._conn.execute(
+                "INSERT INTO store_writers(writer_id, batch_no, ts) VALUES (%s, 0, %s)"
+                " ON CONFLICT (writer_id) DO NOTHING",
+                (self._writer_id, time.time()),
+            )
+
+    async def _close_conn(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await conn.close()
+            except Exception:  # noqa: BLE001 - already broken
+                pass
+
+    def _went_down(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+            self._last_down_log = now
+            log.error("history store: PostgreSQL unreachable (%s); holding %d writes and retrying",
+                      str(exc).strip() or type(exc).__name__, self.pending_writes)
+        elif now - self._last_down_log >= 30.0:
+            self._last_down_log = now
+            log.warning("history store: PostgreSQL still unreachable after %.0f s; %d writes pending (max %d)",
+                        now - self._down_since, self.pending_writes, self.max_pending_writes)
+
+    def _came_back(self) -> None:
+        if self._down_since is not None:
+            log.warning("history store: PostgreSQL reachable again after %.1f s; %d writes pending",
+                        time.monotonic() - self._down_since, self.pending_writes)
+            self._down_since = None
+
+    async def _run_batch(self, batch: _Batch) -> None:
+        """One transaction: check this batch was not already committed, a savepoint per op, stamp, COMMIT."""
+        conn = self._conn
+        assert conn is not None
+        batch.attempts += 1
+        outcomes: list[tuple[bool, Any]] = []
+        already = False
+        try:
+            async with conn.transaction():
+                cur = await conn.execute(
+                    "SELECT batch_no FROM store_writers WHERE writer_id=%s FOR UPDATE", (self._writer_id,)
+                )
+                row = await cur.fetchone()
+                if row is not None and row[0] >= batch.number and batch.committing is not None:
+                    # The previous attempt's COMMIT held though its acknowledgement was lost.
+                    already = True
+                else:
+                    for item in batch.items:
+                        try:
+                            async with conn.transaction():
+                                outcomes.append((True, await item.op(conn)))
+                        except psycopg.Error as exc:
+                            if _lost(conn):
+                                raise _ConnectionLost(str(exc)) from exc
+                            outcomes.append((False, exc))
+                        except Exception as exc:  # noqa: BLE001 - one bad op fails alone
+                            if _lost(conn):
+                                raise _ConnectionLost(str(exc)) from exc
+                            outcomes.append((False, exc))
+                    if any(ok and item.notify for (ok, _), item in zip(outcomes, batch.items)):
+                        await conn.execute("SELECT pg_notify(%s, '')", (LISTS_CHANNEL,))
+                    await conn.execute(
+                        "INSERT INTO store_writers(writer_id, batch_no, ts) VALUES (%s, %s, %s)"
+                        " ON CONFLICT (writer_id) DO UPDATE SET batch_no=excluded.batch_no, ts=excluded.ts",
+                        (self._writer_id, batch.number, time.time()),
+                    )
+                    batch.committing = outcomes
+                # leaving the block sends COMMIT
+        except _ConnectionLost:
+            raise
+        except psycopg.Error as exc:
+            if _lost(conn):
+                raise _ConnectionLost(str(exc)) from exc
+            # The transaction itself failed (not one op): every op of the batch fails, as on SQLite.
+            log.error("history store: transaction failed: %r", exc)
+            outcomes = [(False, exc)] * len(batch.items)
+            batch.committing = None
+            self._resolve(batch, outcomes)
+            return
+        self.commits += 1
+        if already:
+            log.warning("history store: batch %d had committed before the connection dropped; not replayed",
+                        batch.number)
+        self._resolve(batch, batch.committing if already else outcomes)
+
+    def _resolve(self, batch: _Batch, outcomes: list[tuple[bool, Any]] | None) -> None:
+        assert outcomes is not None
+        for (ok, value), item in zip(outcomes, batch.items):
+            if item.fut.done():
+                continue
+            if ok:
+                item.fut.set_result(value)
+                if item.after is not None:
+                    try:
+                        item.after()
+                    except Exception:  # noqa: BLE001
+                        log.exception("store after-commit callback failed")
+            else:
+                item.fut.set_exception(value)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def _read(self, fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[Any]]) -> Any:
+        if self._pool is None:
+            raise RuntimeError("store is not open")
+        # While the writer knows PostgreSQL is down, fail fast rather than make every API call wait.
+        timeout = self.read_timeout if self._down_since is None else min(self.read_timeout, 1.0)
+        try:
+            async with self._pool.connection(timeout=timeout) as conn:
+                return await fn(conn)
+        except psycopg_pool.PoolTimeout as exc:
+            raise StoreUnavailable(f"PostgreSQL history store unavailable (no connection in "
+                                   f"{timeout:g} s)") from exc
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StoreUnavailable(f"PostgreSQL history store unavailable: {exc}".strip()) from exc
+
+    # -- scans -------------------------------------------------------------------------------
+
+    def insert_scan(self, scan: NewScan) -> asyncio.Future[Any]:
+        gateway_id = scan.gateway_id or self.gateway_id
+
+        async def op(c: psycopg.AsyncConnection[Any]) -> None:
+            await c.execute(
+                "INSERT INTO scans(scan_id, ts, url, domain, rdomain, title, method, status, content_hash,"
+                " gateway_id) VALUES (%s,%s,%s,%s,%s,%s,%s,'pending',%s,%s) ON CONFLICT (scan_id) DO NOTHING",
+                (scan.scan_id, scan.ts, scan.url, scan.domain, reverse_domain(scan.domain), scan.title,
+                 scan.method, scan.content_hash, gateway_id),
+            )
+
+        return self._write(op)
+
+    def complete_scan(self, result: ScanResult) -> asyncio.Future[Any]:
+        now = time.time()
+
+        async def op(c: psycopg.AsyncConnection[Any]) -> None:
+            top = None
+            if result.indicators:
+                first = result.indicators[0]
+                top = json.dumps({"id": first.get("id"), "title": first.get("title"),
+                                  "severity": first.get("severity")})
+            cur = await c.execute(
+                "UPDATE scans SET status=%s, risk_score=%s, threat_level=%s, classification=%s, blocked=%s,"
+                " top_indicator=%s, duration_ms=%s, verdict=%s, error=%s, completed_ts=%s WHERE scan_id=%s"
+                " RETURNING ts",
+                (result.status, result.risk_score, result.threat_level, result.classification,
+                 bool(result.blocked), top, result.duration_ms,
+                 json.dumps(result.verdict) if result.verdict is not None else None,
+                 result.error, now, result.scan_id),
+            )
+            row = await cur.fetchone()
+            ts = row[0] if row else now
+            await c.execute("DELETE FROM scan_indicators WHERE scan_id=%s", (result.scan_id,))
+            if result.indicators:
+                async with c.cursor() as cur2:
+                    await cur2.executemany(
+                        "INSERT INTO scan_indicators(scan_id, ts, indicator_id, title, category, severity)"
+                        " VALUES (%s,%s,%s,%s,%s,%s)",
+                        [(result.scan_id, ts, str(i.get("id")), str(i.get("title", "")),
+                          str(i.get("category") or "general"), str(i.get("severity", "")))
+                         for i in result.indicators],
+                    )
+
+        return self._write(op)
+
+    async def get_scan(self, scan_id: str) -> dict[str, Any] | None:
+        async def fn(c: psycopg.AsyncConnection[Any]) -> dict[str, Any] | None:
+            cur = await c.execute("SELECT * FROM scans WHERE scan_id=%s", (scan_id,))
+            row = await cur.fetchone()
+            return None if row is None else detail(row)
+
+        return await self._read(fn)
+
+    async def list_scans(self, flt: ScanFilter, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        where, args = flt.where("postgres")
+
+        async def fn(c: psycopg.AsyncConnection[Any]) -> tuple[list[dict[str, Any]], int]:
+            cur = await c.execute(f"SELECT COUNT(*) AS n FROM scans{where}", args)
+            total = (await cur.fetchone())["n"]
+            cur = await c.execute(
+                f"SELECT * FROM scans{where} ORDER BY ts DESC, row_id DESC LIMIT %s OFFSET %s",
+                [*args, limit, offset],
+            )
+            return [summary(r) for r in await cur.fetchall()], total
+
+        return await self._read(fn)
+
+    async def export_rows(self, flt: ScanFilter, limit: int) -> list[dict[str, Any]]:
+        where, args = flt.where("postgres")
+
+        async def fn(c: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
+            cur = await c.execute(
+                f"SELECT * FROM scans{where} ORDER BY ts DESC, row_id DESC LIMIT %s", [*args, limit]
+            )
+            return [summary(r) for r in await cur.fetchall()]
+
+        return await self._read(fn)
+
+    async def recent(self, limit: int) -> list[dict[str, Any]]:
+        async def fn(c: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
+            cur = await c.execute("SELECT * FROM scans ORDER BY ts DESC, row_id DESC LIMIT %s", (limit,))
+            return [summary(r) for r in await cur.fetchall()]
+
+        return await self._read(fn)
+
+    async def stats(self, window_s: float = 86_400, bucket_s: float = 3_600) -> dict[str, Any]:
+        """The same dict, key for key and type for type, as :meth:`SqliteScanStore.stats`."""
+        now = time.time()
+        start = (now - window_s) // bucket_s * bucket_s
+
+        async def rows(c: psycopg.AsyncConnection[Any], sql: str, args: Sequence[Any] = ()) -> list[Any]:
+            async with c.cursor(row_factory=tuple_row) as cur:
+                await cur.execute(sql, args)
+                return await cur.fetchall()
+
+        async def fn(c: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
+            by_level = {level: 0 for level in LEVELS}
+            total = 0
+            for level, n in await rows(c, "SELECT threat_level, COUNT(*) FROM scans GROUP BY threat_level"):
+                total += n
+                by_level[level or "PENDING"] = by_level.get(level or "PENDING", 0) + n
+            by_source = {m: 0 for m in METHODS}
+            for method, n in await rows(c, "SELECT method, COUNT(*) FROM scans GROUP BY method"):
+                by_source[method] = n
+            blocked = (await rows(c, "SELECT COUNT(*) FROM scans WHERE blocked"))[0][0]
+            buckets: dict[int, list[int]] = {}
+            # floor(), not a cast: PostgreSQL's cast to an integer rounds, SQLite's truncates.
+            for b, n, threats in await rows(
+                c,
+                "SELECT floor((ts - %s::float8) / %s::float8)::bigint AS b, COUNT(*),"
+                " COUNT(*) FILTER (WHERE threat_level IN ('SUSPICIOUS','MALICIOUS'))"
+                " FROM scans WHERE ts >= %s::float8 GROUP BY b",
+                (start, bucket_s, start),
+            ):
+                buckets[int(b)] = [n, threats or 0]
+            n_buckets = int((now - start) // bucket_s) + 1
+            series = [
+                {"t": iso_ts(start + i * bucket_s), "scans": buckets.get(i, [0, 0])[0],
+                 "threats": buckets.get(i, [0, 0])[1]}
+                for i in range(n_buckets)
+            ]
+            top_domains = [
+                {"domain": d, "count": n}
+                for d, n in await rows(
+                    c,
+                    "SELECT domain, COUNT(*) AS n FROM scans WHERE threat_level IN ('SUSPICIOUS','MALICIOUS')"
+                    " AND domain <> '' GROUP BY domain ORDER BY n DESC, domain LIMIT 10",
+                )
+            ]
+            top_indicators = [
+                {"id": i, "title": t, "category": cat, "count": n}
+                for i, t, cat, n in await rows(
+                    c,
+                    "SELECT indicator_id, MAX(title), MAX(category), COUNT(*) AS n FROM scan_indicators"
+                    " GROUP BY indicator_id ORDER BY n DESC, indicator_id LIMIT 10",
+                )
+            ]
+            categories = [
+                {"category": cat, "count": n}
+                for cat, n in await rows(
+                    c,
+                    "SELECT category, COUNT(*) AS n FROM scan_indicators GROUP BY category ORDER BY n DESC, category",
+                )
+            ]
+            return {
+                "total": total,
+                "totals_by_level": by_level,
+                "totals_by_source": by_source,
+                "blocked": blocked,
+                "timeseries": series,
+                "bucket_s": bucket_s,
+                "top_domains": top_domains,
+                "top_indicators": top_indicators,
+                "indicator_categories": categories,
+            }
+
+        return await self._read(fn)
+
+    # -- events ------------------------------------------------------------------------------
+
+    def append_events(
+        self,
+        events: Sequence[tuple[int, float, str | None, str]],
+        on_commit: Callable[[], None] | None = None,
+    ) -> concurrent.futures.Future[Any]:
+        """Queue events for the log; ``on_commit`` runs on the event loop once committed.
+
+        Await the future with ``asyncio.wrap_future``: blocking the loop on ``.result()`` would
+        stop the writer, which runs on that loop.
+        """
+        rows = list(events)
+
+        async def op(c: psycopg.AsyncConnection[Any]) -> None:
+            async with c.cursor() as cur:
+                await cur.executemany("INSERT INTO events(seq, ts, scan_id, body) VALUES (%s,%s,%s,%s)", rows)
+            # GREATEST: several gateways may write; the counter never goes back.
+            await c.execute(
+                "INSERT INTO meta(key, value) VALUES ('last_seq', %s) ON CONFLICT (key) DO UPDATE"
+                " SET value = GREATEST(meta.value::bigint, excluded.value::bigint)::text",
+                (str(rows[-1][0]),),
+            )
+
+        return self._submit(op, on_commit)
+
+    async def last_seq(self) -> int:
+        async def fn(c: psycopg.AsyncConnection[Any]) -> int:
+            cur = await c.execute(
+                "SELECT GREATEST(COALESCE((SELECT MAX(seq) FROM events), 0),"
+                " COALESCE((SELECT value::bigint FROM meta WHERE key='last_seq'), 0)) AS n"
+            )
+            return int((await cur.fetchone())["n"])
+
+        return await self._read(fn)
+
+    async def events_after(self, after: int, upto: int, limit: int = 100_000) -> list[str]:
+        async def fn(c: psycopg.AsyncConnection[Any]) -> list[str]:
+            cur = await c.execute(
+                "SELECT body FROM events WHERE seq > %s AND seq <= %s ORDER BY seq LIMIT %s", (after, upto, limit)
+            )
+            return [r["body"] for r in await cur.fetchall()]
+
+        return await self._read(fn)
+
+    # -- lists -------------------------------------------------------------------------------
+
+    async def list_entries(self, name: str) -> list[dict[str, Any]]:
+        async def fn(c: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
+            cur = await c.execute("SELECT * FROM lists WHERE list=%s ORDER BY ts, entry", (name,))
+            return [{"entry": r["entry"], "kind": r["kind"], "note": r["note"], "ts": iso_ts(r["ts"])}
+                    for r in await cur.fetchall()]
+
+        return await self._read(fn)
+
+    async def add_entry(self, name: str, entry: str, kind: str, note: str) -> dict[str, Any]:
+        now = time.time()
+
+        async def op(c: psycopg.AsyncConnection[Any]) -> None:
+            await c.execute(
+                "INSERT INTO lists(list, entry, kind, note, ts) VALUES (%s,%s,%s,%s,%s)"
+                " ON CONFLICT (list, entry) DO UPDATE SET kind=excluded.kind, note=excluded.note",
+                (name, entry, kind, note, now),
+            )
+
+        await self._write(op, notify=True)
+        return {"entry": entry, "kind": kind, "note": note, "ts": iso_ts(now)}
+
+    async def remove_entry(self, name: str, entry: str) -> bool:
+        async def op(c: psycopg.AsyncConnection[Any]) -> int:
+            cur = await c.execute("DELETE FROM lists WHERE list=%s AND entry=%s", (name, entry))
+            return cur.rowcount
+
+        return bool(await self._write(op, notify=True))
+
+    async def watch_lists(self, callback: Callable[[], None]) -> None:
+        """LISTEN for list changes (any gateway's, this one's included) on a dedicated connection.
+
+        Returns once listening (or after the first attempt failed: it keeps retrying in the
+        background). After a reconnection ``callback`` runs once, since changes may have been missed.
+        """
+        if self._pool is None:
+            raise RuntimeError("store is not open")
+        watcher = _Watcher(callback)
+        watcher.task = asyncio.create_task(self._watch(watcher), name="malwaresnipper-store-lists-listener")
+        self._watchers.append(watcher)
+        settled = asyncio.ensure_future(watcher.settled.wait())
+        try:
+            await asyncio.wait([watcher.task, settled], timeout=self.connect_timeout + 1,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            settled.cancel()
+
+    async def _watch(self, watcher: _Watcher) -> None:
+        backoff = 0.1
+        first = True
+        down_since: float | None = None
+        while True:
+            try:
+                conn = await self._connect()
+                watcher.conn = conn
+                try:
+                    await conn.execute(f"LISTEN {LISTS_CHANNEL}")
+                    watcher.settled.set()
+                    if down_since is not None:
+                        log.warning("history store: list-change listener reconnected after %.1f s",
+                                    time.monotonic() - down_since)
+                        down_since = None
+                    if not first:
+                        self._call(watcher.callback)  # changes made while we were away
+                    first = False
+                    backoff = 0.1
+                    while True:
+                        async for _ in conn.notifies(timeout=self.health_interval):
+                            self._call(watcher.callback)
+                        await conn.execute("SELECT 1")  # idle: prove the connection is alive
+                finally:
+                    watcher.conn = None
+                    try:
+                        await conn.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+            except asyncio.CancelledError:
+                raise
+            except (psycopg.Error, OSError) as exc:
+                first = False
+                watcher.settled.set()
+                if down_since is None:
+                    down_since = time.monotonic()
+                    log.error("history store: list-change listener lost PostgreSQL (%s); reconnecting",
+                              str(exc).strip() or type(exc).__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    @staticmethod
+    def _call(callback: Callable[[], None]) -> None:
+        try:
+            callback()
+        except Exception:  # noqa: BLE001 - the listener must survive a failing callback
+            log.exception("lists watch callback failed")
+
+    # -- counters ----------------------------------------------------------------------------
+
+    async def incr_counter(self, name: str, amount: int = 1) -> None:
+        async def op(c: psycopg.AsyncConnection[Any]) -> None:
+            await c.execute(
+                "INSERT INTO counters(name, value) VALUES (%s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value",
+                (name, amount),
+            )
+
+        await self._write(op)
+
+    async def counters(self) -> dict[str, int]:
+        async def fn(c: psycopg.AsyncConnection[Any]) -> dict[str, int]:
+            cur = await c.execute("SELECT name, value FROM counters")
+            return {r["name"]: int(r["value"]) for r in await cur.fetchall()}
+
+        return await self._read(fn)
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    async def apply_retention(self, days: int, rows: int) -> int:
+        """Delete what is older than ``days`` or beyond the newest ``rows`` scans; return scans removed."""
+        cutoff = time.time() - days * 86_400 if days > 0 else None
+
+        async def op(c: psycopg.AsyncConnection[Any]) -> int:
+            removed = 0
+            if cutoff is not None:
+                removed += (await c.execute("DELETE FROM scans WHERE ts < %s", (cutoff,))).rowcount
+                await c.execute("DELETE FROM scan_indicators WHERE ts < %s", (cutoff,))
+                # Keep the newest event whatever its age: it carries the seq counter.
+                await c.execute(
+                    "DELETE FROM events WHERE ts < %s AND seq < (SELECT MAX(seq) FROM events)", (cutoff,)
+                )
+            if rows > 0:
+                cur = await c.execute("SELECT ts FROM scans ORDER BY ts DESC LIMIT 1 OFFSET %s", (rows,))
+                edge = await cur.fetchone()
+                if edge is not None:
+                    removed += (await c.execute("DELETE FROM scans WHERE ts <= %s", (edge[0],))).rowcount
+                    await c.execute("DELETE FROM scan_indicators WHERE ts <= %s", (edge[0],))
+                await c.execute("DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - %s", (rows * 10,))
+            # Writers (gateway processes) silent for a week are gone.
+            await c.execute("DELETE FROM store_writers WHERE ts < %s AND writer_id <> %s",
+                            (time.time() - 7 * 86_400, self._writer_id))
+            return removed
+
+        return await self._write(op)
+
+
+async def _noop(c: psycopg.AsyncConnection[Any]) -> None:
+    return None
+
+
+async def migrate(conn: psycopg.AsyncConnection[Any]) -> int:
+    """Apply the migrations the database has not seen, under an advisory lock; return the version.
+
+    ``conn`` is in autocommit mode; everything happens in one transaction (DDL is transactional
+    in PostgreSQL), so a gateway that starts at the same moment waits and then sees the result.
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)"
+        )
+        await conn.execute("INSERT INTO schema_version(id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING")
+        cur = await conn.execute("SELECT version FROM schema_version WHERE id = 1")
+        current = (await cur.fetchone())[0]
+        if current > len(PG_MIGRATIONS):
+            raise RuntimeError(
+                f"the history database is schema version {current}, newer than this MalwareSnipper "
+                f"understands ({len(PG_MIGRATIONS)}); upgrade MalwareSnipper or use another database"
+            )
+        for version in range(current, len(PG_MIGRATIONS)):
+            await conn.execute(PG_MIGRATIONS[version])
+            await conn.execute("UPDATE schema_version SET version = %s WHERE id = 1", (version + 1,))
+    return len(PG_MIGRATIONS)
