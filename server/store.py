@@ -226,6 +226,58 @@ class ScanResult:
     indicators: list[dict[str, Any]] = field(default_factory=list)
 
 
+STATS_TOP_DOMAINS = (
+    "SELECT domain, COUNT(*) AS n FROM scans WHERE threat_level IN ('SUSPICIOUS','MALICIOUS')"
+    " AND domain <> '' GROUP BY domain ORDER BY n DESC, domain LIMIT 10"
+)
+STATS_TOP_INDICATORS = (
+    "SELECT indicator_id, MAX(title), MAX(category), COUNT(*) AS n FROM scan_indicators"
+    " GROUP BY indicator_id ORDER BY n DESC, indicator_id LIMIT 10"
+)
+STATS_CATEGORIES = "SELECT category, COUNT(*) AS n FROM scan_indicators GROUP BY category ORDER BY n DESC, category"
+
+
+@dataclass
+class StatsRows:
+    """What the statistics queries return; each backend runs them in its own SQL dialect."""
+
+    levels: Sequence[Sequence[Any]]  # (threat_level, count)
+    methods: Sequence[Sequence[Any]]  # (method, count)
+    blocked: int
+    buckets: Sequence[Sequence[Any]]  # (bucket index, scans, threats)
+    domains: Sequence[Sequence[Any]]  # (domain, count)
+    indicators: Sequence[Sequence[Any]]  # (id, title, category, count)
+    categories: Sequence[Sequence[Any]]  # (category, count)
+
+
+def stats_payload(rows: StatsRows, *, now: float, start: float, bucket_s: float) -> dict[str, Any]:
+    """``GET /api/v1/stats`` from the query rows: one shape whichever backend ran them."""
+    by_level = {level: 0 for level in LEVELS}
+    total = 0
+    for level, n in rows.levels:
+        total += n
+        by_level[level or "PENDING"] = by_level.get(level or "PENDING", 0) + n
+    by_source = {m: 0 for m in METHODS}
+    for method, n in rows.methods:
+        by_source[method] = n
+    buckets = {int(b): (n, threats or 0) for b, n, threats in rows.buckets}
+    series = [
+        {"t": iso_ts(start + i * bucket_s), "scans": buckets.get(i, (0, 0))[0], "threats": buckets.get(i, (0, 0))[1]}
+        for i in range(int((now - start) // bucket_s) + 1)
+    ]
+    return {
+        "total": total,
+        "totals_by_level": by_level,
+        "totals_by_source": by_source,
+        "blocked": rows.blocked,
+        "timeseries": series,
+        "bucket_s": bucket_s,
+        "top_domains": [{"domain": d, "count": n} for d, n in rows.domains],
+        "top_indicators": [{"id": i, "title": t, "category": cat, "count": n} for i, t, cat, n in rows.indicators],
+        "indicator_categories": [{"category": cat, "count": n} for cat, n in rows.categories],
+    }
+
+
 class ScanStore(Protocol):
     """What the service needs from a history backend.
 
@@ -561,60 +613,19 @@ class SqliteScanStore:
         start = (now - window_s) // bucket_s * bucket_s
 
         def fn(c: sqlite3.Connection) -> dict[str, Any]:
-            by_level = {level: 0 for level in LEVELS}
-            total = 0
-            for level, n in c.execute("SELECT threat_level, COUNT(*) FROM scans GROUP BY threat_level"):
-                total += n
-                by_level[level or "PENDING"] = by_level.get(level or "PENDING", 0) + n
-            by_source = {m: 0 for m in METHODS}
-            for method, n in c.execute("SELECT method, COUNT(*) FROM scans GROUP BY method"):
-                by_source[method] = n
-            blocked = c.execute("SELECT COUNT(*) FROM scans WHERE blocked=1").fetchone()[0]
-            buckets: dict[int, list[int]] = {}
-            for b, n, threats in c.execute(
-                "SELECT CAST((ts - ?) / ? AS INTEGER) AS b, COUNT(*),"
-                " SUM(threat_level IN ('SUSPICIOUS','MALICIOUS')) FROM scans WHERE ts >= ? GROUP BY b",
-                (start, bucket_s, start),
-            ):
-                buckets[int(b)] = [n, threats or 0]
-            n_buckets = int((now - start) // bucket_s) + 1
-            series = [
-                {"t": iso_ts(start + i * bucket_s), "scans": buckets.get(i, [0, 0])[0],
-                 "threats": buckets.get(i, [0, 0])[1]}
-                for i in range(n_buckets)
-            ]
-            top_domains = [
-                {"domain": d, "count": n}
-                for d, n in c.execute(
-                    "SELECT domain, COUNT(*) AS n FROM scans WHERE threat_level IN ('SUSPICIOUS','MALICIOUS')"
-                    " AND domain != '' GROUP BY domain ORDER BY n DESC, domain LIMIT 10"
-                )
-            ]
-            top_indicators = [
-                {"id": i, "title": t, "category": cat, "count": n}
-                for i, t, cat, n in c.execute(
-                    "SELECT indicator_id, MAX(title), MAX(category), COUNT(*) AS n FROM scan_indicators"
-                    " GROUP BY indicator_id ORDER BY n DESC, indicator_id LIMIT 10"
-                )
-            ]
-            categories = [
-                {"category": cat, "count": n}
-                for cat, n in c.execute(
-                    "SELECT category, COUNT(*) AS n FROM scan_indicators GROUP BY category"
-                    " ORDER BY n DESC, category"
-                )
-            ]
-            return {
-                "total": total,
-                "totals_by_level": by_level,
-                "totals_by_source": by_source,
-                "blocked": blocked,
-                "timeseries": series,
-                "bucket_s": bucket_s,
-                "top_domains": top_domains,
-                "top_indicators": top_indicators,
-                "indicator_categories": categories,
-            }
+            return stats_payload(StatsRows(
+                levels=c.execute("SELECT threat_level, COUNT(*) FROM scans GROUP BY threat_level").fetchall(),
+                methods=c.execute("SELECT method, COUNT(*) FROM scans GROUP BY method").fetchall(),
+                blocked=c.execute("SELECT COUNT(*) FROM scans WHERE blocked=1").fetchone()[0],
+                buckets=c.execute(
+                    "SELECT CAST((ts - ?) / ? AS INTEGER) AS b, COUNT(*),"
+                    " SUM(threat_level IN ('SUSPICIOUS','MALICIOUS')) FROM scans WHERE ts >= ? GROUP BY b",
+                    (start, bucket_s, start),
+                ).fetchall(),
+                domains=c.execute(STATS_TOP_DOMAINS).fetchall(),
+                indicators=c.execute(STATS_TOP_INDICATORS).fetchall(),
+                categories=c.execute(STATS_CATEGORIES).fetchall(),
+            ), now=now, start=start, bucket_s=bucket_s)
 
         return await self._read(fn)
 

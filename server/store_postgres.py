@@ -47,15 +47,18 @@ from psycopg.pq import ConnStatus
 from psycopg.rows import dict_row, tuple_row
 
 from .store import (
-    LEVELS,
-    METHODS,
+    STATS_CATEGORIES,
+    STATS_TOP_DOMAINS,
+    STATS_TOP_INDICATORS,
     NewScan,
     ScanFilter,
     ScanResult,
+    StatsRows,
     StoreUnavailable,
     detail,
     iso_ts,
     reverse_domain,
+    stats_payload,
     summary,
 )
 
@@ -664,65 +667,22 @@ class PostgresScanStore:
                 return await cur.fetchall()
 
         async def fn(c: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
-            by_level = {level: 0 for level in LEVELS}
-            total = 0
-            for level, n in await rows(c, "SELECT threat_level, COUNT(*) FROM scans GROUP BY threat_level"):
-                total += n
-                by_level[level or "PENDING"] = by_level.get(level or "PENDING", 0) + n
-            by_source = {m: 0 for m in METHODS}
-            for method, n in await rows(c, "SELECT method, COUNT(*) FROM scans GROUP BY method"):
-                by_source[method] = n
-            blocked = (await rows(c, "SELECT COUNT(*) FROM scans WHERE blocked"))[0][0]
-            buckets: dict[int, list[int]] = {}
-            # floor(), not a cast: PostgreSQL's cast to an integer rounds, SQLite's truncates.
-            for b, n, threats in await rows(
-                c,
-                "SELECT floor((ts - %s::float8) / %s::float8)::bigint AS b, COUNT(*),"
-                " COUNT(*) FILTER (WHERE threat_level IN ('SUSPICIOUS','MALICIOUS'))"
-                " FROM scans WHERE ts >= %s::float8 GROUP BY b",
-                (start, bucket_s, start),
-            ):
-                buckets[int(b)] = [n, threats or 0]
-            n_buckets = int((now - start) // bucket_s) + 1
-            series = [
-                {"t": iso_ts(start + i * bucket_s), "scans": buckets.get(i, [0, 0])[0],
-                 "threats": buckets.get(i, [0, 0])[1]}
-                for i in range(n_buckets)
-            ]
-            top_domains = [
-                {"domain": d, "count": n}
-                for d, n in await rows(
+            return stats_payload(StatsRows(
+                levels=await rows(c, "SELECT threat_level, COUNT(*) FROM scans GROUP BY threat_level"),
+                methods=await rows(c, "SELECT method, COUNT(*) FROM scans GROUP BY method"),
+                blocked=(await rows(c, "SELECT COUNT(*) FROM scans WHERE blocked"))[0][0],
+                # floor(), not a cast: PostgreSQL's cast to an integer rounds, SQLite's truncates.
+                buckets=await rows(
                     c,
-                    "SELECT domain, COUNT(*) AS n FROM scans WHERE threat_level IN ('SUSPICIOUS','MALICIOUS')"
-                    " AND domain <> '' GROUP BY domain ORDER BY n DESC, domain LIMIT 10",
-                )
-            ]
-            top_indicators = [
-                {"id": i, "title": t, "category": cat, "count": n}
-                for i, t, cat, n in await rows(
-                    c,
-                    "SELECT indicator_id, MAX(title), MAX(category), COUNT(*) AS n FROM scan_indicators"
-                    " GROUP BY indicator_id ORDER BY n DESC, indicator_id LIMIT 10",
-                )
-            ]
-            categories = [
-                {"category": cat, "count": n}
-                for cat, n in await rows(
-                    c,
-                    "SELECT category, COUNT(*) AS n FROM scan_indicators GROUP BY category ORDER BY n DESC, category",
-                )
-            ]
-            return {
-                "total": total,
-                "totals_by_level": by_level,
-                "totals_by_source": by_source,
-                "blocked": blocked,
-                "timeseries": series,
-                "bucket_s": bucket_s,
-                "top_domains": top_domains,
-                "top_indicators": top_indicators,
-                "indicator_categories": categories,
-            }
+                    "SELECT floor((ts - %s::float8) / %s::float8)::bigint AS b, COUNT(*),"
+                    " COUNT(*) FILTER (WHERE threat_level IN ('SUSPICIOUS','MALICIOUS'))"
+                    " FROM scans WHERE ts >= %s::float8 GROUP BY b",
+                    (start, bucket_s, start),
+                ),
+                domains=await rows(c, STATS_TOP_DOMAINS),
+                indicators=await rows(c, STATS_TOP_INDICATORS),
+                categories=await rows(c, STATS_CATEGORIES),
+            ), now=now, start=start, bucket_s=bucket_s)
 
         return await self._read(fn)
 

@@ -498,7 +498,7 @@ def test_overlay_buttons(gateway: Gateway, browser: Browser) -> None:
     page = browser.context.new_page()
     proceed_url = browser.url("evil.test", "/proceed")
     page.goto(proceed_url)
-    overlay = wait_overlay(page, browser)
+    wait_overlay(page, browser)
     # The page itself cannot dismiss it: its synthetic click is ignored.
     page.evaluate("() => document.documentElement.lastElementChild.dispatchEvent(new MouseEvent('click', {bubbles: true}))")
     assert "leave" in Overlay(page).nodes()

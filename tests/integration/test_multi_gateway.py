@@ -154,7 +154,7 @@ async def test_an_allowlist_entry_added_on_a_applies_on_b_within_a_second(pair: 
             assert time.monotonic() - added < 1.0, "gateway B did not see A's allowlist entry within 1 s"
             await asyncio.sleep(0.02)
         # B's own dashboard clients are told, and B's verdicts follow the new list at once.
-        while (message := await watcher_b.recv(timeout=5)).get("type") != "lists_changed":
+        while (await watcher_b.recv(timeout=5)).get("type") != "lists_changed":
             pass
         again = await post(b, s, page, wait=True)
         assert again["scan_id"] != first["scan_id"]  # not B's cached verdict from before the change
