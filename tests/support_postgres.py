@@ -12,10 +12,11 @@ the shared server (other tests use it).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -32,9 +33,8 @@ def admin_dsn() -> str:
     return dsn
 
 
-@contextlib.asynccontextmanager
-async def fresh_database() -> AsyncIterator[str]:
-    """Create ``ms_test_<random>``, yield its DSN, then drop it (terminating leftover sessions)."""
+async def create_database() -> tuple[str, str]:
+    """Create ``ms_test_<random>``; returns (name, DSN)."""
     import psycopg
     from psycopg import sql
     from psycopg.conninfo import make_conninfo
@@ -52,15 +52,42 @@ async def fresh_database() -> AsyncIterator[str]:
                 if attempt == 19:
                     raise
                 await asyncio.sleep(0.1 + 0.05 * attempt)
+    return name, make_conninfo(admin, dbname=name)
+
+
+async def drop_database(name: str) -> None:
+    """Drop a database :func:`create_database` made, terminating leftover sessions."""
+    import psycopg
+    from psycopg import sql
+
+    async with await psycopg.AsyncConnection.connect(admin_dsn(), autocommit=True) as conn:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+        await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextlib.asynccontextmanager
+async def fresh_database() -> AsyncIterator[str]:
+    """A fresh, empty database for the block: yields its DSN, drops it after."""
+    name, dsn = await create_database()
     try:
-        yield make_conninfo(admin, dbname=name)
+        yield dsn
     finally:
-        async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
-            await conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,),
-            )
-            await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        await drop_database(name)
+
+
+@contextlib.contextmanager
+def fresh_database_sync() -> Iterator[str]:
+    """:func:`fresh_database` for synchronous tests. Playwright's sync API keeps an event loop
+    running in the test's thread, so the database work runs on a loop in a thread of its own."""
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        name, dsn = thread.submit(asyncio.run, create_database()).result()
+        try:
+            yield dsn
+        finally:
+            thread.submit(asyncio.run, drop_database(name)).result()
 
 
 @pytest.fixture
