@@ -17,8 +17,8 @@ are not events: an acknowledged scan is in the store whatever happens to Redis.
 
 Reading
 -------
-Each event server reads the whole stream through its own consumer group (``XREADGROUP``, then
-``XACK``), so after a restart it resumes where its group stopped, and delivers each entry to its
+Each event server reads the whole stream through its own consumer group (``XREADGROUP``; the
+``XACK`` of a batch goes in the same round trip as the next read), so after a restart it resumes where its group stopped, and delivers each entry to its
 subscribers once, in stream order. An entry Redis hands out twice (a batch re-sent after a lost
 reply, pending entries after a restart) is recognised by its per-process counter and skipped.
 Replay for reconnecting clients reads ``XRANGE`` by ``seq``.
@@ -228,12 +228,19 @@ class RedisEventBus(Fanout):
     async def _read_loop(self) -> None:
         backoff = BACKOFF_START_S
         pending_first = True  # after (re)joining: entries handed to us before but never acked
+        to_ack: list[bytes] = []
         while not self._stopping:
             try:
-                reply = await self._redis.xreadgroup(
+                # The previous batch's XACK travels with the next read: one round trip, not two.
+                pipe = self._redis.pipeline(transaction=False)
+                if to_ack:
+                    pipe.xack(self.stream, self.group, *to_ack)
+                pipe.xreadgroup(
                     self.group, self.consumer, {self.stream: "0" if pending_first else ">"},
                     count=READ_BATCH, block=None if pending_first else READ_BLOCK_MS,
                 )
+                reply = (await pipe.execute())[-1]
+                to_ack = []
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -243,6 +250,7 @@ class RedisEventBus(Fanout):
                     except Exception:  # noqa: BLE001 - BUSYGROUP or down again: next round tells
                         pass
                     pending_first = True
+                    to_ack = []  # acknowledgements for a group that is gone
                     continue
                 self._mark_down(exc)
                 await asyncio.sleep(backoff)
@@ -257,12 +265,7 @@ class RedisEventBus(Fanout):
                 continue
             if entries:
                 self._deliver_entries(entries)
-                try:
-                    await self._redis.xack(self.stream, self.group, *[e[0] for e in entries])
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - unacked entries come back as pending
-                    log.warning("redis event bus: XACK failed: %r", exc)
+                to_ack = [entry_id for entry_id, _fields in entries]  # acked with the next read
 
     def _deliver_entries(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         for entry_id, fields in entries:

@@ -491,26 +491,33 @@ class PostgresScanStore:
         already = False
         try:
             async with conn.transaction():
-                cur = await conn.execute(
-                    "SELECT batch_no FROM store_writers WHERE writer_id=%s FOR UPDATE", (self._writer_id,)
-                )
-                row = await cur.fetchone()
+                row = None
+                if batch.committing is not None:  # a retry after a COMMIT that may have held
+                    cur = await conn.execute(
+                        "SELECT batch_no FROM store_writers WHERE writer_id=%s FOR UPDATE", (self._writer_id,)
+                    )
+                    row = await cur.fetchone()
                 if row is not None and row[0] >= batch.number and batch.committing is not None:
                     # The previous attempt's COMMIT held though its acknowledgement was lost.
                     already = True
                 else:
-                    for item in batch.items:
-                        try:
-                            async with conn.transaction():
-                                outcomes.append((True, await item.op(conn)))
-                        except psycopg.Error as exc:
-                            if _lost(conn):
-                                raise _ConnectionLost(str(exc)) from exc
-                            outcomes.append((False, exc))
-                        except Exception as exc:  # noqa: BLE001 - one bad op fails alone
-                            if _lost(conn):
-                                raise _ConnectionLost(str(exc)) from exc
-                            outcomes.append((False, exc))
+                    if len(batch.items) == 1:
+                        # Alone in its batch, an op needs no savepoint: if it fails, the batch
+                        # (just this op) fails below, as "transaction failed". Two round trips fewer.
+                        outcomes.append((True, await batch.items[0].op(conn)))
+                    else:
+                        for item in batch.items:
+                            try:
+                                async with conn.transaction():
+                                    outcomes.append((True, await item.op(conn)))
+                            except psycopg.Error as exc:
+                                if _lost(conn):
+                                    raise _ConnectionLost(str(exc)) from exc
+                                outcomes.append((False, exc))
+                            except Exception as exc:  # noqa: BLE001 - one bad op fails alone
+                                if _lost(conn):
+                                    raise _ConnectionLost(str(exc)) from exc
+                                outcomes.append((False, exc))
                     if any(ok and item.notify for (ok, _), item in zip(outcomes, batch.items)):
                         await conn.execute("SELECT pg_notify(%s, '')", (LISTS_CHANNEL,))
                     await conn.execute(
@@ -525,8 +532,10 @@ class PostgresScanStore:
         except psycopg.Error as exc:
             if _lost(conn):
                 raise _ConnectionLost(str(exc)) from exc
-            # The transaction itself failed (not one op): every op of the batch fails, as on SQLite.
-            log.error("history store: transaction failed: %r", exc)
+            # The transaction itself failed (not one op), or the one op of a single-op batch:
+            # every op of the batch fails, as on SQLite.
+            if len(batch.items) > 1:
+                log.error("history store: transaction failed: %r", exc)
             outcomes = [(False, exc)] * len(batch.items)
             batch.committing = None
             self._resolve(batch, outcomes)
