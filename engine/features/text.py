@@ -24,9 +24,9 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from itertools import islice
+from itertools import islice, pairwise
 
-TEXT_FEATURE_VERSION = "1"
+TEXT_FEATURE_VERSION = "2"
 
 #: Hashing space per model: small enough that three linear models stay a few MB.
 N_HASH_FEATURES = 2**18
@@ -104,7 +104,9 @@ _URL_WORD = re.compile(r"[a-z0-9]+")
 
 
 def url_tokens(url: str) -> dict[str, float]:
-    """Character 3-5-grams of host and of path, plus host and path words (scheme left out)."""
+    """Character 3-5-grams of host and of path, host and path words (scheme left out), plus:
+    each host label by its position from the right, the host's length, digits and hyphens, the
+    path's segment count and file extension, query-key words and path word bigrams."""
     low = url.strip().lower()
     scheme_end = low.find("://")
     rest = low[scheme_end + 3:] if scheme_end != -1 else low
@@ -126,6 +128,26 @@ def url_tokens(url: str) -> dict[str, float]:
     for word in _URL_WORD.findall(path):
         out["pw:" + word] = 1.0
     out[f"_pathlen:{min(int(math.log2(1 + len(path))), 10)}"] = 1.0
+    # Host labels by position (0 = the one left of the TLD), and the host's shape.
+    for k, label in enumerate(reversed(labels[:-1])):
+        out[f"hl{min(k, 3)}:{label}"] = 1.0
+    out[f"_hostdigits:{min(sum(c.isdigit() for c in host), 6)}"] = 1.0
+    out[f"_hostlen:{min(len(host) // 5, 12)}"] = 1.0
+    out[f"_hosthyphens:{min(host.count('-'), 4)}"] = 1.0
+    # Path structure: segments, the last segment's extension, query keys, word bigrams.
+    q = path.find("?")
+    path_only, query = (path, "") if q == -1 else (path[:q], path[q:])
+    segments = [seg for seg in path_only.split("/") if seg]
+    out[f"_segments:{min(len(segments), 10)}"] = 1.0
+    if segments:
+        last = segments[-1]
+        dot = last.rfind(".")
+        out["ext:" + (last[dot + 1:][:6] if dot != -1 else "none")] = 1.0
+    for word in _URL_WORD.findall(query):
+        out["qk:" + word] = 1.0
+    words = _URL_WORD.findall(path_only)
+    for a, b in pairwise(words):
+        out[f"pb:{a} {b}"] = 1.0
     return out
 
 
@@ -193,26 +215,66 @@ _WORD = re.compile(r"[a-z]{2,24}")
 _TAGS_RE = re.compile(r"<[^>]*>")
 
 
+#: Attributes whose values are words a user reads or a form field's name (their words count).
+_TEXT_ATTRS = frozenset({"placeholder", "value", "title", "alt", "aria-label", "label", "name", "id"})
+_TITLE = re.compile(r"<title\b[^>]*>(.{0,2000}?)</title", re.S | re.I)
+_WHITESPACE = re.compile(r"\s+")
+#: Every 4-character window (overlapping: a look-ahead group), counted in C by ``findall``.
+_CHAR4 = re.compile(r"(?=(.{4}))", re.S)
+#: Character 4-grams come from the first and last characters of the sanitised page only
+#: (a few ms whatever the page's size).
+PAGE_CHAR_HEAD = 4_000
+PAGE_CHAR_TAIL = 2_000
+#: L2 norm of the character 4-gram block relative to the token block.
+PAGE_CHAR_WEIGHT = 0.5
+
+
 def page_tokens(clean_html: str) -> dict[str, float]:
-    """Tag names, tag/attribute pairs, input types and names, and visible-text words."""
+    """Tag names, tag bigrams, tag/attribute pairs, input types and names, words of text-bearing
+    attributes, the title's words, visible-text words (log counts), plus character 4-grams of
+    the head and tail of the sanitised page, scaled so their block has ``PAGE_CHAR_WEIGHT``
+    times the norm of the rest."""
     keys: list[str] = []  # in order of appearance: Counter keeps first-seen order
     add = keys.append
+    tags: list[str] = []
     for tag, attrs in _TAG.findall(clean_html):
         tag = tag.lower()
         add("t:" + tag)
+        tags.append(tag)
         if not attrs:
             continue
         for name, v1, v2, v3 in _ATTR.findall(attrs):
             name = name.lower()
             add(f"a:{tag}.{name}")
+            value = (v1 or v2 or v3).lower()
             if name in _VALUE_ATTRS:
-                add(f"v:{tag}.{name}={(v1 or v2 or v3).lower()[:40]}")
+                add(f"v:{tag}.{name}={value[:40]}")
             elif name in _URL_ATTRS:
-                add(f"u:{tag}.{name}:{_url_shape((v1 or v2 or v3).lower())}")
+                add(f"u:{tag}.{name}:{_url_shape(value)}")
+            if name in _TEXT_ATTRS:
+                keys.extend(map("aw:".__add__, _WORD.findall(value[:300])))
+    keys.extend(map("tb:{} {}".format, tags, islice(tags, 1, None)))
     counts = Counter(keys)
     text = _TAGS_RE.sub(" ", clean_html).lower()
     counts.update(map("w:".__add__, _WORD.findall(text[:100_000])))
-    return dict(zip(counts, map(math.log1p, counts.values())))
+    title = _TITLE.search(clean_html)
+    if title:
+        counts.update(map("ti:".__add__, _WORD.findall(title.group(1).lower())))
+    out = dict(zip(counts, map(math.log1p, counts.values())))
+    if PAGE_CHAR_WEIGHT > 0:
+        s = clean_html
+        if len(s) > PAGE_CHAR_HEAD + PAGE_CHAR_TAIL:
+            s = s[:PAGE_CHAR_HEAD] + " " + s[-PAGE_CHAR_TAIL:]
+        # Upper case: every key above starts with a lower-case ASCII letter ("t:", "w:", ...), so
+        # no 4-gram can be mistaken for one of them, without the cost of prefixing each gram.
+        s = _WHITESPACE.sub(" ", s.upper())
+        grams = Counter(_CHAR4.findall(s))
+        values = list(map(math.log1p, grams.values()))
+        token_norm = math.hypot(*out.values()) or 1.0
+        gram_norm = math.hypot(*values) or 1.0
+        factor = PAGE_CHAR_WEIGHT * token_norm / gram_norm
+        out.update(zip(grams, map(factor.__mul__, values)))
+    return out
 
 
 _VALUE_ATTRS = frozenset({"type", "name", "id", "autocomplete", "method", "rel", "http-equiv"})

@@ -15,6 +15,12 @@ hundred popular hosts, so it rates most long-tail legitimate sites as phishing (
 below SUSPICIOUS, and it is not asked at all about hosts it never saw the like of (loopback,
 private addresses, ``localhost``, single-label names, special-use TLDs such as ``.test``).
 
+The page model is corroborating evidence only on pages that ask nothing of the user: no form,
+no input, no frame, no refresh or download. The corpus's phishing kits include near-empty
+auxiliary pages (redirect stubs, "loading" screens), so the model rates any near-empty page as a
+kit page (``<body>hi</body>`` 0.9); the web is full of such stubs. On those pages it may add at
+most :data:`PAGE_MODEL_CEILING` risk points (a script they load is scored on its own).
+
 Where a model is missing or was refused, the layer says so with an ``ml.model_unavailable``
 indicator and confidence 0, never a silent zero.
 """
@@ -30,6 +36,7 @@ from typing import ClassVar
 from ..capture import Capture
 from ..config import EngineConfig
 from ..features import Features
+from ..features.html import ParsedPage
 from ..features.javascript import on_clear_cache
 from ..models import LoadedModels, ModelBundle, ModelInput, featurize, load_models
 from ..results import Evidence, Indicator, LayerResult, Severity
@@ -42,6 +49,9 @@ SUB_FLOOR_SCORE = 1.0
 
 #: The most risk the URL model can add on its own (see the module docstring): below SUSPICIOUS.
 URL_MODEL_CEILING = 30.0
+
+#: The most risk the page model can add on its own to a page that asks nothing of the user.
+PAGE_MODEL_CEILING = 30.0
 
 #: Special-use and private-network TLDs (RFC 2606, 6761, 6762, 8375, ICANN's .internal): no
 #: training URL had one, so the URL model has nothing to say about them.
@@ -120,6 +130,7 @@ class MlLayer:
         self._score_suspicious = _score_for(config.thresholds.suspicious, weight)
         self._score_malicious = _score_for(config.thresholds.malicious, weight)
         self._url_ceiling_score = _score_for(min(URL_MODEL_CEILING, config.thresholds.suspicious - 1), weight)
+        self._page_ceiling_score = _score_for(min(PAGE_MODEL_CEILING, config.thresholds.suspicious - 1), weight)
 
     # -- scoring --------------------------------------------------------------------------
 
@@ -153,6 +164,9 @@ class MlLayer:
             score = self._map(prob, self._calibration(kind, bundle, capture))
             if kind == "url":
                 score *= self._url_ceiling_score / 100.0  # monotonic: samples still rank
+            elif kind == "html" and asks_nothing(features.page):
+                score *= self._page_ceiling_score / 100.0
+                details["page_model_capped"] = "the page has no form, input, frame, refresh or download"
             scored[kind] = (score, prob, where)
 
         indicators: list[Indicator] = []
@@ -259,6 +273,15 @@ def url_model_skip_reason(host: str) -> str | None:
     if host.rsplit(".", 1)[1] in SPECIAL_TLDS:
         return "special-use top-level domain"
     return None
+
+
+def asks_nothing(page: ParsedPage | None) -> bool:
+    """True for a page with no form, input, frame, meta refresh or automatic download."""
+    if page is None:
+        return False
+    dom = page.dom
+    return not (dom.forms or page.input_count or page.password_inputs or dom.iframes
+                or dom.meta_refresh is not None or dom.auto_download is not None)
 
 
 def _score_for(threshold: float, weight: float) -> float:

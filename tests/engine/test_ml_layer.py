@@ -159,6 +159,24 @@ def test_url_model_alone_never_reaches_suspicious() -> None:
         assert ml.details["url_probability"] > 0.9  # the model does rate them highly
 
 
+STUB = '<html><head><title>App</title><script src="/dl.js"></script></head><body>hi</body></html>'
+LOGIN_STUB = ('<html><head><title>App</title></head><body>hi<form action="/go" method="post">'
+              '<input name="email"><input type="password" name="pw"></form></body></html>')
+
+
+def test_page_model_only_corroborates_on_pages_that_ask_nothing() -> None:
+    """Near-empty pages look like kit stubs to the page model: without a form, input, frame,
+    refresh or download they stay below SUSPICIOUS; the same page with a login form does not."""
+    engine = RiskEngine(layers=["ml"])
+    stub = engine.scan(Capture.build("https://app.example.com/app.html", html=STUB))
+    ml = stub.layers[0]
+    assert ml.details["html_probability"] > 0.5  # the model does rate the stub highly
+    assert ml.details["page_model_capped"]
+    assert stub.risk_score < engine.config.thresholds.suspicious
+    login = engine.scan(Capture.build("https://app.example.com/app.html", html=LOGIN_STUB))
+    assert "page_model_capped" not in login.layers[0].details
+
+
 def test_url_model_still_ranks_urls() -> None:
     engine = RiskEngine(layers=["ml"])
     low = engine.scan(Capture.build("https://en.wikipedia.org/wiki/Cat")).risk_score

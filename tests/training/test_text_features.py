@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
+
+import pytest
 
 from malwaresnipper.engine.features.text import (
     JS_BIGRAM_CHARS,
@@ -36,7 +39,19 @@ def test_sanitize_removes_source_marks_and_scripts() -> None:
 def test_page_tokens_do_not_see_php_or_freeze_dry() -> None:
     tokens = page_tokens(sanitize_html(FROZEN_LOGIN))
     assert "v:input.type=password" in tokens
-    assert not any("php" in t or "memento" in t or "original" in t for t in tokens)
+    # Case-insensitive: the character 4-grams are upper case.
+    assert not any(m in t.lower() for t in tokens for m in ("php", "memento", "original", "resources/", "csrf"))
+
+
+def test_page_char_grams_never_collide_with_tokens() -> None:
+    tokens = page_tokens(sanitize_html("<p>t:br w:ab</p><br><p>ab</p>"))
+    assert "t:br" in tokens and "w:ab" in tokens and "T:BR" in tokens  # the gram is kept apart
+    assert tokens["t:br"] == pytest.approx(math.log1p(1))
+
+
+def test_url_tokens_see_host_labels_and_path_shape() -> None:
+    tokens = url_tokens("https://secure.paypal.com-verify.example.net/a/b/login.php?user=1&token=2")
+    assert {"hl0:example", "hl1:com-verify", "ext:php", "qk:user", "qk:token", "pb:b login"} <= tokens.keys()
 
 
 def test_url_tokens_ignore_the_scheme() -> None:
