@@ -564,9 +564,7 @@ class SqliteScanStore:
             c.executemany(
                 "INSERT INTO scan_indicators(scan_id, ts, indicator_id, title, category, severity)"
                 " VALUES (?,?,?,?,?,?)",
-                [(result.scan_id, ts, str(i.get("id")), str(i.get("title", "")),
-                  str(i.get("category") or "general"), str(i.get("severity", "")))
-                 for i in result.indicators],
+                indicator_rows(result, ts),
             )
 
         return self._write(op)
@@ -747,6 +745,13 @@ class SqliteScanStore:
     async def watch_lists(self, callback: Callable[[], None]) -> None:
         """Nothing to watch: one process owns the file, and it changes lists itself."""
         return None
+
+
+def indicator_rows(result: ScanResult, ts: float) -> list[tuple[str, float, str, str, str, str]]:
+    """``scan_indicators`` rows of a completed scan (what the stats' top indicators count)."""
+    return [(result.scan_id, ts, str(i.get("id")), str(i.get("title", "")),
+             str(i.get("category") or "general"), str(i.get("severity", "")))
+            for i in result.indicators]
 
 
 def summary(row: Any) -> dict[str, Any]:

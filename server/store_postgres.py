@@ -56,6 +56,7 @@ from .store import (
     StatsRows,
     StoreUnavailable,
     detail,
+    indicator_rows,
     iso_ts,
     reverse_domain,
     stats_payload,
@@ -618,9 +619,7 @@ class PostgresScanStore:
                     await cur2.executemany(
                         "INSERT INTO scan_indicators(scan_id, ts, indicator_id, title, category, severity)"
                         " VALUES (%s,%s,%s,%s,%s,%s)",
-                        [(result.scan_id, ts, str(i.get("id")), str(i.get("title", "")),
-                          str(i.get("category") or "general"), str(i.get("severity", "")))
-                         for i in result.indicators],
+                        indicator_rows(result, ts),
                     )
 
         return self._write(op)
