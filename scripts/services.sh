@@ -7,7 +7,9 @@ export DEBIAN_FRONTEND=noninteractive
 {
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-command -v pg_lsclusters >/dev/null 2>&1 || missing+=(postgresql)
+# The server itself, not just the client tools some images carry.
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null && command -v pg_lsclusters >/dev/null 2>&1 \
+    || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}" >/dev/null
