@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from dashboard_fixtures import miner_capture
-from support_postgres import fresh_database
+from proxy_support import DROPPER, Upstream, default_routes, make_self_signed, start_gateway
+from proxy_support import TOKEN as PROXY_TOKEN
+from support_postgres import TcpProxy, fresh_database
 from support_redis import RedisServer
 from test_api_support import Gateway, small_page
 
@@ -52,18 +54,39 @@ class Pair:
 
 
 @pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
-    redis = RedisServer(tmp_path / "redis")
-    redis.start()
-    async with fresh_database() as dsn:
-        a = Gateway(tmp_path / "a", config=gateway_config("gw-a", dsn, redis.url), token=TOKEN)
-        b = Gateway(tmp_path / "b", config=gateway_config("gw-b", dsn, redis.url), token=TOKEN)
-        try:
-            await asyncio.gather(asyncio.to_thread(a.start), asyncio.to_thread(b.start))
-            yield Pair(a, b, redis)
-        finally:
-            await asyncio.gather(asyncio.to_thread(a.stop), asyncio.to_thread(b.stop), return_exceptions=True)
-            redis.stop()
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own (some tests restart it)."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def dsn() -> AsyncIterator[str]:
+    async with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Iterator[tuple[Upstream, Path]]:
+    """An HTTPS site with the proxy tests' pages, and the certificate mitmdump must trust."""
+    cert, key = make_self_signed(tmp_path)
+    site = Upstream(default_routes(b"\0" * 1024))
+    site.start(cert, key)
+    yield site, cert
+    site.stop()
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, redis: RedisServer, dsn: str) -> AsyncIterator[Pair]:
+    a = Gateway(tmp_path / "a", config=gateway_config("gw-a", dsn, redis.url), token=TOKEN)
+    b = Gateway(tmp_path / "b", config=gateway_config("gw-b", dsn, redis.url), token=TOKEN)
+    try:
+        await asyncio.gather(asyncio.to_thread(a.start), asyncio.to_thread(b.start))
+        yield Pair(a, b, redis)
+    finally:
+        await asyncio.gather(asyncio.to_thread(a.stop), asyncio.to_thread(b.stop), return_exceptions=True)
 
 
 async def post(gateway: Gateway, session: aiohttp.ClientSession, body: dict[str, Any], *,
@@ -189,139 +212,111 @@ async def test_a_redis_restart_mid_run_loses_no_acknowledged_scan_or_event(pair:
     assert "Redis is back" in a.log_tail(50_000) + b.log_tail(50_000)
 
 
-async def test_a_page_proxied_by_one_gateway_shows_on_the_others_dashboard(tmp_path: Path) -> None:
+def fetch_through(proxy: Any, url: str) -> Any:
+    """GET ``url`` through a mitmdump gateway (blocking: run it in a thread)."""
+    with proxy.session() as s:
+        return s.get(url, timeout=30).content
+
+
+async def test_a_page_proxied_by_one_gateway_shows_on_the_others_dashboard(
+        tmp_path: Path, redis: RedisServer, dsn: str, upstream: tuple[Upstream, Path]) -> None:
     """The real mitmdump path on the shared backends: gateway P proxies, gateway B shows it."""
-    from proxy_support import DROPPER, TOKEN as PROXY_TOKEN, Upstream, default_routes, make_self_signed, start_gateway
-
-    redis = RedisServer(tmp_path / "redis")
-    redis.start()
-    cert, key = make_self_signed(tmp_path)
-    upstream = Upstream(default_routes(b"\0" * 1024))
-    upstream.start(cert, key)
-    async with fresh_database() as dsn:
-        proxy = await asyncio.to_thread(start_gateway, tmp_path / "p", cert, options=[],
-                                        config_toml=gateway_config("gw-proxy", dsn, redis.url))
-        b = Gateway(tmp_path / "b", config=gateway_config("gw-b", dsn, redis.url), token=PROXY_TOKEN)
-        try:
-            await asyncio.to_thread(b.start)
-            watcher = await b.events()
-            url = upstream.url("/dropper.html?multi=1", True)
-
-            def fetch() -> bytes:
-                with proxy.session() as s:
-                    return s.get(url, timeout=30).content
-
-            assert await asyncio.to_thread(fetch) == DROPPER  # monitor mode: the page goes through
-            while True:
-                message = await watcher.recv(timeout=60)
-                if message.get("status") == "SCAN_COMPLETE" and message["url"] == url:
-                    break
-            assert message["gateway_id"] == "gw-proxy" and message["method"] == "PROXY"
-            assert message["threat_level"] == "MALICIOUS"
-            async with aiohttp.ClientSession() as s:
-                _, page = await b.call(s, "GET", "/api/v1/scans?gateway=gw-proxy&limit=50")
-            assert [i["url"] for i in page["items"] if i["url"] == url] == [url]
-        finally:
-            await asyncio.to_thread(b.stop)
-            await asyncio.to_thread(proxy.stop)
-            upstream.stop()
-            redis.stop()
+    site, cert = upstream
+    proxy = await asyncio.to_thread(start_gateway, tmp_path / "p", cert, options=[],
+                                    config_toml=gateway_config("gw-proxy", dsn, redis.url))
+    b = Gateway(tmp_path / "b", config=gateway_config("gw-b", dsn, redis.url), token=PROXY_TOKEN)
+    try:
+        await asyncio.to_thread(b.start)
+        watcher = await b.events()
+        url = site.url("/dropper.html?multi=1", True)
+        assert await asyncio.to_thread(fetch_through, proxy, url) == DROPPER  # monitor mode: it goes through
+        while True:
+            message = await watcher.recv(timeout=60)
+            if message.get("status") == "SCAN_COMPLETE" and message["url"] == url:
+                break
+        assert message["gateway_id"] == "gw-proxy" and message["method"] == "PROXY"
+        assert message["threat_level"] == "MALICIOUS"
+        async with aiohttp.ClientSession() as s:
+            _, page = await b.call(s, "GET", "/api/v1/scans?gateway=gw-proxy&limit=50")
+        assert [i["url"] for i in page["items"] if i["url"] == url] == [url]
+    finally:
+        await asyncio.to_thread(b.stop)
+        await asyncio.to_thread(proxy.stop)
 
 
-async def test_postgres_down_the_api_refuses_with_503_and_recovers(tmp_path: Path) -> None:
+async def test_postgres_down_the_api_refuses_with_503_and_recovers(
+        tmp_path: Path, redis: RedisServer, dsn: str) -> None:
     """A 202 promises the scan is recorded: while PostgreSQL is unreachable the API says 503."""
-    from support_postgres import TcpProxy
-
-    redis = RedisServer(tmp_path / "redis")
-    redis.start()
-    async with fresh_database() as dsn:
-        relay = TcpProxy(dsn)
-        await relay.start()
-        gw = Gateway(tmp_path / "g", config=gateway_config("gw-x", relay.dsn(dsn), redis.url), token=TOKEN)
-        try:
-            await asyncio.to_thread(gw.start)
-            async with aiohttp.ClientSession() as s:
-                assert (await post(gw, s, small_page("before")))["scan_id"]
-                await relay.stop()
-                deadline = time.monotonic() + 20
-                while True:  # health answers without the store and says it is unavailable
-                    status, health = await gw.call(s, "GET", "/api/v1/health")
-                    assert status == 200
-                    if health["store"]["available"] is False:
-                        break
-                    assert time.monotonic() < deadline
-                    await asyncio.sleep(0.1)
-                async with s.post(gw.base_url + "/api/v1/scans", json=small_page("during"),
-                                  headers=gw.headers()) as resp:
-                    body = await resp.json()
-                    assert resp.status == 503 and resp.headers["Retry-After"] == "5"
-                    assert body["error"]["code"] == "store_unavailable"
-                status, body = await gw.call(s, "GET", "/api/v1/scans")
-                assert status == 503 and body["error"]["code"] == "store_unavailable"
-                await relay.start()
-                deadline = time.monotonic() + 20
-                while (await gw.call(s, "GET", "/api/v1/health"))[1]["store"]["available"] is False:
-                    assert time.monotonic() < deadline
-                    await asyncio.sleep(0.1)
-                after = await post(gw, s, small_page("after"))
-                status, page = await gw.call(s, "GET", "/api/v1/scans?limit=10")
-                assert status == 200
-                assert after["scan_id"] in {i["scan_id"] for i in page["items"]}
-                assert "during" not in " ".join(i["url"] for i in page["items"])  # refused = not recorded
-            assert "PostgreSQL unreachable" in gw.log_tail(50_000)
-        finally:
-            await asyncio.to_thread(gw.stop)
+    relay = TcpProxy(dsn)
+    await relay.start()
+    gw = Gateway(tmp_path / "g", config=gateway_config("gw-x", relay.dsn(dsn), redis.url), token=TOKEN)
+    try:
+        await asyncio.to_thread(gw.start)
+        async with aiohttp.ClientSession() as s:
+            assert (await post(gw, s, small_page("before")))["scan_id"]
             await relay.stop()
-            redis.stop()
-
-
-async def test_a_proxy_started_while_postgres_is_down_starts_scanning_once_it_is_back(tmp_path: Path) -> None:
-    """mitmdump must not need a restart because the shared history was down when it started."""
-    from proxy_support import DROPPER, Upstream, default_routes, make_self_signed, start_gateway
-    from support_postgres import TcpProxy
-
-    redis = RedisServer(tmp_path / "redis")
-    redis.start()
-    cert, key = make_self_signed(tmp_path)
-    upstream = Upstream(default_routes(b"\0" * 1024))
-    upstream.start(cert, key)
-    async with fresh_database() as dsn:
-        relay = TcpProxy(dsn)
-        await relay.start()
+            await until_store_available(gw, s, False)  # health answers without the store
+            async with s.post(gw.base_url + "/api/v1/scans", json=small_page("during"),
+                              headers=gw.headers()) as resp:
+                body = await resp.json()
+                assert resp.status == 503 and resp.headers["Retry-After"] == "5"
+                assert body["error"]["code"] == "store_unavailable"
+            status, body = await gw.call(s, "GET", "/api/v1/scans")
+            assert status == 503 and body["error"]["code"] == "store_unavailable"
+            await relay.start()
+            await until_store_available(gw, s, True)
+            after = await post(gw, s, small_page("after"))
+            status, page = await gw.call(s, "GET", "/api/v1/scans?limit=10")
+            assert status == 200
+            assert after["scan_id"] in {i["scan_id"] for i in page["items"]}
+            assert "during" not in " ".join(i["url"] for i in page["items"])  # refused = not recorded
+        assert "PostgreSQL unreachable" in gw.log_tail(50_000)
+    finally:
+        await asyncio.to_thread(gw.stop)
         await relay.stop()
-        attempts = asyncio.Event()
 
-        async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            attempts.set()  # PostgreSQL "down": the connection is dropped at once
-            writer.transport.abort()
 
-        down = await asyncio.start_server(refuse, "127.0.0.1", relay.port, reuse_address=True)
-        starting = asyncio.ensure_future(asyncio.to_thread(
-            start_gateway, tmp_path / "p", cert, options=[],
-            config_toml=gateway_config("gw-late", relay.dsn(dsn), redis.url)))
-        proxy = None
-        try:
-            await asyncio.wait_for(attempts.wait(), 90)
-            down.close()
-            await down.wait_closed()
-            await relay.start()  # PostgreSQL is back: the gateway's next attempt succeeds
-            proxy = await starting
-            assert any("retrying every" in line for line in proxy.lines)
-            url = upstream.url("/dropper.html?late=1", True)
+async def until_store_available(gw: Gateway, session: aiohttp.ClientSession, wanted: bool) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        status, health = await gw.call(session, "GET", "/api/v1/health")
+        assert status == 200
+        if health["store"]["available"] is wanted:
+            return
+        assert time.monotonic() < deadline, f"store.available never became {wanted}"
+        await asyncio.sleep(0.1)
 
-            def fetch() -> bytes:
-                with proxy.session() as s:
-                    return s.get(url, timeout=30).content
 
-            assert await asyncio.to_thread(fetch) == DROPPER
-            summary = await asyncio.to_thread(proxy.wait_for_scan, url)
-            assert summary["threat_level"] == "MALICIOUS"
-        finally:
-            if proxy is None:
-                proxy = await asyncio.gather(starting, return_exceptions=True)
-                proxy = proxy[0] if not isinstance(proxy[0], BaseException) else None
-            if proxy is not None:
-                await asyncio.to_thread(proxy.stop)
-            await relay.stop()
-            upstream.stop()
-            redis.stop()
+async def test_a_proxy_started_while_postgres_is_down_starts_scanning_once_it_is_back(
+        tmp_path: Path, redis: RedisServer, dsn: str, upstream: tuple[Upstream, Path]) -> None:
+    """mitmdump must not need a restart because the shared history was down when it started."""
+    site, cert = upstream
+    relay = TcpProxy(dsn)
+    await relay.start()
+    await relay.stop()
+    attempts = asyncio.Event()
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        attempts.set()  # PostgreSQL "down": the connection is dropped at once
+        writer.transport.abort()
+
+    down = await asyncio.start_server(refuse, "127.0.0.1", relay.port, reuse_address=True)
+    starting = asyncio.ensure_future(asyncio.to_thread(
+        start_gateway, tmp_path / "p", cert, options=[],
+        config_toml=gateway_config("gw-late", relay.dsn(dsn), redis.url)))
+    try:
+        await asyncio.wait_for(attempts.wait(), 90)
+        down.close()
+        await down.wait_closed()
+        await relay.start()  # PostgreSQL is back: the gateway's next attempt succeeds
+        proxy = await starting
+        assert any("retrying every" in line for line in proxy.lines)
+        url = site.url("/dropper.html?late=1", True)
+        assert await asyncio.to_thread(fetch_through, proxy, url) == DROPPER
+        summary = await asyncio.to_thread(proxy.wait_for_scan, url)
+        assert summary["threat_level"] == "MALICIOUS"
+    finally:
+        started = (await asyncio.gather(starting, return_exceptions=True))[0]
+        if not isinstance(started, BaseException):
+            await asyncio.to_thread(started.stop)
+        await relay.stop()
