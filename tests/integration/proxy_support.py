@@ -11,7 +11,6 @@ import datetime
 import gzip
 import ipaddress
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import brotli
+from support_ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SHIM = REPO / "addon" / "malwaresnipper.py"
@@ -132,11 +132,6 @@ class Client:
 #: The tests' gateways run the default engine (ML layer included), as a user does.
 ENGINE_TOML = ""
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_self_signed(directory: Path) -> tuple[Path, Path]:
@@ -289,8 +284,11 @@ class Gateway:
         return Client(f"127.0.0.1:{self.proxy_port}", self.ca)
 
     def api(self, path: str, method: str = "GET", **kw: Any) -> Any:
-        r = Client().request(method, f"http://127.0.0.1:{self.api_port}{path}",
-                             headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10, **kw)
+        try:
+            r = Client().request(method, f"http://127.0.0.1:{self.api_port}{path}",
+                                 headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10, **kw)
+        except urllib.error.URLError as exc:
+            raise AssertionError(f"the gateway's API did not answer ({exc}); log:\n{self.log()}") from exc
         assert 200 <= r.status_code < 300, (r.status_code, r.text)
         return r.json()
 
@@ -390,6 +388,8 @@ def start_gateway(tmp: Path, upstream_cert: Path, *, options: list[str], config_
         while not gw.worker_pids() and time.monotonic() < deadline:
             time.sleep(0.1)
         gw.wait_for_log("scan worker 0 ready", timeout=60)
+        if any("could not start the API/event servers" in line for line in lines):
+            raise AssertionError(f"the gateway started without its API/event servers; log:\n{gw.log()}")
     except BaseException:
         gw.stop()
         raise

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,16 +22,12 @@ from typing import Any
 import aiohttp
 import jsonschema
 from websockets.asyncio.client import ClientConnection, connect
+from support_ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((REPO / "server" / "event_schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def small_page(i: int | str = 0, *, marker: str = "") -> dict[str, Any]:

@@ -22,7 +22,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from support_ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 EXTENSION = REPO / "extension"
@@ -52,11 +52,6 @@ pytestmark = [
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 expect = playwright_sync.expect
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
