@@ -17,6 +17,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, fields
 from functools import lru_cache
+from types import MappingProxyType
 
 import ahocorasick
 
@@ -311,8 +312,8 @@ def _extract(url: str) -> UrlFeatures:
     host = host.lower().rstrip(".")
     if "%" in host:
         parse_error = parse_error or "percent-encoded host"
-    info = _host_info(host)
-    host = info.ascii_host or host  # the punycode form, as it goes over the wire
+    host_fields = _host_fields(host)
+    host = host_fields["host"] or host  # the punycode form, as it goes over the wire
     path_depth = path.count("/") - (1 if path.endswith("/") and len(path) > 1 else 0)
     lower_path = path.lower()
     last_segment = lower_path.rsplit("/", 1)[-1]
@@ -322,63 +323,36 @@ def _extract(url: str) -> UrlFeatures:
         ext = last_segment[dot + 1 :]
     path_and_query = lower_path + "?" + query.lower() if query else lower_path
     cred_path, brands_path = _path_words(path_and_query)
-    return _from_state({
+    state = dict(host_fields)
+    state.update({
         "url": raw,
         "scheme": scheme,
         "host": host,
-        "host_unicode": info.host_unicode,
-        "registrable_domain": info.registrable_domain,
-        "domain_label": info.domain_label,
-        "public_suffix": info.public_suffix,
-        "tld": info.tld,
-        "subdomain": info.subdomain,
-        "subdomain_depth": info.subdomain_depth,
         "port": port,
         "userinfo": userinfo,
         "path": path,
         "query": query,
-        "is_ip": bool(info.ip_kind),
-        "ip_kind": info.ip_kind,
-        "ip_private": info.ip_private,
-        "punycode": info.punycode,
-        "non_ascii_host": info.non_ascii,
-        "mixed_script": info.mixed_script,
         "url_length": len(raw),
-        "host_length": len(host),
         "path_length": len(path),
         "query_length": len(query),
-        "host_entropy": info.host_entropy,
-        "domain_label_entropy": info.label_entropy,
         "path_entropy": entropy(path) if len(path) > 1 else 0.0,
-        "host_digit_ratio": info.digit_ratio,
         "path_digit_ratio": _ratio(path) if len(path) > 1 else 0.0,
         "url_digit_ratio": url_digits,
         "special_char_count": specials,
         "percent_count": raw.count("%"),
-        "host_hyphen_count": host.count("-"),
-        "host_dot_count": host.count("."),
         "path_depth": max(0, path_depth),
         "query_param_count": (query.count("&") + 1) if query else 0,
         "double_slash_in_path": "//" in path,
-        "tld_in_subdomain": info.tld_in_subdomain,
         "tld_in_path": _tld_in_path(lower_path),
-        "risky_tld": info.tld in RISKY_TLDS,
-        "free_tld": info.tld in FREE_TLDS,
-        "shortener": info.shortener,
-        "free_hosting": info.free_hosting,
-        "dynamic_dns": info.dynamic_dns,
         "cms_folder_page": bool(_CMS_PAGE.search(path)) if "/wp-" in path or "/.well-known/" in path else False,
         "email_in_url": bool(_EMAIL.search(query)) if ("@" in query or "%40" in query) else False,
-        "brand_domain": info.brand_domain,
-        "brand_in_subdomain": info.brand_in_subdomain,
-        "brand_in_domain_label": info.brand_in_domain_label,
-        "brand_in_path": () if info.brand_domain else brands_path,
-        "credential_words_host": info.credential_words,
+        "brand_in_path": () if host_fields["brand_domain"] else brands_path,
         "credential_words_path": cred_path,
         "file_extension": ext,
         "risky_extension": ext in RISKY_EXTENSIONS,
         "parse_error": parse_error,
     })
+    return _from_state(state)
 
 
 _STRIP_WS = str.maketrans("", "", "\t\n\r")
@@ -422,47 +396,37 @@ def _split_port(hostport: str) -> tuple[str, int | None]:
     return host, -1
 
 
-@dataclass(frozen=True, slots=True)
-class _HostInfo:
-    ascii_host: str = ""
-    host_unicode: str = ""
-    registrable_domain: str = ""
-    domain_label: str = ""
-    public_suffix: str = ""
-    tld: str = ""
-    subdomain: str = ""
-    subdomain_depth: int = 0
-    ip_kind: str = ""
-    ip_private: bool = False
-    punycode: bool = False
-    non_ascii: bool = False
-    mixed_script: bool = False
-    host_entropy: float = 0.0
-    label_entropy: float = 0.0
-    digit_ratio: float = 0.0
-    tld_in_subdomain: bool = False
-    shortener: bool = False
-    free_hosting: str = ""
-    dynamic_dns: str = ""
-    cms_folder_page: bool = False
-    email_in_url: bool = False
-    brand_domain: bool = False
-    brand_in_subdomain: tuple[str, ...] = ()
-    brand_in_domain_label: tuple[str, ...] = ()
-    credential_words: tuple[str, ...] = ()
+#: The :class:`UrlFeatures` fields that depend on the host alone, with their defaults (no host).
+_NO_HOST: dict[str, object] = {
+    name: _DEFAULTS[name]
+    for name in (
+        "host", "host_unicode", "registrable_domain", "domain_label", "public_suffix", "tld", "subdomain",
+        "subdomain_depth", "is_ip", "ip_kind", "ip_private", "punycode", "non_ascii_host", "mixed_script",
+        "host_length", "host_entropy", "domain_label_entropy", "host_digit_ratio", "host_hyphen_count",
+        "host_dot_count", "tld_in_subdomain", "risky_tld", "free_tld", "shortener", "free_hosting",
+        "dynamic_dns", "brand_domain", "brand_in_subdomain", "brand_in_domain_label", "credential_words_host",
+    )
+}
 
 
 @lru_cache(maxsize=32_768)
-def _host_info(host: str) -> _HostInfo:
-    """Everything that depends on the host alone (cached: traffic repeats hosts)."""
-    if not host:
-        return _HostInfo()
+def _host_fields(host: str) -> MappingProxyType[str, object]:
+    """The host-only :class:`UrlFeatures` fields of ``host`` (cached: traffic repeats hosts)."""
+    values = dict(_NO_HOST)
+    if host:
+        values.update(_read_host(host))
+    return MappingProxyType(values)
+
+
+def _read_host(host: str) -> dict[str, object]:
     ip_kind, ip_private = ip_literal_kind(host)
     if ip_kind:
-        return _HostInfo(
-            ascii_host=host, host_unicode=host, registrable_domain=host, ip_kind=ip_kind, ip_private=ip_private,
-            host_entropy=entropy(host), digit_ratio=_ratio(host),
-        )
+        return {
+            "host": host, "host_unicode": host, "registrable_domain": host, "is_ip": True, "ip_kind": ip_kind,
+            "ip_private": ip_private, "host_length": len(host), "host_entropy": entropy(host),
+            "host_digit_ratio": _ratio(host), "host_hyphen_count": host.count("-"),
+            "host_dot_count": host.count("."),
+        }
     non_ascii = not host.isascii()
     if non_ascii:
         host_unicode = host
@@ -479,6 +443,7 @@ def _host_info(host: str) -> _HostInfo:
     label = reg[: -len(suffix) - 1] if suffix and reg.endswith("." + suffix) and reg != suffix else reg
     subdomain = host[: -len(reg) - 1] if host.endswith("." + reg) else ""
     sub_labels = subdomain.split(".") if subdomain else []
+    tld = host.rsplit(".", 1)[-1] if "." in host else host
     brand_domain = owned_by(host, bundled_brand_domains()) is not None
     brand_labels = bundled_brand_labels()
     brand_sub: tuple[str, ...] = ()
@@ -488,30 +453,35 @@ def _host_info(host: str) -> _HostInfo:
         found = set(_TOKEN.findall(label)) & brand_labels
         found.update(_brand_substrings(label))
         brand_label = tuple(sorted(found))
-    return _HostInfo(
-        ascii_host=host,
-        host_unicode=host_unicode,
-        registrable_domain=reg,
-        domain_label=label,
-        public_suffix=suffix,
-        tld=host.rsplit(".", 1)[-1] if "." in host else host,
-        subdomain=subdomain,
-        subdomain_depth=len(sub_labels),
-        punycode=punycode,
-        non_ascii=non_ascii or punycode and not host_unicode.isascii(),
-        mixed_script=is_mixed_script(host_unicode) if not host_unicode.isascii() else False,
-        host_entropy=entropy(host),
-        label_entropy=entropy(label),
-        digit_ratio=_ratio(host),
-        tld_in_subdomain=any(part in _TLD_WORDS for part in sub_labels),
-        shortener=reg in SHORTENERS or host in SHORTENERS,
-        free_hosting=owned_by(host, FREE_HOSTING) or "",
-        dynamic_dns=owned_by(host, DYNAMIC_DNS) or "",
-        brand_domain=brand_domain,
-        brand_in_subdomain=brand_sub,
-        brand_in_domain_label=brand_label,
-        credential_words=tuple(dict.fromkeys(_CREDENTIAL_RE.findall(host))) if not brand_domain else (),
-    )
+    return {
+        "host": host,
+        "host_unicode": host_unicode,
+        "registrable_domain": reg,
+        "domain_label": label,
+        "public_suffix": suffix,
+        "tld": tld,
+        "subdomain": subdomain,
+        "subdomain_depth": len(sub_labels),
+        "punycode": punycode,
+        "non_ascii_host": non_ascii or punycode and not host_unicode.isascii(),
+        "mixed_script": is_mixed_script(host_unicode) if not host_unicode.isascii() else False,
+        "host_length": len(host),
+        "host_entropy": entropy(host),
+        "domain_label_entropy": entropy(label),
+        "host_digit_ratio": _ratio(host),
+        "host_hyphen_count": host.count("-"),
+        "host_dot_count": host.count("."),
+        "tld_in_subdomain": any(part in _TLD_WORDS for part in sub_labels),
+        "risky_tld": tld in RISKY_TLDS,
+        "free_tld": tld in FREE_TLDS,
+        "shortener": reg in SHORTENERS or host in SHORTENERS,
+        "free_hosting": owned_by(host, FREE_HOSTING) or "",
+        "dynamic_dns": owned_by(host, DYNAMIC_DNS) or "",
+        "brand_domain": brand_domain,
+        "brand_in_subdomain": brand_sub,
+        "brand_in_domain_label": brand_label,
+        "credential_words_host": tuple(dict.fromkeys(_CREDENTIAL_RE.findall(host))) if not brand_domain else (),
+    }
 
 
 @lru_cache(maxsize=1)
