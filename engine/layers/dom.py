@@ -112,6 +112,10 @@ class _Analysis:
         self.url = capture.page_url or capture.url
         self.scheme = self.url.split(":", 1)[0].lower() if ":" in self.url else ""
         self.site = registrable_domain(host_of(self.url))
+        #: False for a placeholder address (``eval`` of corpus pages, which have none): then no
+        #: check may compare the page's own site or scheme with anything (a form's target, a
+        #: brand's domains, where the links go), or it would report facts about the placeholder.
+        self.origin_known = not capture.extra.get("synthetic_url")
         self.findings: list[_Finding] = []
         self.password_forms = [i for i, f in enumerate(dom.forms) if f.has_password]
         self.card_forms = [i for i, f in enumerate(dom.forms) if f.has_card]
@@ -160,11 +164,13 @@ class _Analysis:
     def run(self) -> list[_Finding]:
         self._check_credentials()
         self._check_form_actions()
-        self._check_brand()
-        self._check_cloned_links()
-        self._check_saved_copy()
+        if self.origin_known:  # each compares the page's own site with a brand's
+            self._check_brand()
+            self._check_cloned_links()
+            self._check_saved_copy()
         self._check_iframes()
-        self._check_meta_refresh()
+        if self.origin_known:
+            self._check_meta_refresh()
         self._check_misc()
         return self.findings
 
@@ -177,7 +183,7 @@ class _Analysis:
                 "password_form", "The page asks for a password", Severity.INFO, 0.06,
                 (Evidence("input type=password", where),), classification=None,
             )
-            if self.scheme == "http":
+            if self.scheme == "http" and self.origin_known:
                 self.add(
                     "password_over_http", "The page asks for a password over unencrypted HTTP",
                     Severity.LOW, 0.08, (Evidence(snippet(self.url, 0, 0, 60), "url"),),
@@ -219,7 +225,7 @@ class _Analysis:
                     (Evidence(snippet(action, 0, 0, 80), where),),
                 )
                 continue
-            if not sensitive or not action or scheme not in ("http", "https"):
+            if not sensitive or not action or scheme not in ("http", "https") or not self.origin_known:
                 continue
             target_site = registrable_domain(host_of(action))
             offsite = bool(target_site and self.site and target_site != self.site)
@@ -333,7 +339,7 @@ class _Analysis:
             target = registrable_domain(host_of(src))
             if target in TRACKER_SITES:
                 continue
-            offsite = bool(target) and target != self.site
+            offsite = self.origin_known and bool(target) and target != self.site
             self.add(
                 "hidden_iframe_external" if offsite else "hidden_iframe",
                 "An invisible iframe loads another site" if offsite else "The page has an invisible iframe",

@@ -104,6 +104,22 @@ def test_brand_login_copied_to_another_site_is_flagged() -> None:
     assert result.score >= 40
 
 
+def test_a_placeholder_address_makes_no_claim_about_the_pages_own_site() -> None:
+    """``eval`` scans corpus pages at a made-up address: nothing may be judged against it."""
+    saved = "<!-- saved from url=(0036)https://www.wellsfargo.com/signon/ -->\n"
+    refresh = '<meta http-equiv="refresh" content="2; url=https://www.chase.com/">'
+    iframe = '<iframe src="http://traffic.badhost.test/in.php" width="1" height="1"></iframe>'
+    html = saved + PHISHING_LOGIN.replace("</head>", refresh + "</head>").replace("</body>", iframe + "</body>")
+    real = ids(scan("https://secure-account-verify.example-login.com/signin", html))
+    assert {"dom.brand_credential_mismatch", "dom.form_action_external", "dom.cloned_brand_page",
+            "dom.saved_brand_page", "dom.refresh_to_brand", "dom.hidden_iframe_external"} <= real
+    placeholder = scan("https://sample.invalid/row-1", html, extra={"synthetic_url": True})
+    # what the page itself shows still counts; where it is (or is not) does not
+    assert ids(placeholder) == {"dom.password_form", "dom.right_click_disabled", "dom.hidden_iframe"}
+    http_page = ORDINARY_LOGIN.replace('action="/login"', 'action="http://forum.gardening.example/login"')
+    assert ids(scan("https://sample.invalid/row-2", http_page, extra={"synthetic_url": True})) == {"dom.password_form"}
+
+
 def test_bare_credential_page() -> None:
     html = '<title>Sign in</title><form action="/x"><input name=u><input type=password name=p></form><a href="#">?</a>'
     result = scan("https://portal.example/", html)

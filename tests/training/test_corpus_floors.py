@@ -78,3 +78,23 @@ def test_dev_split_floors(kind: str) -> None:
     if kind == "js":
         web = [c for c in m["per_category"] if c in WEB_JS_CATEGORIES]
         assert group_rate(m, web, "at_fpr_0.001") >= floors["web_0.001"]
+
+
+def test_full_engine_on_dev_pages() -> None:
+    """All layers through ``eval``'s own path: what a gateway's verdicts on these pages would be.
+
+    Measured on 2026-11-26: at SUSPICIOUS TPR 87.7 %, benign FPR 3.2 % (login pages 4.6 %);
+    before the dom layer stopped judging the placeholder address, FPR 6.1 % (login 16.1 %).
+    """
+    from malwaresnipper.cli.evaluate import evaluate_file
+    from malwaresnipper.engine import RiskEngine
+    from malwaresnipper.engine.config import EngineConfig
+
+    metrics, summary = evaluate_file(str(DATA / FILES["html"]), RiskEngine(EngineConfig()), split="dev", quiet=True)
+    assert not summary["errors"], summary["errors"]
+    suspicious = metrics["at_thresholds"]["suspicious"]
+    assert suspicious["tpr"] >= 0.87 and suspicious["fpr"] <= 0.035, suspicious
+    per_category = metrics["per_category"]
+    assert per_category["login_page"]["at_suspicious"] <= 0.06, per_category["login_page"]
+    assert per_category["phishing_kit_page"]["at_suspicious"] >= 0.97, per_category["phishing_kit_page"]
+    assert per_category["phishing_kit_data_page"]["at_suspicious"] >= 0.99, per_category["phishing_kit_data_page"]
