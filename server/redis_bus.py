@@ -19,8 +19,9 @@ Reading
 -------
 Each event server reads the whole stream through its own consumer group (``XREADGROUP``; the
 ``XACK`` of a batch goes in the same round trip as the next read), so after a restart it resumes where its group stopped, and delivers each entry to its
-subscribers once, in stream order. An entry Redis hands out twice (a batch re-sent after a lost
-reply, pending entries after a restart) is recognised by its per-process counter and skipped.
+subscribers once, in stream order. A batch re-sent after a lost reply is not appended twice (the
+script remembers each process's last event number), and an entry Redis hands out twice (pending
+entries after a restart) is recognised by its per-process counter and skipped.
 Replay for reconnecting clients reads ``XRANGE`` by ``seq``.
 """
 
@@ -39,22 +40,32 @@ from .events import Fanout
 
 log = logging.getLogger(__name__)
 
-#: KEYS: stream, counter. ARGV: floor, maxlen, then (gateway, process, n, body) per event.
-#: Returns the seq of the last event appended.
+#: KEYS: stream, counter, this process's writer key. ARGV: floor, maxlen, writer key TTL (s),
+#: then (gateway, process, n, body) per event, all from one process, n increasing.
+#: An event whose n the writer key has already recorded is not appended again: a batch re-sent
+#: after a lost reply adds nothing twice. Returns the seq of the last event appended.
 APPEND_SCRIPT = """
 local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
 local floor = tonumber(ARGV[1])
 if floor > seq then seq = floor end
-for i = 3, #ARGV, 4 do
-  seq = seq + 1
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '0-' .. string.format('%d', seq),
-             'g', ARGV[i], 'p', ARGV[i + 1], 'n', ARGV[i + 2], 'e', ARGV[i + 3])
+local last_n = tonumber(redis.call('GET', KEYS[3]) or '0')
+for i = 4, #ARGV, 4 do
+  local n = tonumber(ARGV[i + 2])
+  if n > last_n then
+    seq = seq + 1
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '0-' .. string.format('%d', seq),
+               'g', ARGV[i], 'p', ARGV[i + 1], 'n', ARGV[i + 2], 'e', ARGV[i + 3])
+    last_n = n
+  end
 end
 redis.call('SET', KEYS[2], string.format('%d', seq))
+redis.call('SET', KEYS[3], string.format('%d', last_n), 'EX', ARGV[3])
 return seq
 """
 
 WRITE_BATCH = 256
+#: How long Redis remembers a process's last appended event number (for re-sent batches).
+WRITER_KEY_TTL_S = 86_400
 READ_BATCH = 512
 READ_BLOCK_MS = 1000
 BACKOFF_START_S = 0.1
@@ -102,6 +113,7 @@ class RedisEventBus(Fanout):
         self.lost = 0
         self.connected = False
         self._process = uuid.uuid4().hex[:12]
+        self.writer_key = f"{stream}:writer:{self._process}"
         self._counter = itertools.count(1)
         self._buffer: deque[tuple[int, str]] = deque()  # (this process's event number, JSON body)
         self._appended_n = 0  # last event number known to be in Redis
@@ -186,11 +198,8 @@ class RedisEventBus(Fanout):
             self._wake.clear()
             while self._buffer and not self._stopping:
                 batch = list(itertools.islice(self._buffer, WRITE_BATCH))
-                args: list[Any] = [self._floor, self.max_len]
-                for n, body in batch:
-                    args += [self.gateway_id, self._process, n, body]
                 try:
-                    last = int(await self._script(keys=[self.stream, self.counter_key], args=args))
+                    last = await self._append(batch)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - Redis down or unwell: keep, retry, log
@@ -208,6 +217,13 @@ class RedisEventBus(Fanout):
                 self._appended_n = sent_upto
                 self.published += len(batch)
                 self._progress.set()
+
+    async def _append(self, batch: list[tuple[int, str]]) -> int:
+        """Append one batch with the script; returns the seq of the last event in the stream."""
+        args: list[Any] = [self._floor, self.max_len, WRITER_KEY_TTL_S]
+        for n, body in batch:
+            args += [self.gateway_id, self._process, n, body]
+        return int(await self._script(keys=[self.stream, self.counter_key, self.writer_key], args=args))
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -65,7 +65,8 @@ async def shared_redis_stream():
     import redis.asyncio as aioredis
 
     client = aioredis.from_url(url)
-    await client.delete(stream, f"{stream}:seq")
+    writers = [key async for key in client.scan_iter(match=f"{stream}:writer:*")]
+    await client.delete(stream, f"{stream}:seq", *writers)
     await client.aclose()
 
 
@@ -192,3 +193,37 @@ async def test_a_restarted_event_server_resumes_from_its_group(redis_server: Red
             await again.stop()
     finally:
         await writer.stop()
+
+
+async def test_a_batch_resent_after_a_lost_reply_is_in_the_stream_once(shared_redis_stream: tuple[str, str]) -> None:
+    """The append ran but its reply never arrived: the writer sends the batch again."""
+    url, stream = shared_redis_stream
+    bus = RedisEventBus(url, gateway_id="gw-a", stream=stream)
+    await bus.start()
+    real_append = bus._append
+    lost_replies = 0
+
+    async def reply_lost_once(batch: list[tuple[int, str]]) -> int:
+        nonlocal lost_replies
+        last = await real_append(batch)  # Redis ran the script...
+        if lost_replies == 0:
+            lost_replies += 1
+            raise ConnectionError("connection reset before the reply")  # ...the gateway never heard
+        return last
+
+    bus._append = reply_lost_once  # type: ignore[method-assign]
+    try:
+        sub = bus.subscribe(10_000)
+        for i in range(5):  # one batch: the writer runs only once this coroutine yields
+            bus.publish(event("gw-a", i))
+        await asyncio.wait_for(bus.flush(), 10)
+        live = await collect(sub, 5)
+        with pytest.raises(asyncio.TimeoutError):
+            await collect(sub, 1, timeout=0.5)
+        replay = [json.loads(e) for e in await bus.events_after(0, 10_000, 100)]
+    finally:
+        await bus.stop()
+    assert lost_replies == 1
+    assert [e["n"] for e in live] == [0, 1, 2, 3, 4]
+    assert [e["n"] for e in replay] == [0, 1, 2, 3, 4]
+    assert [e["seq"] for e in replay] == [1, 2, 3, 4, 5]
