@@ -45,9 +45,9 @@ def capture_for(sample: Any, limits: Any) -> Capture:
     page_url = SAMPLE_HOST + sample.id
     if sample.kind == "url":
         return Capture.build(sample.text, source=Source.CLI, limits=limits)
-    # The corpus has no URL for scripts and pages: the placeholder is marked synthetic so that no
-    # layer judges it (a made-up address says nothing about the sample): the URL model does not
-    # score it and the dom layer compares nothing with the page's own site.
+    # The corpus has no URL for scripts and pages: the placeholder is marked synthetic (a made-up
+    # address says nothing about the sample): the URL model does not score it and the dom layer
+    # compares nothing with the page's own site.
     extra = {"synthetic_url": True}
     if sample.kind == "html" or sample.format == "html":
         return Capture.build(page_url, source=Source.CLI, html=sample.text, content_type="text/html",
