@@ -133,26 +133,43 @@ def format_report(metrics: dict[str, Any], summary: dict[str, Any]) -> str:
 
 
 def eval_command(args: argparse.Namespace) -> int:
-    from ..engine.training.corpus import CorpusError
+    from ..engine.training.train import write_atomic
 
     try:
         _, engine = engine_from_args(args)
     except MalwareSnipperError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    scores_out = open(args.scores, "w", encoding="utf-8") if args.scores else None  # noqa: SIM115
+    target = Path(args.scores) if args.scores else None
+    if target is None:
+        return _evaluate_files(args, engine, None)
+    if target.exists() and not target.is_file():  # /dev/stdout, a pipe: stream into it
+        with target.open("w", encoding="utf-8") as out:
+            return _evaluate_files(args, engine, out)
+    # Through a temporary file renamed at the end: Ctrl-C never leaves a half-written scores
+    # file that looks like a finished run.
     status = 0
-    try:
-        for path in args.data:
-            try:
-                metrics, summary = evaluate_file(path, engine, split=args.split, limit=args.limit,
-                                                 scores_out=scores_out, quiet=args.quiet)
-            except CorpusError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                status = 2
-                continue
-            print(json.dumps(metrics) if args.json else format_report(metrics, summary), flush=True)
-    finally:
-        if scores_out is not None:
-            scores_out.close()
+
+    def write(tmp: Path) -> None:
+        nonlocal status
+        with tmp.open("w", encoding="utf-8") as out:
+            status = _evaluate_files(args, engine, out)
+
+    write_atomic(target, write)
+    return status
+
+
+def _evaluate_files(args: argparse.Namespace, engine: Any, scores_out: TextIO | None) -> int:
+    from ..engine.training.corpus import CorpusError
+
+    status = 0
+    for path in args.data:
+        try:
+            metrics, summary = evaluate_file(path, engine, split=args.split, limit=args.limit,
+                                             scores_out=scores_out, quiet=args.quiet)
+        except CorpusError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        print(json.dumps(metrics) if args.json else format_report(metrics, summary), flush=True)
     return status
