@@ -115,3 +115,21 @@ def test_benign_page_scripts_join_the_js_training_side() -> None:
     expected = [p for p in pages if p.label == "benign" and not is_dev(p.group)]
     assert len(prepared.samples) == len(expected)  # one script each: the short "x" is skipped
     assert all(s.label == "benign" and "<?php" not in s.text for s in prepared.samples)
+
+
+def test_source_format_weights_make_the_format_say_nothing_about_the_label() -> None:
+    import numpy as np
+
+    # Train side: phishing 6 PHP + 2 rendered, benign 1 PHP + 7 rendered; two dev rows ignored.
+    formats = ["php_source"] * 6 + ["html"] * 2 + ["template_source"] + ["html"] * 7 + ["php_source", "html"]
+    y = np.array([1] * 8 + [0] * 8 + [1, 0])
+    train_idx = np.arange(16)
+    w = train_mod.source_format_weights(formats, y, train_idx)
+    source = np.array([f in train_mod.SOURCE_FORMATS for f in formats])
+    for label in (0, 1):
+        rows = train_idx[y[train_idx] == label]
+        weighted_share = w[rows][source[rows]].sum() / w[rows].sum()
+        assert weighted_share == pytest.approx(7 / 16)  # the train side's share of source rows
+    assert w[train_idx].mean() == pytest.approx(1.0)
+    assert w[1] < 1 < w[8]  # a phishing PHP row counts less, a benign source row more
+    assert list(w[16:]) == [1.0, 1.0]  # dev rows keep weight 1 (never fitted)
