@@ -220,7 +220,7 @@ function applySummary(summary) {
     entry = { data: { scan_id: summary.scan_id, trail: [] }, row: null };
     state.feed.set(summary.scan_id, entry);
   }
-  const done = summary.status === "complete" || summary.status === "failed" || levelOf(summary.threat_level) !== null;
+  const done = ["complete", "failed", "unscanned"].includes(summary.status) || levelOf(summary.threat_level) !== null;
   Object.assign(entry.data, {
     ts: entry.data.ts ?? summary.ts,
     url: summary.url,
@@ -232,7 +232,7 @@ function applySummary(summary) {
     threat_level: summary.threat_level,
     classification: summary.classification,
     blocked: Boolean(summary.blocked),
-    error: summary.status === "failed" ? "the scan failed" : null,
+    error: summary.status === "failed" ? "the scan failed" : summary.status === "unscanned" ? "unscanned" : null,
   });
   renderRow(entry);
 }
@@ -285,7 +285,7 @@ function renderRow(entry) {
   setText(cells.title, data.title || "");
   cells.progress.value = data.progress || 0;
   setText(cells.status, data.status === "SCAN_COMPLETE"
-    ? (data.error ? `failed: ${data.error}` : data.classification && data.classification !== "benign" ? data.classification : "done")
+    ? (data.error ? (data.error.startsWith("unscanned") ? data.error : `failed: ${data.error}`) : data.classification && data.classification !== "benign" ? data.classification : "done")
     : data.status === "SCAN_UPDATE" ? `${data.layer || "scanning"}…` : "started");
 }
 

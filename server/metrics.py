@@ -49,6 +49,8 @@ class Metrics:
         self.latency = Histogram()
         self.dedupe_hits = 0
         self.scan_errors: Counter[str] = Counter()
+        #: content passed on without a verdict, by reason (``ScanService.record_unscanned``)
+        self.unscanned: Counter[str] = Counter()
         self.http: Counter[int] = Counter()
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
 
@@ -78,6 +80,12 @@ class Metrics:
         ]
         for reason, n in sorted(self.scan_errors.items()):
             lines.append(f'malwaresnipper_scan_errors_total{{reason="{_esc(reason)}"}} {n}')
+        lines += [
+            "# HELP malwaresnipper_unscanned_total Content passed on without a verdict, by reason.",
+            "# TYPE malwaresnipper_unscanned_total counter",
+        ]
+        for reason, n in sorted(self.unscanned.items()):
+            lines.append(f'malwaresnipper_unscanned_total{{reason="{_esc(reason)}"}} {n}')
         lines += [
             "# HELP malwaresnipper_http_responses_total API responses, by status code.",
             "# TYPE malwaresnipper_http_responses_total counter",

@@ -349,6 +349,41 @@ class ScanService:
         if not job._future.done():
             job._future.set_result(verdict)
 
+    async def record_unscanned(self, capture: Capture, reason: str, *, method: str = "PROXY",
+                               detail: str = "", page_scan_id: str | None = None) -> str:
+        """Record content that went on without a verdict (too large, undecodable, overloaded, ...).
+
+        Block mode must leave a trace of every pass it could not judge: the history gets a scan
+        with status ``unscanned`` and level UNKNOWN (never BENIGN), the event stream a
+        ``SCAN_COMPLETE`` whose ``error`` says why, and ``/metrics`` counts it by ``reason``.
+        Returns the scan id.
+        """
+        method = method.upper()
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+        now = time.time()
+        scan_id = self._new_scan_id()
+        message = f"unscanned: {reason}" + (f" ({detail})" if detail else "")
+        await self._record_new(NewScan(
+            scan_id=scan_id, ts=now, url=capture.url, domain=capture.host, title=capture.title,
+            method=method, content_hash="", gateway_id=self.gateway_id,
+        ))
+        self.metrics.unscanned[reason] += 1
+        write = self.store.complete_scan(ScanResult(
+            scan_id=scan_id, status="unscanned", risk_score=0.0, threat_level="UNKNOWN",
+            classification="unscanned", blocked=False, duration_ms=0.0, verdict=None, error=message[:500],
+        ))
+        write.add_done_callback(_log_write_error)
+        base = {"type": "event", "schema": EVENT_SCHEMA_VERSION, "scan_id": scan_id, "url": capture.url,
+                "method": method, "title": capture.title, "gateway_id": self.gateway_id}
+        self._publish(base, "SCAN_STARTED", 0, {"page_scan_id": page_scan_id})
+        self._publish(base, "SCAN_COMPLETE", 100, {
+            "risk_score": 0.0, "threat_level": "UNKNOWN", "classification": "unscanned",
+            "indicators": [], "layers": {}, "duration_ms": 0.0,
+            "blocked": False, "error": message[:500], "page_scan_id": page_scan_id,
+        })
+        return scan_id
+
     def _finish_failed(self, job: ScanJob, base: dict[str, Any], message: str, reason: str,
                        page_scan_id: str | None, exc: BaseException | None = None) -> None:
         elapsed_ms = (time.time() - job.submitted) * 1000.0

@@ -215,7 +215,7 @@ class ScanResult:
     """What completes a scan record."""
 
     scan_id: str
-    status: str  # "complete" | "failed"
+    status: str  # "complete" | "failed" | "unscanned"
     risk_score: float
     threat_level: str
     classification: str

@@ -121,3 +121,19 @@ async def test_failed_scan_is_recorded_and_announced(tmp_path: Path) -> None:
         assert not again.deduplicated  # a failure is not reused
     finally:
         await svc.stop()
+
+
+async def test_an_unscanned_pass_is_recorded_with_its_reason_never_as_benign(service: ScanService) -> None:
+    capture = Capture.build("https://big.example/bundle.js", source="proxy")
+    scan_id = await service.record_unscanned(capture, "too_large", detail="7000000 bytes over the cap")
+    events = await statuses_for(service, scan_id)
+    assert [e["status"] for e in events] == ["SCAN_STARTED", "SCAN_COMPLETE"]
+    assert events[-1]["threat_level"] == "UNKNOWN" and "too_large" in events[-1]["error"]
+    for _ in range(100):
+        record = await service.store.get_scan(scan_id)
+        if record and record["status"] != "pending":
+            break
+        await asyncio.sleep(0.05)
+    assert record["status"] == "unscanned" and record["verdict"] is None
+    assert "too_large" in record["error"] and "7000000 bytes" in record["error"]
+    assert 'malwaresnipper_unscanned_total{reason="too_large"} 1' in service.metrics.render()
