@@ -21,8 +21,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .engine.config import EngineConfig, from_mapping, read_toml
+from .engine.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "malwaresnipper.toml"
+#: ``[proxy] mode``: monitor never waits for a verdict; block waits within the budget.
+PROXY_MODES = ("monitor", "block")
+STORE_BACKENDS = ("sqlite", "postgres")
+EVENT_BACKENDS = ("memory", "redis")
+
+
+def _one_of(section: str, name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        choices = ", ".join(repr(a) for a in allowed)
+        raise ConfigError(f"[{section}] {name} = {value!r} is not one of {choices}")
+
+
+def _at_least(section: str, name: str, value: float, low: float) -> None:
+    if value < low:
+        raise ConfigError(f"[{section}] {name} must be >= {low:g}, got {value!r}")
+
+
+def _port(section: str, name: str, value: int) -> None:
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"[{section}] {name} must be a port number (0-65535), got {value!r}")
 
 
 def default_data_dir() -> Path:
@@ -46,6 +67,14 @@ class ProxySettings:
     scan_timeout_ms: int = 5000
     dedupe_window_s: float = 60.0
 
+    def __post_init__(self) -> None:
+        """The same checks for a file (``config check``, ``run``) and for command-line options."""
+        _one_of("proxy", "mode", self.mode, PROXY_MODES)
+        _port("proxy", "listen_port", self.listen_port)
+        for name, low in (("block_budget_ms", 1), ("max_body_bytes", 1024), ("workers", 1),
+                          ("scan_timeout_ms", 1), ("dedupe_window_s", 0)):
+            _at_least("proxy", name, getattr(self, name), low)
+
 
 @dataclass(frozen=True)
 class ServerSettings:
@@ -64,6 +93,12 @@ class ServerSettings:
     #: '' means the host name.
     gateway_id: str = ""
 
+    def __post_init__(self) -> None:
+        _port("server", "api_port", self.api_port)
+        _port("server", "events_port", self.events_port)
+        for name, low in (("max_body_bytes", 1024), ("rate_limit_per_minute", 0), ("client_queue_size", 1)):
+            _at_least("server", name, getattr(self, name), low)
+
 
 @dataclass(frozen=True)
 class StoreSettings:
@@ -81,6 +116,11 @@ class StoreSettings:
     retention_days: int = 30
     retention_rows: int = 1_000_000
 
+    def __post_init__(self) -> None:
+        _one_of("store", "backend", self.backend, STORE_BACKENDS)
+        for name, low in (("pool_size", 1), ("max_pending_writes", 0), ("retention_days", 0), ("retention_rows", 0)):
+            _at_least("store", name, getattr(self, name), low)
+
 
 @dataclass(frozen=True)
 class EventSettings:
@@ -96,6 +136,11 @@ class EventSettings:
     group: str = ""
     #: Events held in memory while Redis is unreachable; beyond this the oldest are dropped (logged).
     buffer_events: int = 10_000
+
+    def __post_init__(self) -> None:
+        _one_of("events", "backend", self.backend, EVENT_BACKENDS)
+        for name, low in (("max_len", 1), ("buffer_events", 0)):
+            _at_least("events", name, getattr(self, name), low)
 
 
 @dataclass(frozen=True)

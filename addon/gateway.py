@@ -38,7 +38,7 @@ from ..engine.lists import ListEntries, load_list_file, merge
 from ..engine.results import Severity
 from ..engine.verdict import ThreatLevel, Verdict
 from ..server.store import StoreUnavailable
-from ..settings import Settings, load_settings
+from ..settings import PROXY_MODES, Settings, load_settings
 from . import blockpage
 from .blockpage import CONTROL_PREFIX
 from .bypass import BypassTokens
@@ -50,7 +50,17 @@ from .responses import DecodedBody, build_capture, decode_body, wants_buffering
 
 log = logging.getLogger("malwaresnipper.gateway")
 
-MODES = ("monitor", "block")
+#: Options that override a setting of the config file when the user sets them: (section, field).
+OVERRIDES: dict[str, tuple[str, str]] = {
+    "malwaresnipper_mode": ("proxy", "mode"),
+    "malwaresnipper_budget_ms": ("proxy", "block_budget_ms"),
+    "malwaresnipper_fail_closed": ("proxy", "fail_closed"),
+    "malwaresnipper_max_body_bytes": ("proxy", "max_body_bytes"),
+    "malwaresnipper_workers": ("proxy", "workers"),
+    "malwaresnipper_scan_timeout_ms": ("proxy", "scan_timeout_ms"),
+    "malwaresnipper_api_port": ("server", "api_port"),
+    "malwaresnipper_events_port": ("server", "events_port"),
+}
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 #: Bodies above this size are decoded in a thread, not on the event loop.
 THREAD_DECODE_BYTES = 256 * 1024
@@ -72,6 +82,8 @@ class Effective:
     fail_closed: bool
     max_body_bytes: int
     services: bool
+    #: keep proxying, unscanned, when the scan services cannot start
+    pass_unscanned: bool = False
 
 
 class Gateway:
@@ -96,41 +108,60 @@ class Gateway:
         self._inflight: dict[Any, asyncio.Task[Any]] = {}
         self._stream_threshold: str | None = None
         self._flush_task: asyncio.Task[None] | None = None
-        self._start_error: str | None = None
+        #: why the scan services are not running (None once they are)
+        self.start_error: str | None = None
+        #: True while a start is being retried (the history store is unreachable)
+        self.start_pending = False
         self._start_retry: asyncio.Task[None] | None = None
+        #: malwaresnipper_* options the user set (see load)
+        self._user_set: set[str] = set()
+        #: the options the latest update added to _user_set (undone if it is rolled back)
+        self._last_marked: set[str] = set()
+        self._rolling_back = False
 
     # -- options -----------------------------------------------------------------------------
 
     def load(self, loader: Any) -> None:
-        d = Settings().proxy
-        loader.add_option("malwaresnipper_mode", str, d.mode,
+        d = Settings()
+        loader.add_option("malwaresnipper_mode", str, d.proxy.mode,
                           "monitor: never wait for a verdict; block: wait within the budget and block malicious pages.",
-                          choices=list(MODES))
+                          choices=list(PROXY_MODES))
         loader.add_option("malwaresnipper_config", str, "",
                           "Path to malwaresnipper.toml (default: ./malwaresnipper.toml when present).")
-        loader.add_option("malwaresnipper_budget_ms", int, d.block_budget_ms,
+        loader.add_option("malwaresnipper_budget_ms", int, d.proxy.block_budget_ms,
                           "Block mode: how long a response may wait for its verdict.")
-        loader.add_option("malwaresnipper_fail_closed", bool, d.fail_closed,
+        loader.add_option("malwaresnipper_fail_closed", bool, d.proxy.fail_closed,
                           "Block mode: block when the scan times out or fails, instead of letting it through.")
-        loader.add_option("malwaresnipper_max_body_bytes", int, d.max_body_bytes,
+        loader.add_option("malwaresnipper_max_body_bytes", int, d.proxy.max_body_bytes,
                           "Bodies larger than this stream through unscanned (counted).")
-        loader.add_option("malwaresnipper_workers", int, d.workers, "Scan worker processes.")
-        loader.add_option("malwaresnipper_scan_timeout_ms", int, d.scan_timeout_ms,
+        loader.add_option("malwaresnipper_workers", int, d.proxy.workers, "Scan worker processes.")
+        loader.add_option("malwaresnipper_scan_timeout_ms", int, d.proxy.scan_timeout_ms,
                           "A scan running longer is killed (its worker is replaced).")
-        loader.add_option("malwaresnipper_api_port", int, Settings().server.api_port, "API and dashboard port.")
-        loader.add_option("malwaresnipper_events_port", int, Settings().server.events_port, "Event stream port.")
+        loader.add_option("malwaresnipper_api_port", int, d.server.api_port, "API and dashboard port.")
+        loader.add_option("malwaresnipper_events_port", int, d.server.events_port, "Event stream port.")
         loader.add_option("malwaresnipper_data_dir", str, "",
                           "History, token and lists (default: $MALWARESNIPPER_HOME or ~/.malwaresnipper).")
         loader.add_option("malwaresnipper_services", bool, True,
                           "Start the API/dashboard and event stream servers with the proxy.")
+        loader.add_option("malwaresnipper_pass_unscanned", bool, False,
+                          "Keep the proxy running, passing traffic unscanned, when the scan services cannot "
+                          "start (by default the gateway says why and stops).")
+        # An update that mitmproxy refused is rolled back and announced again: see configure.
+        loader.master.options.errored.connect(self._note_rollback)
+
+    def _note_rollback(self, exc: Exception) -> None:
+        self._rolling_back = True
 
     def configure(self, updated: set[str]) -> None:
+        rollback, self._rolling_back = self._rolling_back, False
         if not any(name.startswith("malwaresnipper_") for name in updated) and self.effective is not None:
             return
+        user_set = self._user_set_after(set(updated), rollback)
         try:
-            effective = self._effective()
+            effective = self._effective(user_set)
         except (MalwareSnipperError, ValueError) as exc:
             raise exceptions.OptionsError(f"malwaresnipper: {exc}") from None
+        self._user_set = user_set
         restart_needed = {"malwaresnipper_workers", "malwaresnipper_api_port", "malwaresnipper_events_port",
                           "malwaresnipper_data_dir", "malwaresnipper_services", "malwaresnipper_config",
                           "malwaresnipper_scan_timeout_ms"}
@@ -156,51 +187,66 @@ class Gateway:
             if current != self._stream_threshold:
                 opts.update(stream_large_bodies=self._stream_threshold)
 
-    def _effective(self) -> Effective:
+    def _user_set_after(self, updated: set[str], rollback: bool) -> set[str]:
+        """The options the user has set, once this update is applied.
+
+        An option the user set, even to its built-in default, overrides the config file; one
+        left alone defers to it. mitmproxy has no notion of "set": an update names the options
+        someone set, except the configure call with every option (a script being loaded, after
+        mitmdump applied its ``--set`` values unseen by us, or a reset), where we ask the options
+        which were given a value, and the rollback of a refused update, which sets nothing.
+        """
+        if rollback:
+            self._last_marked = set()
+            return self._user_set - self._last_marked
+        opts = ctx.options
+        if len(updated) >= len(opts.keys()):
+            named = {name for name in OVERRIDES if _given_a_value(opts, name)}
+        else:
+            named = updated & OVERRIDES.keys()
+        self._last_marked = named - self._user_set
+        return self._user_set | named
+
+    def _effective(self, user_set: set[str]) -> Effective:
+        """The config file's settings with every option the user set on top, validated once by
+        the settings' own checks (so `run`, `mitmdump --set` and `config check` agree)."""
         opts = ctx.options
         config = opts.malwaresnipper_config
         if config and not Path(config).expanduser().is_file():
             raise ValueError(f"malwaresnipper_config: no such file: {config}")
         settings = load_settings(Path(config).expanduser() if config else None)
-
-        def changed(name: str) -> bool:
-            return getattr(opts, name) != opts.default(name)
-
-        proxy, server = settings.proxy, settings.server
-        mode = opts.malwaresnipper_mode if changed("malwaresnipper_mode") else proxy.mode
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-        budget_ms = opts.malwaresnipper_budget_ms if changed("malwaresnipper_budget_ms") else proxy.block_budget_ms
-        timeout_ms = opts.malwaresnipper_scan_timeout_ms if changed("malwaresnipper_scan_timeout_ms") else proxy.scan_timeout_ms
-        max_body = opts.malwaresnipper_max_body_bytes if changed("malwaresnipper_max_body_bytes") else proxy.max_body_bytes
-        workers = opts.malwaresnipper_workers if changed("malwaresnipper_workers") else proxy.workers
-        fail_closed = opts.malwaresnipper_fail_closed if changed("malwaresnipper_fail_closed") else proxy.fail_closed
-        for name, value, low in (("budget_ms", budget_ms, 1), ("scan_timeout_ms", timeout_ms, 1),
-                                 ("max_body_bytes", max_body, 1024), ("workers", workers, 1)):
-            if value < low:
-                raise ValueError(f"malwaresnipper_{name} must be >= {low}, got {value}")
-        for name in ("malwaresnipper_api_port", "malwaresnipper_events_port"):
-            if not 0 <= getattr(opts, name) <= 65535:
-                raise ValueError(f"{name} must be a port number (0-65535)")
-        api_port = opts.malwaresnipper_api_port if changed("malwaresnipper_api_port") else server.api_port
-        events_port = opts.malwaresnipper_events_port if changed("malwaresnipper_events_port") else server.events_port
-        data_dir = opts.malwaresnipper_data_dir or settings.data_dir
+        chosen: dict[str, dict[str, Any]] = {"proxy": {}, "server": {}}
+        for option in user_set:
+            section, field_name = OVERRIDES[option]
+            chosen[section][field_name] = getattr(opts, option)
         settings = dataclasses.replace(
             settings,
-            proxy=dataclasses.replace(proxy, mode=mode, block_budget_ms=budget_ms, fail_closed=fail_closed,
-                                      max_body_bytes=max_body, workers=workers, scan_timeout_ms=timeout_ms),
-            server=dataclasses.replace(server, api_port=api_port, events_port=events_port),
-            data_dir=data_dir,
+            proxy=dataclasses.replace(settings.proxy, **chosen["proxy"]),
+            server=dataclasses.replace(settings.server, **chosen["server"]),
+            data_dir=opts.malwaresnipper_data_dir or settings.data_dir,
         )
         self._config_lists = (_load_lists(settings, "allowlist_files"), _load_lists(settings, "blocklist_files"))
-        return Effective(settings, mode, budget_ms / 1000.0, fail_closed, max_body, opts.malwaresnipper_services)
+        proxy = settings.proxy
+        return Effective(settings, proxy.mode, proxy.block_budget_ms / 1000.0, proxy.fail_closed,
+                         proxy.max_body_bytes, opts.malwaresnipper_services, opts.malwaresnipper_pass_unscanned)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def running(self) -> None:
-        """Start the scan service (pool, store, events) and, unless switched off, the servers."""
-        if self.service is not None or self.effective is None:
+        """Start the scan service (pool, store, events) and, unless switched off, the servers.
+
+        Scanning that cannot start is an error (mitmdump and ``malwaresnipper run`` then stop,
+        saying why) unless ``malwaresnipper_pass_unscanned`` is set. A shared history store
+        (PostgreSQL) that is down is waited for instead: it is retried every few seconds, and
+        meanwhile block mode applies its fail-open/fail-closed policy to every response.
+        """
+        if self.service is not None:
             return
+        if self.effective is None:
+            # mitmproxy calls configure only when an option changes: a host that adds this addon
+            # and changes none (an embedding DumpMaster) must still get the settings in force.
+            self.configure(set(ctx.options.keys()))
+        assert self.effective is not None
         if getattr(ctx.options, "listen_host", "127.0.0.1") in ("", "0.0.0.0", "::"):
             log.warning("malwaresnipper: the proxy listens on all interfaces; use --listen-host 127.0.0.1 "
                         "unless other machines are meant to use it")
@@ -210,33 +256,27 @@ class Gateway:
         with_servers = self.effective.services
         try:
             self.services = await start_services(settings, api=with_servers, events=with_servers, pool=self._pool)
-        except OSError as exc:
-            if not with_servers:
-                self._start_error = f"{type(exc).__name__}: {exc}"
-                log.error("malwaresnipper: could not start the scan service: %s; traffic passes unscanned", exc)
-                return
-            # A port taken (say by `malwaresnipper serve`): keep scanning, without our own servers.
-            log.error("malwaresnipper: could not start the API/event servers (%s); scanning without them", exc)
-            with_servers = False
-            try:
-                self.services = await start_services(settings, api=False, events=False, pool=self._pool)
-            except (OSError, MalwareSnipperError) as exc2:
-                self._start_error = f"{type(exc2).__name__}: {exc2}"
-                log.error("malwaresnipper: could not start the scan service: %s; traffic passes unscanned", exc2)
-                return
-        except MalwareSnipperError as exc:
-            # The proxy keeps working (unscanned) rather than refusing all traffic.
-            self._start_error = f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, StoreUnavailable):
-                # A shared history (PostgreSQL) that is down now may be back in a moment. A warning,
-                # not an error: mitmdump exits on an error logged during its start-up.
-                log.warning("malwaresnipper: could not start the scan services: %s; traffic passes unscanned; "
-                          "retrying every %.0f s", exc, START_RETRY_S)
-                self._retry_start_later()
-            else:
-                log.error("malwaresnipper: could not start the scan services: %s; traffic passes unscanned", exc)
+        except StoreUnavailable as exc:
+            self.start_error = f"the history store is unreachable ({exc}); retrying every {START_RETRY_S:.0f} s"
+            self.start_pending = True
+            # A warning, not an error: mitmdump stops on an error logged during its start-up, and
+            # a shared PostgreSQL that is down now may be back in a moment.
+            log.warning("malwaresnipper: scan services waiting: %s; meanwhile %s", self.start_error,
+                        self._unscanned_policy())
+            self._retry_start_later()
             return
-        self._start_error = None
+        except (OSError, MalwareSnipperError) as exc:
+            self.start_error = _start_failure(exc, settings, with_servers)
+            self.start_pending = False
+            if self.effective.pass_unscanned:
+                log.warning("malwaresnipper: scan services NOT running: %s; traffic passes unscanned "
+                            "(malwaresnipper_pass_unscanned is set)", self.start_error)
+            else:
+                log.error("malwaresnipper: scan services NOT running: %s; stopping (set "
+                          "malwaresnipper_pass_unscanned to keep proxying unscanned)", self.start_error)
+            return
+        self.start_error = None
+        self.start_pending = False
         self.service = self.services.service
         self.service.proxy_address = (ctx.options.listen_host or "127.0.0.1", int(ctx.options.listen_port or 8080))
         self._own_ports = self._own_ports_now()
@@ -248,6 +288,15 @@ class Gateway:
             log.info("malwaresnipper: API and dashboard on %s, events on %s", self.services.api_url, self.services.events_url)
         _freeze_startup_objects()
         log.info("malwaresnipper: gateway ready (%s mode)", self.effective.mode)
+
+    def _unscanned_policy(self) -> str:
+        """What happens to responses while nothing can scan them, in words."""
+        eff = self.effective
+        if eff is None or eff.mode == "monitor":
+            return "responses pass unscanned (monitor mode)"
+        if eff.fail_closed:
+            return "pages and scripts are blocked (block mode, fail_closed)"
+        return "responses pass unscanned, marked X-MalwareSnipper: unscanned (block mode, fail open)"
 
     def _retry_start_later(self) -> None:
         async def retry() -> None:
@@ -466,7 +515,7 @@ class Gateway:
                      pretty_url(flow.request)[:300], eff.max_body_bytes)
             return
         if self.service is None:
-            self.count("unscanned_no_service")
+            self._pass_without_service(flow)
             return
         resp, req = flow.response, flow.request
         raw = resp.raw_content
@@ -515,6 +564,24 @@ class Gateway:
         task = self._start_scan(info, raw, block=blocking)
         if blocking:  # monitor mode (or a proceed-once pass): the response goes on now
             await self._wait_and_apply(flow, url, task, info)
+
+    def _pass_without_service(self, flow: http.HTTPFlow) -> None:
+        """No scan service (starting, or failed with pass_unscanned): block mode's failure policy."""
+        eff = self.effective
+        assert eff is not None and flow.response is not None
+        self.count("unscanned_no_service")
+        if eff.mode != "block":
+            return
+        url = pretty_url(flow.request)
+        if eff.fail_closed:
+            self.count("fail_closed")
+            reason = "The scan service is not running, and this gateway blocks unscanned content."
+            flow.response = self._block_response(flow, url=url, reasons=[("unscanned", reason)], risk=None,
+                                                 classification=None, scan_id=None)
+        else:
+            flow.response.headers[HEADER] = "unscanned; reason=no_service"
+        log.warning("malwaresnipper: %s %s: no scan service (%s)", url[:300],
+                    "blocked" if eff.fail_closed else "passed unscanned", self.start_error or "not started")
 
     def _start_scan(self, info: _FlowInfo, raw: bytes, *, block: bool) -> asyncio.Task[_Outcome | None]:
         """Run :meth:`_scan` as a task, findable by its body key while it runs."""
@@ -789,6 +856,31 @@ def _freeze_startup_objects() -> None:
     if not _startup_frozen:
         _startup_frozen = True
         gc.freeze()
+
+
+def _given_a_value(opts: Any, name: str) -> bool:
+    """Whether option ``name`` was set, even to its default.
+
+    mitmproxy keeps that in the option itself (``value`` stays ``optmanager.unset`` until set),
+    the same in mitmproxy 11 and 12; should that ever change, "differs from the default" is
+    the closest public answer."""
+    from mitmproxy import optmanager
+
+    option = getattr(opts, "_options", {}).get(name)
+    unset = getattr(optmanager, "unset", None)
+    if option is not None and unset is not None and hasattr(option, "value"):
+        return option.value is not unset
+    return bool(getattr(opts, name) != opts.default(name))
+
+
+def _start_failure(exc: BaseException, settings: Settings, with_servers: bool) -> str:
+    """A sentence saying why the scan services did not start, and what to do about it."""
+    if isinstance(exc, OSError) and with_servers:
+        server = settings.server
+        return (f"could not start the API/dashboard ({server.host}:{server.api_port}) or the event stream "
+                f"({server.host}:{server.events_port}): {exc}; is another gateway running? Choose free ports "
+                "with --api-port and --events-port (malwaresnipper_api_port, malwaresnipper_events_port)")
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _format_counters(counters: Counter[str]) -> str:

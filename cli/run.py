@@ -25,12 +25,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--config", help="a malwaresnipper.toml (default: ./malwaresnipper.toml if present)")
-    run.add_argument("--mode", choices=["monitor", "block"], help="override [proxy] mode")
+    run.add_argument("--mode", choices=["monitor", "block"],
+                     help="monitor (the default: scan and record, never block) or block (replace malicious "
+                          "pages and scripts); overrides [proxy] mode")
     run.add_argument("--listen-host", help="proxy address (default 127.0.0.1)")
     run.add_argument("--listen-port", type=int, help="proxy port (default 8080)")
     run.add_argument("--api-port", type=int, help="API and dashboard port (default 5000)")
     run.add_argument("--events-port", type=int, help="event stream port (default 8765)")
     run.add_argument("--confdir", help="mitmproxy confdir holding the CA (default: certs/)")
+    run.add_argument("--pass-unscanned", action="store_true",
+                     help="keep proxying, unscanned, if the scan services cannot start (default: stop and say why)")
     run.add_argument("--set", dest="setoptions", action="append", default=[], metavar="OPTION=VALUE",
                      help="any other mitmproxy option, as with mitmdump --set (repeatable)")
     run.set_defaults(func=run_command)
@@ -87,7 +91,7 @@ def run_command(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace, settings: Any, config_path: Path | None, confdir: Path, ca: Any) -> int:
     import logging
 
-    from mitmproxy import exceptions, options
+    from mitmproxy import exceptions, hooks, options
     from mitmproxy.tools.dump import DumpMaster
 
     from ..addon.gateway import Gateway
@@ -111,11 +115,16 @@ async def _run(args: argparse.Namespace, settings: Any, config_path: Path | None
         updates["malwaresnipper_api_port"] = args.api_port
     if args.events_port is not None:
         updates["malwaresnipper_events_port"] = args.events_port
+    if args.pass_unscanned:
+        updates["malwaresnipper_pass_unscanned"] = True
     try:
         if updates:
             opts.update(**updates)
         if args.setoptions:
             opts.set(*args.setoptions)
+        # What mitmdump's script loader does for a script: configure the addon with every option,
+        # whether or not any was changed, so the settings in force are known before it starts.
+        master.addons.invoke_addon_sync(gateway, hooks.ConfigureHook(set(opts.keys())))
     except exceptions.OptionsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -126,7 +135,15 @@ async def _run(args: argparse.Namespace, settings: Any, config_path: Path | None
         except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
             pass
     await master.run()
-    return 0 if announcer.started else 1
+    if not announcer.started:
+        return 1
+    # Scanning that could not start is a failure unless the user asked to proxy unscanned.
+    failed = gateway.start_error is not None and not gateway.start_pending
+    return 1 if failed and not _passing_unscanned(gateway) else 0
+
+
+def _passing_unscanned(gateway: Any) -> bool:
+    return bool(gateway.effective and gateway.effective.pass_unscanned)
 
 
 class _Announcer:
@@ -142,19 +159,32 @@ class _Announcer:
 
         self.started = True
         host, port = ctx.options.listen_host or "127.0.0.1", ctx.options.listen_port
-        eff = self.gateway.effective
-        running = self.gateway.services
+        gateway = self.gateway
+        eff = gateway.effective
+        services = gateway.services
         proxy = f"http://{host}:{port}"
-        lines = [
-            "",
-            f"MalwareSnipper gateway ({eff.mode if eff else '?'} mode)",
-            f"  proxy            {proxy}",
-        ]
-        if running is not None and running.api_url:
-            lines.append(f"  API + dashboard  {running.api_url}/   (token: `malwaresnipper token`)")
-            lines.append(f"  event stream     {running.events_url}")
-        elif running is None:
-            lines.append("  scan services    NOT running (see the errors above); traffic passes unscanned")
+        mode = f"{eff.mode} mode" if eff else "not configured"
+        if eff and eff.mode == "monitor":
+            mode += ": pages are scanned and recorded, never blocked; --mode block to block"
+        lines = ["", f"MalwareSnipper gateway ({mode})", f"  proxy            {proxy}"]
+        if services is not None:
+            if services.api_url:
+                lines.append(f"  API + dashboard  {services.api_url}/   (token: `malwaresnipper token`)")
+                lines.append(f"  event stream     {services.events_url}")
+            else:
+                lines.append("  API + dashboard  not started (malwaresnipper_services is off)")
+        elif gateway.start_pending:
+            lines.append(f"  scan services    WAITING: {gateway.start_error}")
+            lines.append(f"                   meanwhile {gateway._unscanned_policy()}")
+        else:
+            lines.append(f"  scan services    NOT running: {gateway.start_error or 'not started'}")
+            if _passing_unscanned(gateway):
+                lines.append("                   traffic passes UNSCANNED (--pass-unscanned)")
+            else:
+                lines += ["", "The gateway stops: it will not proxy traffic it cannot scan "
+                          "(--pass-unscanned proxies it unscanned).", ""]
+                print("\n".join(lines), flush=True)
+                return
         lines += [
             f"  CA certificate   {self.ca.cert_path}",
             f"  CA SPKI sha256   {self.ca.spki_sha256_b64}",

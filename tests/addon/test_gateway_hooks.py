@@ -259,21 +259,36 @@ async def _history(gw: Gateway) -> tuple[list[dict], int]:
     return await gw.service.store.list_scans(ScanFilter(), 50, 0)
 
 
-async def test_a_taken_api_port_leaves_scanning_running(tmp_path, shared_pool):
+@pytest.mark.parametrize("pass_unscanned", [False, True])
+async def test_a_taken_api_port_stops_the_gateway_with_the_reason_unless_told_to_pass_unscanned(
+        tmp_path, shared_pool, caplog, pass_unscanned):
+    import logging
     import socket
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
+        port = taken.getsockname()[1]
         gw = Gateway(pool=shared_pool)
-        with taddons.context(gw) as tctx:
+        with taddons.context(gw) as tctx, caplog.at_level(logging.WARNING, "malwaresnipper.gateway"):
             tctx.configure(gw, malwaresnipper_data_dir=str(tmp_path / "data"), malwaresnipper_services=True,
-                           malwaresnipper_api_port=taken.getsockname()[1], malwaresnipper_events_port=0,
-                           malwaresnipper_mode="block", malwaresnipper_budget_ms=15_000)
+                           malwaresnipper_api_port=port, malwaresnipper_events_port=0,
+                           malwaresnipper_mode="block", malwaresnipper_pass_unscanned=pass_unscanned)
             await gw.running()
             try:
-                assert gw.service is not None and gw.services.api_url == ""
-                bad = await through(gw, make_flow(path="/invoice"), DROPPER, {"content-type": "text/html"})
-                assert bad.response.status_code == 403  # still scanning and blocking
+                assert gw.service is None and not gw.start_pending
+                assert f"127.0.0.1:{port}" in gw.start_error and "--api-port" in gw.start_error
+                [record] = [r for r in caplog.records if "NOT running" in r.getMessage()]
+                # mitmdump and `malwaresnipper run` stop on an error logged while starting
+                assert record.levelno == (logging.WARNING if pass_unscanned else logging.ERROR)
+                assert gw.start_error in record.getMessage()
+                # block mode without a scanner: fail open says so on the response ...
+                flow = await through(gw, make_flow(path="/invoice"), DROPPER, {"content-type": "text/html"})
+                assert flow.response.status_code == 200
+                assert flow.response.headers[HEADER] == "unscanned; reason=no_service"
+                # ... fail closed blocks
+                tctx.configure(gw, malwaresnipper_fail_closed=True)
+                flow = await through(gw, make_flow(path="/invoice2"), BENIGN, {"content-type": "text/html"})
+                assert flow.response.status_code == 403 and b"scan service is not running" in flow.response.content
             finally:
                 await gw.done()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,23 @@ def test_config_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     bad = write(tmp_path, "[engine.thresholds]\nsuspicious = 'x'\n")
     assert main(["config", "check", str(bad)]) == 2
     assert "engine.thresholds.suspicious" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, where", [
+    ("[proxy]\nmode = 'blok'\n", "[proxy] mode = 'blok' is not one of 'monitor', 'block'"),
+    ("[store]\nbackend = 'mysql'\n", "[store] backend = 'mysql' is not one of 'sqlite', 'postgres'"),
+    ("[events]\nbackend = 'kafka'\n", "[events] backend = 'kafka' is not one of 'memory', 'redis'"),
+    ("[proxy]\nworkers = 0\n", "[proxy] workers must be >= 1"),
+    ("[server]\napi_port = 70000\n", "[server] api_port must be a port number"),
+])
+def test_config_check_rejects_values_outside_their_set_as_run_would(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, where: str) -> None:
+    bad = write(tmp_path, text)
+    assert main(["config", "check", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert where in err and str(bad) in err
+    with pytest.raises(ConfigError, match=re.escape(where)):  # what `run` loads
+        load_settings(bad)
 
 
 def test_documented_config_is_complete_and_valid(tmp_path: Path) -> None:
