@@ -1,12 +1,13 @@
-"""What the user sees instead of a malicious page or script.
+"""What the user sees instead of a malicious page or script, and the gateway's own pages.
 
-The block page shows what was blocked (the URL, as escaped text), why (the top indicators, in
-their plain-words titles) and three ways on, all plain links/forms to the addon's own path on the
-same host, so the page needs no script at all and is served with a CSP that forbids every script:
-
-* go back (a link to the referring page, or a blank page when there is none);
-* proceed once (a POST with a one-time token, see :mod:`.bypass`);
-* always allow this site (a POST with a one-time token; the site goes to the allowlist).
+The block page shows what was blocked (the URL, as escaped text) and why (the top indicators, in
+their plain-words titles). "Go back" is its one prominent action; as on Chrome's interstitial, the
+ways past the block sit behind a "Details" disclosure. The block page is served on the blocked
+site's own origin, so it carries nothing that authorises a bypass (see :mod:`.bypass`): "Proceed
+once" and "Always allow this site" link to a confirmation page on the gateway's own origin
+(``CONTROL_ORIGIN``), where the user confirms with a one-time token no site can read. "Always
+allow" is not offered when the user's own blocklist blocked the page. Every page here needs no
+script at all and is served with a CSP that forbids every script.
 
 A blocked external script is replaced by an inert script: a comment and a ``console.warn`` that
 say why, so the page's developer console explains what happened.
@@ -19,10 +20,15 @@ import hashlib
 import html
 import json
 from collections.abc import Sequence
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit
 
-#: Requests under this path, on any host, are answered by the addon (never sent upstream).
-CONTROL_PREFIX = "/__malwaresnipper__/"
+#: The gateway's own origin in the browser: requests to this host are answered by the addon and
+#: never sent upstream. ``.invalid`` never resolves (RFC 2606), so no site can own or serve it.
+CONTROL_HOST = "malwaresnipper.invalid"
+CONTROL_ORIGIN = f"http://{CONTROL_HOST}"
+#: Paths on CONTROL_HOST.
+CONFIRM_PATH = "/confirm"
 
 _STYLE = """
 body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;background:#fdf3f2;color:#1d1d1f;margin:0}
@@ -34,8 +40,10 @@ li{margin:.3rem 0}.sev{font-weight:600;text-transform:lowercase}
 .actions{display:flex;gap:.75rem;flex-wrap:wrap;margin-top:1.5rem}
 .actions form{margin:0}
 a.button,button{font:inherit;padding:.55rem 1rem;border-radius:6px;border:1px solid #888;background:#fff;color:#1d1d1f;cursor:pointer;text-decoration:none}
-a.primary{background:#1565c0;color:#fff;border-color:#1565c0}
+a.primary,button.primary{background:#1565c0;color:#fff;border-color:#1565c0}
 small{color:#555}
+details{margin-top:1.5rem;color:#333}summary{cursor:pointer;color:#555}
+details p{margin:.5rem 0}details a{color:#b71c1c}
 """.strip()
 
 #: The only style the block page may use, pinned by hash in its CSP.
@@ -48,6 +56,58 @@ BLOCK_PAGE_CSP = (
     "base-uri 'none'; "
     "frame-ancestors 'none'"
 )
+#: Headers of every page the gateway writes itself (no caching, no framing, no referrer leak).
+PAGE_HEADERS = {
+    "Content-Type": "text/html; charset=utf-8",
+    "Content-Security-Policy": BLOCK_PAGE_CSP,
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+#: The confirmation page also keeps other origins' windows and loads away from it. Its referrer
+#: policy is same-origin, not no-referrer: under no-referrer a browser sends ``Origin: null``
+#: with the form's POST, and that Origin is what proves the POST came from this page.
+CONFIRM_HEADERS = {
+    **PAGE_HEADERS,
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+def confirm_headers(url: str) -> dict[str, str]:
+    """CONFIRM_HEADERS for a confirmation of ``url``: its form's answer redirects there, and a
+    browser holds a form's redirects to ``form-action`` too."""
+    headers = dict(CONFIRM_HEADERS)
+    target = _origin(url)
+    if target:
+        headers["Content-Security-Policy"] = BLOCK_PAGE_CSP.replace("form-action 'self'", f"form-action 'self' {target}")
+    return headers
+
+
+def _origin(url: str) -> str | None:
+    """``scheme://host[:port]`` of an http(s) URL as a CSP source, or None."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not host or not all(c.isalnum() or c in ".-:" for c in host):
+        return None
+    shown = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{shown}" + (f":{port}" if port else "")
+
+
+@dataclass(frozen=True, slots=True)
+class BypassLinks:
+    """Where the block page's "Details" lead: confirmation pages on the gateway's origin."""
+
+    block_id: str
+    may_allow: bool
+
+    def href(self, action: str) -> str:
+        return f"{CONTROL_ORIGIN}{CONFIRM_PATH}?{urlencode({'block': self.block_id, 'action': action})}"
 
 
 def _back_href(referer: str | None) -> str:
@@ -66,31 +126,35 @@ def render_block_page(
     reasons: Sequence[tuple[str, str]],
     risk_score: float | None,
     classification: str | None,
-    token: str | None,
+    links: BypassLinks | None,
     referer: str | None = None,
     scan_id: str | None = None,
 ) -> str:
-    """The block page. ``reasons`` are (severity word, sentence) pairs; every string is escaped."""
+    """The block page. ``reasons`` are (severity word, sentence) pairs; every string is escaped.
+
+    ``links`` is None where no way past the block is offered (a request that was not a page
+    navigation)."""
     esc = html.escape
     items = "\n".join(
         f'<li><span class="sev">{esc(sev)}</span>: {esc(text)}</li>' for sev, text in reasons
     ) or "<li>This address is on a blocklist.</li>"
     what = esc(classification.replace("_", " ")) if classification and classification not in ("unknown", "benign") else "malicious"
     score = f" Risk score {risk_score:.0f}/100." if risk_score is not None else ""
-    actions = [f'<a class="button primary" href="{esc(_back_href(referer), quote=True)}">Go back</a>']
-    if token:
-        tok = esc(token, quote=True)
-        actions.append(
-            f'<form method="post" action="{CONTROL_PREFIX}proceed">'
-            f'<input type="hidden" name="token" value="{tok}">'
-            '<button type="submit">Proceed once</button></form>'
-        )
-        actions.append(
-            f'<form method="post" action="{CONTROL_PREFIX}allow">'
-            f'<input type="hidden" name="token" value="{tok}">'
-            '<button type="submit">Always allow this site</button></form>'
-        )
     ref = f"<p><small>Scan {esc(scan_id)}</small></p>" if scan_id else ""
+    details = ""
+    if links is not None:
+        ways = [f'<p><a href="{esc(links.href("proceed"), quote=True)}">Proceed once to this page (unsafe)</a>'
+                "<br><small>Lets this page through one time; you confirm on the gateway's own page.</small></p>"]
+        if links.may_allow:
+            ways.append(f'<p><a href="{esc(links.href("allow"), quote=True)}">Always allow this site</a>'
+                        "<br><small>Adds the site to the allowlist; you can remove it from the dashboard."
+                        "</small></p>")
+        else:
+            ways.append("<p><small>This address is on your own blocklist, so it cannot be allowed from here; "
+                        "remove it from the blocklist in the dashboard.</small></p>")
+        details = ("<details><summary>Details</summary>"
+                   "<p>If you understand the risk and trust this page, you can continue.</p>"
+                   + "".join(ways) + "</details>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -106,11 +170,50 @@ def render_block_page(
 {items}
 </ul>
 <div class="actions">
-{chr(10).join(actions)}
+<a class="button primary" href="{esc(_back_href(referer), quote=True)}">Go back</a>
 </div>
-<p><small>Proceed once lets this page through one time. Always allow adds the site to the
-allowlist; you can remove it from the dashboard.</small></p>
+{details}
 {ref}
+</main></body></html>
+"""
+
+
+def render_confirm_page(*, url: str, reasons: Sequence[str], action: str, token: str, block_id: str) -> str:
+    """The gateway's own page where the user confirms a bypass (a form with a one-time token)."""
+    esc = html.escape
+    items = "\n".join(f"<li>{esc(text)}</li>" for text in reasons[:5]) or "<li>It was found malicious.</li>"
+    if action == "allow":
+        host = urlsplit(url).hostname or url
+        title = "Always allow this site?"
+        lead = (f"Pages of <b>{esc(host)}</b> will no longer be scanned or blocked. You can remove the site from "
+                "the allowlist in the dashboard.")
+        button = "Always allow this site"
+    else:
+        title = "Open this blocked page once?"
+        lead = "The page will be let through one time; the next visit is blocked again."
+        button = "Proceed once"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>{esc(title)} - MalwareSnipper</title>
+<style>{_STYLE}</style></head>
+<body><main>
+<h1>{esc(title)}</h1>
+<p>MalwareSnipper blocked this page:</p>
+<p class="url">{esc(url)}</p>
+<ul>
+{items}
+</ul>
+<p>{lead}</p>
+<div class="actions">
+<a class="button primary" href="{esc(url if url.startswith(("http://", "https://")) else "about:blank", quote=True)}">Cancel</a>
+<form method="post" action="{CONFIRM_PATH}">
+<input type="hidden" name="block" value="{esc(block_id, quote=True)}">
+<input type="hidden" name="action" value="{esc(action, quote=True)}">
+<input type="hidden" name="token" value="{esc(token, quote=True)}">
+<button type="submit">{esc(button)}</button></form>
+</div>
 </main></body></html>
 """
 

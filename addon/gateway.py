@@ -2,8 +2,9 @@
 
 Hooks, in the order a flow meets them:
 
-* ``request``: the addon's own control path (``/__malwaresnipper__/...``: proceed once, always
-  allow) is answered here; traffic to the gateway's own API/event ports and allowlisted sites is
+* ``request``: the gateway's own origin (``http://malwaresnipper.invalid``: the confirmation
+  pages of "proceed once" and "always allow", see :mod:`.bypass`) is answered here; traffic to the
+  gateway's own API/event ports and allowlisted sites is
   marked "not scanned"; in block mode a URL on a blocklist is answered with the block page before
   any upstream connection.
 * ``responseheaders``: bodies that are too large or cannot be HTML/JS are streamed through
@@ -15,8 +16,8 @@ Hooks, in the order a flow meets them:
   becomes the block page, a MALICIOUS script an inert script; a timeout or error lets the response
   through with an ``X-MalwareSnipper`` header saying so, unless ``fail_closed`` is set.
 
-Options (``--set name=value``; an option left at its default defers to the config file):
-see :meth:`Gateway.load`.
+Options (``--set name=value``; an option the user set beats the config file, even at its
+default; one left alone defers to the file): see :meth:`Gateway.load` and docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from ..engine.verdict import ThreatLevel, Verdict
 from ..server.store import StoreUnavailable
 from ..settings import PROXY_MODES, Settings, load_settings
 from . import blockpage
-from .blockpage import CONTROL_PREFIX
+from .blockpage import CONFIRM_PATH, CONTROL_HOST, CONTROL_ORIGIN, BypassLinks
 from .bypass import BypassTokens
 from .decode import DecodeError, BodyTooLarge
 from .flowurl import pretty_url
@@ -353,11 +354,12 @@ class Gateway:
         if eff is None or flow.response is not None:
             return
         req = flow.request
+        if req.host.lower() == CONTROL_HOST:
+            flow.metadata["malwaresnipper_skip"] = "control"
+            await self._control(flow)
+            return
         if self._is_own_traffic(req.host, req.port):
             flow.metadata["malwaresnipper_skip"] = "own_traffic"
-            return
-        if req.path.startswith(CONTROL_PREFIX):
-            await self._control(flow)
             return
         url = pretty_url(req)
         if self._is_allowed(url):
@@ -374,7 +376,8 @@ class Gateway:
                 self.count("blocked_request")
                 log.warning("malwaresnipper: blocked at request time (blocklist): %s", url[:300])
                 flow.response = self._block_response(
-                    flow, url=url, reasons=[("critical", reason)], risk=None, classification=None, scan_id=None
+                    flow, url=url, reasons=[("critical", reason)], risk=None, classification=None, scan_id=None,
+                    may_allow=False,
                 )
                 flow.metadata["malwaresnipper_skip"] = "blocked_at_request"
                 self._spawn(self._record_url_only(url))
@@ -430,39 +433,61 @@ class Gateway:
         return None
 
     async def _control(self, flow: http.HTTPFlow) -> None:
-        """Answer ``/__malwaresnipper__/proceed`` and ``/allow`` (POST with a one-time token)."""
+        """The gateway's own origin: the confirmation page of a bypass (GET) and its form (POST).
+
+        Nothing a blocked site can read or send gets past here: the block page it can read holds
+        only a block id; the token is minted on this page, which no other origin can read (no
+        CORS, CORP same-origin, no framing), and redeemed only by a POST from this origin."""
         req = flow.request
-        action = req.path[len(CONTROL_PREFIX):].split("?", 1)[0]
-        flow.metadata["malwaresnipper_skip"] = "control"
-        if action not in ("proceed", "allow"):
+        path = req.path.split("?", 1)[0]
+        if path != CONFIRM_PATH:
             flow.response = _notice(404, "Not found", "There is nothing here.")
             return
-        if req.method != "POST":
-            flow.response = _notice(405, "Use the buttons on the block page", "This address only accepts the block page's form.")
+        client = _client_of(flow)
+        if req.method == "GET":
+            block_id = req.query.get("block", "")
+            action = req.query.get("action", "")
+            block = self.bypass.block(block_id, client)
+            if block is None or action not in ("proceed", "allow") or not _top_level_navigation(req):
+                flow.response = _notice(403, "This link has expired",
+                                        "Go back and load the page again to get a fresh block page.")
+                return
+            if action == "allow" and not block.may_allow:
+                flow.response = _notice(403, "This site cannot be allowed here",
+                                        "It is on your blocklist. Remove it from the blocklist in the dashboard.")
+                return
+            page = blockpage.render_confirm_page(url=block.url, reasons=block.reasons, action=action,
+                                                 token=self.bypass.mint(block_id, action, client), block_id=block_id)
+            flow.response = http.Response.make(200, page.encode("utf-8"), blockpage.confirm_headers(block.url))
             return
-        token = ""
+        if req.method != "POST":
+            flow.response = _notice(405, "Use the buttons on the block page", "This address only accepts its own form.")
+            return
+        form: dict[str, list[str]] = {}
         try:
             form = parse_qs(req.get_text(strict=False) or "", max_num_fields=5)
-            token = (form.get("token") or [""])[0]
         except (ValueError, UnicodeDecodeError):
             pass
-        grant = self.bypass.redeem(token, _client_of(flow)) if token else None
-        if grant is None or (urlsplit(grant.url).hostname or "").lower() != req.host.lower():
+        token, action = (form.get("token") or [""])[0], (form.get("action") or [""])[0]
+        block = self.bypass.redeem(token, action, client) if token and _from_control_origin(req) else None
+        if block is None:
+            log.warning("malwaresnipper: refused a bypass request from %s (bad or replayed token, or not "
+                        "sent by the gateway's own page)", client)
             flow.response = _notice(403, "This link has expired",
                                     "Go back and load the page again to get a fresh block page.")
             return
         if action == "proceed":
-            self.bypass.allow_once(grant.url, _client_of(flow))
+            self.bypass.allow_once(block.url, client)
             self.count("proceed_once")
-            log.warning("malwaresnipper: user chose to proceed once to %s", grant.url[:300])
+            log.warning("malwaresnipper: user chose to proceed once to %s", block.url[:300])
         else:
-            host = (urlsplit(grant.url).hostname or "").lower()
+            host = (urlsplit(block.url).hostname or "").lower()
             await self._allow_site(host)
             self.recent.clear()
             self.count("always_allow")
             log.warning("malwaresnipper: user added %s to the allowlist", host)
         flow.response = http.Response.make(
-            303, b"", {"Location": grant.url, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+            303, b"", {"Location": block.url, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
         )
 
     async def _allow_site(self, host: str) -> None:
@@ -650,8 +675,10 @@ class Gateway:
             log.warning("malwaresnipper: blocked script %s (%s)", url[:300], verdict.classification)
         else:
             self.count("blocked_page")
+            by_own_list = any(i.id.startswith("reputation.blocklisted") for i in verdict.indicators)
             flow.response = self._block_response(flow, url=url, reasons=reasons, risk=verdict.risk_score,
-                                                 classification=verdict.classification, scan_id=scan_id)
+                                                 classification=verdict.classification, scan_id=scan_id,
+                                                 may_allow=not by_own_list)
             log.warning("malwaresnipper: blocked page %s (%s, risk %.1f)", url[:300],
                         verdict.classification, verdict.risk_score)
 
@@ -750,20 +777,22 @@ class Gateway:
     # -- helpers -----------------------------------------------------------------------------
 
     def _block_response(self, flow: http.HTTPFlow, *, url: str, reasons: list[tuple[str, str]],
-                        risk: float | None, classification: str | None, scan_id: str | None) -> http.Response:
-        token = self.bypass.mint(url, _client_of(flow))
+                        risk: float | None, classification: str | None, scan_id: str | None,
+                        may_allow: bool = True) -> http.Response:
+        """The block page; ways past it only for a page the user navigated to (not for a script's
+        ``fetch()`` of it), and "always allow" only when no blocklist of the user's made the block."""
+        links = None
+        if _top_level_navigation(flow.request):
+            block_id = self.bypass.record_block(url, _client_of(flow), reasons=tuple(t for _, t in reasons),
+                                                may_allow=may_allow)
+            links = BypassLinks(block_id, may_allow)
         page = blockpage.render_block_page(
-            url=url, reasons=reasons, risk_score=risk, classification=classification, token=token,
+            url=url, reasons=reasons, risk_score=risk, classification=classification, links=links,
             referer=flow.request.headers.get("referer"), scan_id=scan_id,
         )
-        return http.Response.make(403, page.encode("utf-8"), {
-            "Content-Type": "text/html; charset=utf-8",
-            "Content-Security-Policy": blockpage.BLOCK_PAGE_CSP,
-            "Cache-Control": "no-store",
-            "Referrer-Policy": "no-referrer",
-            "X-Content-Type-Options": "nosniff",
-            HEADER: "blocked" + (f"; scan={scan_id}" if scan_id else ""),
-        })
+        headers = dict(blockpage.PAGE_HEADERS)
+        headers[HEADER] = "blocked" + (f"; scan={scan_id}" if scan_id else "")
+        return http.Response.make(403, page.encode("utf-8"), headers)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -820,11 +849,28 @@ def _client_of(flow: http.HTTPFlow) -> str:
 
 
 def _notice(status: int, title: str, message: str) -> http.Response:
-    return http.Response.make(status, blockpage.render_notice(title, message).encode("utf-8"), {
-        "Content-Type": "text/html; charset=utf-8",
-        "Content-Security-Policy": blockpage.BLOCK_PAGE_CSP,
-        "Cache-Control": "no-store",
-    })
+    return http.Response.make(status, blockpage.render_notice(title, message).encode("utf-8"),
+                              blockpage.PAGE_HEADERS)
+
+
+def _top_level_navigation(req: http.Request) -> bool:
+    """A page the user opens in a tab, as far as the browser says (``Sec-Fetch-*`` are sent to
+    https origins; a script's ``fetch()`` or an iframe never passes for one). Without the headers
+    (plain http, non-browser clients) nothing tells, and the answer is yes."""
+    mode = req.headers.get("sec-fetch-mode")
+    dest = req.headers.get("sec-fetch-dest")
+    if mode is None and dest is None:
+        return True
+    return mode == "navigate" and dest == "document"
+
+
+def _from_control_origin(req: http.Request) -> bool:
+    """The POST came from the gateway's own confirmation page: browsers send ``Origin`` with
+    every form POST, and a page of any other origin cannot claim ours."""
+    origin = req.headers.get("origin")
+    if origin is None:
+        return not req.headers.get("sec-fetch-site")  # a non-browser client
+    return origin.lower() in (CONTROL_ORIGIN, f"https://{CONTROL_HOST}") and _top_level_navigation(req)
 
 
 def _inert_response(url: str, reasons: list[str], scan_id: str | None) -> http.Response:

@@ -13,7 +13,7 @@ HOSTILE_URL = 'https://evil.example/"><script>alert(1)</script>?q=<img src=x one
 
 def render(**kw):
     args = dict(url=HOSTILE_URL, reasons=[("critical", "Known <b>malware</b> domain")], risk_score=97.2,
-                classification="malware", token="tok-123", referer=None)
+                classification="malware", links=blockpage.BypassLinks("blk-1", may_allow=True), referer=None)
     args.update(kw)
     return blockpage.render_block_page(**args)
 
@@ -27,14 +27,37 @@ def test_url_and_reasons_are_text_never_markup():
     assert "malware" in page and "97" in page
 
 
-def test_three_ways_on_use_plain_forms_and_links():
+def test_go_back_is_the_one_prominent_way_and_the_others_wait_behind_details():
     page = render(referer="https://news.example/article")
-    assert 'href="https://news.example/article"' in page
-    assert page.count('action="/__malwaresnipper__/proceed"') == 1
-    assert page.count('action="/__malwaresnipper__/allow"') == 1
-    assert page.count('value="tok-123"') == 2
+    actions = page.split('<div class="actions">')[1].split("</div>")[0]
+    assert 'class="button primary" href="https://news.example/article">Go back' in actions
+    assert "Proceed" not in actions and "allow" not in actions
+    details = page.split("<details>")[1].split("</details>")[0]
+    assert "<summary>Details</summary>" in details
+    confirm = "http://malwaresnipper.invalid/confirm?block=blk-1&amp;action="
+    assert f'href="{confirm}proceed"' in details and f'href="{confirm}allow"' in details
+    # nothing on the block page authorises anything: no form, no token
+    assert "<form" not in page and "token" not in page
     # a javascript: referer is never turned into a link
     assert "javascript:" not in render(referer="javascript:alert(1)")
+
+
+def test_no_always_allow_for_the_users_own_blocklist_and_no_way_past_without_links():
+    listed = render(links=blockpage.BypassLinks("blk-2", may_allow=False))
+    assert "action=proceed" in listed and "action=allow" not in listed and "your own blocklist" in listed
+    assert "<details>" not in render(links=None)
+
+
+def test_the_confirmation_page_is_a_plain_form_with_its_token_all_escaped():
+    page = blockpage.render_confirm_page(url=HOSTILE_URL, reasons=["Drops <b>malware</b>"], action="allow",
+                                         token='t"ok', block_id="blk-1")
+    assert "<script" not in page.lower() and "&lt;script&gt;" in page
+    assert 'name="token" value="t&quot;ok"' in page and 'action="/confirm"' in page
+    assert "Always allow this site" in page and "evil.example" in page
+    assert "Drops &lt;b&gt;malware&lt;/b&gt;" in page
+    headers = blockpage.CONFIRM_HEADERS
+    assert headers["X-Frame-Options"] == "DENY" and headers["Cross-Origin-Resource-Policy"] == "same-origin"
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
 
 
 def test_csp_forbids_scripts_and_pins_the_only_style():

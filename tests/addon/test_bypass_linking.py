@@ -1,4 +1,4 @@
-"""One-time tokens, and linking scripts to the pages that loaded them."""
+"""Recorded blocks and one-time tokens, and linking scripts to the pages that loaded them."""
 
 from __future__ import annotations
 
@@ -8,23 +8,35 @@ from malwaresnipper.addon.bypass import BypassTokens
 from malwaresnipper.addon.linking import PageLinker, script_urls
 
 
-def test_token_is_single_use_and_bound_to_its_client():
+def test_token_is_single_use_and_bound_to_its_client_block_and_action():
     tokens = BypassTokens()
-    token = tokens.mint("https://bad.example/", "10.0.0.1")
-    assert tokens.redeem(token, "10.0.0.2") is None  # wrong client: spent and refused
-    assert tokens.redeem(token, "10.0.0.1") is None  # already spent
-    token = tokens.mint("https://bad.example/", "10.0.0.1")
-    grant = tokens.redeem(token, "10.0.0.1")
-    assert grant is not None and grant.url == "https://bad.example/"
-    assert tokens.redeem(token, "10.0.0.1") is None
-    assert tokens.redeem("forged", "10.0.0.1") is None
+    block = tokens.record_block("https://bad.example/", "10.0.0.1", reasons=("phishing",))
+    assert tokens.block(block, "10.0.0.2") is None  # another client cannot even see it
+    token = tokens.mint(block, "proceed", "10.0.0.1")
+    assert tokens.redeem(token, "proceed", "10.0.0.2") is None  # wrong client: spent and refused
+    assert tokens.redeem(token, "proceed", "10.0.0.1") is None  # already spent
+    token = tokens.mint(block, "proceed", "10.0.0.1")
+    assert tokens.redeem(token, "allow", "10.0.0.1") is None  # minted for another action
+    token = tokens.mint(block, "proceed", "10.0.0.1")
+    granted = tokens.redeem(token, "proceed", "10.0.0.1")
+    assert granted is not None and granted.url == "https://bad.example/" and granted.reasons == ("phishing",)
+    assert tokens.redeem(token, "proceed", "10.0.0.1") is None
+    assert tokens.redeem("forged", "proceed", "10.0.0.1") is None
 
 
-def test_expired_token_and_pass():
-    tokens = BypassTokens(token_ttl_s=0.01, pass_ttl_s=0.01)
-    token = tokens.mint("https://bad.example/", "c")
+def test_a_blocklisted_page_cannot_be_allowed_even_with_a_token():
+    tokens = BypassTokens()
+    block = tokens.record_block("https://listed.example/", "c", may_allow=False)
+    assert tokens.redeem(tokens.mint(block, "allow", "c"), "allow", "c") is None
+    assert tokens.redeem(tokens.mint(block, "proceed", "c"), "proceed", "c") is not None
+
+
+def test_expired_token_block_and_pass():
+    tokens = BypassTokens(token_ttl_s=0.01, pass_ttl_s=0.01, block_ttl_s=0.01)
+    block = tokens.record_block("https://bad.example/", "c")
+    token = tokens.mint(block, "proceed", "c")
     time.sleep(0.02)
-    assert tokens.redeem(token, "c") is None
+    assert tokens.redeem(token, "proceed", "c") is None and tokens.block(block, "c") is None
     tokens.allow_once("https://bad.example/", "c")
     time.sleep(0.02)
     assert tokens.take_pass("https://bad.example/", "c") is False

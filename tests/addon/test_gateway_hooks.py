@@ -176,24 +176,53 @@ async def test_blocklisted_url_is_answered_at_request_time(gateway):
     assert "blocklist" in flow.response.get_text()
 
 
+CONTROL = "malwaresnipper.invalid"
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def confirm_url(page: str, action: str) -> str:
+    import html
+    import re
+
+    return html.unescape(re.search(rf'href="http://{CONTROL}(/confirm\?[^"]*action={action})"', page).group(1))
+
+
+async def confirm_page(gw: Gateway, block_page: str, action: str) -> tuple[str, str]:
+    """GET the gateway's confirmation page linked from a block page: (block id, token)."""
+    get = make_flow(CONTROL, confirm_url(block_page, action))
+    await gw.request(get)
+    assert get.response.status_code == 200, get.response.get_text()
+    text = get.response.get_text()
+    return (text.split('name="block" value="')[1].split('"')[0], text.split('name="token" value="')[1].split('"')[0])
+
+
+def post_confirm(block: str, action: str, token: str, origin: str | None = f"http://{CONTROL}") -> http.HTTPFlow:
+    headers = dict(FORM, **({"origin": origin} if origin else {}))
+    return make_flow(CONTROL, "/confirm", method="POST", headers=headers,
+                     content=urlencode({"block": block, "action": action, "token": token}).encode())
+
+
 async def test_proceed_once_and_always_allow(gateway):
     gw, tctx = gateway
     tctx.configure(gw, malwaresnipper_mode="block", malwaresnipper_budget_ms=15_000)
     blocked = await through(gw, make_flow(path="/invoice"), DROPPER, {"content-type": "text/html"})
-    token = blocked.response.get_text().split('name="token" value="')[1].split('"')[0]
+    page = blocked.response.get_text()
+    assert 'name="token"' not in page and "<details>" in page  # the block page holds no secret
+    block, token = await confirm_page(gw, page, "proceed")
 
-    # a forged token and a GET are refused
-    forged = make_flow(path="/__malwaresnipper__/proceed", method="POST", content=b"token=forged",
-                       headers={"content-type": "application/x-www-form-urlencoded"})
-    await gw.request(forged)
-    assert forged.response.status_code == 403
-    get = make_flow(path="/__malwaresnipper__/proceed?token=" + token)
+    # a GET never redeems (it only shows the page again); a forged token, and the right token
+    # sent from another origin, are refused
+    get = make_flow(CONTROL, f"/confirm?block={block}&action=proceed&token={token}", method="GET")
     await gw.request(get)
-    assert get.response.status_code == 405
-
-    proceed = make_flow(path="/__malwaresnipper__/proceed", method="POST",
-                        content=urlencode({"token": token}).encode(),
-                        headers={"content-type": "application/x-www-form-urlencoded"})
+    assert get.response.status_code == 200 and "Location" not in get.response.headers
+    for flow in (post_confirm(block, "proceed", "forged"),
+                 post_confirm(block, "proceed", token, origin="https://site.example")):
+        await gw.request(flow)
+        assert flow.response.status_code == 403
+    still = await through(gw, make_flow(path="/invoice"), DROPPER, {"content-type": "text/html"})
+    assert still.response.status_code == 403
+    block, token = await confirm_page(gw, page, "proceed")  # the refused attempts spent it
+    proceed = post_confirm(block, "proceed", token)
     await gw.request(proceed)
     assert proceed.response.status_code == 303
     assert proceed.response.headers["location"] == "https://site.example/invoice"
@@ -201,23 +230,53 @@ async def test_proceed_once_and_always_allow(gateway):
     assert once.response.content == DROPPER  # let through exactly once...
     again = await through(gw, make_flow(path="/invoice"), DROPPER, {"content-type": "text/html"})
     assert again.response.status_code == 403  # ...then blocked again
-    # the same token cannot be replayed
-    await gw.request(proceed)
-    assert proceed.response.status_code == 303  # unchanged object; replay on a fresh flow:
-    replay = make_flow(path="/__malwaresnipper__/proceed", method="POST", content=urlencode({"token": token}).encode(),
-                       headers={"content-type": "application/x-www-form-urlencoded"})
+    replay = post_confirm(block, "proceed", token)  # the same token cannot be replayed
     await gw.request(replay)
     assert replay.response.status_code == 403
 
-    token2 = again.response.get_text().split('name="token" value="')[1].split('"')[0]
-    allow = make_flow(path="/__malwaresnipper__/allow", method="POST", content=urlencode({"token": token2}).encode(),
-                      headers={"content-type": "application/x-www-form-urlencoded"})
+    block2, token2 = await confirm_page(gw, again.response.get_text(), "allow")
+    wrong_action = post_confirm(block2, "proceed", token2)  # a token confirms one action only
+    await gw.request(wrong_action)
+    assert wrong_action.response.status_code == 403
+    block2, token2 = await confirm_page(gw, again.response.get_text(), "allow")
+    allow = post_confirm(block2, "allow", token2)
     await gw.request(allow)
     assert allow.response.status_code == 303
     assert [i["entry"] for i in gw.service.list_items("allow")] == ["site.example"]
     for _ in range(2):
         later = await through(gw, make_flow(path="/invoice"), DROPPER, {"content-type": "text/html"})
         assert later.response.content == DROPPER
+
+
+async def test_a_script_fetching_a_blocked_page_gets_no_way_past_it(gateway):
+    """A page's own script can fetch() one of its site's blocked pages: that copy carries no
+    links (a fetch is no navigation), and the user's own blocklist never offers "always allow"."""
+    gw, tctx = gateway
+    tctx.configure(gw, malwaresnipper_mode="block", malwaresnipper_budget_ms=15_000)
+    fetched = await through(gw, make_flow(path="/invoice?fetch", headers={"sec-fetch-mode": "cors",
+                                                                           "sec-fetch-dest": "empty"}),
+                            DROPPER, {"content-type": "text/html"})
+    assert fetched.response.status_code == 403 and CONTROL not in fetched.response.get_text()
+    framed = await through(gw, make_flow(path="/invoice?frame", headers={"sec-fetch-mode": "navigate",
+                                                                          "sec-fetch-dest": "iframe"}),
+                           DROPPER, {"content-type": "text/html"})
+    assert CONTROL not in framed.response.get_text()
+    navigated = await through(gw, make_flow(path="/invoice?nav", headers={"sec-fetch-mode": "navigate",
+                                                                           "sec-fetch-dest": "document"}),
+                              DROPPER, {"content-type": "text/html"})
+    assert "action=proceed" in navigated.response.get_text()
+    await gw.service.add_list_entry("block", "listed.example", "domain")
+    try:
+        listed = make_flow("listed.example", "/")
+        await gw.request(listed)
+        text = listed.response.get_text()
+        assert listed.response.status_code == 403 and "action=proceed" in text and "action=allow" not in text
+        block = text.split("block=")[1].split("&")[0]
+        ask = make_flow(CONTROL, f"/confirm?block={block}&action=allow")
+        await gw.request(ask)
+        assert ask.response.status_code == 403 and "blocklist" in ask.response.get_text()
+    finally:
+        await gw.service.remove_list_entry("block", "listed.example")
 
 
 async def test_timeout_fails_open_or_closed(gateway):

@@ -9,6 +9,7 @@ the engine's JS and signature layers flag) and a URL on a blocklist file given b
 from __future__ import annotations
 
 import hashlib
+import html
 import os
 import re
 import time
@@ -72,6 +73,22 @@ def block_gw(tmp_path_factory, upstream):
 
 def _token(page: str) -> str:
     return re.search(r'name="token" value="([^"]+)"', page).group(1)
+
+
+def _confirm_link(page: str, action: str) -> str:
+    """The block page's link to the gateway's own confirmation page for ``action``."""
+    return html.unescape(re.search(rf'href="(http://malwaresnipper\.invalid/confirm\?[^"]*action={action})"',
+                                   page).group(1))
+
+
+def _confirm(s, page: str, action: str, **kw):
+    """Open the confirmation page from a block page, then submit its form as the browser would."""
+    confirm = s.get(_confirm_link(page, action), timeout=30)
+    assert confirm.status_code == 200 and confirm.headers["X-Frame-Options"] == "DENY"
+    block = re.search(r'name="block" value="([^"]+)"', confirm.text).group(1)
+    return s.post("http://malwaresnipper.invalid/confirm", data={"block": block, "action": action,
+                  "token": _token(confirm.text)}, headers={"Origin": "http://malwaresnipper.invalid"},
+                  timeout=30, **kw), _token(confirm.text), block
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
@@ -161,25 +178,26 @@ def test_malicious_external_script_is_replaced_by_inert_script_linked_to_its_pag
 
 def test_proceed_once_then_always_allow(block_gw, upstream):
     url = upstream.url("/dropper.html?case=bypass", tls=True)
-    base = upstream.url("", tls=True)
     with block_gw.session() as s:
         blocked = s.get(url, timeout=30)
-        assert blocked.status_code == 403
-        token = _token(blocked.text)
+        assert blocked.status_code == 403 and 'name="token"' not in blocked.text  # nothing to steal here
         # a forged token does nothing
-        forged = s.post(base + "/__malwaresnipper__/proceed", data={"token": "x" * 32}, allow_redirects=False, timeout=30)
+        forged = s.post("http://malwaresnipper.invalid/confirm", data={"action": "proceed", "token": "x" * 32},
+                        headers={"Origin": "http://malwaresnipper.invalid"}, allow_redirects=False, timeout=30)
         assert forged.status_code == 403
-        proceed = s.post(base + "/__malwaresnipper__/proceed", data={"token": token}, allow_redirects=False, timeout=30)
+        proceed, token, block = _confirm(s, blocked.text, "proceed", allow_redirects=False)
         assert proceed.status_code == 303 and proceed.headers["location"] == url
         once = s.get(url, timeout=30)
         assert once.status_code == 200 and once.content == DROPPER
         again = s.get(url, timeout=30)
         assert again.status_code == 403  # proceed-once is not a global switch
-        replay = s.post(base + "/__malwaresnipper__/proceed", data={"token": token}, allow_redirects=False, timeout=30)
+        replay = s.post("http://malwaresnipper.invalid/confirm", data={"block": block, "action": "proceed",
+                        "token": token}, headers={"Origin": "http://malwaresnipper.invalid"},
+                        allow_redirects=False, timeout=30)
         assert replay.status_code == 403  # tokens are single-use
 
-        allow = s.post(base + "/__malwaresnipper__/allow", data={"token": _token(again.text)}, timeout=30)
-        assert allow.status_code == 200 and allow.content == DROPPER  # followed the 303 to the page
+        allow, _, _ = _confirm(s, again.text, "allow", allow_redirects=False)
+        assert allow.status_code == 303 and allow.headers["location"] == url
         for _ in range(2):
             assert s.get(url, timeout=30).content == DROPPER
     entries = [i["entry"] for i in block_gw.api("/api/v1/lists/allow")["items"]]
