@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="keep proxying, unscanned, if the scan services cannot start (default: stop and say why)")
     run.add_argument("--set", dest="setoptions", action="append", default=[], metavar="OPTION=VALUE",
                      help="any other mitmproxy option, as with mitmdump --set (repeatable)")
-    run.set_defaults(func=run_command)
+    run.set_defaults(func=run_command, logs_through_mitmproxy=True)
 
     ca = sub.add_parser("ca", help="print the proxy CA's path and fingerprints (creating it if missing)")
     ca.add_argument("--config", help="a malwaresnipper.toml (default: ./malwaresnipper.toml if present)")
@@ -96,13 +96,20 @@ async def _run(args: argparse.Namespace, settings: Any, config_path: Path | None
 
     from ..addon.gateway import Gateway
 
-    logging.getLogger().setLevel(logging.INFO)
+    # mitmproxy's terminal log prints every record once (main() installs no handler of its own
+    # for `run`); per-connection chatter only with -v.
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    if not args.verbose:
+        for chatty in ("mitmproxy.proxy.server", "websockets.server"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     opts = options.Options(
         listen_host=args.listen_host or settings.proxy.listen_host,
         listen_port=args.listen_port or settings.proxy.listen_port,
         confdir=str(confdir),
     )
     master = DumpMaster(opts, with_termlog=True, with_dumper=False)
+    if args.verbose:
+        opts.update(termlog_verbosity="debug")  # an option of the terminal log DumpMaster added
     gateway = Gateway()
     announcer = _Announcer(gateway, ca)
     master.addons.add(gateway, announcer)

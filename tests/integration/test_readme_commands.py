@@ -129,6 +129,9 @@ def test_malwaresnipper_run_with_no_flags_scans_and_records(tmp_path: Path, upst
     finally:
         rc = gateway.stop()
     assert rc == 0, gateway.output
+    # every log line once (not once per handler), and no per-connection chatter by default
+    assert sum("gateway ready (monitor mode)" in line for line in gateway.lines) == 1, gateway.output
+    assert not any("client connect" in line for line in gateway.lines), gateway.output
     assert (tmp_path / "home" / "history.sqlite3").exists() and not any(cwd.iterdir())
 
 
