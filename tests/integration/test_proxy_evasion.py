@@ -217,3 +217,4 @@ def test_the_cache_does_not_replay_unscanned_json_to_a_script(setup):
     assert state["pwned"] == 0, (state, messages)
     assert upstream.hits["/evil/cached.json"] == 2  # Vary: Sec-Fetch-Dest sent the script to the network
     assert any("MalwareSnipper blocked the script" in m for m in messages), messages
+    assert gw.wait_for_scan(upstream.url("/evil/cached.json", tls=True))["blocked"] is True
