@@ -6,8 +6,13 @@ Hooks, in the order a flow meets them:
   allow) is answered here; traffic to the gateway's own API/event ports and allowlisted sites is
   marked "not scanned"; in block mode a URL on a blocklist is answered with the block page before
   any upstream connection.
-* ``responseheaders``: bodies that are too large or cannot be HTML/JS are streamed through
-  untouched (never buffered), and counted.
+* ``responseheaders``: the scan decision is made once, by :func:`~.scanplan.plan_scan`, the way
+  the browser decides what to run or render (the request's ``Sec-Fetch-Dest``, the last valid
+  ``Content-Type``, ``nosniff``): a ``<script src>`` is scanned as a script whatever type it
+  claims, an HTML/SVG/XML document as a page, an ``<img>`` not at all. Bodies the browser will
+  not run or render, or that are too large, are streamed through untouched (never buffered)
+  and counted; in block mode a body the browser would run that passes unscanned (too large,
+  undecodable, overload) is also recorded in the history with its reason.
 * ``response``: the body is decoded (content-encoding, charset) and submitted to the
   :class:`~malwaresnipper.server.service.ScanService` (which runs the engine in the worker pool,
   publishes events and stores the verdict). In **monitor** mode the hook returns at once and the

@@ -1,4 +1,4 @@
-"""Which responses the gateway scans, and how a response body becomes a :class:`Capture`.
+"""How a response body becomes a :class:`Capture` (whether to scan it is :mod:`.scanplan`'s call).
 
 Kept free of mitmproxy types (plain strings and bytes in) so it is easy to test and identical on
 mitmproxy 11 and 12.
