@@ -7,8 +7,13 @@ Hooks, in the order a flow meets them:
   gateway's own API/event ports and allowlisted sites is
   marked "not scanned"; in block mode a URL on a blocklist is answered with the block page before
   any upstream connection.
-* ``responseheaders``: bodies that are too large or cannot be HTML/JS are streamed through
-  untouched (never buffered), and counted.
+* ``responseheaders``: the scan decision is made once, by :func:`~.scanplan.plan_scan`, the way
+  the browser decides what to run or render (the request's ``Sec-Fetch-Dest``, the last valid
+  ``Content-Type``, ``nosniff``): a ``<script src>`` is scanned as a script whatever type it
+  claims, an HTML/SVG/XML document as a page, an ``<img>`` not at all. Bodies the browser will
+  not run or render, or that are too large, are streamed through untouched (never buffered)
+  and counted; in block mode a body the browser would run that passes unscanned (too large,
+  undecodable, overload) is also recorded in the history with its reason.
 * ``response``: the body is decoded (content-encoding, charset) and submitted to the
   :class:`~malwaresnipper.server.service.ScanService` (which runs the engine in the worker pool,
   publishes events and stores the verdict). In **monitor** mode the hook returns at once and the
@@ -48,6 +53,7 @@ from .flowurl import pretty_url
 from .linking import PageLinker
 from .recent import RecentVerdicts
 from .responses import DecodedBody, build_capture, decode_body, wants_buffering
+from .scanplan import ScanPlan, depends_on_destination, header_values, is_nosniff, plan_scan
 
 log = logging.getLogger("malwaresnipper.gateway")
 
@@ -519,7 +525,8 @@ class Gateway:
                 length = int(declared)
             except ValueError:
                 length = None
-        reason = wants_buffering(headers.get("content-type"), length, eff.max_body_bytes)
+        plan = _plan(flow)
+        reason = wants_buffering(plan, length, eff.max_body_bytes)
         if reason is not None:
             flow.response.stream = True
             flow.metadata["malwaresnipper_skip"] = reason
@@ -527,6 +534,8 @@ class Gateway:
             if reason == "too_large":
                 log.info("malwaresnipper: %s streamed unscanned (%s bytes over the %d-byte cap)",
                          pretty_url(flow.request)[:300], length, eff.max_body_bytes)
+                self._record_unscanned(pretty_url(flow.request), reason,
+                                       f"{length} bytes over the {eff.max_body_bytes}-byte cap")
 
     # -- response ----------------------------------------------------------------------------
 
@@ -534,10 +543,13 @@ class Gateway:
         eff = self.effective
         if eff is None or flow.response is None or flow.metadata.get("malwaresnipper_skip"):
             return
+        plan = _plan(flow)
         if flow.response.stream:  # switched to streaming by mitmproxy: it outgrew the cap
             self.count("unscanned_too_large")
             log.info("malwaresnipper: %s streamed unscanned (grew past the %d-byte cap)",
                      pretty_url(flow.request)[:300], eff.max_body_bytes)
+            self._record_unscanned(pretty_url(flow.request), "too_large",
+                                   f"grew past the {eff.max_body_bytes}-byte cap")
             return
         if self.service is None:
             self._pass_without_service(flow)
@@ -546,12 +558,14 @@ class Gateway:
         raw = resp.raw_content
         if req.method == "HEAD" or not raw or resp.status_code in (204, 304):
             return
+        url = pretty_url(req)
         if len(raw) > eff.max_body_bytes:
             self.count("unscanned_too_large")
+            self._record_unscanned(url, "too_large", f"{len(raw)} bytes over the {eff.max_body_bytes}-byte cap")
             return
-        url = pretty_url(req)
         passed = bool(flow.metadata.get("malwaresnipper_pass"))
-        key = self.recent.key(url, raw)
+        # the same bytes read as a page and as a script are different scans
+        key = self.recent.key(f"{url}\x00{plan.signature}", raw)
         blocking = eff.mode == "block" and not passed
         seen = self.recent.get(key)
         if seen is not None:
@@ -573,15 +587,18 @@ class Gateway:
             referer=req.headers.get("referer"),
             fetch_dest=req.headers.get("sec-fetch-dest", ""),
             content_type=resp.headers.get("content-type"),
-            content_encoding=resp.headers.get("content-encoding"),
+            content_encoding=header_values(resp.headers.fields, b"content-encoding"),
             headers=list(resp.headers.items(multi=True)),
             path=req.path,
+            plan=plan,
             key=key,
         )
         if self._overloaded():
             # More scans waiting than the workers can clear: pass unscanned rather than queue
             # without bound (monitor) or make every response wait out its budget (block).
             self.count("unscanned_overload")
+            if not eff.fail_closed:
+                self._record_unscanned(url, "overload", "more scans waiting than the workers can clear")
             if eff.mode == "block" and not eff.fail_closed:
                 resp.headers[HEADER] = "unscanned; reason=overload"
             if not (eff.mode == "block" and eff.fail_closed):
@@ -687,22 +704,27 @@ class Gateway:
         eff = self.effective
         assert eff is not None
         try:
-            args = dict(content_type=info.content_type, content_encoding=info.content_encoding,
-                        url_path=info.path, fetch_dest=info.fetch_dest, cap=eff.max_body_bytes)
+            args = dict(plan=info.plan, content_encoding=info.content_encoding,
+                        url_path=info.path, cap=eff.max_body_bytes)
             if len(raw) > THREAD_DECODE_BYTES or info.content_encoding:
                 body = await asyncio.to_thread(decode_body, raw, **args)
             else:
                 body = decode_body(raw, **args)
-        except BodyTooLarge:
+        except BodyTooLarge as exc:
             self.count("unscanned_too_large")
+            self._record_unscanned(info.url, "too_large", str(exc))
             return None
         except DecodeError as exc:
             self.count("unscanned_decode_error")
             log.warning("malwaresnipper: could not decode %s: %s; passed unscanned", info.url[:300], exc)
+            self._record_unscanned(info.url, "decode_error", str(exc))
             return None
-        if body is None:
+        if body is None:  # sniffed: not markup or script, so the browser does not run it
             self.count("unscanned_not_html_js")
             return None
+        if body.notes:
+            self.count("decoded_partly")
+            log.warning("malwaresnipper: %s: %s", info.url[:300], "; ".join(body.notes))
         capture = self._capture(info, body)
         if capture is None:
             return None
@@ -751,6 +773,7 @@ class Gateway:
         except CaptureError as exc:
             self.count("unscanned_bad_capture")
             log.warning("malwaresnipper: cannot scan %s: %s", info.url[:300], exc)
+            self._record_unscanned(info.url, "bad_capture", str(exc))
             return None
 
     def _log_verdict(self, info: _FlowInfo, kind: str, verdict: Verdict, scan_id: str, page: Any) -> None:
@@ -762,6 +785,21 @@ class Gateway:
         log.warning("malwaresnipper: %s %s%s %s (risk %.1f, %s; scan %s): %s",
                     "script" if kind == "js" else "page", info.url[:300], where, verdict.threat_level.value,
                     verdict.risk_score, verdict.classification, scan_id, top)
+
+    def _record_unscanned(self, url: str, reason: str, detail: str = "") -> None:
+        """Block mode: leave a trace of content the browser will run or render that passes unscanned."""
+        if self.effective is None or self.effective.mode != "block" or self.service is None:
+            return
+
+        async def record() -> None:
+            try:
+                capture = Capture.build(url, source=Source.PROXY)
+                await self.service.record_unscanned(capture, reason, method="PROXY", detail=detail)
+            except Exception:  # noqa: BLE001 - a record must never disturb traffic
+                log.warning("malwaresnipper: could not record the unscanned pass of %s (%s)", url[:300], reason,
+                            exc_info=True)
+
+        self._spawn(record())
 
     async def _record_url_only(self, url: str) -> None:
         """Record a request-time block in the history (a URL-only scan with block flag)."""
@@ -811,9 +849,10 @@ class _FlowInfo:
     referer: str | None
     fetch_dest: str
     content_type: str | None
-    content_encoding: str | None
+    content_encoding: list[str]
     headers: list[tuple[str, str]]
     path: str
+    plan: ScanPlan
     #: the ScanJob once submitted (block mode uses it to correct the record on a timeout)
     job: Any = None
     #: set when block mode stopped waiting and let the response through
@@ -828,6 +867,27 @@ class _Outcome:
     scan_id: str | None = None
     verdict: Verdict | None = None
     error: str | None = None
+
+
+def _plan(flow: http.HTTPFlow) -> ScanPlan:
+    """The scan decision for this flow (:func:`~.scanplan.plan_scan`), made once and kept.
+
+    The first call also adds ``Vary: Sec-Fetch-Dest`` when another destination would be scanned
+    differently, so the browser's cache cannot replay an unscanned body to a destination that
+    would run it."""
+    plan = flow.metadata.get("malwaresnipper_plan")
+    if plan is None:
+        assert flow.response is not None
+        fields = flow.response.headers.fields
+        content_types = header_values(fields, b"content-type")
+        nosniff = is_nosniff(header_values(fields, b"x-content-type-options"))
+        plan = plan_scan(content_types, fetch_dest=flow.request.headers.get("sec-fetch-dest", ""), nosniff=nosniff)
+        flow.metadata["malwaresnipper_plan"] = plan
+        if "sec-fetch-dest" in flow.request.headers and depends_on_destination(content_types, nosniff=nosniff):
+            vary = flow.response.headers.get("vary", "")
+            if "sec-fetch-dest" not in vary.lower() and vary.strip() != "*":
+                flow.response.headers["vary"] = f"{vary}, Sec-Fetch-Dest" if vary.strip() else "Sec-Fetch-Dest"
+    return plan
 
 
 def _reasons(verdict: Verdict, limit: int = 5) -> list[tuple[str, str]]:

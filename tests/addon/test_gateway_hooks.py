@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -351,3 +352,54 @@ async def test_a_taken_api_port_stops_the_gateway_with_the_reason_unless_told_to
                 assert flow.response.status_code == 403 and b"scan service is not running" in flow.response.content
             finally:
                 await gw.done()
+
+
+async def test_a_script_destination_scans_whatever_type_the_script_claims(gateway):
+    gw, tctx = gateway
+    tctx.configure(gw, malwaresnipper_mode="block", malwaresnipper_budget_ms=15_000)
+    # to a <script src> as JSON: Chromium runs it, so it is scanned as a script
+    script = await through(gw, make_flow(path="/data", headers={"sec-fetch-dest": "script"}), DROPPER_JS,
+                           {"content-type": "application/json"})
+    assert script.response.get_text().startswith("/* MalwareSnipper blocked this script")
+    # fetch() of the same JSON is data, not run: passed (and today's rule for JSON is kept)
+    data = await through(gw, make_flow(path="/data", headers={"sec-fetch-dest": "empty"}), DROPPER_JS,
+                         {"content-type": "application/json"})
+    assert data.response.content == DROPPER_JS and data.response.headers["vary"] == "Sec-Fetch-Dest"
+    # an <img> never runs it: streamed untouched, and the cache may not replay it elsewhere
+    img = make_flow(path="/data", headers={"sec-fetch-dest": "image"})
+    await gw.request(img)
+    img.response = http.Response.make(200, DROPPER_JS, {"content-type": "application/json", "vary": "Accept"})
+    gw.responseheaders(img)
+    assert img.response.stream is True and img.response.headers["vary"] == "Accept, Sec-Fetch-Dest"
+    assert gw.counters["unscanned_not_rendered"] == 1
+
+
+async def test_unscanned_passes_in_block_mode_are_recorded(gateway):
+    gw, tctx = gateway
+    tctx.configure(gw, malwaresnipper_mode="block", malwaresnipper_budget_ms=15_000,
+                   malwaresnipper_max_body_bytes=100_000)
+    bomb = await through(gw, make_flow(path="/bomb"), gzip.compress(b"<html>" + b" " * 5_000_000),
+                         {"content-type": "text/html", "content-encoding": "gzip"})
+    corrupt = await through(gw, make_flow(path="/corrupt"), b"this is not gzip",
+                            {"content-type": "text/html", "content-encoding": "gzip"})
+    png = await through(gw, make_flow(path="/a.png"), b"\x89PNG....", {"content-type": "image/png"})
+    assert bomb.response.status_code == corrupt.response.status_code == png.response.status_code == 200
+    await asyncio.wait_for(asyncio.gather(*gw._tasks), 30)
+    items, total = await _history(gw)
+    by_url = {i["url"]: i for i in items}
+    assert total == 2, items  # the image is not an unscanned pass: the browser does not render it
+    for path, reason in (("/bomb", "too_large"), ("/corrupt", "decode_error")):
+        item = by_url[f"https://site.example{path}"]
+        assert item["threat_level"] == "UNKNOWN" and item["status"] == "unscanned", item
+    assert gw.service.metrics.unscanned["too_large"] == 1 and gw.service.metrics.unscanned["decode_error"] == 1
+    assert gw.counters["unscanned_too_large"] == 1 and gw.counters["unscanned_decode_error"] == 1
+
+
+async def test_a_corrupt_tail_does_not_hide_the_head(gateway):
+    gw, tctx = gateway
+    tctx.configure(gw, malwaresnipper_mode="block", malwaresnipper_budget_ms=15_000)
+    body = gzip.compress(DROPPER + os.urandom(20_000).hex().encode())
+    flow = await through(gw, make_flow(path="/cut"), body[: len(body) // 2] + b"\0garbage" * 50,
+                         {"content-type": "text/html", "content-encoding": "gzip"})
+    assert flow.response.status_code == 403
+    assert gw.counters["decoded_partly"] == 1

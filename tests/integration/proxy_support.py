@@ -171,6 +171,8 @@ class Route:
     encoding: str | None = None
     #: sent with Transfer-Encoding: chunked (no Content-Length for the proxy to judge)
     chunked: bool = False
+    #: more headers, sent as given (repeats allowed: two Content-Type headers, say)
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -209,6 +211,8 @@ class Upstream:
                     self.send_header("Content-Type", route.content_type)
                 if route.encoding:
                     self.send_header("Content-Encoding", route.encoding)
+                for name, value in route.headers:
+                    self.send_header(name, value)
                 if route.chunked:
                     self.send_header("Transfer-Encoding", "chunked")
                     self.end_headers()
