@@ -19,6 +19,7 @@ import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import webencodings
 
@@ -103,17 +104,8 @@ class CorruptBody(DecodeError):
 def _zlib_decode(data: bytes, wbits: int, cap: int, name: str) -> bytes:
     decomp = zlib.decompressobj(wbits)
     out = bytearray()
-    pos = 0
     try:
-        while pos < len(data) or decomp.unconsumed_tail:
-            chunk = decomp.unconsumed_tail or data[pos : pos + _CHUNK]
-            if not decomp.unconsumed_tail:
-                pos += _CHUNK
-            out += decomp.decompress(chunk, cap + 1 - len(out))
-            if len(out) > cap:
-                raise BodyTooLarge(f"decompressed body exceeds {cap} bytes")
-            if decomp.eof:
-                break
+        decomp = _inflate(decomp, data, out, cap, _CHUNK)
         out += decomp.flush()
     except zlib.error as exc:
         raise CorruptBody(f"corrupt {name} body: {exc}", bytes(out)) from None
@@ -122,6 +114,38 @@ def _zlib_decode(data: bytes, wbits: int, cap: int, name: str) -> bytes:
     if not decomp.eof:
         raise CorruptBody(f"truncated {name} body", bytes(out))
     return bytes(out)
+
+
+def _inflate(decomp: Any, data: bytes, out: bytearray, cap: int, step: int) -> Any:
+    """Feed ``data`` to ``decomp`` in ``step``-byte pieces, appending to ``out``; returns the
+    decompressor in use. zlib drops all output of a call that hits corrupt data, so a failing
+    piece is fed again, from a copy of the state before it, in smaller pieces: everything the
+    browser would render before the error is kept. Raises ``zlib.error`` at the corrupt byte."""
+    pos = 0
+    while pos < len(data) and not decomp.eof:
+        piece = data[pos : pos + step]
+        pos += step
+        saved = decomp.copy() if step > 1 else None
+        mark = len(out)
+        try:
+            _push(decomp, piece, out, cap)
+        except zlib.error:
+            if saved is None:
+                raise
+            del out[mark:]
+            decomp = _inflate(saved, piece, out, cap, max(1, step // 64))
+    return decomp
+
+
+def _push(decomp: Any, piece: bytes, out: bytearray, cap: int) -> None:
+    chunk = piece
+    while chunk:
+        out += decomp.decompress(chunk, cap + 1 - len(out))
+        if len(out) > cap:
+            raise BodyTooLarge(f"decompressed body exceeds {cap} bytes")
+        if decomp.eof:
+            return
+        chunk = decomp.unconsumed_tail
 
 
 def _gzip(data: bytes, cap: int) -> bytes:
