@@ -108,8 +108,6 @@ class OriginPolicy:
         return origin in self.allowed
 
 
-#: ``[server] host`` values that name every interface rather than one address a client could use.
-WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
@@ -119,14 +117,15 @@ class HostPolicy:
     DNS rebinding: a page on ``evil.example`` whose name the attacker re-points at 127.0.0.1 is
     same-origin with the gateway as far as the browser knows, so Origin and CORS checks never
     fire; its requests still say ``Host: evil.example:5000``. Answered: ``127.0.0.1``,
-    ``localhost`` and ``[::1]`` with the port the request arrived on, ``[server] host`` when it
-    is one address or name (not ``0.0.0.0``/``::``), and each ``[server] allowed_hosts`` entry
-    (``name`` for any port, ``name:port`` for that port only: a reverse proxy or port mapping).
+    ``localhost`` and ``[::1]`` with the port the request arrived on, ``[server] host`` likewise
+    (the address the gateway prints as its URL, ``0.0.0.0`` included), and each
+    ``[server] allowed_hosts`` entry (``name`` for any port, ``name:port`` for that port only: a
+    reverse proxy or port mapping).
     """
 
     def __init__(self, host: str = "127.0.0.1", extra: Sequence[str] = ()) -> None:
         names = set(LOOPBACK_NAMES)
-        if host.strip() not in WILDCARD_HOSTS:
+        if host.strip():
             names.add(_bracketed(host.strip().lower().rstrip(".")))
         self.names = frozenset(names)
         any_port: set[str] = set()

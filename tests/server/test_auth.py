@@ -73,9 +73,11 @@ def test_host_policy_answers_only_configured_names() -> None:
                  "127.0.0.1.evil.example:5000", "localhost:5000:1"):
         assert not policy.allows(host, 5000), host
     assert policy.allows("127.0.0.1", 80) and policy.allows("localhost", 443)
-    # [server] host names the gateway when it is one address or name, not a wildcard.
+    # [server] host names the gateway too (the URL it prints), but only that, with the port.
     assert HostPolicy("gw.lan").allows("gw.lan:5000", 5000)
     assert HostPolicy("::1").allows("[::1]:5000", 5000)
-    assert not HostPolicy("0.0.0.0").allows("0.0.0.0:5000", 5000)
+    assert HostPolicy("0.0.0.0").allows("0.0.0.0:5000", 5000)
+    assert not HostPolicy("0.0.0.0").allows("192.168.1.5:5000", 5000)
+    assert not HostPolicy("gw.lan").allows("gw.lan:5001", 5000)
     with pytest.raises(ConfigError, match="allowed_hosts"):
         HostPolicy("127.0.0.1", ["http://gw.example/"])
