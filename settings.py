@@ -84,6 +84,10 @@ class ServerSettings:
     #: Extra origins allowed to call the API / open the event stream (the dashboard's own origin
     #: and the extension's chrome-extension:// origin are allowed by default).
     allowed_origins: list[str] = field(default_factory=list)
+    #: Extra names the API, the dashboard and the event stream answer to in the Host header
+    #: (``name`` for any port, ``name:port`` for one); 127.0.0.1, localhost, [::1] and ``host``
+    #: are always answered. Any other Host gets 421 (DNS rebinding).
+    allowed_hosts: list[str] = field(default_factory=list)
     tls_cert: str = ""
     tls_key: str = ""
     max_body_bytes: int = 5_000_000

@@ -11,11 +11,15 @@ it truncates oversized pages and scripts to the configured caps, noting each cut
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
+
+import ada_url
 
 from .errors import CaptureError
 
@@ -23,6 +27,17 @@ from .errors import CaptureError
 #: javascript: URLs are scanned lexically; file: is what the CLI uses for local files.
 ALLOWED_SCHEMES = frozenset({"http", "https", "data", "javascript", "file", "about", "blob"})
 MAX_URL_CHARS = 65_536
+#: Titles are cut to this many characters (a page title is one line of a list or an event, and a
+#: page could otherwise repeat a megabyte in every event about it); the proxy cuts the same way.
+MAX_TITLE_CHARS = 300
+#: Largest DOM count a browser could report (no real page has a hundred million elements).
+MAX_DOM_COUNT = 100_000_000
+#: A UTF-16 surrogate code point on its own: JSON and DOM strings can hold one, UTF-8 cannot.
+LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+#: C0 controls, space and DEL: never in a URL a browser serialises (it percent-encodes them), and
+#: the WHATWG parser drops or rewrites some of them (tab, newline) so the text would not say
+#: what the browser fetched.
+_URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
 
 
 class Source(str, Enum):
@@ -193,11 +208,12 @@ class Capture:
             script = _script_from(raw, index)
             built_scripts.append(_cap_script(script, limits, truncations))
 
+        title = _optional_str(title, "title")
         return cls(
             url=url,
             source=source,
             html=html,
-            title=_optional_str(title, "title"),
+            title=title[:MAX_TITLE_CHARS] if title is not None else None,
             scripts=tuple(built_scripts),
             headers=_headers_from(headers),
             content_type=_optional_str(content_type, "content_type"),
@@ -209,7 +225,16 @@ class Capture:
 
 
 def validate_url(url: object) -> str:
-    """Return ``url`` stripped, or raise :class:`CaptureError` saying why it is not a URL."""
+    """Return ``url`` stripped, or raise :class:`CaptureError` saying why it is not a URL.
+
+    The one URL check of the project (the API asks it too). An http(s) URL must be one a browser
+    would load, by the WHATWG URL parser (``ada_url``: the host is a valid domain, IPv4 or IPv6
+    address, the port is in range), and be written as a browser writes it, so that the text the
+    engine reads names the host the browser would contact: no control characters or spaces, no
+    backslash or second ``@`` before the path (the WHATWG parser and ``urlsplit`` disagree on
+    those, ``http://evil.example\\@bank.example/``). One ``@`` (user info) is legal; the url
+    layer flags it.
+    """
     if not isinstance(url, str):
         raise CaptureError(f"url must be a string, not {type(url).__name__}")
     url = url.strip()
@@ -217,21 +242,38 @@ def validate_url(url: object) -> str:
         raise CaptureError("url is empty")
     if len(url) > MAX_URL_CHARS:
         raise CaptureError(f"url is longer than {MAX_URL_CHARS} characters")
+    if LONE_SURROGATE.search(url):
+        raise CaptureError(f"url holds an unpaired UTF-16 surrogate: {url[:80]!r}")
     if ":" not in url:
         raise CaptureError(f"not a URL (no scheme): {url[:80]!r}")
-    scheme = url.split(":", 1)[0].lower()
+    scheme, rest = url.split(":", 1)
+    scheme = scheme.lower()
     if scheme not in ALLOWED_SCHEMES:
         raise CaptureError(f"unsupported URL scheme {scheme!r} (expected http or https)")
     if scheme in ("http", "https"):
-        try:
-            parts = urlsplit(url)
-            host = parts.hostname
-            _ = parts.port  # raises ValueError on a bad port
-        except ValueError as exc:
-            raise CaptureError(f"not a valid URL: {exc}") from None
-        if not host:
-            raise CaptureError(f"not a valid URL (no host): {url[:80]!r}")
+        _check_http_url(url, rest)
     return url
+
+
+def _check_http_url(url: str, rest: str) -> None:
+    forbidden = _URL_FORBIDDEN.search(url)
+    if forbidden:
+        raise CaptureError(f"not a valid URL: character {forbidden.group()!r} at position {forbidden.start()} "
+                           f"(percent-encode it): {url[:80]!r}")
+    if not rest.startswith("//"):
+        raise CaptureError(f"not a valid URL (no host): {url[:80]!r}")
+    authority = re.split("[/?#]", rest[2:], maxsplit=1)[0]
+    if "\\" in authority:
+        raise CaptureError(f"not a valid URL (a backslash before the path): {url[:80]!r}")
+    if authority.count("@") > 1:
+        raise CaptureError(f"not a valid URL (more than one '@' before the path): {url[:80]!r}")
+    if not authority.rpartition("@")[2]:
+        raise CaptureError(f"not a valid URL (no host): {url[:80]!r}")
+    try:
+        ada_url.parse_url(url)
+        urlsplit(url).port  # noqa: B018 - what Capture.host reads must parse as well
+    except ValueError:
+        raise CaptureError(f"not a valid URL (a browser would refuse its host or port): {url[:80]!r}") from None
 
 
 def sha256_text(text: str) -> str:
@@ -312,9 +354,14 @@ def _headers_from(
 
 
 def _int(value: object, name: str) -> int:
+    """A count or a size the browser measured: a whole number from 0 to :data:`MAX_DOM_COUNT`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise CaptureError(f"dom.{name} must be a number")
-    return max(0, int(value))
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CaptureError(f"dom.{name} must be a finite number")
+    if not 0 <= value <= MAX_DOM_COUNT:
+        raise CaptureError(f"dom.{name} must be between 0 and {MAX_DOM_COUNT}, not {value!r}")
+    return int(value)
 
 
 def _bool(value: object, name: str) -> bool:

@@ -1,7 +1,9 @@
 """The HTTP API (aiohttp) and the dashboard's static files; see docs/api.md.
 
-Middleware order: security headers and JSON errors outermost, then CORS/Origin, then the rate
-limit, then the token. A request is judged entirely before anything is stored.
+Middleware order: security headers and JSON errors outermost, then the Host check (DNS
+rebinding), then CORS/Origin, then the token and the rate limit (a bucket for the token's holders,
+a small one per address for requests without it). A request is judged entirely before anything
+is stored.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import logging
 import mimetypes
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,8 +25,8 @@ from aiohttp import web
 
 import malwaresnipper
 
-from .auth import OriginPolicy, bearer_token, token_matches
-from .captures import BadRequest, capture_from_body
+from .auth import HostPolicy, OriginPolicy, bearer_token, token_matches
+from .captures import BadRequest, capture_from_body, parse_json_body
 from .service import ScanService
 from .store import LIST_KINDS, LIST_NAMES, ScanFilter, StoreUnavailable
 
@@ -41,12 +44,11 @@ PUBLIC_PATHS = {"/api/v1/health"}
 MAX_PAGE = 500
 MAX_EXPORT_ROWS = 1_000_000
 LEVEL_FILTERS = ("BENIGN", "SUSPICIOUS", "MALICIOUS", "UNKNOWN")
-
-SERVICE = web.AppKey("service", ScanService)
-TOKEN = web.AppKey("token", str)
-ORIGINS = web.AppKey("origins", OriginPolicy)
-LIMITER = web.AppKey("limiter", object)
-MAX_BODY = web.AppKey("max_body", int)
+#: Requests per minute (and burst) for one address sending no valid token: enough for a person
+#: trying curl, too few for a page's fetch() loop to matter, and never the token holders' bucket.
+ANONYMOUS_PER_MINUTE = 30
+#: A body still arriving after this long is refused (408): a slow sender holds no connection.
+BODY_READ_TIMEOUT_S = 30.0
 
 
 def error(status: int, code: str, message: str, **extra: Any) -> web.Response:
@@ -74,6 +76,17 @@ class RateLimiter:
         if len(self.buckets) > 10_000:
             self.buckets.clear()
         return True
+
+
+SERVICE = web.AppKey("service", ScanService)
+TOKEN = web.AppKey("token", str)
+ORIGINS = web.AppKey("origins", OriginPolicy)
+HOSTS = web.AppKey("hosts", HostPolicy)
+#: One bucket for the callers holding the token (the extension, the dashboard, scripts).
+TOKEN_LIMITER = web.AppKey("token_limiter", RateLimiter)
+#: A small bucket per address for requests without a valid token.
+ANONYMOUS_LIMITER = web.AppKey("anonymous_limiter", RateLimiter)
+MAX_BODY = web.AppKey("max_body", int)
 
 
 def _is_api(path: str) -> bool:
@@ -121,6 +134,20 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 @web.middleware
+async def host_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer only requests addressed to this gateway by a name it is configured for (DNS rebinding)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    port = sockname[1] if sockname else 0
+    host_headers = request.headers.getall("Host", [])
+    host = host_headers[0] if len(host_headers) == 1 else None  # none or several: refused
+    hosts = request.app[HOSTS]
+    if not hosts.allows(host, port):
+        return error(421, "unknown_host", f"this gateway does not answer to Host {(host or '')[:100]!r}; "
+                     f"{hosts.hint(port)}")
+    return await handler(request)
+
+
+@web.middleware
 async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """CORS headers for allowed origins only; a disallowed browser origin gets 403."""
     origin = request.headers.get("Origin")
@@ -143,21 +170,31 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Rate limit, then the bearer token, on every API path but health."""
+    """The bearer token, then the rate limit, on every API path but health.
+
+    Authenticating first keeps the buckets apart: any web page can make the browser send
+    token-less requests to 127.0.0.1 (no-cors ``fetch()`` needs no permission), and those must
+    never spend the requests of the extension, which calls from the same address.
+    """
     if not _is_api(request.path) or request.path in PUBLIC_PATHS:
         return await handler(request)
-    limiter: RateLimiter = request.app[LIMITER]  # type: ignore[assignment]
-    if not limiter.allow(request.remote or "?"):
-        response = error(429, "rate_limited", "too many requests from this client; slow down and retry shortly")
-        response.headers["Retry-After"] = "1"
-        return response
     offered = bearer_token(request.headers.get("Authorization"))
-    if not token_matches(request.app[TOKEN], offered):
-        response = error(401, "unauthorized",
-                         "send the gateway token as 'Authorization: Bearer <token>' (malwaresnipper token prints it)")
-        response.headers["WWW-Authenticate"] = 'Bearer realm="malwaresnipper"'
-        return response
-    return await handler(request)
+    if token_matches(request.app[TOKEN], offered):
+        if not request.app[TOKEN_LIMITER].allow("token"):
+            return _rate_limited("too many requests with this token")
+        return await handler(request)
+    if not request.app[ANONYMOUS_LIMITER].allow(request.remote or "?"):
+        return _rate_limited("too many requests without a valid token from this address")
+    response = error(401, "unauthorized",
+                     "send the gateway token as 'Authorization: Bearer <token>' (malwaresnipper token prints it)")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="malwaresnipper"'
+    return response
+
+
+def _rate_limited(why: str) -> web.Response:
+    response = error(429, "rate_limited", f"{why}; slow down and retry shortly")
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 # -- scans ----------------------------------------------------------------------------------
@@ -168,17 +205,13 @@ async def _json_body(request: web.Request) -> Any:
     if request.content_length is not None and request.content_length > cap:
         raise BadRequest("body_too_large", f"the body is larger than the {cap}-byte cap; send less HTML or "
                          "fewer scripts", 413)
-    raw = await request.read()
-    if not raw:
-        raise BadRequest("invalid_json", "the body is empty; send a JSON object")
     try:
-        return json.loads(raw)
-    except UnicodeDecodeError:
-        raise BadRequest("invalid_json", "the body is not UTF-8 JSON") from None
-    except ValueError as exc:
-        raise BadRequest("invalid_json", f"the body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise BadRequest("invalid_json", "the body's JSON is nested too deeply") from None
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            raw = await request.read()
+    except TimeoutError:
+        raise BadRequest("request_timeout", f"the body did not arrive within {BODY_READ_TIMEOUT_S:.0f} s; "
+                         "send it at once", 408) from None
+    return parse_json_body(raw)
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -332,15 +365,30 @@ async def export(request: web.Request) -> web.StreamResponse:
     return response
 
 
+#: First characters that make a spreadsheet read a cell as a formula (``|`` starts DDE in some).
+FORMULA_STARTS = frozenset("=+-@|\u2212")
+
+
 def _csv_cell(row: dict[str, Any], field: str) -> str:
     value = row.get(field)
     if field == "top_indicator":
         value = value["id"] if value else ""
     text = "" if value is None else str(value)
     # Hostile titles/URLs must not become spreadsheet formulas.
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and field not in ("risk_score",):
+    if field != "risk_score" and _may_start_formula(text):
         text = "'" + text
     return text
+
+
+def _may_start_formula(text: str) -> bool:
+    """True for a cell a spreadsheet might evaluate: one opening with a formula character, its
+    full-width or small form (NFKC folds ``＝`` and ``﹦`` to ``=``), or with whitespace or a
+    control character (spreadsheets skip some of those before looking for ``=``)."""
+    if not text:
+        return False
+    first = text[0]
+    return (unicodedata.normalize("NFKC", first)[:1] in FORMULA_STARTS
+            or first.isspace() or unicodedata.category(first)[0] in "CZ")
 
 
 # -- lists ----------------------------------------------------------------------------------
@@ -454,17 +502,20 @@ async def dashboard_file(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(target, headers={"Content-Type": ctype, "Cache-Control": "no-cache"})
 
 
-def build_app(service: ScanService, *, token: str, origins: OriginPolicy) -> web.Application:
+def build_app(service: ScanService, *, token: str, origins: OriginPolicy, hosts: HostPolicy) -> web.Application:
     """The aiohttp application for ``service``."""
     settings = service.settings
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[errors_middleware, cors_middleware, auth_middleware],
+        middlewares=[errors_middleware, host_middleware, cors_middleware, auth_middleware],
     )
+    per_minute = settings.server.rate_limit_per_minute
     app[SERVICE] = service
     app[TOKEN] = token
     app[ORIGINS] = origins
-    app[LIMITER] = RateLimiter(settings.server.rate_limit_per_minute)
+    app[HOSTS] = hosts
+    app[TOKEN_LIMITER] = RateLimiter(per_minute)
+    app[ANONYMOUS_LIMITER] = RateLimiter(min(per_minute, ANONYMOUS_PER_MINUTE))
     app[MAX_BODY] = settings.server.max_body_bytes
     r = app.router
     r.add_post("/api/v1/scans", post_scan)

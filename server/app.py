@@ -12,6 +12,8 @@ store's threads)::
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import ssl
 from dataclasses import dataclass, field
@@ -21,11 +23,101 @@ from aiohttp import web
 
 from ..settings import Settings
 from .api import build_app
-from .auth import OriginPolicy, check_tls, load_or_create_token
+from .auth import HostPolicy, OriginPolicy, check_tls, load_or_create_token
 from .events import EventStreamServer
 from .service import ScanService
 
 log = logging.getLogger(__name__)
+
+#: A connection must deliver a request's complete headers this long after it opened (or after its
+#: previous response), else it is closed: aiohttp's keep-alive timer also covers a connection that
+#: has not finished its first request, and idle keep-alive connections cost as much.
+REQUEST_HEADER_TIMEOUT_S = 5.0
+#: Open API connections beyond this are answered 503 and closed at once: the API shares its
+#: process, and so its file descriptors, with the proxy.
+MAX_API_CONNECTIONS = 256
+_BUSY_BODY = json.dumps({"error": {"code": "too_many_connections", "message": (
+    f"the gateway already holds {MAX_API_CONNECTIONS} API connections; retry shortly")}}).encode()
+BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+                 b"Connection: close\r\nContent-Length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY)
+
+
+class _CountedConnection(asyncio.Protocol):
+    """One API connection: aiohttp's protocol behind a count of the site's open connections.
+
+    The bound is checked when the connection is made (after the TLS handshake, if any), so a
+    burst of accepts cannot overshoot it; past it the client gets one 503 and the connection ends.
+    """
+
+    def __init__(self, site: BoundedTCPSite, server: web.Server) -> None:
+        self.site = site
+        self.server = server
+        self.inner: asyncio.Protocol | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.site.open_connections >= self.site.max_connections:
+            self.site.refused_connections += 1
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(BUSY_RESPONSE)
+            transport.close()
+            return
+        self.site.open_connections += 1
+        self.inner = self.server()
+        self.inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.inner is not None:
+            self.site.open_connections -= 1
+            self.inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.inner is not None:
+            self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received() if self.inner is not None else None
+
+    def pause_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.resume_writing()
+
+
+class BoundedTCPSite(web.BaseSite):
+    """aiohttp's TCP site with a bound on open connections and on the TLS handshake's time.
+
+    aiohttp's own ``TCPSite`` accepts any number of connections; a local process opening
+    thousands of half-sent requests would take the descriptors the proxy needs.
+    """
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, *, max_connections: int,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(runner, ssl_context=ssl_context)
+        self.host = host
+        self.port = port
+        self.max_connections = max_connections
+        self.open_connections = 0
+        self.refused_connections = 0
+
+    @property
+    def name(self) -> str:
+        scheme = "https" if self._ssl_context else "http"
+        return f"{scheme}://{f'[{self.host}]' if ':' in self.host else self.host}:{self.port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None, "runner.setup() first"
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _CountedConnection(self, server), self.host, self.port, ssl=self._ssl_context,
+            backlog=self._backlog, reuse_address=True,
+            ssl_handshake_timeout=REQUEST_HEADER_TIMEOUT_S if self._ssl_context else None,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
 
 
 @dataclass
@@ -85,14 +177,19 @@ async def start_services(
     try:
         # The origin policy needs the real API port, known only once bound (port 0).
         origins = OriginPolicy(api_port, settings.server.allowed_origins, host=host)
+        hosts = HostPolicy(host, settings.server.allowed_hosts)
         if api:
-            app = build_app(service, token=token, origins=origins)
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            app = build_app(service, token=token, origins=origins, hosts=hosts)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                   keepalive_timeout=REQUEST_HEADER_TIMEOUT_S)
             await runner.setup()
             running.runner = runner
-            site = web.TCPSite(runner, host, api_port, ssl_context=ssl_ctx, reuse_address=True)
+            site = BoundedTCPSite(runner, host, api_port, ssl_context=ssl_ctx, max_connections=MAX_API_CONNECTIONS)
             await site.start()
-            bound_port = runner.addresses[0][1] if runner.addresses else api_port
+            bound_port = site.port
+            service.metrics.gauge("malwaresnipper_api_connections_refused_total",
+                                  f"API connections answered 503 because {MAX_API_CONNECTIONS} were open.",
+                                  lambda: site.refused_connections)
             if bound_port != api_port:
                 origins.set_port(bound_port)
             api_port = bound_port
@@ -102,7 +199,7 @@ async def start_services(
         if events:
             stream = EventStreamServer(
                 service.bus, service.snapshot,
-                token=token, origins=origins, host=host, port=events_port,
+                token=token, origins=origins, hosts=hosts, host=host, port=events_port,
                 queue_size=settings.server.client_queue_size, ssl_context=ssl_ctx,
             )
             await stream.start()

@@ -1,4 +1,5 @@
-"""The gateway token and the Origin allowlist shared by the HTTP API and the event stream.
+"""The gateway token, the Origin allowlist and the Host allowlist shared by the HTTP API and the
+event stream.
 
 The token is generated once (``secrets.token_urlsafe``) and kept with 0600 permissions in
 ``<data_dir>/token`` so that a restart keeps it; ``MALWARESNIPPER_TOKEN`` overrides the file
@@ -11,6 +12,7 @@ import hmac
 import ipaddress
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..engine.errors import ConfigError
@@ -104,6 +106,92 @@ class OriginPolicy:
         if origin.startswith("chrome-extension://") and len(origin) > len("chrome-extension://"):
             return True
         return origin in self.allowed
+
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+class HostPolicy:
+    """Which ``Host`` header values the API, the dashboard and the event stream answer.
+
+    DNS rebinding: a page on ``evil.example`` whose name the attacker re-points at 127.0.0.1 is
+    same-origin with the gateway as far as the browser knows, so Origin and CORS checks never
+    fire; its requests still say ``Host: evil.example:5000``. Answered: ``127.0.0.1``,
+    ``localhost`` and ``[::1]`` with the port the request arrived on, ``[server] host`` likewise
+    (the address the gateway prints as its URL, ``0.0.0.0`` included), and each
+    ``[server] allowed_hosts`` entry (``name`` for any port, ``name:port`` for that port only: a
+    reverse proxy or port mapping).
+    """
+
+    def __init__(self, host: str = "127.0.0.1", extra: Sequence[str] = ()) -> None:
+        names = set(LOOPBACK_NAMES)
+        if host.strip():
+            names.add(_bracketed(host.strip().lower().rstrip(".")))
+        self.names = frozenset(names)
+        any_port: set[str] = set()
+        one_port: set[tuple[str, int]] = set()
+        for entry in extra:
+            parsed = split_host(entry)
+            if parsed is None:
+                raise ConfigError(f"[server] allowed_hosts: {entry!r} is not a host name, an address or name:port")
+            name, port = parsed
+            if port is None:
+                any_port.add(name)
+            else:
+                one_port.add((name, port))
+        self.any_port = frozenset(any_port)
+        self.one_port = frozenset(one_port)
+
+    def allows(self, header: str | None, port: int) -> bool:
+        """True when ``header`` (the request's Host) names this gateway listening on ``port``."""
+        parsed = split_host(header) if header else None
+        if parsed is None:
+            return False
+        name, offered = parsed
+        if name in self.any_port or (offered is not None and (name, offered) in self.one_port):
+            return True
+        if name not in self.names:
+            return False
+        # Without a port the client means the scheme's default one.
+        return offered == port or (offered is None and port in (80, 443))
+
+    def hint(self, port: int) -> str:
+        """The sentence a refused client reads."""
+        return f"address it as 127.0.0.1:{port} or localhost:{port}, or add the name to [server] allowed_hosts"
+
+
+def split_host(value: str) -> tuple[str, int | None] | None:
+    """``"Name.Example:5000"`` -> ``("name.example", 5000)``; ``"[::1]"`` -> ``("[::1]", None)``;
+    None when the value is not a host (with an optional port) at all."""
+    value = value.strip().lower()
+    if not value or any(c.isspace() or c in "/\\@?#" for c in value):
+        return None
+    if value.startswith("["):
+        name, sep, rest = value.partition("]")
+        name += "]"
+        try:
+            ipaddress.IPv6Address(name[1:-1])
+        except ValueError:
+            return None
+        if not sep or (rest and not rest.startswith(":")):
+            return None
+        port_text = rest[1:] if rest else None
+    else:
+        name, sep, port_text_or_empty = value.partition(":")
+        port_text = port_text_or_empty if sep else None
+        name = name.rstrip(".")
+        if not name or ":" in port_text_or_empty:
+            return None
+    if port_text is None:
+        return name, None
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+        return None
+    return name, int(port_text)
+
+
+def _bracketed(host: str) -> str:
+    """An IPv6 address as it appears in a Host header (``::1`` -> ``[::1]``)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def check_tls(host: str, cert: str, key: str) -> tuple[str, str] | None:

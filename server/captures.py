@@ -6,11 +6,12 @@ sentence saying what to fix; nothing is recorded for a bad request.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
-from ..engine.capture import Capture, CaptureLimits, Source
+from ..engine.capture import LONE_SURROGATE, Capture, CaptureLimits, Source, validate_url
 from ..engine.errors import CaptureError
 
 LEGACY_KEYS = ("page_title", "inline_scripts", "dom_structure", "forms", "iframes")
@@ -19,6 +20,9 @@ DOM_KEYS = (
     "external_resource_count", "right_click_disabled", "meta_refresh", "auto_download", "text_excerpt",
 )
 MAX_COUNT_ITEMS = 500
+#: JSON escapes that can decode to a UTF-16 surrogate; raw UTF-8 bytes never do (the decoder
+#: refuses encoded surrogates), so a body without one of these needs no surrogate walk.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class BadRequest(Exception):
@@ -31,7 +35,52 @@ class BadRequest(Exception):
         self.status = status
 
 
+def parse_json_body(raw: bytes) -> Any:
+    """The request body as JSON (I-JSON, RFC 7493: no NaN or Infinity, no unpaired surrogates),
+    or :class:`BadRequest` saying what is wrong with it."""
+    if not raw:
+        raise BadRequest("invalid_json", "the body is empty; send a JSON object")
+    try:
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise BadRequest("invalid_json", "the body is not UTF-8 JSON") from None
+    except ValueError as exc:
+        raise BadRequest("invalid_json", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("invalid_json", "the body's JSON is nested too deeply") from None
+    if _SURROGATE_ESCAPE.search(raw):
+        where = _lone_surrogate_at(body)
+        if where is not None:
+            raise BadRequest("invalid_json", f"{where} holds an unpaired UTF-16 surrogate (a \\ud800-\\udfff "
+                             "escape without its pair); send well-formed Unicode (String.prototype.toWellFormed)")
+    return body
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _lone_surrogate_at(body: Any) -> str | None:
+    """Where the first string holding an unpaired surrogate is (``"title"``, ``scripts[2].text``)."""
+    stack: list[tuple[str, Any]] = [("the body", body)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            if LONE_SURROGATE.search(value):
+                return where
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if LONE_SURROGATE.search(key):
+                    return f"a key of {where}"
+                stack.append((f'"{key[:40]}"' if where == "the body" else f"{where}.{key[:40]}", item))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
+    return None
+
+
 def check_http_url(value: object, field: str = "url") -> str:
+    """``value`` stripped when it is an http(s) URL a browser would load (the engine's
+    :func:`~malwaresnipper.engine.capture.validate_url` decides), else :class:`BadRequest`."""
     if value is None:
         raise BadRequest(f"missing_{field}", f"the body needs a \"{field}\": the page's http(s) URL")
     if not isinstance(value, str):
@@ -43,11 +92,9 @@ def check_http_url(value: object, field: str = "url") -> str:
     if scheme not in ("http", "https"):
         raise BadRequest("invalid_url", f"\"{field}\" must be an http:// or https:// URL, not {stripped[:80]!r}")
     try:
-        if not urlsplit(stripped).hostname:
-            raise ValueError("no host")
-    except ValueError as exc:
-        raise BadRequest("invalid_url", f"\"{field}\" is not a valid URL ({exc})") from None
-    return stripped
+        return validate_url(stripped)
+    except CaptureError as exc:
+        raise BadRequest("invalid_url", f"\"{field}\": {exc}") from None
 
 
 def capture_from_body(body: object, limits: CaptureLimits, *, legacy: bool = False) -> Capture:
@@ -82,7 +129,7 @@ def capture_from_body(body: object, limits: CaptureLimits, *, legacy: bool = Fal
         )
     except CaptureError as exc:
         raise BadRequest("invalid_field", str(exc)) from None
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise BadRequest("invalid_field", f"a field has the wrong type: {exc}") from None
 
 

@@ -34,7 +34,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
-from .auth import OriginPolicy, bearer_token, token_matches
+from .auth import HostPolicy, OriginPolicy, bearer_token, token_matches
 from .store import ScanStore
 
 log = logging.getLogger(__name__)
@@ -236,7 +236,15 @@ class BatchingConnection(ServerConnection):
     event's frame is the same bytes for every client: the bus builds it once and
     :meth:`send_frames` writes a batch of them together, inside websockets' ``send_context``
     (state checks, flow control, close handling). Plugged in through the ``create_connection`` hook.
+
+    It also carries what the handshake learnt: ``header_authed`` is set by ``process_request``
+    when the request held the right ``Authorization`` header. Kept on the connection object, it
+    dies with it, whether the handshake then succeeds or fails.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_authed = False
 
     async def send_frames(self, frames: list[bytes]) -> None:
         async with self.send_context():
@@ -263,6 +271,7 @@ class EventStreamServer:
         *,
         token: str,
         origins: OriginPolicy,
+        hosts: HostPolicy | None = None,
         host: str,
         port: int,
         queue_size: int,
@@ -275,6 +284,7 @@ class EventStreamServer:
         self.snapshot = snapshot
         self.token = token
         self.origins = origins
+        self.hosts = hosts or HostPolicy(host)
         self.host = host
         self.port = port
         self.queue_size = queue_size
@@ -286,7 +296,6 @@ class EventStreamServer:
         self.clients = 0
         self.closed_too_slow = 0
         self.refused = 0
-        self._header_authed: set[int] = set()
 
     async def start(self) -> None:
         self.server = await serve(
@@ -324,6 +333,16 @@ class EventStreamServer:
     # -- handshake ---------------------------------------------------------------------------
 
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        assert isinstance(conn, BatchingConnection), "the server is created with create_connection=BatchingConnection"
+        sockname = conn.transport.get_extra_info("sockname") if conn.transport else None
+        port = sockname[1] if sockname else self.port
+        host_headers = request.headers.get_all("Host")
+        host = host_headers[0] if len(host_headers) == 1 else None  # none or several: refused
+        if not self.hosts.allows(host, port):
+            self.refused += 1
+            return _http_error(HTTPStatus.MISDIRECTED_REQUEST,
+                               f"this gateway does not answer to Host {(host or '')[:100]!r}; {self.hosts.hint(port)}",
+                               code="unknown_host")
         path = request.path.split("?", 1)[0]
         if path not in ("/", "/events", "/api/v1/events"):
             return _http_error(HTTPStatus.NOT_FOUND, "no event stream here; connect to /")
@@ -336,7 +355,7 @@ class EventStreamServer:
             if not token_matches(self.token, bearer_token(header)):
                 self.refused += 1
                 return _http_error(HTTPStatus.UNAUTHORIZED, "wrong token")
-            self._header_authed.add(id(conn))
+            conn.header_authed = True
         return None
 
     # -- connection --------------------------------------------------------------------------
@@ -348,8 +367,7 @@ class EventStreamServer:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
             except OSError:
                 pass
-        header_ok = id(conn) in self._header_authed
-        self._header_authed.discard(id(conn))
+        header_ok = isinstance(conn, BatchingConnection) and conn.header_authed
         try:
             raw = await asyncio.wait_for(conn.recv(), HELLO_TIMEOUT_S)
         except (asyncio.TimeoutError, ConnectionClosed):
@@ -458,8 +476,9 @@ def _parse_hello(raw: str | bytes) -> dict[str, Any] | None:
     return data
 
 
-def _http_error(status: HTTPStatus, message: str) -> Response:
-    body = json.dumps({"error": {"code": status.phrase.lower().replace(" ", "_"), "message": message}}).encode()
+def _http_error(status: HTTPStatus, message: str, *, code: str | None = None) -> Response:
+    code = code or status.phrase.lower().replace(" ", "_")
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
     headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body))),
                        ("Connection", "close")])
     return Response(status.value, status.phrase, headers, body)

@@ -3,6 +3,13 @@
 
 export const REQUEST_TIMEOUT_MS = 10_000;
 
+/**
+ * A page's strings (title, HTML, script text) can hold unpaired UTF-16 surrogates, and slicing
+ * a string can split a pair; the gateway refuses such JSON (RFC 7493), which would leave the page
+ * unscanned. Replace each with U+FFFD, as the browser does when it encodes text as UTF-8.
+ */
+const wellFormed = (_key, value) => (typeof value === "string" ? value.toWellFormed() : value);
+
 export async function callGateway(settings, method, path, { body, timeoutMs = REQUEST_TIMEOUT_MS, auth = true } = {}) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeoutMs);
@@ -13,7 +20,7 @@ export async function callGateway(settings, method, path, { body, timeoutMs = RE
     const response = await fetch(settings.gatewayUrl + path, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined ? undefined : JSON.stringify(body, wellFormed),
       signal: controller.signal,
       credentials: "omit",
       cache: "no-store",

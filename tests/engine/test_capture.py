@@ -89,3 +89,51 @@ def test_capture_is_immutable() -> None:
 def test_script_location_names_url_or_inline() -> None:
     assert Script(url="https://x.test/a.js").location == "script https://x.test/a.js"
     assert Script(text="1").location == "inline script"
+
+
+@pytest.mark.parametrize("url", [
+    "http://exa mple.com/",          # a space in the host
+    "http://%zz/",                   # a bad percent escape in the host
+    "http://a@b@c/",                 # two '@' before the path
+    "http://1.2.3.4.5/",             # five IPv4 numbers
+    "http://999.1.1.1/",
+    "http://a.example/x\x00y",       # NUL
+    "http://a.exa\x01mple/",         # C0 control
+    "http://a.example/x\ty",         # tab: the WHATWG parser would drop it
+    "http://a.example/x\ny",
+    "http://a.example/x\x7fy",       # DEL
+    "http://evil.example\\@bank.example/",   # urlsplit and browsers disagree on the host
+    "http://a.exa\u00a0mple/",        # no-break space in the host
+    "http://a.example/\ud800",       # an unpaired surrogate
+    "http:example.com/",
+    "http://user@/",
+    "http://[fe80::1%25eth0]/",      # zone ids: browsers refuse them
+])
+def test_urls_no_browser_would_load_are_refused(url: str) -> None:
+    with pytest.raises(CaptureError, match="URL|url"):
+        Capture.build(url)
+
+
+@pytest.mark.parametrize("url", [
+    "https://xn--bcher-kva.example/", "https://bücher.example/", "http://[::1]:8080/x", "http://[2001:db8::1]/",
+    "https://203.0.113.7:8443/login", "https://paypal.com@203.0.113.7/", "https://u:p@a.example/",
+    "https://a.example/%zz?q=%zz#%zz",  # bad escapes after the host are the site's business
+    "http://a.example/x?y=\\z", "https://EXAMPLE.com./", "http://0x7f.1/", "http://localhost/",
+    "data:text/html,<b>x y</b>", "javascript:alert(1)", "file:///tmp/x.html", "about:blank",
+])
+def test_urls_browsers_load_are_kept_as_given(url: str) -> None:
+    assert Capture.build(url).url == url
+
+
+def test_dom_counts_are_whole_numbers_a_browser_could_report() -> None:
+    assert Capture.build("https://a.test/", dom={"element_count": 12, "link_count": 3.0}).dom.link_count == 3
+    for bad in (-1, 1e308, 10**30, float("inf"), float("nan")):
+        with pytest.raises(CaptureError, match="element_count"):
+            Capture.build("https://a.test/", dom={"element_count": bad})
+    with pytest.raises(CaptureError, match="width"):
+        Capture.build("https://a.test/", dom={"iframes": [{"width": -1}]})
+
+
+def test_titles_are_cut_as_the_proxy_cuts_them() -> None:
+    assert Capture.build("https://a.test/", title="T" * 1_000_000).title == "T" * 300
+    assert Capture.build("https://a.test/", title="Sign in").title == "Sign in"

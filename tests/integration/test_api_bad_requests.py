@@ -74,6 +74,36 @@ BAD = [
     ("POST", "/api/v1/lists/allow", {"entry": "a.example", "note": 7}, 400, "invalid_field"),
     ("POST", "/api/v1/lists/grey", {"entry": "a.example"}, 404, "not_found"),
     ("DELETE", "/api/v1/lists/block", None, 400, "missing_entry"),
+    # Unpaired surrogates (valid JSON escapes, not Unicode): 400, never a 500 from the store.
+    ("POST", "/api/v1/scans", raw('{"url": "https://a.example/", "title": "x\\ud800y"}'), 400, "invalid_json"),
+    ("POST", "/api/v1/scans", raw('{"url": "https://a.example/\\udfff"}'), 400, "invalid_json"),
+    ("POST", "/api/scan-realtime", raw('{"url": "https://a.example/", "page_title": "\\uDBFF"}'), 400, "invalid_json"),
+    ("POST", "/api/v1/lists/block", raw('{"entry": "a.example", "note": "\\ud83d"}'), 400, "invalid_json"),
+    ("POST", "/api/v1/scans", raw('{"url": "https://a.example/", "dom": {"element_count": Infinity}}'), 400,
+     "invalid_json"),
+    ("POST", "/api/v1/scans", raw('{"url": "https://a.example/", "dom": {"link_count": NaN}}'), 400, "invalid_json"),
+    # URLs no browser would load, or that parsers read differently.
+    ("POST", "/api/v1/scans", {"url": "http://exa mple.com/"}, 400, "invalid_url"),
+    ("POST", "/api/v1/scans", {"url": "http://%zz/"}, 400, "invalid_url"),
+    ("POST", "/api/v1/scans", {"url": "http://a@b@c/"}, 400, "invalid_url"),
+    ("POST", "/api/v1/scans", {"url": "http://1.2.3.4.5/"}, 400, "invalid_url"),
+    ("POST", "/api/v1/scans", {"url": "http://a.example/x\u0000y"}, 400, "invalid_url"),
+    ("POST", "/api/v1/scans", {"url": "http://a.exa\u0001mple/"}, 400, "invalid_url"),
+    ("POST", "/api/v1/scans", {"url": "http://a.example/x\ty"}, 400, "invalid_url"),
+    ("POST", "/api/v1/scans", {"url": "http://evil.example\\@bank.example/"}, 400, "invalid_url"),
+    ("POST", "/api/v1/scans", {"url": "http://a.example:65536/"}, 400, "invalid_url"),
+    ("POST", "/api/v1/scans", {"url": "https://a.example/", "page_url": "http://exa mple.com/"}, 400, "invalid_url"),
+    ("POST", "/api/v1/lists/block", {"entry": "http://%zz/", "kind": "url"}, 400, "invalid_url"),
+    # Counts a browser cannot report.
+    ("POST", "/api/v1/scans", {"url": "https://a.example/", "dom": {"element_count": -1}}, 400, "invalid_field"),
+    ("POST", "/api/v1/scans", {"url": "https://a.example/", "dom": {"link_count": 1e308}}, 400, "invalid_field"),
+    ("POST", "/api/v1/scans", {"url": "https://a.example/", "dom": {"resource_count": 10**30}}, 400, "invalid_field"),
+    ("POST", "/api/v1/scans", {"url": "https://a.example/", "dom": {"iframes": [{"width": -5}]}}, 400,
+     "invalid_field"),
+    ("POST", "/api/v1/scans", {"url": "https://a.example/", "dom": {"forms": [{"input_count": 1e300}]}}, 400,
+     "invalid_field"),
+    ("POST", "/api/scan-realtime", {"url": "https://a.example/", "dom_structure": {"element_count": -3}}, 400,
+     "invalid_field"),
 ]
 
 

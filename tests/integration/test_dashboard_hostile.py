@@ -18,7 +18,9 @@ from dashboard_fixtures import (  # noqa: F401 - fixtures are used by name
 pytestmark = [pytest.mark.integration, needs_chromium]
 
 HOST = "hostile.example"
-URL = f"""https://{HOST}/"><img src=x onerror="window.__pwned='url';alert('url')">?q=<script>window.__pwned='q'</script>"""
+# No spaces: the API refuses a URL no browser would send (a space or a control character), but
+# quotes and angle brackets reach it through the proxy from any client that sends them raw.
+URL = f"""https://{HOST}/"><img/src=x/onerror="window.__pwned='url';alert('url')">?q=<script>window.__pwned='q'</script>"""
 TITLE = """</title><img src=x onerror="window.__pwned='title';alert('title')"><script>window.__pwned='title2'</script><b>bold?</b>"""
 SCRIPT = (
     "var payload = '<img src=x onerror=\"window.__pwned=\\'script\\';alert(1)\">';\n"

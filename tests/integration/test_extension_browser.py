@@ -107,6 +107,12 @@ def evil_page(path: str) -> str:
 </body></html>"""
 
 
+# A page whose title and text hold unpaired surrogates (a DOM string may; UTF-8 JSON may not).
+SURROGATE_PAGE = """<!doctype html><html><head><title>Surrogates</title>
+<script>document.title = "Sign in \\uD800 now";</script></head>
+<body><p id="p">Account</p><script>document.getElementById("p").append("\\uDC00 locked");</script></body></html>"""
+
+
 def plain_page(title: str) -> str:
     return f"<!doctype html><html><head><title>{title}</title><script>var x = 1;</script></head><body><p>{title}</p></body></html>"
 
@@ -136,6 +142,8 @@ class SiteHandler(BaseHTTPRequestHandler):
             body = evil_page(path)
         elif host == "benign.test":
             body = benign_page(port, path)
+        elif host == "surrogate.test":
+            body = SURROGATE_PAGE
         elif host == "big.test":
             body = plain_page(f"Big page {path}").replace("</body>", "<p>" + "All about recipes. " * 3000 + "</p></body>")
         else:
@@ -484,6 +492,21 @@ def test_benign_and_malicious_pages_are_captured_and_shown(gateway: Gateway, bro
     assert state["indicators"][0]["title"] in overlay["reasons"]["text"]
     page.close()
     popup.close()
+
+
+def test_a_page_with_unpaired_surrogates_is_still_scanned(gateway: Gateway, browser: Browser) -> None:
+    """The gateway refuses JSON with unpaired surrogates (400); a page must not use that to stay
+    unscanned: the extension sends its strings well-formed (U+FFFD for each unpaired surrogate)."""
+    browser.configure(gateway)
+    url = browser.url("surrogate.test", "/login")
+    page = browser.context.new_page()
+    page.goto(url)
+    assert page.evaluate("() => document.title.isWellFormed()") is False  # the page really holds one
+    state = browser.wait_verdict(url)
+    assert state["status"] == "benign", state
+    [summary] = wait_until(lambda: gateway.scans_for(url), 10, "the capture in history")
+    assert summary["title"] == "Sign in \ufffd now"
+    page.close()
 
 
 def test_overlay_buttons(gateway: Gateway, browser: Browser) -> None:

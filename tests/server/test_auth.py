@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from malwaresnipper.engine.errors import ConfigError
-from malwaresnipper.server.auth import OriginPolicy, bearer_token, check_tls, load_or_create_token, token_matches
+from malwaresnipper.server.auth import (
+    HostPolicy,
+    OriginPolicy,
+    bearer_token,
+    check_tls,
+    load_or_create_token,
+    token_matches,
+)
 
 
 def test_token_is_created_once_with_0600(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,3 +61,23 @@ def test_non_loopback_needs_tls(tmp_path: Path) -> None:
         check_tls("0.0.0.0", "cert.pem", "")
     with pytest.raises(ConfigError, match="no such file"):
         check_tls("0.0.0.0", str(tmp_path / "missing.pem"), str(tmp_path / "missing.key"))
+
+
+def test_host_policy_answers_only_configured_names() -> None:
+    policy = HostPolicy("127.0.0.1", ["gateway.example.org", "proxy.example:8443"])
+    for host in ("127.0.0.1:5000", "localhost:5000", "LOCALHOST.:5000", "[::1]:5000", "gateway.example.org",
+                 "gateway.example.org:1", "proxy.example:8443"):
+        assert policy.allows(host, 5000), host
+    for host in ("evil.example:5000", "127.0.0.1:5001", "proxy.example", "proxy.example:5000", "", None,
+                 "127.0.0.1", "a@127.0.0.1:5000", "127.0.0.1:5000/x", "[::1", "[::1]x", "127.0.0.1:\uff15000",
+                 "127.0.0.1.evil.example:5000", "localhost:5000:1"):
+        assert not policy.allows(host, 5000), host
+    assert policy.allows("127.0.0.1", 80) and policy.allows("localhost", 443)
+    # [server] host names the gateway too (the URL it prints), but only that, with the port.
+    assert HostPolicy("gw.lan").allows("gw.lan:5000", 5000)
+    assert HostPolicy("::1").allows("[::1]:5000", 5000)
+    assert HostPolicy("0.0.0.0").allows("0.0.0.0:5000", 5000)
+    assert not HostPolicy("0.0.0.0").allows("192.168.1.5:5000", 5000)
+    assert not HostPolicy("gw.lan").allows("gw.lan:5001", 5000)
+    with pytest.raises(ConfigError, match="allowed_hosts"):
+        HostPolicy("127.0.0.1", ["http://gw.example/"])

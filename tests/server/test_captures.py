@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from malwaresnipper.engine.capture import CaptureLimits, Source
-from malwaresnipper.server.captures import BadRequest, capture_from_body, is_legacy
+from malwaresnipper.server.captures import BadRequest, capture_from_body, is_legacy, parse_json_body
 
 LIMITS = CaptureLimits()
 
@@ -59,3 +59,23 @@ def test_refusals_say_what_is_wrong(body: object, code: str) -> None:
     with pytest.raises(BadRequest) as info:
         capture_from_body(body, LIMITS, legacy=True)
     assert info.value.code == code and info.value.status == 400 and info.value.message
+
+
+@pytest.mark.parametrize(("raw", "where"), [
+    (b'{"url": "https://a.example/", "title": "x\\ud800"}', '"title"'),
+    (b'{"url": "https://a.example/\\uDFFF"}', '"url"'),
+    (b'{"url": "https://a.example/", "scripts": [{"text": "ok"}, {"text": "\\udbff!"}]}', '"scripts"[1].text'),
+    (b'{"url": "https://a.example/", "dom": {"\\ud800": 1}}', 'a key of "dom"'),
+])
+def test_unpaired_surrogates_are_refused_naming_where(raw: bytes, where: str) -> None:
+    with pytest.raises(BadRequest) as info:
+        parse_json_body(raw)
+    assert info.value.code == "invalid_json" and info.value.status == 400
+    assert info.value.message.startswith(where)
+
+
+def test_paired_surrogates_and_lookalike_text_are_json_as_usual() -> None:
+    assert parse_json_body(b'{"title": "\\ud83d\\ude00 \\\\ud800"}') == {"title": "\U0001f600 \\ud800"}
+    for constant in (b"NaN", b"Infinity", b"-Infinity"):
+        with pytest.raises(BadRequest, match="not a JSON number"):
+            parse_json_body(b'{"dom": {"element_count": ' + constant + b"}}")
