@@ -4,6 +4,7 @@
 embedded default (one file in the data directory); :class:`~.store_postgres.PostgresScanStore`
 implements the same coroutines on a PostgreSQL server shared by several gateways (imported only
 when ``[store] backend = "postgres"``, so psycopg stays optional). :func:`open_store` picks one.
+Both run the same SQL (:mod:`.store_sql`); each is only the way its backend runs it.
 
 SQLite details
 --------------
@@ -23,104 +24,47 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
+import contextlib
 import logging
 import os
 import queue
 import sqlite3
 import threading
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from ..engine.errors import MalwareSnipperError
+from .store_sql import (
+    DIALECTS,
+    SQLITE,
+    Op,
+    Program,
+    Rows,
+    Run,
+    RunMany,
+    SqlScanStore,
+    Tuples,
+    check_schema_version,
+    filter_clause,
+    mark_interrupted,
+    migrations,
+    reverse_domain,
+)
+from .store_sql import iso_ts as iso_ts  # re-exported: the timestamp format of every event
 
 if TYPE_CHECKING:
     from ..settings import StoreSettings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LIST_NAMES = ("allow", "block")
 LIST_KINDS = ("domain", "url", "sha256")
 
-MIGRATIONS: list[str] = [
-    # 1: the first schema
-    """
-    CREATE TABLE scans (
-        scan_id TEXT PRIMARY KEY,
-        ts REAL NOT NULL,
-        url TEXT NOT NULL,
-        domain TEXT NOT NULL DEFAULT '',
-        title TEXT,
-        method TEXT NOT NULL,
-        status TEXT NOT NULL DEFAULT 'pending',
-        risk_score REAL,
-        threat_level TEXT,
-        classification TEXT,
-        blocked INTEGER NOT NULL DEFAULT 0,
-        top_indicator TEXT,
-        duration_ms REAL,
-        content_hash TEXT,
-        verdict TEXT,
-        error TEXT,
-        completed_ts REAL
-    );
-    CREATE INDEX scans_ts ON scans(ts);
-    CREATE INDEX scans_level_ts ON scans(threat_level, ts);
-    CREATE INDEX scans_method_ts ON scans(method, ts);
-    CREATE INDEX scans_domain_ts ON scans(domain, ts);
-    CREATE TABLE scan_indicators (
-        scan_id TEXT NOT NULL,
-        ts REAL NOT NULL,
-        indicator_id TEXT NOT NULL,
-        title TEXT NOT NULL,
-        category TEXT NOT NULL,
-        severity TEXT NOT NULL
-    );
-    CREATE INDEX scan_indicators_ts ON scan_indicators(ts);
-    CREATE INDEX scan_indicators_scan ON scan_indicators(scan_id);
-    CREATE TABLE events (
-        seq INTEGER PRIMARY KEY,
-        ts REAL NOT NULL,
-        scan_id TEXT,
-        body TEXT NOT NULL
-    );
-    CREATE INDEX events_ts ON events(ts);
-    CREATE TABLE lists (
-        list TEXT NOT NULL,
-        entry TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        note TEXT NOT NULL DEFAULT '',
-        ts REAL NOT NULL,
-        PRIMARY KEY (list, entry)
-    );
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-    """,
-    # 2: fast domain filter (reversed labels, so "a subdomain of x" is an index range) and
-    #    covering indexes for the stats queries
-    """
-    ALTER TABLE scans ADD COLUMN rdomain TEXT NOT NULL DEFAULT '';
-    UPDATE scans SET rdomain = ms_reverse_domain(domain);
-    CREATE INDEX scans_rdomain_ts ON scans(rdomain, ts);
-    CREATE INDEX scans_ts_level ON scans(ts, threat_level);
-    CREATE INDEX scans_level_domain ON scans(threat_level, domain);
-    CREATE INDEX scans_blocked ON scans(blocked) WHERE blocked = 1;
-    CREATE INDEX scan_indicators_id ON scan_indicators(indicator_id, category, title);
-    CREATE INDEX scan_indicators_category ON scan_indicators(category);
-    """,
-    # 3: several gateways share one history (PostgreSQL); the SQLite file carries the column too
-    #    so rows, summaries and filters look the same on both backends
-    """
-    ALTER TABLE scans ADD COLUMN gateway_id TEXT NOT NULL DEFAULT '';
-    CREATE INDEX scans_gateway_ts ON scans(gateway_id, ts);
-    """,
-]
-
-LEVELS = ("BENIGN", "SUSPICIOUS", "MALICIOUS")
-METHODS = ("PROXY", "EXTENSION")
+#: The SQLite DDL of each schema version (``PRAGMA user_version`` counts those applied).
+MIGRATIONS: list[str] = migrations(SQLITE)
 
 
 class StoreUnavailable(MalwareSnipperError):
@@ -128,17 +72,6 @@ class StoreUnavailable(MalwareSnipperError):
 
     The API answers 503 for it: the request may succeed later, nothing is wrong with it.
     """
-
-
-def reverse_domain(domain: str) -> str:
-    """``login.bad.example`` -> ``example.bad.login``: subdomains of x sort right after x."""
-    return ".".join(reversed(domain.split("."))) if domain else ""
-
-
-def iso_ts(epoch: float) -> str:
-    """``2026-11-26T12:00:00.123Z`` (UTC, milliseconds), the format of every timestamp we emit."""
-    t = time.gmtime(epoch)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{int((epoch % 1) * 1000):03d}Z"
 
 
 @dataclass(frozen=True)
@@ -155,44 +88,10 @@ class ScanFilter:
     gateway: str | None = None
 
     def where(self, dialect: str = "sqlite") -> tuple[str, list[Any]]:
-        """The WHERE clause and its arguments, for ``sqlite`` (``?``) or ``postgres`` (``%s``).
-
-        On PostgreSQL ``q`` uses ILIKE: SQLite's LIKE ignores ASCII case, and the text columns
-        there are ``COLLATE "C"`` so ILIKE folds ASCII only, as SQLite does.
-        """
-        p = "%s" if dialect == "postgres" else "?"
-        like = "ILIKE" if dialect == "postgres" else "LIKE"
-        clauses: list[str] = []
-        args: list[Any] = []
-        if self.level:
-            clauses.append(f"threat_level = {p}")
-            args.append(self.level)
-        if self.method:
-            clauses.append(f"method = {p}")
-            args.append(self.method)
-        if self.domain:
-            # The domain itself or any subdomain: an index range on the reversed labels.
-            rdomain = reverse_domain(self.domain)
-            clauses.append(f"(rdomain = {p} OR (rdomain > {p} AND rdomain < {p}))")
-            args += [rdomain, rdomain + ".", rdomain + "/"]
-        if self.gateway:
-            clauses.append(f"gateway_id = {p}")
-            args.append(self.gateway)
-        if self.since is not None:
-            clauses.append(f"ts >= {p}")
-            args.append(self.since)
-        if self.until is not None:
-            clauses.append(f"ts < {p}")
-            args.append(self.until)
-        if self.q:
-            pattern = "%" + _like_escape(self.q) + "%"
-            clauses.append(f"(url {like} {p} ESCAPE '\\' OR title {like} {p} ESCAPE '\\')")
-            args += [pattern, pattern]
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
-
-
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        """The WHERE clause ('' for no filter) and its arguments, for ``sqlite`` or ``postgres``."""
+        d = DIALECTS[dialect]
+        clause, args = filter_clause(self, d)
+        return d.render(clause), args
 
 
 @dataclass
@@ -226,73 +125,23 @@ class ScanResult:
     indicators: list[dict[str, Any]] = field(default_factory=list)
 
 
-STATS_TOP_DOMAINS = (
-    "SELECT domain, COUNT(*) AS n FROM scans WHERE threat_level IN ('SUSPICIOUS','MALICIOUS')"
-    " AND domain <> '' GROUP BY domain ORDER BY n DESC, domain LIMIT 10"
-)
-STATS_TOP_INDICATORS = (
-    "SELECT indicator_id, MAX(title), MAX(category), COUNT(*) AS n FROM scan_indicators"
-    " GROUP BY indicator_id ORDER BY n DESC, indicator_id LIMIT 10"
-)
-STATS_CATEGORIES = "SELECT category, COUNT(*) AS n FROM scan_indicators GROUP BY category ORDER BY n DESC, category"
-
-
-@dataclass
-class StatsRows:
-    """What the statistics queries return; each backend runs them in its own SQL dialect."""
-
-    levels: Sequence[Sequence[Any]]  # (threat_level, count)
-    methods: Sequence[Sequence[Any]]  # (method, count)
-    blocked: int
-    buckets: Sequence[Sequence[Any]]  # (bucket index, scans, threats)
-    domains: Sequence[Sequence[Any]]  # (domain, count)
-    indicators: Sequence[Sequence[Any]]  # (id, title, category, count)
-    categories: Sequence[Sequence[Any]]  # (category, count)
-
-
-def stats_payload(rows: StatsRows, *, now: float, start: float, bucket_s: float) -> dict[str, Any]:
-    """``GET /api/v1/stats`` from the query rows: one shape whichever backend ran them."""
-    by_level = {level: 0 for level in LEVELS}
-    total = 0
-    for level, n in rows.levels:
-        total += n
-        by_level[level or "PENDING"] = by_level.get(level or "PENDING", 0) + n
-    by_source = {m: 0 for m in METHODS}
-    for method, n in rows.methods:
-        by_source[method] = n
-    buckets = {int(b): (n, threats or 0) for b, n, threats in rows.buckets}
-    series = [
-        {"t": iso_ts(start + i * bucket_s), "scans": buckets.get(i, (0, 0))[0], "threats": buckets.get(i, (0, 0))[1]}
-        for i in range(int((now - start) // bucket_s) + 1)
-    ]
-    return {
-        "total": total,
-        "totals_by_level": by_level,
-        "totals_by_source": by_source,
-        "blocked": rows.blocked,
-        "timeseries": series,
-        "bucket_s": bucket_s,
-        "top_domains": [{"domain": d, "count": n} for d, n in rows.domains],
-        "top_indicators": [{"id": i, "title": t, "category": cat, "count": n} for i, t, cat, n in rows.indicators],
-        "indicator_categories": [{"category": cat, "count": n} for cat, n in rows.categories],
-    }
-
-
 class ScanStore(Protocol):
     """What the service needs from a history backend.
 
-    Writes are queued when the method is called (so call order is commit order) and their
-    awaitables resolve after the COMMIT. Reads and writes may raise :class:`StoreUnavailable`.
+    Writes are queued when the method is called (so call order is commit order) and return a
+    future (not a coroutine: the write is queued even if nobody awaits it, and a caller may attach
+    ``add_done_callback``) that resolves after the COMMIT. Reads and writes may raise
+    :class:`StoreUnavailable`.
     """
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
-    def insert_scan(self, scan: NewScan) -> Awaitable[Any]: ...  # queued at call time
-    def complete_scan(self, result: ScanResult) -> Awaitable[Any]: ...  # queued at call time
+    def insert_scan(self, scan: NewScan) -> asyncio.Future[None]: ...
+    def complete_scan(self, result: ScanResult) -> asyncio.Future[None]: ...
     def append_events(self, events: Sequence[tuple[int, float, str | None, str]],
-                      on_commit: Callable[[], None] | None = None) -> concurrent.futures.Future[Any]:
-        """Queue events for the log; await the result with ``asyncio.wrap_future`` (never block
-        the event loop on ``.result()``: the PostgreSQL writer runs on that loop)."""
+                      on_commit: Callable[[], None] | None = None) -> concurrent.futures.Future[None]:
+        """Queue events for the log (from any thread); await the result with ``asyncio.wrap_future``
+        (never block the event loop on ``.result()``: the PostgreSQL writer runs on that loop)."""
         ...
     async def flush(self) -> None: ...
     async def last_seq(self) -> int: ...
@@ -332,11 +181,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     """Apply the migrations the file has not seen yet; return the resulting version."""
     conn.create_function("ms_reverse_domain", 1, reverse_domain, deterministic=True)
     current = conn.execute("PRAGMA user_version").fetchone()[0]
-    if current > len(MIGRATIONS):
-        raise RuntimeError(
-            f"the history database is schema version {current}, newer than this MalwareSnipper "
-            f"understands ({len(MIGRATIONS)}); upgrade MalwareSnipper or use another data dir"
-        )
+    check_schema_version(current, elsewhere="another data dir")
     for version in range(current, len(MIGRATIONS)):
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -351,6 +196,24 @@ def migrate(conn: sqlite3.Connection) -> int:
     return len(MIGRATIONS)
 
 
+def run_program(conn: sqlite3.Connection, program: Program[T]) -> T:
+    """Run ``program``'s statements on ``conn``, sending each one's result back."""
+    reply: Any = None
+    while True:
+        try:
+            step = program.send(reply)
+        except StopIteration as done:
+            return cast(T, done.value)
+        match step:
+            case Run(sql, args):
+                reply = conn.execute(sql, args).rowcount
+            case RunMany(sql, rows):
+                conn.executemany(sql, rows)
+                reply = None
+            case Rows(sql, args) | Tuples(sql, args):  # a sqlite3.Row is read by name and by position
+                reply = conn.execute(sql, args).fetchall()
+
+
 _Op = Callable[[sqlite3.Connection], Any]
 _STOP = object()
 
@@ -363,7 +226,7 @@ class _Writer(threading.Thread):
         self.path = path
         self.max_batch = max_batch
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.ready = concurrent.futures.Future()
+        self.ready: concurrent.futures.Future[bool] = concurrent.futures.Future()
         self.commits = 0
 
     def submit(self, op: _Op, after: Callable[[], None] | None = None) -> concurrent.futures.Future:
@@ -426,12 +289,10 @@ class _Writer(threading.Thread):
             self.commits += 1
         except Exception as exc:  # noqa: BLE001 - the whole transaction failed (disk full ...)
             log.error("history store: transaction failed: %r", exc)
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             outcomes = [(False, exc)] * len(batch)
-        for (ok, value), (_op, fut, after) in zip(outcomes, batch):
+        for (ok, value), (_op, fut, after) in zip(outcomes, batch, strict=True):
             if ok:
                 fut.set_result(value)
                 if after is not None:
@@ -446,8 +307,10 @@ class _Writer(threading.Thread):
         self.queue.put(_STOP)
 
 
-class SqliteScanStore:
+class SqliteScanStore(SqlScanStore):
     """The embedded :class:`ScanStore`: one SQLite file, a writer thread, reader threads."""
+
+    dialect = SQLITE
 
     def __init__(self, path: Path, *, readers: int = 2) -> None:
         self.path = Path(path)
@@ -471,14 +334,8 @@ class SqliteScanStore:
         self._reader_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=self._readers_n, thread_name_prefix="malwaresnipper-store-reader"
         )
-        # Scans accepted by a previous run that never completed (killed mid-scan) stay listed.
-        await self._write(
-            lambda c: c.execute(
-                "UPDATE scans SET status='interrupted', threat_level=COALESCE(threat_level,'UNKNOWN'),"
-                " error=COALESCE(error,'the gateway stopped before this scan finished')"
-                " WHERE status='pending'"
-            ).rowcount
-        )
+        # One process owns the file: every unfinished scan is from a run that is over.
+        await self._write(lambda: mark_interrupted(SQLITE, None))
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -496,18 +353,18 @@ class SqliteScanStore:
         with self._conns_lock:
             conns, self._reader_conns = self._reader_conns, []
         for conn in conns:
-            try:
+            with contextlib.suppress(sqlite3.ProgrammingError):  # made by another thread: the GC closes it
                 conn.close()
-            except sqlite3.ProgrammingError:
-                pass  # created by another thread; the GC closes it
 
-    # -- plumbing ----------------------------------------------------------------------------
+    # -- the executor ------------------------------------------------------------------------
 
-    def _write(self, op: _Op) -> asyncio.Future[Any]:
-        """Queue ``op`` for the writer NOW (so queue order is call order); await the commit."""
+    def _submit(self, op: Op[Any], after: Callable[[], None] | None = None, *,
+                lists_changed: bool = False) -> concurrent.futures.Future[Any]:
+        """Queue ``op`` for the writer thread NOW (queue order is call order). ``after`` runs on
+        that thread. ``lists_changed`` needs nothing: one process owns the file."""
         if self._writer is None or not self._writer.is_alive():
             raise RuntimeError("the history store is not open (or its writer stopped; see the log)")
-        return asyncio.wrap_future(self._writer.submit(op))
+        return self._writer.submit(lambda c: run_program(c, op()), after)
 
     def _reader(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -518,220 +375,17 @@ class SqliteScanStore:
                 self._reader_conns.append(conn)
         return conn
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    async def _read(self, program: Program[T]) -> T:
+        """Run ``program`` on a reader thread (its own connection): the event loop never waits on SQLite."""
         if self._reader_pool is None:
             raise RuntimeError("store is not open")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reader_pool, lambda: fn(self._reader()))
-
-    async def flush(self) -> None:
-        """Wait until every write queued before this call is committed."""
-        await self._write(lambda c: None)
-
-    # -- scans -------------------------------------------------------------------------------
-
-    def insert_scan(self, scan: NewScan) -> asyncio.Future[Any]:
-        return self._write(
-            lambda c: c.execute(
-                "INSERT INTO scans(scan_id, ts, url, domain, rdomain, title, method, status, content_hash,"
-                " gateway_id) VALUES (?,?,?,?,?,?,?,'pending',?,?)",
-                (scan.scan_id, scan.ts, scan.url, scan.domain, reverse_domain(scan.domain), scan.title,
-                 scan.method, scan.content_hash, scan.gateway_id),
-            )
-        )
-
-    def complete_scan(self, result: ScanResult) -> asyncio.Future[Any]:
-        now = time.time()
-
-        def op(c: sqlite3.Connection) -> None:
-            top = None
-            if result.indicators:
-                first = result.indicators[0]
-                top = json.dumps({"id": first.get("id"), "title": first.get("title"),
-                                  "severity": first.get("severity")})
-            c.execute(
-                "UPDATE scans SET status=?, risk_score=?, threat_level=?, classification=?, blocked=?,"
-                " top_indicator=?, duration_ms=?, verdict=?, error=?, completed_ts=? WHERE scan_id=?",
-                (result.status, result.risk_score, result.threat_level, result.classification,
-                 int(result.blocked), top, result.duration_ms,
-                 json.dumps(result.verdict) if result.verdict is not None else None,
-                 result.error, now, result.scan_id),
-            )
-            row = c.execute("SELECT ts FROM scans WHERE scan_id=?", (result.scan_id,)).fetchone()
-            ts = row[0] if row else now
-            # Completing twice replaces the indicators (as PostgreSQL's retried writes must).
-            c.execute("DELETE FROM scan_indicators WHERE scan_id=?", (result.scan_id,))
-            c.executemany(
-                "INSERT INTO scan_indicators(scan_id, ts, indicator_id, title, category, severity)"
-                " VALUES (?,?,?,?,?,?)",
-                indicator_rows(result, ts),
-            )
-
-        return self._write(op)
-
-    async def get_scan(self, scan_id: str) -> dict[str, Any] | None:
-        def fn(c: sqlite3.Connection) -> dict[str, Any] | None:
-            row = c.execute("SELECT * FROM scans WHERE scan_id=?", (scan_id,)).fetchone()
-            if row is None:
-                return None
-            return detail(row)
-
-        return await self._read(fn)
-
-    async def list_scans(self, flt: ScanFilter, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        where, args = flt.where()
-
-        def fn(c: sqlite3.Connection) -> tuple[list[dict[str, Any]], int]:
-            total = c.execute(f"SELECT COUNT(*) FROM scans{where}", args).fetchone()[0]
-            rows = c.execute(
-                f"SELECT * FROM scans{where} ORDER BY ts DESC, rowid DESC LIMIT ? OFFSET ?",
-                [*args, limit, offset],
-            ).fetchall()
-            return [summary(r) for r in rows], total
-
-        return await self._read(fn)
-
-    async def export_rows(self, flt: ScanFilter, limit: int) -> list[dict[str, Any]]:
-        where, args = flt.where()
-        return await self._read(
-            lambda c: [summary(r) for r in c.execute(
-                f"SELECT * FROM scans{where} ORDER BY ts DESC, rowid DESC LIMIT ?", [*args, limit]
-            )]
-        )
-
-    async def recent(self, limit: int) -> list[dict[str, Any]]:
-        return await self._read(
-            lambda c: [summary(r) for r in c.execute(
-                "SELECT * FROM scans ORDER BY ts DESC, rowid DESC LIMIT ?", (limit,)
-            )]
-        )
-
-    async def stats(self, window_s: float = 86_400, bucket_s: float = 3_600) -> dict[str, Any]:
-        now = time.time()
-        start = (now - window_s) // bucket_s * bucket_s
-
-        def fn(c: sqlite3.Connection) -> dict[str, Any]:
-            return stats_payload(StatsRows(
-                levels=c.execute("SELECT threat_level, COUNT(*) FROM scans GROUP BY threat_level").fetchall(),
-                methods=c.execute("SELECT method, COUNT(*) FROM scans GROUP BY method").fetchall(),
-                blocked=c.execute("SELECT COUNT(*) FROM scans WHERE blocked=1").fetchone()[0],
-                buckets=c.execute(
-                    "SELECT CAST((ts - ?) / ? AS INTEGER) AS b, COUNT(*),"
-                    " SUM(threat_level IN ('SUSPICIOUS','MALICIOUS')) FROM scans WHERE ts >= ? GROUP BY b",
-                    (start, bucket_s, start),
-                ).fetchall(),
-                domains=c.execute(STATS_TOP_DOMAINS).fetchall(),
-                indicators=c.execute(STATS_TOP_INDICATORS).fetchall(),
-                categories=c.execute(STATS_CATEGORIES).fetchall(),
-            ), now=now, start=start, bucket_s=bucket_s)
-
-        return await self._read(fn)
-
-    # -- events ------------------------------------------------------------------------------
-
-    def append_events(
-        self,
-        events: Sequence[tuple[int, float, str | None, str]],
-        on_commit: Callable[[], None] | None = None,
-    ) -> concurrent.futures.Future:
-        """Queue events for the log; ``on_commit`` runs (on the writer thread) once committed."""
-        if self._writer is None:
-            raise RuntimeError("store is not open")
-        rows = list(events)
-
-        def op(c: sqlite3.Connection) -> None:
-            c.executemany("INSERT INTO events(seq, ts, scan_id, body) VALUES (?,?,?,?)", rows)
-            c.execute(
-                "INSERT INTO meta(key, value) VALUES ('last_seq', ?)"
-                " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                (str(rows[-1][0]),),
-            )
-
-        return self._writer.submit(op, on_commit)
-
-    async def last_seq(self) -> int:
-        def fn(c: sqlite3.Connection) -> int:
-            top = c.execute("SELECT MAX(seq) FROM events").fetchone()[0] or 0
-            meta = c.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
-            return max(int(top), int(meta[0]) if meta else 0)
-
-        return await self._read(fn)
-
-    async def events_after(self, after: int, upto: int, limit: int = 100_000) -> list[str]:
-        return await self._read(
-            lambda c: [r[0] for r in c.execute(
-                "SELECT body FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?", (after, upto, limit)
-            )]
-        )
-
-    # -- lists -------------------------------------------------------------------------------
-
-    async def list_entries(self, name: str) -> list[dict[str, Any]]:
-        return await self._read(
-            lambda c: [
-                {"entry": r["entry"], "kind": r["kind"], "note": r["note"], "ts": iso_ts(r["ts"])}
-                for r in c.execute("SELECT * FROM lists WHERE list=? ORDER BY ts, entry", (name,))
-            ]
-        )
-
-    async def add_entry(self, name: str, entry: str, kind: str, note: str) -> dict[str, Any]:
-        now = time.time()
-        await self._write(
-            lambda c: c.execute(
-                "INSERT INTO lists(list, entry, kind, note, ts) VALUES (?,?,?,?,?)"
-                " ON CONFLICT(list, entry) DO UPDATE SET kind=excluded.kind, note=excluded.note",
-                (name, entry, kind, note, now),
-            )
-        )
-        return {"entry": entry, "kind": kind, "note": note, "ts": iso_ts(now)}
-
-    async def remove_entry(self, name: str, entry: str) -> bool:
-        return bool(await self._write(
-            lambda c: c.execute("DELETE FROM lists WHERE list=? AND entry=?", (name, entry)).rowcount
-        ))
-
-    # -- counters ----------------------------------------------------------------------------
-
-    async def incr_counter(self, name: str, amount: int = 1) -> None:
-        await self._write(
-            lambda c: c.execute(
-                "INSERT INTO counters(name, value) VALUES (?, ?)"
-                " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                (name, amount),
-            )
-        )
-
-    async def counters(self) -> dict[str, int]:
-        return await self._read(lambda c: {r[0]: r[1] for r in c.execute("SELECT name, value FROM counters")})
+        return await loop.run_in_executor(self._reader_pool, lambda: run_program(self._reader(), program))
 
     # -- maintenance -------------------------------------------------------------------------
 
-    async def apply_retention(self, days: int, rows: int) -> int:
-        """Delete what is older than ``days`` or beyond the newest ``rows`` scans; return scans removed."""
-        cutoff = time.time() - days * 86_400 if days > 0 else None
-
-        def op(c: sqlite3.Connection) -> int:
-            removed = 0
-            if cutoff is not None:
-                removed += c.execute("DELETE FROM scans WHERE ts < ?", (cutoff,)).rowcount
-                c.execute("DELETE FROM scan_indicators WHERE ts < ?", (cutoff,))
-                # Keep the newest event whatever its age: it carries the seq counter.
-                c.execute("DELETE FROM events WHERE ts < ? AND seq < (SELECT MAX(seq) FROM events)", (cutoff,))
-            if rows > 0:
-                edge = c.execute("SELECT ts FROM scans ORDER BY ts DESC LIMIT 1 OFFSET ?", (rows,)).fetchone()
-                if edge is not None:
-                    removed += c.execute("DELETE FROM scans WHERE ts <= ?", (edge[0],)).rowcount
-                    c.execute("DELETE FROM scan_indicators WHERE ts <= ?", (edge[0],))
-                # The event log (about eight events per scan) is bounded alongside.
-                c.execute(
-                    "DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?", (rows * 10,)
-                )
-            return removed
-
-        return await self._write(op)
-
     async def integrity_check(self) -> str:
-        return await self._read(lambda c: c.execute("PRAGMA integrity_check").fetchone()[0])
+        return await self._read(_integrity_check())
 
     @property
     def writer_commits(self) -> int:
@@ -747,46 +401,8 @@ class SqliteScanStore:
         return None
 
 
-def indicator_rows(result: ScanResult, ts: float) -> list[tuple[str, float, str, str, str, str]]:
-    """``scan_indicators`` rows of a completed scan (what the stats' top indicators count)."""
-    return [(result.scan_id, ts, str(i.get("id")), str(i.get("title", "")),
-             str(i.get("category") or "general"), str(i.get("severity", "")))
-            for i in result.indicators]
-
-
-def summary(row: Any) -> dict[str, Any]:
-    """The scan summary of the API and the snapshot (see docs/api.md); a sqlite3.Row or a dict."""
-    return {
-        "scan_id": row["scan_id"],
-        "ts": iso_ts(row["ts"]),
-        "url": row["url"],
-        "domain": row["domain"],
-        "gateway_id": row["gateway_id"],
-        "title": row["title"],
-        "method": row["method"],
-        "status": row["status"],
-        "risk_score": row["risk_score"],
-        "threat_level": row["threat_level"],
-        "classification": row["classification"],
-        "blocked": bool(row["blocked"]),
-        "top_indicator": json.loads(row["top_indicator"]) if row["top_indicator"] else None,
-    }
-
-
-def detail(row: Any) -> dict[str, Any]:
-    """The record of ``GET /api/v1/scans/{id}``; a sqlite3.Row or a psycopg dict row."""
-    return {
-        "scan_id": row["scan_id"],
-        "ts": iso_ts(row["ts"]),
-        "url": row["url"],
-        "gateway_id": row["gateway_id"],
-        "title": row["title"],
-        "method": row["method"],
-        "status": row["status"],
-        "blocked": bool(row["blocked"]),
-        "error": row["error"],
-        "verdict": json.loads(row["verdict"]) if row["verdict"] else None,
-    }
+def _integrity_check() -> Program[str]:
+    return str((yield Tuples("PRAGMA integrity_check"))[0][0])
 
 
 def open_store(settings: StoreSettings, data_dir: Path, *, gateway_id: str = "") -> ScanStore:

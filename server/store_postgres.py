@@ -1,6 +1,7 @@
 """The :class:`~.store.ScanStore` on PostgreSQL (psycopg 3, async): one history for several gateways.
 
-Same behaviour as :class:`~.store.SqliteScanStore`, so the service cannot tell them apart:
+Same behaviour as :class:`~.store.SqliteScanStore`, so the service cannot tell them apart: both
+run the same programs (:mod:`.store_sql`); this module is the way PostgreSQL runs them.
 
 * **Writes** are queued when the method is called (queue order is commit order) and one writer
   task, on its own connection, commits what it finds in one transaction, each operation in its
@@ -16,16 +17,16 @@ Same behaviour as :class:`~.store.SqliteScanStore`, so the service cannot tell t
   is there, resolves the futures with the first attempt's results instead of applying the
   operations twice. ``insert_scan`` is also ``ON CONFLICT DO NOTHING`` and ``complete_scan``
   replaces the scan's indicators, so they are idempotent on their own.
-* **Migrations** run under ``pg_advisory_xact_lock`` (gateways starting together apply them
-  once); ``schema_version`` records the last one; a newer database is refused.
+* **Migrations** (the schema versions SQLite has, in PostgreSQL's types) run under
+  ``pg_advisory_xact_lock`` (gateways starting together apply them once); ``schema_version``
+  records the last one; a newer database is refused.
 * **Lists**: ``add_entry``/``remove_entry`` ``NOTIFY malwaresnipper_lists`` in their transaction,
   and :meth:`watch_lists` LISTENs on a dedicated connection, so a change on one gateway reaches
   the others when it commits.
 * One event loop: open the store on the loop that uses it. ``append_events`` may also be called
   from another thread (it only queues); everything else is called on that loop.
-* Text columns are ``COLLATE "C"`` (byte order, like SQLite's BINARY): the reversed-domain range
-  filter and every ORDER BY tie-break give the same results as SQLite whatever the server's
-  locale. ``row_id`` (an identity column) stands in for SQLite's rowid as the last sort key.
+* Text columns are ``COLLATE "C"`` and ``row_id`` stands in for SQLite's rowid (see
+  :data:`~.store_sql.POSTGRES`), so orders and ranges are SQLite's whatever the server's locale.
 """
 
 from __future__ import annotations
@@ -33,35 +34,22 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import json
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import psycopg
 import psycopg_pool
 from psycopg.pq import ConnStatus
 from psycopg.rows import dict_row, tuple_row
 
-from .store import (
-    STATS_CATEGORIES,
-    STATS_TOP_DOMAINS,
-    STATS_TOP_INDICATORS,
-    NewScan,
-    ScanFilter,
-    ScanResult,
-    StatsRows,
-    StoreUnavailable,
-    detail,
-    indicator_rows,
-    iso_ts,
-    reverse_domain,
-    stats_payload,
-    summary,
-)
+from . import store_sql
+from .store import StoreUnavailable
+from .store_sql import POSTGRES, Op, Program, Rows, Run, RunMany, SqlScanStore, Tuples
 
 log = logging.getLogger(__name__)
 
@@ -69,87 +57,48 @@ LISTS_CHANNEL = "malwaresnipper_lists"
 #: pg_advisory_xact_lock key for migrations: any fixed 64-bit number shared by every gateway.
 MIGRATION_LOCK = 0x4D53_5F53_544F_5245  # "MS_STORE"
 
-PG_MIGRATIONS: list[str] = [
-    # 1: the schema of SQLite migrations 1-3, plus row_id (SQLite's rowid) and store_writers
-    """
-    CREATE TABLE scans (
-        scan_id TEXT COLLATE "C" PRIMARY KEY,
-        row_id BIGINT GENERATED ALWAYS AS IDENTITY,
-        ts DOUBLE PRECISION NOT NULL,
-        url TEXT COLLATE "C" NOT NULL,
-        domain TEXT COLLATE "C" NOT NULL DEFAULT '',
-        rdomain TEXT COLLATE "C" NOT NULL DEFAULT '',
-        gateway_id TEXT COLLATE "C" NOT NULL DEFAULT '',
-        title TEXT COLLATE "C",
-        method TEXT COLLATE "C" NOT NULL,
-        status TEXT COLLATE "C" NOT NULL DEFAULT 'pending',
-        risk_score DOUBLE PRECISION,
-        threat_level TEXT COLLATE "C",
-        classification TEXT COLLATE "C",
-        blocked BOOLEAN NOT NULL DEFAULT false,
-        top_indicator TEXT,
-        duration_ms DOUBLE PRECISION,
-        content_hash TEXT,
-        verdict TEXT,
-        error TEXT,
-        completed_ts DOUBLE PRECISION
-    );
-    CREATE INDEX scans_ts ON scans(ts, row_id);
-    CREATE INDEX scans_level_ts ON scans(threat_level, ts, row_id);
-    CREATE INDEX scans_method_ts ON scans(method, ts, row_id);
-    CREATE INDEX scans_domain_ts ON scans(domain, ts, row_id);
-    CREATE INDEX scans_rdomain_ts ON scans(rdomain, ts, row_id);
-    CREATE INDEX scans_gateway_ts ON scans(gateway_id, ts, row_id);
-    CREATE INDEX scans_ts_level ON scans(ts, threat_level);
-    CREATE INDEX scans_level_domain ON scans(threat_level, domain);
-    CREATE INDEX scans_blocked ON scans(blocked) WHERE blocked;
-    CREATE INDEX scans_pending ON scans(gateway_id) WHERE status = 'pending';
-    CREATE TABLE scan_indicators (
-        scan_id TEXT COLLATE "C" NOT NULL,
-        ts DOUBLE PRECISION NOT NULL,
-        indicator_id TEXT COLLATE "C" NOT NULL,
-        title TEXT COLLATE "C" NOT NULL,
-        category TEXT COLLATE "C" NOT NULL,
-        severity TEXT COLLATE "C" NOT NULL
-    );
-    CREATE INDEX scan_indicators_ts ON scan_indicators(ts);
-    CREATE INDEX scan_indicators_scan ON scan_indicators(scan_id);
-    CREATE INDEX scan_indicators_id ON scan_indicators(indicator_id, category, title);
-    CREATE INDEX scan_indicators_category ON scan_indicators(category);
-    CREATE TABLE events (
-        seq BIGINT PRIMARY KEY,
-        ts DOUBLE PRECISION NOT NULL,
-        scan_id TEXT,
-        body TEXT NOT NULL
-    );
-    CREATE INDEX events_ts ON events(ts);
-    CREATE TABLE lists (
-        list TEXT COLLATE "C" NOT NULL,
-        entry TEXT COLLATE "C" NOT NULL,
-        kind TEXT COLLATE "C" NOT NULL,
-        note TEXT COLLATE "C" NOT NULL DEFAULT '',
-        ts DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (list, entry)
-    );
-    CREATE TABLE meta (key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE counters (name TEXT COLLATE "C" PRIMARY KEY, value BIGINT NOT NULL);
-    CREATE TABLE store_writers (
-        writer_id TEXT PRIMARY KEY,
-        batch_no BIGINT NOT NULL,
-        ts DOUBLE PRECISION NOT NULL
-    );
-    """,
-]
+#: The PostgreSQL DDL of each schema version (the same versions as SQLite's).
+PG_MIGRATIONS: list[str] = store_sql.migrations(POSTGRES)
+#: Versions recorded before both backends shared one list: the single PostgreSQL migration of
+#: those releases made, in one step, the schema that is now version 3.
+LEGACY_VERSIONS = {1: 3}
 
-_Op = Callable[[psycopg.AsyncConnection[Any]], Awaitable[Any]]
+T = TypeVar("T")
+
+
+async def run_program(conn: psycopg.AsyncConnection[Any], program: Program[T]) -> T:
+    """Run ``program``'s statements on ``conn``, sending each one's result back."""
+    reply: Any = None
+    while True:
+        try:
+            step = program.send(reply)
+        except StopIteration as done:
+            return cast(T, done.value)
+        match step:
+            case Run(sql, args):
+                reply = (await conn.execute(sql, args)).rowcount
+            case RunMany(sql, rows):
+                if rows:
+                    async with conn.cursor() as cur:
+                        await cur.executemany(sql, rows)
+                reply = None
+            case Rows(sql, args):
+                async with conn.cursor(row_factory=dict_row) as dcur:
+                    await dcur.execute(sql, args)
+                    reply = await dcur.fetchall()
+            case Tuples(sql, args):
+                async with conn.cursor(row_factory=tuple_row) as tcur:
+                    await tcur.execute(sql, args)
+                    reply = await tcur.fetchall()
 
 
 @dataclass
 class _Item:
-    op: _Op
+    op: Op[Any]
     fut: concurrent.futures.Future[Any]
     after: Callable[[], None] | None = None
-    notify: bool = False
+    #: NOTIFY the other gateways' list watchers in the same transaction.
+    lists_changed: bool = False
 
 
 @dataclass
@@ -179,8 +128,10 @@ def _lost(conn: psycopg.AsyncConnection[Any] | None) -> bool:
     return conn is None or conn.closed or conn.broken or conn.pgconn.status == ConnStatus.BAD
 
 
-class PostgresScanStore:
+class PostgresScanStore(SqlScanStore):
     """The shared :class:`~.store.ScanStore`: a read pool, one writer connection, one listener."""
+
+    dialect = POSTGRES
 
     def __init__(
         self,
@@ -254,21 +205,16 @@ class PostgresScanStore:
                 "INSERT INTO store_writers(writer_id, batch_no, ts) VALUES (%s, 0, %s)", (self._writer_id, now)
             )
             if self.gateway_id:
-                cur = await self._conn.execute(
-                    "UPDATE scans SET status='interrupted', threat_level=COALESCE(threat_level,'UNKNOWN'),"
-                    " error=COALESCE(error,'the gateway stopped before this scan finished')"
-                    " WHERE status='pending' AND gateway_id=%s",
-                    (self.gateway_id,),
-                )
-                if cur.rowcount:
+                marked = await run_program(self._conn, store_sql.mark_interrupted(POSTGRES, self.gateway_id))
+                if marked:
                     log.info("history store: %d unfinished scans of gateway %r marked interrupted",
-                             cur.rowcount, self.gateway_id)
+                             marked, self.gateway_id)
             self._pool = psycopg_pool.AsyncConnectionPool(
                 self.dsn,
                 min_size=1,
                 max_size=self.pool_size,
                 timeout=self.read_timeout,
-                kwargs={"autocommit": True, "row_factory": dict_row, **self._connect_kwargs()},
+                kwargs={"autocommit": True, **self._connect_kwargs()},
                 check=psycopg_pool.AsyncConnectionPool.check_connection,
                 open=False,
                 name="malwaresnipper-store-readers",
@@ -302,16 +248,14 @@ class PostgresScanStore:
             self._wake.set()
             try:
                 await asyncio.wait_for(asyncio.shield(self._writer_task), self.close_timeout)
-            except (asyncio.TimeoutError, TimeoutError):
+            except TimeoutError:
                 self._writer_task.cancel()
                 await asyncio.gather(self._writer_task, return_exceptions=True)
             self._writer_task = None
             self._fail_pending(StoreUnavailable("the history store closed before PostgreSQL came back"))
         if self._conn is not None and not _lost(self._conn):
-            try:  # a clean exit needs no exactly-once stamp any more
+            with contextlib.suppress(psycopg.Error):  # a clean exit needs no exactly-once stamp any more
                 await self._conn.execute("DELETE FROM store_writers WHERE writer_id=%s", (self._writer_id,))
-            except psycopg.Error:
-                pass
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
@@ -348,9 +292,10 @@ class PostgresScanStore:
 
     # -- the writer --------------------------------------------------------------------------
 
-    def _submit(self, op: _Op, after: Callable[[], None] | None = None, *,
-                notify: bool = False) -> concurrent.futures.Future[Any]:
-        """Queue ``op`` NOW (so queue order is call order); the future resolves after COMMIT."""
+    def _submit(self, op: Op[Any], after: Callable[[], None] | None = None, *,
+                lists_changed: bool = False) -> concurrent.futures.Future[Any]:
+        """Queue ``op`` NOW (so queue order is call order); the future resolves after COMMIT.
+        ``after`` runs on the event loop; ``lists_changed`` NOTIFYs the other gateways."""
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
         if self._writer_task is None or self._writer_task.done() or self._stopping:
             raise RuntimeError("the history store is not open (or its writer stopped; see the log)")
@@ -366,7 +311,7 @@ class PostgresScanStore:
                 f"PostgreSQL history store unavailable: {self.pending_writes} writes already pending"
             ))
             return fut
-        self._queue.append(_Item(op, fut, after, notify))
+        self._queue.append(_Item(op, fut, after, lists_changed))
         assert self._wake is not None and self._loop is not None
         try:
             same_loop = asyncio.get_running_loop() is self._loop
@@ -377,13 +322,6 @@ class PostgresScanStore:
         else:  # append_events may be called from another thread, as with SQLite
             self._loop.call_soon_threadsafe(self._wake.set)
         return fut
-
-    def _write(self, op: _Op, *, notify: bool = False) -> asyncio.Future[Any]:
-        return asyncio.wrap_future(self._submit(op, notify=notify))
-
-    async def flush(self) -> None:
-        """Wait until every write queued before this call is committed."""
-        await self._write(_noop)
 
     def _take_batch(self) -> _Batch | None:
         items: list[_Item] = []
@@ -407,7 +345,7 @@ class PostgresScanStore:
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.health_interval)
-                except (asyncio.TimeoutError, TimeoutError):
+                except TimeoutError:
                     # Idle: check the connection so ``available`` and the logs tell the truth.
                     try:
                         await self._ensure_connection()
@@ -460,10 +398,8 @@ class PostgresScanStore:
     async def _close_conn(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # already broken
                 await conn.close()
-            except Exception:  # noqa: BLE001 - already broken
-                pass
 
     def _went_down(self, exc: BaseException) -> None:
         now = time.monotonic()
@@ -505,12 +441,12 @@ class PostgresScanStore:
                     if len(batch.items) == 1:
                         # Alone in its batch, an op needs no savepoint: if it fails, the batch
                         # (just this op) fails below, as "transaction failed". Two round trips fewer.
-                        outcomes.append((True, await batch.items[0].op(conn)))
+                        outcomes.append((True, await run_program(conn, batch.items[0].op())))
                     else:
                         for item in batch.items:
                             try:
                                 async with conn.transaction():
-                                    outcomes.append((True, await item.op(conn)))
+                                    outcomes.append((True, await run_program(conn, item.op())))
                             except psycopg.Error as exc:
                                 if _lost(conn):
                                     raise _ConnectionLost(str(exc)) from exc
@@ -519,7 +455,7 @@ class PostgresScanStore:
                                 if _lost(conn):
                                     raise _ConnectionLost(str(exc)) from exc
                                 outcomes.append((False, exc))
-                    if any(ok and item.notify for (ok, _), item in zip(outcomes, batch.items)):
+                    if any(ok and item.lists_changed for (ok, _), item in zip(outcomes, batch.items, strict=True)):
                         await conn.execute("SELECT pg_notify(%s, '')", (LISTS_CHANNEL,))
                     await conn.execute(
                         "INSERT INTO store_writers(writer_id, batch_no, ts) VALUES (%s, %s, %s)"
@@ -549,7 +485,7 @@ class PostgresScanStore:
 
     def _resolve(self, batch: _Batch, outcomes: list[tuple[bool, Any]] | None) -> None:
         assert outcomes is not None
-        for (ok, value), item in zip(outcomes, batch.items):
+        for (ok, value), item in zip(outcomes, batch.items, strict=True):
             if item.fut.done():
                 continue
             if ok:
@@ -564,210 +500,21 @@ class PostgresScanStore:
 
     # -- reads -------------------------------------------------------------------------------
 
-    async def _read(self, fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[Any]]) -> Any:
+    async def _read(self, program: Program[T]) -> T:
         if self._pool is None:
             raise RuntimeError("store is not open")
         # While the writer knows PostgreSQL is down, fail fast rather than make every API call wait.
         timeout = self.read_timeout if self._down_since is None else min(self.read_timeout, 1.0)
         try:
             async with self._pool.connection(timeout=timeout) as conn:
-                return await fn(conn)
+                return await run_program(conn, program)
         except psycopg_pool.PoolTimeout as exc:
             raise StoreUnavailable(f"PostgreSQL history store unavailable (no connection in "
                                    f"{timeout:g} s)") from exc
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise StoreUnavailable(f"PostgreSQL history store unavailable: {exc}".strip()) from exc
 
-    # -- scans -------------------------------------------------------------------------------
-
-    def insert_scan(self, scan: NewScan) -> asyncio.Future[Any]:
-        gateway_id = scan.gateway_id or self.gateway_id
-
-        async def op(c: psycopg.AsyncConnection[Any]) -> None:
-            await c.execute(
-                "INSERT INTO scans(scan_id, ts, url, domain, rdomain, title, method, status, content_hash,"
-                " gateway_id) VALUES (%s,%s,%s,%s,%s,%s,%s,'pending',%s,%s) ON CONFLICT (scan_id) DO NOTHING",
-                (scan.scan_id, scan.ts, scan.url, scan.domain, reverse_domain(scan.domain), scan.title,
-                 scan.method, scan.content_hash, gateway_id),
-            )
-
-        return self._write(op)
-
-    def complete_scan(self, result: ScanResult) -> asyncio.Future[Any]:
-        now = time.time()
-
-        async def op(c: psycopg.AsyncConnection[Any]) -> None:
-            top = None
-            if result.indicators:
-                first = result.indicators[0]
-                top = json.dumps({"id": first.get("id"), "title": first.get("title"),
-                                  "severity": first.get("severity")})
-            cur = await c.execute(
-                "UPDATE scans SET status=%s, risk_score=%s, threat_level=%s, classification=%s, blocked=%s,"
-                " top_indicator=%s, duration_ms=%s, verdict=%s, error=%s, completed_ts=%s WHERE scan_id=%s"
-                " RETURNING ts",
-                (result.status, result.risk_score, result.threat_level, result.classification,
-                 bool(result.blocked), top, result.duration_ms,
-                 json.dumps(result.verdict) if result.verdict is not None else None,
-                 result.error, now, result.scan_id),
-            )
-            row = await cur.fetchone()
-            ts = row[0] if row else now
-            await c.execute("DELETE FROM scan_indicators WHERE scan_id=%s", (result.scan_id,))
-            if result.indicators:
-                async with c.cursor() as cur2:
-                    await cur2.executemany(
-                        "INSERT INTO scan_indicators(scan_id, ts, indicator_id, title, category, severity)"
-                        " VALUES (%s,%s,%s,%s,%s,%s)",
-                        indicator_rows(result, ts),
-                    )
-
-        return self._write(op)
-
-    async def get_scan(self, scan_id: str) -> dict[str, Any] | None:
-        async def fn(c: psycopg.AsyncConnection[Any]) -> dict[str, Any] | None:
-            cur = await c.execute("SELECT * FROM scans WHERE scan_id=%s", (scan_id,))
-            row = await cur.fetchone()
-            return None if row is None else detail(row)
-
-        return await self._read(fn)
-
-    async def list_scans(self, flt: ScanFilter, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        where, args = flt.where("postgres")
-
-        async def fn(c: psycopg.AsyncConnection[Any]) -> tuple[list[dict[str, Any]], int]:
-            cur = await c.execute(f"SELECT COUNT(*) AS n FROM scans{where}", args)
-            total = (await cur.fetchone())["n"]
-            cur = await c.execute(
-                f"SELECT * FROM scans{where} ORDER BY ts DESC, row_id DESC LIMIT %s OFFSET %s",
-                [*args, limit, offset],
-            )
-            return [summary(r) for r in await cur.fetchall()], total
-
-        return await self._read(fn)
-
-    async def export_rows(self, flt: ScanFilter, limit: int) -> list[dict[str, Any]]:
-        where, args = flt.where("postgres")
-
-        async def fn(c: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
-            cur = await c.execute(
-                f"SELECT * FROM scans{where} ORDER BY ts DESC, row_id DESC LIMIT %s", [*args, limit]
-            )
-            return [summary(r) for r in await cur.fetchall()]
-
-        return await self._read(fn)
-
-    async def recent(self, limit: int) -> list[dict[str, Any]]:
-        async def fn(c: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
-            cur = await c.execute("SELECT * FROM scans ORDER BY ts DESC, row_id DESC LIMIT %s", (limit,))
-            return [summary(r) for r in await cur.fetchall()]
-
-        return await self._read(fn)
-
-    async def stats(self, window_s: float = 86_400, bucket_s: float = 3_600) -> dict[str, Any]:
-        """The same dict, key for key and type for type, as :meth:`SqliteScanStore.stats`."""
-        now = time.time()
-        start = (now - window_s) // bucket_s * bucket_s
-
-        async def rows(c: psycopg.AsyncConnection[Any], sql: str, args: Sequence[Any] = ()) -> list[Any]:
-            async with c.cursor(row_factory=tuple_row) as cur:
-                await cur.execute(sql, args)
-                return await cur.fetchall()
-
-        async def fn(c: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
-            return stats_payload(StatsRows(
-                levels=await rows(c, "SELECT threat_level, COUNT(*) FROM scans GROUP BY threat_level"),
-                methods=await rows(c, "SELECT method, COUNT(*) FROM scans GROUP BY method"),
-                blocked=(await rows(c, "SELECT COUNT(*) FROM scans WHERE blocked"))[0][0],
-                # floor(), not a cast: PostgreSQL's cast to an integer rounds, SQLite's truncates.
-                buckets=await rows(
-                    c,
-                    "SELECT floor((ts - %s::float8) / %s::float8)::bigint AS b, COUNT(*),"
-                    " COUNT(*) FILTER (WHERE threat_level IN ('SUSPICIOUS','MALICIOUS'))"
-                    " FROM scans WHERE ts >= %s::float8 GROUP BY b",
-                    (start, bucket_s, start),
-                ),
-                domains=await rows(c, STATS_TOP_DOMAINS),
-                indicators=await rows(c, STATS_TOP_INDICATORS),
-                categories=await rows(c, STATS_CATEGORIES),
-            ), now=now, start=start, bucket_s=bucket_s)
-
-        return await self._read(fn)
-
-    # -- events ------------------------------------------------------------------------------
-
-    def append_events(
-        self,
-        events: Sequence[tuple[int, float, str | None, str]],
-        on_commit: Callable[[], None] | None = None,
-    ) -> concurrent.futures.Future[Any]:
-        """Queue events for the log; ``on_commit`` runs on the event loop once committed.
-
-        Await the future with ``asyncio.wrap_future``: blocking the loop on ``.result()`` would
-        stop the writer, which runs on that loop.
-        """
-        rows = list(events)
-
-        async def op(c: psycopg.AsyncConnection[Any]) -> None:
-            async with c.cursor() as cur:
-                await cur.executemany("INSERT INTO events(seq, ts, scan_id, body) VALUES (%s,%s,%s,%s)", rows)
-            # GREATEST: several gateways may write; the counter never goes back.
-            await c.execute(
-                "INSERT INTO meta(key, value) VALUES ('last_seq', %s) ON CONFLICT (key) DO UPDATE"
-                " SET value = GREATEST(meta.value::bigint, excluded.value::bigint)::text",
-                (str(rows[-1][0]),),
-            )
-
-        return self._submit(op, on_commit)
-
-    async def last_seq(self) -> int:
-        async def fn(c: psycopg.AsyncConnection[Any]) -> int:
-            cur = await c.execute(
-                "SELECT GREATEST(COALESCE((SELECT MAX(seq) FROM events), 0),"
-                " COALESCE((SELECT value::bigint FROM meta WHERE key='last_seq'), 0)) AS n"
-            )
-            return int((await cur.fetchone())["n"])
-
-        return await self._read(fn)
-
-    async def events_after(self, after: int, upto: int, limit: int = 100_000) -> list[str]:
-        async def fn(c: psycopg.AsyncConnection[Any]) -> list[str]:
-            cur = await c.execute(
-                "SELECT body FROM events WHERE seq > %s AND seq <= %s ORDER BY seq LIMIT %s", (after, upto, limit)
-            )
-            return [r["body"] for r in await cur.fetchall()]
-
-        return await self._read(fn)
-
     # -- lists -------------------------------------------------------------------------------
-
-    async def list_entries(self, name: str) -> list[dict[str, Any]]:
-        async def fn(c: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
-            cur = await c.execute("SELECT * FROM lists WHERE list=%s ORDER BY ts, entry", (name,))
-            return [{"entry": r["entry"], "kind": r["kind"], "note": r["note"], "ts": iso_ts(r["ts"])}
-                    for r in await cur.fetchall()]
-
-        return await self._read(fn)
-
-    async def add_entry(self, name: str, entry: str, kind: str, note: str) -> dict[str, Any]:
-        now = time.time()
-
-        async def op(c: psycopg.AsyncConnection[Any]) -> None:
-            await c.execute(
-                "INSERT INTO lists(list, entry, kind, note, ts) VALUES (%s,%s,%s,%s,%s)"
-                " ON CONFLICT (list, entry) DO UPDATE SET kind=excluded.kind, note=excluded.note",
-                (name, entry, kind, note, now),
-            )
-
-        await self._write(op, notify=True)
-        return {"entry": entry, "kind": kind, "note": note, "ts": iso_ts(now)}
-
-    async def remove_entry(self, name: str, entry: str) -> bool:
-        async def op(c: psycopg.AsyncConnection[Any]) -> int:
-            cur = await c.execute("DELETE FROM lists WHERE list=%s AND entry=%s", (name, entry))
-            return cur.rowcount
-
-        return bool(await self._write(op, notify=True))
 
     async def watch_lists(self, callback: Callable[[], None]) -> None:
         """LISTEN for list changes (any gateway's, this one's included) on a dedicated connection.
@@ -812,10 +559,8 @@ class PostgresScanStore:
                         await conn.execute("SELECT 1")  # idle: prove the connection is alive
                 finally:
                     watcher.conn = None
-                    try:
+                    with contextlib.suppress(Exception):
                         await conn.close()
-                    except Exception:  # noqa: BLE001
-                        pass
             except asyncio.CancelledError:
                 raise
             except (psycopg.Error, OSError) as exc:
@@ -835,57 +580,14 @@ class PostgresScanStore:
         except Exception:  # noqa: BLE001 - the listener must survive a failing callback
             log.exception("lists watch callback failed")
 
-    # -- counters ----------------------------------------------------------------------------
-
-    async def incr_counter(self, name: str, amount: int = 1) -> None:
-        async def op(c: psycopg.AsyncConnection[Any]) -> None:
-            await c.execute(
-                "INSERT INTO counters(name, value) VALUES (%s, %s)"
-                " ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value",
-                (name, amount),
-            )
-
-        await self._write(op)
-
-    async def counters(self) -> dict[str, int]:
-        async def fn(c: psycopg.AsyncConnection[Any]) -> dict[str, int]:
-            cur = await c.execute("SELECT name, value FROM counters")
-            return {r["name"]: int(r["value"]) for r in await cur.fetchall()}
-
-        return await self._read(fn)
-
     # -- maintenance -------------------------------------------------------------------------
 
-    async def apply_retention(self, days: int, rows: int) -> int:
-        """Delete what is older than ``days`` or beyond the newest ``rows`` scans; return scans removed."""
-        cutoff = time.time() - days * 86_400 if days > 0 else None
-
-        async def op(c: psycopg.AsyncConnection[Any]) -> int:
-            removed = 0
-            if cutoff is not None:
-                removed += (await c.execute("DELETE FROM scans WHERE ts < %s", (cutoff,))).rowcount
-                await c.execute("DELETE FROM scan_indicators WHERE ts < %s", (cutoff,))
-                # Keep the newest event whatever its age: it carries the seq counter.
-                await c.execute(
-                    "DELETE FROM events WHERE ts < %s AND seq < (SELECT MAX(seq) FROM events)", (cutoff,)
-                )
-            if rows > 0:
-                cur = await c.execute("SELECT ts FROM scans ORDER BY ts DESC LIMIT 1 OFFSET %s", (rows,))
-                edge = await cur.fetchone()
-                if edge is not None:
-                    removed += (await c.execute("DELETE FROM scans WHERE ts <= %s", (edge[0],))).rowcount
-                    await c.execute("DELETE FROM scan_indicators WHERE ts <= %s", (edge[0],))
-                await c.execute("DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - %s", (rows * 10,))
-            # Writers (gateway processes) silent for a week are gone.
-            await c.execute("DELETE FROM store_writers WHERE ts < %s AND writer_id <> %s",
-                            (time.time() - 7 * 86_400, self._writer_id))
-            return removed
-
-        return await self._write(op)
-
-
-async def _noop(c: psycopg.AsyncConnection[Any]) -> None:
-    return None
+    def _retention(self, cutoff: float | None, rows: int) -> Program[int]:
+        removed = yield from store_sql.apply_retention(POSTGRES, cutoff, rows)
+        # Writers (gateway processes) silent for a week are gone.
+        yield POSTGRES.run("DELETE FROM store_writers WHERE ts < ? AND writer_id <> ?",
+                           (time.time() - 7 * 86_400, self._writer_id))
+        return removed
 
 
 async def migrate(conn: psycopg.AsyncConnection[Any]) -> int:
@@ -902,13 +604,13 @@ async def migrate(conn: psycopg.AsyncConnection[Any]) -> int:
         )
         await conn.execute("INSERT INTO schema_version(id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING")
         cur = await conn.execute("SELECT version FROM schema_version WHERE id = 1")
-        current = (await cur.fetchone())[0]
-        if current > len(PG_MIGRATIONS):
-            raise RuntimeError(
-                f"the history database is schema version {current}, newer than this MalwareSnipper "
-                f"understands ({len(PG_MIGRATIONS)}); upgrade MalwareSnipper or use another database"
-            )
+        row = await cur.fetchone()
+        assert row is not None  # inserted just above
+        recorded = row[0]
+        current = LEGACY_VERSIONS.get(recorded, recorded)
+        store_sql.check_schema_version(current, elsewhere="another database")
         for version in range(current, len(PG_MIGRATIONS)):
             await conn.execute(PG_MIGRATIONS[version])
-            await conn.execute("UPDATE schema_version SET version = %s WHERE id = 1", (version + 1,))
+        if recorded != len(PG_MIGRATIONS):
+            await conn.execute("UPDATE schema_version SET version = %s WHERE id = 1", (len(PG_MIGRATIONS),))
     return len(PG_MIGRATIONS)

@@ -236,6 +236,30 @@ async def test_reopen_keeps_everything_and_marks_unfinished_scans(make_store: St
         assert await again.integrity_check() == "ok"
 
 
+async def test_completing_again_replaces_the_indicators(store: ScanStore) -> None:
+    """A retried completion (PostgreSQL replays a batch whose COMMIT went unacknowledged) counts once."""
+    await store.insert_scan(new_scan(1))
+    two = [{"id": f"ind.{j}", "title": f"T{j}", "category": "phishing", "severity": "HIGH"} for j in range(2)]
+    await store.complete_scan(result(1, "MALICIOUS", 90.0, two))
+    await store.complete_scan(result(1, "MALICIOUS", 90.0, two[:1]))
+    stats = await store.stats(3600, 600)
+    assert stats["top_indicators"] == [{"id": "ind.0", "title": "T0", "category": "phishing", "count": 1}]
+    assert stats["indicator_categories"] == [{"category": "phishing", "count": 1}]
+    assert (await store.list_scans(ScanFilter(), 10, 0))[0][0]["top_indicator"]["id"] == "ind.0"
+
+
+async def test_a_duplicate_scan_id_keeps_the_first_record(store: ScanStore, backend: str) -> None:
+    """SQLite reports the duplicate; PostgreSQL ignores it (a replayed batch re-inserts its scans)."""
+    await store.insert_scan(new_scan(1, domain="first.example"))
+    if backend == "sqlite":
+        with pytest.raises(integrity_errors()):
+            await store.insert_scan(new_scan(1, domain="second.example"))
+    else:
+        await store.insert_scan(new_scan(1, domain="second.example"))
+    items, total = await store.list_scans(ScanFilter(), 10, 0)
+    assert total == 1 and items[0]["domain"] == "first.example"
+
+
 async def test_watch_lists_is_callable(store: ScanStore) -> None:
     await store.watch_lists(lambda: None)  # SQLite: nothing to watch; PostgreSQL: listening
 
@@ -549,7 +573,7 @@ async def test_pg_a_commit_whose_ack_was_lost_is_not_applied_twice(
     lost_once: list[int] = []
 
     def resolve(self: Any, batch: Any, outcomes: Any) -> None:
-        if not lost_once and any(getattr(i.op, "__qualname__", "").startswith("PostgresScanStore.incr_counter")
+        if not lost_once and any("incr_counter" in getattr(i.op, "__qualname__", "")
                                  for i in batch.items):
             lost_once.append(batch.number)
             self._conn.pgconn.finish()  # the connection dies right after the COMMIT
@@ -606,5 +630,111 @@ async def test_pg_append_events_from_another_thread(postgres_dsn: str) -> None:
         fut = await asyncio.to_thread(st.append_events, [(1, time.time(), None, '{"seq":1}')])
         await committed(fut)
         assert await st.last_seq() == 1
+    finally:
+        await st.close()
+
+
+async def test_pg_every_scan_query_can_use_an_index(postgres_dsn: str) -> None:
+    """The statements the stores really run (not copies): with sequential scans disabled, none of
+    the reads of scans, indicators, events or lists falls back to one (collation, columns, the
+    partial index of blocked scans)."""
+    import psycopg
+
+    from malwaresnipper.server import store_sql
+    from malwaresnipper.server.store_postgres import run_program
+
+    st = _pg_store(postgres_dsn)
+    await st.open()
+    await st.close()
+    d, now = store_sql.POSTGRES, time.time()
+    filters = (ScanFilter(), ScanFilter(level="MALICIOUS"), ScanFilter(method="PROXY"),
+               ScanFilter(domain="bad.example"), ScanFilter(gateway="gw-a"), ScanFilter(since=now - 10))
+    programs = [store_sql.list_scans(d, flt, 50, 0) for flt in filters] + [
+        store_sql.export_rows(d, ScanFilter(level="SUSPICIOUS"), 100), store_sql.recent(d, 50),
+        store_sql.get_scan(d, "s1"), store_sql.stats(d, now, 86_400, 3_600), store_sql.last_seq(d),
+        store_sql.events_after(d, 0, 10, 100), store_sql.list_entries(d, "block"),
+    ]
+
+    def one(step: Any) -> Any:
+        return (yield step)
+
+    statements = 0
+    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as c:
+        await c.execute("SET enable_seqscan = off")
+        for program in programs:
+            reply = None
+            while True:
+                try:
+                    step = program.send(reply)
+                except StopIteration:
+                    break
+                plan = "\n".join(r[0] for r in await (await c.execute("EXPLAIN " + step.sql, step.args)).fetchall())
+                assert "Seq Scan" not in plan, (step.sql, plan)
+                statements += 1
+                reply = await run_program(c, one(step))
+    assert statements == 2 * len(filters) + 13
+
+
+async def test_pg_database_of_the_single_migration_releases_opens(postgres_dsn: str) -> None:
+    """Earlier releases made the whole schema in one PostgreSQL migration and recorded version 1:
+    such a database is taken as version 3, keeps its rows and ends up with a fresh one's schema."""
+    import psycopg
+
+    from malwaresnipper.server.store_postgres import PG_MIGRATIONS
+
+    legacy_ddl = (Path(__file__).parent / "pg_schema_legacy_v1.sql").read_text()
+    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as c:
+        await c.execute(legacy_ddl)
+        await c.execute("CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)")
+        await c.execute("INSERT INTO schema_version VALUES (1, 1)")
+        await c.execute("INSERT INTO scans(scan_id, ts, url, domain, rdomain, gateway_id, method, status, blocked)"
+                        " VALUES ('old', 1.0, 'https://x.shop.example/', 'x.shop.example', 'example.shop.x',"
+                        " 'gw-a', 'PROXY', 'complete', true)")
+    st = _pg_store(postgres_dsn)
+    await st.open()
+    try:
+        items, total = await st.list_scans(ScanFilter(domain="shop.example", gateway="gw-a"), 10, 0)
+        assert total == 1 and items[0]["scan_id"] == "old" and items[0]["blocked"] is True
+        await st.insert_scan(new_scan(1))
+        await st.complete_scan(result(1, "MALICIOUS", 80.0))
+        assert (await st.stats(3600, 600))["blocked"] == 2
+    finally:
+        await st.close()
+
+    async def schema(dsn: str) -> tuple[list[Any], list[Any], list[Any]]:
+        async with await psycopg.AsyncConnection.connect(dsn) as c:
+            columns = await (await c.execute(
+                "SELECT table_name, column_name, data_type, collation_name, is_nullable, column_default,"
+                " is_identity FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2"
+            )).fetchall()
+            indexes = await (await c.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"
+            )).fetchall()
+            version = await (await c.execute("SELECT version FROM schema_version")).fetchall()
+            return columns, indexes, version
+
+    async with fresh_database() as fresh_dsn:
+        fresh = _pg_store(fresh_dsn)
+        await fresh.open()
+        await fresh.close()
+        assert await schema(postgres_dsn) == await schema(fresh_dsn)
+    assert (await schema(postgres_dsn))[2] == [(len(PG_MIGRATIONS),)]
+
+
+async def test_pg_retention_forgets_writers_silent_for_a_week(postgres_dsn: str) -> None:
+    """The exactly-once stamps of gateway processes long gone are removed; live ones stay."""
+    import psycopg
+
+    st = _pg_store(postgres_dsn)
+    await st.open()
+    try:
+        async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as c:
+            await c.execute("INSERT INTO store_writers VALUES ('gone', 5, %s), ('recent', 7, %s)",
+                            (time.time() - 8 * 86_400, time.time() - 6 * 86_400))
+            await c.execute("UPDATE store_writers SET ts = %s WHERE writer_id NOT IN ('gone', 'recent')",
+                            (time.time() - 30 * 86_400,))  # this store's own row: idle, but alive
+            assert await st.apply_retention(days=0, rows=0) == 0
+            rows = await (await c.execute("SELECT writer_id FROM store_writers ORDER BY writer_id")).fetchall()
+        assert [r[0] for r in rows if r[0] in ("gone", "recent")] == ["recent"] and len(rows) == 2
     finally:
         await st.close()

@@ -1,0 +1,682 @@
+"""The SQL of the scan stores, written once for SQLite and PostgreSQL.
+
+Every store operation is a *program*: a generator that yields statements (:class:`Run`,
+:class:`RunMany`, :class:`Rows`, :class:`Tuples`) and is sent back their results. So the
+statements, their order and what the rows become exist once, while each store keeps its own way
+of running them: :class:`~.store.SqliteScanStore` on its writer thread and reader threads,
+:class:`~.store_postgres.PostgresScanStore` on its writer task (which holds writes while
+PostgreSQL is down) and its connection pool. :class:`SqlScanStore` is the
+:class:`~.store.ScanStore` methods written once over those two executors.
+
+Statements are written with ``?`` placeholders; :meth:`Dialect.run` and its siblings render them
+for the store's driver. The few real differences between the two dialects are the fields of
+:class:`Dialect`; the schema is one list of versions (:data:`SCHEMA`) whose DDL names the types
+that differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import json
+import time
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+if TYPE_CHECKING:
+    from .store import NewScan, ScanFilter, ScanResult
+
+T = TypeVar("T")
+
+LEVELS = ("BENIGN", "SUSPICIOUS", "MALICIOUS")
+METHODS = ("PROXY", "EXTENSION")
+
+
+# -- statements and programs ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    """Execute one statement; the program is sent its row count."""
+
+    sql: str
+    args: Sequence[Any] = ()
+
+
+@dataclass(frozen=True)
+class RunMany:
+    """Execute one statement per row of ``rows``; the program is sent None."""
+
+    sql: str
+    rows: Sequence[Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Fetch every row, each readable by column name (``row["ts"]``)."""
+
+    sql: str
+    args: Sequence[Any] = ()
+
+
+@dataclass(frozen=True)
+class Tuples:
+    """Fetch every row, each readable by position (``row[0]``)."""
+
+    sql: str
+    args: Sequence[Any] = ()
+
+
+Step = Run | RunMany | Rows | Tuples
+#: The logic of one store operation; the executor sends each statement's result back.
+Program = Generator[Step, Any, T]
+#: A write: makes a fresh program each time it runs (PostgreSQL's writer reruns a batch whose
+#: connection dropped before COMMIT was acknowledged, and a generator runs only once).
+Op = Callable[[], Program[T]]
+
+
+# -- dialects --------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=512)
+def _format_style(sql: str) -> str:
+    """``?`` -> psycopg's ``%s`` (a literal ``%`` doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between SQLite and PostgreSQL, in one place."""
+
+    name: str
+    #: True: psycopg's ``%s`` placeholders; False: sqlite3's own ``?``.
+    format_params: bool
+    #: LIKE ignoring ASCII case: SQLite's LIKE does; PostgreSQL's ILIKE does so on ``COLLATE "C"``
+    #: text (it folds ASCII only there, as SQLite).
+    like: str
+    #: What orders rows of the same ``ts`` by insertion: SQLite's rowid, PostgreSQL's identity.
+    insertion_order: str
+    #: "The scan was blocked" (``blocked`` is INTEGER on SQLite, BOOLEAN on PostgreSQL), as the
+    #: partial index ``scans_blocked`` states it, so that the stats query can use that index.
+    is_blocked: str
+    #: The stats bucket of ``ts`` (arguments: start, bucket_s). It must floor: SQLite's cast to an
+    #: integer truncates (the same, as ``ts >= start``), PostgreSQL's rounds.
+    bucket: str
+    #: The larger of two values: SQLite's two-argument MAX.
+    greatest: str
+    #: UPDATE ... RETURNING: SQLite has it only from 3.35 (RHEL 9 ships 3.34).
+    returning: bool
+    #: The end of ``INSERT INTO scans``: on PostgreSQL a retried batch must not fail on the row
+    #: its first attempt wrote (SQLite has no retry, and reports a duplicate id).
+    insert_scan_conflict: str
+    #: What :data:`SCHEMA`'s placeholders stand for (types, and ``{is_blocked}``).
+    ddl: Mapping[str, str]
+
+    def render(self, sql: str) -> str:
+        return _format_style(sql) if self.format_params else sql
+
+    def run(self, sql: str, args: Sequence[Any] = ()) -> Run:
+        return Run(self.render(sql), args)
+
+    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> RunMany:
+        return RunMany(self.render(sql), rows)
+
+    def rows(self, sql: str, args: Sequence[Any] = ()) -> Rows:
+        return Rows(self.render(sql), args)
+
+    def tuples(self, sql: str, args: Sequence[Any] = ()) -> Tuples:
+        return Tuples(self.render(sql), args)
+
+
+SQLITE = Dialect(
+    name="sqlite", format_params=False, like="LIKE", insertion_order="rowid", is_blocked="blocked = 1",
+    bucket="CAST((ts - ?) / ? AS INTEGER)", greatest="MAX", returning=False, insert_scan_conflict="",
+    ddl={"text": "TEXT", "real": "REAL", "int": "INTEGER", "bool": "INTEGER", "false": "0",
+         "row_id": "", "tiebreak": ""},
+)
+POSTGRES = Dialect(
+    name="postgres", format_params=True, like="ILIKE", insertion_order="row_id", is_blocked="blocked",
+    bucket="floor((ts - ?::float8) / ?::float8)::bigint", greatest="GREATEST", returning=True,
+    insert_scan_conflict=" ON CONFLICT (scan_id) DO NOTHING",
+    # COLLATE "C": byte order, as SQLite's BINARY, whatever the server's locale, so range filters
+    # and ORDER BY tie-breaks give the same results on both. row_id stands in for SQLite's rowid
+    # (which every SQLite index ends with implicitly).
+    ddl={"text": 'TEXT COLLATE "C"', "real": "DOUBLE PRECISION", "int": "BIGINT", "bool": "BOOLEAN",
+         "false": "false", "row_id": "\n        row_id BIGINT GENERATED ALWAYS AS IDENTITY,",
+         "tiebreak": ", row_id"},
+)
+DIALECTS = {d.name: d for d in (SQLITE, POSTGRES)}
+
+
+# -- schema ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema version: DDL for both dialects, then statements for one dialect only."""
+
+    ddl: str
+    sqlite: str = ""
+    postgres: str = ""
+
+    def render(self, d: Dialect) -> str:
+        only = self.sqlite if d is SQLITE else self.postgres
+        return self.ddl.format_map({**d.ddl, "is_blocked": d.is_blocked}) + only
+
+
+SCHEMA: list[Migration] = [
+    # 1: the first schema
+    Migration(
+        """
+    CREATE TABLE scans (
+        scan_id {text} PRIMARY KEY,{row_id}
+        ts {real} NOT NULL,
+        url {text} NOT NULL,
+        domain {text} NOT NULL DEFAULT '',
+        title {text},
+        method {text} NOT NULL,
+        status {text} NOT NULL DEFAULT 'pending',
+        risk_score {real},
+        threat_level {text},
+        classification {text},
+        blocked {bool} NOT NULL DEFAULT {false},
+        top_indicator TEXT,
+        duration_ms {real},
+        content_hash TEXT,
+        verdict TEXT,
+        error TEXT,
+        completed_ts {real}
+    );
+    CREATE INDEX scans_ts ON scans(ts{tiebreak});
+    CREATE INDEX scans_level_ts ON scans(threat_level, ts{tiebreak});
+    CREATE INDEX scans_method_ts ON scans(method, ts{tiebreak});
+    CREATE INDEX scans_domain_ts ON scans(domain, ts{tiebreak});
+    CREATE TABLE scan_indicators (
+        scan_id {text} NOT NULL,
+        ts {real} NOT NULL,
+        indicator_id {text} NOT NULL,
+        title {text} NOT NULL,
+        category {text} NOT NULL,
+        severity {text} NOT NULL
+    );
+    CREATE INDEX scan_indicators_ts ON scan_indicators(ts);
+    CREATE INDEX scan_indicators_scan ON scan_indicators(scan_id);
+    CREATE TABLE events (
+        seq {int} PRIMARY KEY,
+        ts {real} NOT NULL,
+        scan_id TEXT,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX events_ts ON events(ts);
+    CREATE TABLE lists (
+        list {text} NOT NULL,
+        entry {text} NOT NULL,
+        kind {text} NOT NULL,
+        note {text} NOT NULL DEFAULT '',
+        ts {real} NOT NULL,
+        PRIMARY KEY (list, entry)
+    );
+    CREATE TABLE meta (key {text} PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE counters (name {text} PRIMARY KEY, value {int} NOT NULL);
+    """,
+        # Each PostgreSQL writer stamps its last committed batch here (exactly-once retries).
+        postgres="""
+    CREATE TABLE store_writers (writer_id TEXT PRIMARY KEY, batch_no BIGINT NOT NULL, ts DOUBLE PRECISION NOT NULL);
+    """,
+    ),
+    # 2: fast domain filter (reversed labels, so "a subdomain of x" is an index range) and
+    #    covering indexes for the stats queries
+    Migration(
+        """
+    ALTER TABLE scans ADD COLUMN rdomain {text} NOT NULL DEFAULT '';
+    CREATE INDEX scans_rdomain_ts ON scans(rdomain, ts{tiebreak});
+    CREATE INDEX scans_ts_level ON scans(ts, threat_level);
+    CREATE INDEX scans_level_domain ON scans(threat_level, domain);
+    CREATE INDEX scans_blocked ON scans(blocked) WHERE {is_blocked};
+    CREATE INDEX scan_indicators_id ON scan_indicators(indicator_id, category, title);
+    CREATE INDEX scan_indicators_category ON scan_indicators(category);
+    """,
+        # Only SQLite files can hold rows from before this version: a PostgreSQL database runs
+        # versions 1-3 in one transaction, on empty tables (ms_reverse_domain is SQLite's).
+        sqlite="""
+    UPDATE scans SET rdomain = ms_reverse_domain(domain);
+    """,
+    ),
+    # 3: several gateways share one history (PostgreSQL); the SQLite file carries the column too
+    #    so rows, summaries and filters look the same on both backends
+    Migration(
+        """
+    ALTER TABLE scans ADD COLUMN gateway_id {text} NOT NULL DEFAULT '';
+    CREATE INDEX scans_gateway_ts ON scans(gateway_id, ts{tiebreak});
+    """,
+        # Start-up marks this gateway's unfinished scans interrupted.
+        postgres="""
+    CREATE INDEX scans_pending ON scans(gateway_id) WHERE status = 'pending';
+    """,
+    ),
+]
+
+
+def migrations(d: Dialect) -> list[str]:
+    """The DDL of every schema version, for ``d``: the ``n``-th string makes version ``n + 1``."""
+    return [m.render(d) for m in SCHEMA]
+
+
+def check_schema_version(current: int, *, elsewhere: str) -> None:
+    """Refuse a history written by a newer MalwareSnipper (its schema may mean other things)."""
+    if current > len(SCHEMA):
+        raise RuntimeError(
+            f"the history database is schema version {current}, newer than this MalwareSnipper "
+            f"understands ({len(SCHEMA)}); upgrade MalwareSnipper or use {elsewhere}"
+        )
+
+
+# -- values and rows -------------------------------------------------------------------------
+
+
+def reverse_domain(domain: str) -> str:
+    """``login.bad.example`` -> ``example.bad.login``: subdomains of x sort right after x."""
+    return ".".join(reversed(domain.split("."))) if domain else ""
+
+
+def iso_ts(epoch: float) -> str:
+    """``2026-11-26T12:00:00.123Z`` (UTC, milliseconds), the format of every timestamp we emit."""
+    t = time.gmtime(epoch)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{int((epoch % 1) * 1000):03d}Z"
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def filter_clause(flt: ScanFilter, d: Dialect) -> tuple[str, list[Any]]:
+    """``flt`` as a WHERE clause (``?`` placeholders, '' for no filter) and its arguments."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    if flt.level:
+        clauses.append("threat_level = ?")
+        args.append(flt.level)
+    if flt.method:
+        clauses.append("method = ?")
+        args.append(flt.method)
+    if flt.domain:
+        # The domain itself or any subdomain: an index range on the reversed labels.
+        rdomain = reverse_domain(flt.domain)
+        clauses.append("(rdomain = ? OR (rdomain > ? AND rdomain < ?))")
+        args += [rdomain, rdomain + ".", rdomain + "/"]
+    if flt.gateway:
+        clauses.append("gateway_id = ?")
+        args.append(flt.gateway)
+    if flt.since is not None:
+        clauses.append("ts >= ?")
+        args.append(flt.since)
+    if flt.until is not None:
+        clauses.append("ts < ?")
+        args.append(flt.until)
+    if flt.q:
+        pattern = "%" + _like_escape(flt.q) + "%"
+        clauses.append(f"(url {d.like} ? ESCAPE '\\' OR title {d.like} ? ESCAPE '\\')")
+        args += [pattern, pattern]
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+def indicator_rows(result: ScanResult, ts: float) -> list[tuple[str, float, str, str, str, str]]:
+    """``scan_indicators`` rows of a completed scan (what the stats' top indicators count)."""
+    return [(result.scan_id, ts, str(i.get("id")), str(i.get("title", "")),
+             str(i.get("category") or "general"), str(i.get("severity", "")))
+            for i in result.indicators]
+
+
+def summary(row: Any) -> dict[str, Any]:
+    """The scan summary of the API and the snapshot (see docs/api.md), from a ``scans`` row."""
+    return {
+        "scan_id": row["scan_id"],
+        "ts": iso_ts(row["ts"]),
+        "url": row["url"],
+        "domain": row["domain"],
+        "gateway_id": row["gateway_id"],
+        "title": row["title"],
+        "method": row["method"],
+        "status": row["status"],
+        "risk_score": row["risk_score"],
+        "threat_level": row["threat_level"],
+        "classification": row["classification"],
+        "blocked": bool(row["blocked"]),
+        "top_indicator": json.loads(row["top_indicator"]) if row["top_indicator"] else None,
+    }
+
+
+def detail(row: Any) -> dict[str, Any]:
+    """The record of ``GET /api/v1/scans/{id}``, from a ``scans`` row."""
+    return {
+        "scan_id": row["scan_id"],
+        "ts": iso_ts(row["ts"]),
+        "url": row["url"],
+        "gateway_id": row["gateway_id"],
+        "title": row["title"],
+        "method": row["method"],
+        "status": row["status"],
+        "blocked": bool(row["blocked"]),
+        "error": row["error"],
+        "verdict": json.loads(row["verdict"]) if row["verdict"] else None,
+    }
+
+
+def list_entry(row: Any) -> dict[str, Any]:
+    """An allow/block list entry as the API shows it, from a ``lists`` row."""
+    return {"entry": row["entry"], "kind": row["kind"], "note": row["note"], "ts": iso_ts(row["ts"])}
+
+
+# -- programs: writes ------------------------------------------------------------------------
+
+
+def nothing() -> Program[None]:
+    """No statement: what ``flush`` queues (it resolves once everything before it committed)."""
+    return None
+    yield  # a generator
+
+
+def mark_interrupted(d: Dialect, gateway_id: str | None) -> Program[int]:
+    """Scans a previous run accepted and never completed (killed mid-scan) stay listed, as
+    interrupted; ``gateway_id`` None: all of them (a file has one gateway). Returns how many."""
+    sql = ("UPDATE scans SET status='interrupted', threat_level=COALESCE(threat_level,'UNKNOWN'),"
+           " error=COALESCE(error,'the gateway stopped before this scan finished') WHERE status='pending'")
+    if gateway_id is None:
+        return int((yield d.run(sql)))
+    return int((yield d.run(sql + " AND gateway_id=?", (gateway_id,))))
+
+
+def insert_scan(d: Dialect, scan: NewScan, gateway_id: str) -> Program[None]:
+    yield d.run(
+        "INSERT INTO scans(scan_id, ts, url, domain, rdomain, title, method, status, content_hash, gateway_id)"
+        " VALUES (?,?,?,?,?,?,?,'pending',?,?)" + d.insert_scan_conflict,
+        (scan.scan_id, scan.ts, scan.url, scan.domain, reverse_domain(scan.domain), scan.title,
+         scan.method, scan.content_hash, gateway_id),
+    )
+
+
+def complete_scan(d: Dialect, result: ScanResult, now: float) -> Program[None]:
+    top = None
+    if result.indicators:
+        first = result.indicators[0]
+        top = json.dumps({"id": first.get("id"), "title": first.get("title"), "severity": first.get("severity")})
+    update = ("UPDATE scans SET status=?, risk_score=?, threat_level=?, classification=?, blocked=?,"
+              " top_indicator=?, duration_ms=?, verdict=?, error=?, completed_ts=? WHERE scan_id=?")
+    args = (result.status, result.risk_score, result.threat_level, result.classification,
+            bool(result.blocked), top, result.duration_ms,
+            json.dumps(result.verdict) if result.verdict is not None else None,
+            result.error, now, result.scan_id)
+    if d.returning:
+        found = yield d.tuples(update + " RETURNING ts", args)
+    else:
+        yield d.run(update, args)
+        found = yield d.tuples("SELECT ts FROM scans WHERE scan_id=?", (result.scan_id,))
+    ts = found[0][0] if found else now
+    # Completing twice replaces the indicators (as PostgreSQL's retried writes must).
+    yield d.run("DELETE FROM scan_indicators WHERE scan_id=?", (result.scan_id,))
+    yield d.run_many(
+        "INSERT INTO scan_indicators(scan_id, ts, indicator_id, title, category, severity) VALUES (?,?,?,?,?,?)",
+        indicator_rows(result, ts),
+    )
+
+
+def append_events(d: Dialect, rows: Sequence[tuple[int, float, str | None, str]]) -> Program[None]:
+    yield d.run_many("INSERT INTO events(seq, ts, scan_id, body) VALUES (?,?,?,?)", rows)
+    # The larger seq: several gateways may write one log, and the counter never goes back.
+    yield d.run(
+        "INSERT INTO meta(key, value) VALUES ('last_seq', ?) ON CONFLICT (key) DO UPDATE"
+        f" SET value = CAST({d.greatest}(CAST(meta.value AS BIGINT), CAST(excluded.value AS BIGINT)) AS TEXT)",
+        (str(rows[-1][0]),),
+    )
+
+
+def add_entry(d: Dialect, name: str, entry: str, kind: str, note: str, now: float) -> Program[None]:
+    yield d.run(
+        "INSERT INTO lists(list, entry, kind, note, ts) VALUES (?,?,?,?,?)"
+        " ON CONFLICT (list, entry) DO UPDATE SET kind=excluded.kind, note=excluded.note",
+        (name, entry, kind, note, now),
+    )
+
+
+def remove_entry(d: Dialect, name: str, entry: str) -> Program[int]:
+    return int((yield d.run("DELETE FROM lists WHERE list=? AND entry=?", (name, entry))))
+
+
+def incr_counter(d: Dialect, name: str, amount: int) -> Program[None]:
+    yield d.run(
+        "INSERT INTO counters(name, value) VALUES (?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value",
+        (name, amount),
+    )
+
+
+def apply_retention(d: Dialect, cutoff: float | None, rows: int) -> Program[int]:
+    """Delete scans (and their indicators and events) before ``cutoff`` or beyond the newest
+    ``rows``; returns the number of scans removed."""
+    removed = 0
+    if cutoff is not None:
+        removed += yield d.run("DELETE FROM scans WHERE ts < ?", (cutoff,))
+        yield d.run("DELETE FROM scan_indicators WHERE ts < ?", (cutoff,))
+        # Keep the newest event whatever its age: it carries the seq counter.
+        yield d.run("DELETE FROM events WHERE ts < ? AND seq < (SELECT MAX(seq) FROM events)", (cutoff,))
+    if rows > 0:
+        edge = yield d.tuples("SELECT ts FROM scans ORDER BY ts DESC LIMIT 1 OFFSET ?", (rows,))
+        if edge:
+            removed += yield d.run("DELETE FROM scans WHERE ts <= ?", (edge[0][0],))
+            yield d.run("DELETE FROM scan_indicators WHERE ts <= ?", (edge[0][0],))
+        # The event log (about eight events per scan) is bounded alongside.
+        yield d.run("DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?", (rows * 10,))
+    return removed
+
+
+# -- programs: reads -------------------------------------------------------------------------
+
+
+def get_scan(d: Dialect, scan_id: str) -> Program[dict[str, Any] | None]:
+    rows = yield d.rows("SELECT * FROM scans WHERE scan_id=?", (scan_id,))
+    return detail(rows[0]) if rows else None
+
+
+def list_scans(d: Dialect, flt: ScanFilter, limit: int, offset: int) -> Program[tuple[list[dict[str, Any]], int]]:
+    where, args = filter_clause(flt, d)
+    total = (yield d.tuples(f"SELECT COUNT(*) FROM scans{where}", args))[0][0]
+    rows = yield d.rows(
+        f"SELECT * FROM scans{where} ORDER BY ts DESC, {d.insertion_order} DESC LIMIT ? OFFSET ?",
+        [*args, limit, offset],
+    )
+    return [summary(r) for r in rows], int(total)
+
+
+def export_rows(d: Dialect, flt: ScanFilter, limit: int) -> Program[list[dict[str, Any]]]:
+    where, args = filter_clause(flt, d)
+    rows = yield d.rows(f"SELECT * FROM scans{where} ORDER BY ts DESC, {d.insertion_order} DESC LIMIT ?",
+                        [*args, limit])
+    return [summary(r) for r in rows]
+
+
+def recent(d: Dialect, limit: int) -> Program[list[dict[str, Any]]]:
+    rows = yield d.rows(f"SELECT * FROM scans ORDER BY ts DESC, {d.insertion_order} DESC LIMIT ?", (limit,))
+    return [summary(r) for r in rows]
+
+
+def stats(d: Dialect, now: float, window_s: float, bucket_s: float) -> Program[dict[str, Any]]:
+    """``GET /api/v1/stats``: totals, a time series of ``bucket_s`` buckets over ``window_s``, the
+    top domains, indicators and categories (ties broken by name, so both backends agree)."""
+    start = (now - window_s) // bucket_s * bucket_s
+    levels = yield d.tuples("SELECT threat_level, COUNT(*) FROM scans GROUP BY threat_level")
+    methods = yield d.tuples("SELECT method, COUNT(*) FROM scans GROUP BY method")
+    blocked = (yield d.tuples(f"SELECT COUNT(*) FROM scans WHERE {d.is_blocked}"))[0][0]
+    buckets = yield d.tuples(
+        f"SELECT {d.bucket} AS b, COUNT(*), COUNT(CASE WHEN threat_level IN ('SUSPICIOUS','MALICIOUS') THEN 1 END)"
+        " FROM scans WHERE ts >= ? GROUP BY b",
+        (start, bucket_s, start),
+    )
+    domains = yield d.tuples(
+        "SELECT domain, COUNT(*) AS n FROM scans WHERE threat_level IN ('SUSPICIOUS','MALICIOUS')"
+        " AND domain <> '' GROUP BY domain ORDER BY n DESC, domain LIMIT 10"
+    )
+    indicators = yield d.tuples(
+        "SELECT indicator_id, MAX(title), MAX(category), COUNT(*) AS n FROM scan_indicators"
+        " GROUP BY indicator_id ORDER BY n DESC, indicator_id LIMIT 10"
+    )
+    categories = yield d.tuples(
+        "SELECT category, COUNT(*) AS n FROM scan_indicators GROUP BY category ORDER BY n DESC, category"
+    )
+
+    by_level = {level: 0 for level in LEVELS}
+    total = 0
+    for level, n in levels:
+        total += n
+        by_level[level or "PENDING"] = by_level.get(level or "PENDING", 0) + n
+    by_source = {m: 0 for m in METHODS}
+    for method, n in methods:
+        by_source[method] = n
+    counts = {int(b): (n, threats) for b, n, threats in buckets}
+    series = [
+        {"t": iso_ts(start + i * bucket_s), "scans": counts.get(i, (0, 0))[0], "threats": counts.get(i, (0, 0))[1]}
+        for i in range(int((now - start) // bucket_s) + 1)
+    ]
+    return {
+        "total": total,
+        "totals_by_level": by_level,
+        "totals_by_source": by_source,
+        "blocked": blocked,
+        "timeseries": series,
+        "bucket_s": bucket_s,
+        "top_domains": [{"domain": dom, "count": n} for dom, n in domains],
+        "top_indicators": [{"id": i, "title": t, "category": cat, "count": n} for i, t, cat, n in indicators],
+        "indicator_categories": [{"category": cat, "count": n} for cat, n in categories],
+    }
+
+
+def last_seq(d: Dialect) -> Program[int]:
+    """The event log's last seq: its newest event, or the counter that outlives retention."""
+    row = (yield d.tuples(
+        f"SELECT {d.greatest}(COALESCE((SELECT MAX(seq) FROM events), 0),"
+        " COALESCE((SELECT CAST(value AS BIGINT) FROM meta WHERE key='last_seq'), 0))"
+    ))[0]
+    return int(row[0])
+
+
+def events_after(d: Dialect, after: int, upto: int, limit: int) -> Program[list[str]]:
+    rows = yield d.tuples("SELECT body FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                          (after, upto, limit))
+    return [r[0] for r in rows]
+
+
+def list_entries(d: Dialect, name: str) -> Program[list[dict[str, Any]]]:
+    rows = yield d.rows("SELECT * FROM lists WHERE list=? ORDER BY ts, entry", (name,))
+    return [list_entry(r) for r in rows]
+
+
+def counters(d: Dialect) -> Program[dict[str, int]]:
+    rows = yield d.tuples("SELECT name, value FROM counters")
+    return {name: int(value) for name, value in rows}
+
+
+# -- the ScanStore methods, over two executors ----------------------------------------------
+
+
+class SqlScanStore:
+    """The :class:`~.store.ScanStore` methods, written once; a subclass is an executor.
+
+    A subclass sets :attr:`dialect` and runs programs: :meth:`_submit` queues a write (queue
+    order is commit order; the future resolves after COMMIT), :meth:`_read` runs a read.
+    """
+
+    dialect: ClassVar[Dialect]
+    #: Given to scans inserted without one ('' for a history only one gateway writes).
+    gateway_id: str = ""
+
+    def _submit(self, op: Op[Any], after: Callable[[], None] | None = None, *,
+                lists_changed: bool = False) -> concurrent.futures.Future[Any]:
+        """Queue ``op`` NOW; ``after`` runs once it committed; ``lists_changed`` tells other gateways."""
+        raise NotImplementedError
+
+    async def _read(self, program: Program[T]) -> T:
+        raise NotImplementedError
+
+    def _write(self, op: Op[Any], *, lists_changed: bool = False) -> asyncio.Future[Any]:
+        return asyncio.wrap_future(self._submit(op, lists_changed=lists_changed))
+
+    async def flush(self) -> None:
+        """Wait until every write queued before this call is committed."""
+        await self._write(nothing)
+
+    # -- scans -------------------------------------------------------------------------------
+
+    def insert_scan(self, scan: NewScan) -> asyncio.Future[None]:
+        gateway_id = scan.gateway_id or self.gateway_id
+        return self._write(lambda: insert_scan(self.dialect, scan, gateway_id))
+
+    def complete_scan(self, result: ScanResult) -> asyncio.Future[None]:
+        now = time.time()
+        return self._write(lambda: complete_scan(self.dialect, result, now))
+
+    async def get_scan(self, scan_id: str) -> dict[str, Any] | None:
+        return await self._read(get_scan(self.dialect, scan_id))
+
+    async def list_scans(self, flt: ScanFilter, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        return await self._read(list_scans(self.dialect, flt, limit, offset))
+
+    async def export_rows(self, flt: ScanFilter, limit: int) -> list[dict[str, Any]]:
+        return await self._read(export_rows(self.dialect, flt, limit))
+
+    async def recent(self, limit: int) -> list[dict[str, Any]]:
+        return await self._read(recent(self.dialect, limit))
+
+    async def stats(self, window_s: float = 86_400, bucket_s: float = 3_600) -> dict[str, Any]:
+        return await self._read(stats(self.dialect, time.time(), window_s, bucket_s))
+
+    # -- events ------------------------------------------------------------------------------
+
+    def append_events(
+        self,
+        events: Sequence[tuple[int, float, str | None, str]],
+        on_commit: Callable[[], None] | None = None,
+    ) -> concurrent.futures.Future[None]:
+        """Queue events for the log; ``on_commit`` runs once they are committed (on SQLite's
+        writer thread, on PostgreSQL's event loop). May be called from any thread. Await the
+        future with ``asyncio.wrap_future``: blocking the loop on ``.result()`` would stop
+        PostgreSQL's writer, which runs on that loop."""
+        rows = list(events)
+        return self._submit(lambda: append_events(self.dialect, rows), on_commit)
+
+    async def last_seq(self) -> int:
+        return await self._read(last_seq(self.dialect))
+
+    async def events_after(self, after: int, upto: int, limit: int = 100_000) -> list[str]:
+        return await self._read(events_after(self.dialect, after, upto, limit))
+
+    # -- lists -------------------------------------------------------------------------------
+
+    async def list_entries(self, name: str) -> list[dict[str, Any]]:
+        return await self._read(list_entries(self.dialect, name))
+
+    async def add_entry(self, name: str, entry: str, kind: str, note: str) -> dict[str, Any]:
+        now = time.time()
+        await self._write(lambda: add_entry(self.dialect, name, entry, kind, note, now), lists_changed=True)
+        return list_entry({"entry": entry, "kind": kind, "note": note, "ts": now})
+
+    async def remove_entry(self, name: str, entry: str) -> bool:
+        return bool(await self._write(lambda: remove_entry(self.dialect, name, entry), lists_changed=True))
+
+    # -- counters ----------------------------------------------------------------------------
+
+    async def incr_counter(self, name: str, amount: int = 1) -> None:
+        await self._write(lambda: incr_counter(self.dialect, name, amount))
+
+    async def counters(self) -> dict[str, int]:
+        return await self._read(counters(self.dialect))
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    async def apply_retention(self, days: int, rows: int) -> int:
+        """Delete what is older than ``days`` or beyond the newest ``rows`` scans; return scans removed."""
+        cutoff = time.time() - days * 86_400 if days > 0 else None
+        return int(await self._write(lambda: self._retention(cutoff, rows)))
+
+    def _retention(self, cutoff: float | None, rows: int) -> Program[int]:
+        return apply_retention(self.dialect, cutoff, rows)
