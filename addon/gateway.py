@@ -46,7 +46,8 @@ from .decode import DecodeError, BodyTooLarge
 from .flowurl import pretty_url
 from .linking import PageLinker
 from .recent import RecentVerdicts
-from .responses import DecodedBody, build_capture, decode_body, wants_buffering
+from .bigbody import StreamTap
+from .responses import DecodedBody, body_looks_like_script, build_capture, decode_body, wants_buffering
 
 log = logging.getLogger("malwaresnipper.gateway")
 
@@ -453,17 +454,27 @@ class Gateway:
             if reason == "too_large":
                 log.info("malwaresnipper: %s streamed unscanned (%s bytes over the %d-byte cap)",
                          pretty_url(flow.request)[:300], length, eff.max_body_bytes)
+                if wants_buffering(headers.get("content-type"), None, eff.max_body_bytes) is None:
+                    self._tap_large_body(flow)
 
     # -- response ----------------------------------------------------------------------------
 
     async def response(self, flow: http.HTTPFlow) -> None:
         eff = self.effective
-        if eff is None or flow.response is None or flow.metadata.get("malwaresnipper_skip"):
+        if eff is None or flow.response is None:
+            return
+        if isinstance(flow.metadata.get("malwaresnipper_tap"), StreamTap):
+            self._spawn(self._scan_tapped(flow))
+            return
+        if flow.metadata.get("malwaresnipper_skip"):
             return
         if flow.response.stream:  # switched to streaming by mitmproxy: it outgrew the cap
             self.count("unscanned_too_large")
             log.info("malwaresnipper: %s streamed unscanned (grew past the %d-byte cap)",
                      pretty_url(flow.request)[:300], eff.max_body_bytes)
+            if self.service is not None and eff.mode == "block":
+                self._spawn(self._record_unscanned(pretty_url(flow.request), "too_large",
+                                                   f"the body grew past the {eff.max_body_bytes}-byte cap while streaming"))
             return
         if self.service is None:
             self.count("unscanned_no_service")
@@ -504,6 +515,19 @@ class Gateway:
             path=req.path,
             key=key,
         )
+        quarantine = self.service.quarantined(url) if blocking else None
+        if quarantine is not None:
+            # This site's pages keep timing out the scanner: waiting for another one would let
+            # it through (budget) or starve the pool, so its pages are refused for a while.
+            self.count("blocked_site_timeouts")
+            log.warning("malwaresnipper: blocked %s: %s", url[:300], quarantine)
+            kind = "js" if body_looks_like_script(info.content_type, info.path, info.fetch_dest) else "html"
+            reason = f"Not scanned: {quarantine}; this gateway refuses its pages for now."
+            flow.response = (_inert_response(url, [reason], None) if kind == "js" else
+                             self._block_response(flow, url=url, reasons=[("unscanned", reason)], risk=None,
+                                                  classification=None, scan_id=None))
+            self._spawn(self._record_unscanned(url, "site_timeouts", quarantine))
+            return
         if self._overloaded():
             # More scans waiting than the workers can clear: pass unscanned rather than queue
             # without bound (monitor) or make every response wait out its budget (block).
@@ -566,6 +590,9 @@ class Gateway:
                 self.count("fail_open")
                 log.warning("malwaresnipper: %s passed unscanned (%s)", url[:300], outcome.error)
                 flow.response.headers[HEADER] = f"unscanned; reason={outcome.error}"
+                later = f"; its scan goes on as {outcome.scan_id}" if outcome.scan_id else ""
+                self._spawn(self._record_unscanned(
+                    url, outcome.error, f"the response passed before its verdict (block budget {eff.budget_s * 1000:.0f} ms){later}"))
             return
         assert outcome.verdict is not None
         self._apply_verdict(flow, url, outcome.kind, outcome.verdict, outcome.scan_id)
@@ -574,7 +601,21 @@ class Gateway:
         """Block mode: replace a MALICIOUS page or script; mark anything else as scanned."""
         assert flow.response is not None
         if not verdict.is_malicious:
-            flow.response.headers[HEADER] = f"{verdict.threat_level.value}; risk={verdict.risk_score:.1f}"
+            eff = self.effective
+            if not verdict.complete and eff is not None and eff.fail_closed:
+                # an incomplete scan is a scan that partly failed: fail closed means refuse it
+                self.count("fail_closed")
+                reason = ("Not everything here could be analysed (" + "; ".join(verdict.incomplete_reasons)[:300]
+                          + ") and this gateway blocks what it could not check.")
+                if kind == "js":
+                    flow.response = _inert_response(url, [reason], scan_id)
+                else:
+                    flow.response = self._block_response(flow, url=url, reasons=[("unscanned", reason)],
+                                                         risk=verdict.risk_score, classification=verdict.classification,
+                                                         scan_id=scan_id)
+                return
+            flow.response.headers[HEADER] = (f"{verdict.threat_level.value}; risk={verdict.risk_score:.1f}"
+                                             + ("" if verdict.complete else "; incomplete"))
             return
         reasons = _reasons(verdict)
         if kind == "js":
@@ -593,8 +634,11 @@ class Gateway:
         eff = self.effective
         assert eff is not None
         try:
+            limits = eff.settings.engine.limits
             args = dict(content_type=info.content_type, content_encoding=info.content_encoding,
-                        url_path=info.path, fetch_dest=info.fetch_dest, cap=eff.max_body_bytes)
+                        url_path=info.path, fetch_dest=info.fetch_dest, cap=eff.max_body_bytes,
+                        work_cap=eff.settings.proxy.max_decoded_bytes,
+                        keep_chars=max(limits.max_page_chars, limits.max_script_chars))
             if len(raw) > THREAD_DECODE_BYTES or info.content_encoding:
                 body = await asyncio.to_thread(decode_body, raw, **args)
             else:
@@ -668,6 +712,89 @@ class Gateway:
         log.warning("malwaresnipper: %s %s%s %s (risk %.1f, %s; scan %s): %s",
                     "script" if kind == "js" else "page", info.url[:300], where, verdict.threat_level.value,
                     verdict.risk_score, verdict.classification, scan_id, top)
+
+    def _tap_large_body(self, flow: http.HTTPFlow) -> None:
+        """A page or script too large to hold: tapped as it streams and scanned once it has
+        passed (block mode cannot wait for that: it says so in the header), or, with
+        ``fail_closed``, replaced by the block page / inert script."""
+        eff = self.effective
+        assert eff is not None and flow.response is not None
+        url = pretty_url(flow.request)
+        headers = flow.response.headers
+        encoded = bool(headers.get("content-encoding", "").strip().lower() not in ("", "identity"))
+        replacement: bytes | None = None
+        if eff.mode == "block" and eff.fail_closed and not flow.metadata.get("malwaresnipper_pass"):
+            reason = (f"The response is larger than this gateway scans before delivery ({eff.max_body_bytes} bytes) "
+                      "and this gateway blocks what it cannot check.")
+            kind = "js" if body_looks_like_script(headers.get("content-type"), flow.request.path,
+                                                  flow.request.headers.get("sec-fetch-dest", "")) else "html"
+            blocked = (_inert_response(url, [reason], None) if kind == "js" else
+                       self._block_response(flow, url=url, reasons=[("unscanned", reason)], risk=None,
+                                            classification=None, scan_id=None))
+            replacement = blocked.raw_content or b""
+            self.count("fail_closed")
+            log.warning("malwaresnipper: %s blocked: too large to scan before delivery and fail_closed is set", url[:300])
+            flow.response = blocked
+        elif eff.mode == "block":
+            headers[HEADER] = "unscanned; reason=too_large"
+        limits = eff.settings.engine.limits
+        tap = StreamTap(head_bytes=eff.max_body_bytes, tail_bytes=max(limits.max_page_chars, limits.max_script_chars) // 4,
+                        encoded=encoded, replacement=replacement)
+        flow.response.stream = tap
+        flow.metadata["malwaresnipper_tap"] = tap
+
+    async def _scan_tapped(self, flow: http.HTTPFlow) -> None:
+        """Scan what the tap kept of a body that streamed through; the history gets the verdict
+        (incomplete when part of the body was not seen, so never BENIGN) and that it was not blocked."""
+        eff = self.effective
+        tap = flow.metadata.get("malwaresnipper_tap")
+        if eff is None or self.service is None or not isinstance(tap, StreamTap) or flow.response is None:
+            return
+        if tap.replacement is not None:  # refused (fail_closed): nothing went on, nothing to judge
+            await self._record_unscanned(pretty_url(flow.request), "too_large",
+                                         "refused: too large to scan before delivery, and fail_closed is set")
+            return
+        headers = dict(flow.response.headers.items(multi=True))
+        lower = {k.lower(): v for k, v in headers.items()}
+        raw, note = tap.seen()
+        info = _FlowInfo(url=pretty_url(flow.request), client=_client_of(flow), client_id=flow.client_conn.id,
+                         referer=flow.request.headers.get("referer"),
+                         fetch_dest=flow.request.headers.get("sec-fetch-dest", ""),
+                         content_type=lower.get("content-type"), content_encoding=lower.get("content-encoding"),
+                         headers=list(headers.items()), path=flow.request.path)
+        limits = eff.settings.engine.limits
+        try:
+            body = await asyncio.to_thread(
+                decode_body, raw, content_type=info.content_type, content_encoding=info.content_encoding,
+                url_path=info.path, fetch_dest=info.fetch_dest, cap=0,
+                work_cap=eff.settings.proxy.max_decoded_bytes, keep_chars=max(limits.max_page_chars, limits.max_script_chars))
+        except DecodeError as exc:
+            await self._record_unscanned(info.url, "too_large", f"{note or 'too large to hold'}; not decodable: {exc}")
+            return
+        if body is None:
+            return
+        if note:
+            body = dataclasses.replace(body, truncations=body.truncations + (note,))
+        capture = self._capture(info, body)
+        if capture is None:
+            return
+        self.count(f"scanned_{body.kind}_after_delivery")
+        try:
+            job = await self.service.submit(capture, method="PROXY", block_on_malicious=False)
+            verdict = await job.verdict()
+        except Exception as exc:  # noqa: BLE001 - the record says what happened
+            log.warning("malwaresnipper: could not scan the streamed body of %s: %s", info.url[:300], exc)
+            return
+        self._log_verdict(info, body.kind, verdict, job.scan_id, None)
+
+    async def _record_unscanned(self, url: str, reason: str, detail: str) -> None:
+        """Leave a trace in the history of content that went on (or was refused) without a verdict."""
+        if self.service is None:
+            return
+        try:
+            await self.service.record_unscanned(Capture.build(url, source=Source.PROXY), reason, detail=detail)
+        except Exception:  # noqa: BLE001 - the store may be down: the proxy keeps serving
+            log.debug("could not record the unscanned %s", url, exc_info=True)
 
     async def _record_url_only(self, url: str) -> None:
         """Record a request-time block in the history (a URL-only scan with block flag)."""

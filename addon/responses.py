@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..engine.capture import Capture, CaptureLimits, Source
 from .decode import (
+    BodyTooLarge,
     HTML_TYPES,
     JS_TYPES,
     SNIFF_TYPES,
@@ -38,11 +39,20 @@ def wants_buffering(content_type: str | None, content_length: int | None, cap: i
     return "not_html_js"
 
 
+def body_looks_like_script(content_type: str | None, url_path: str, fetch_dest: str) -> bool:
+    """Whether a body not read yet will be handled as a script (to refuse it with an inert script
+    rather than a block page)."""
+    return body_kind(content_type, b"", url_path=url_path, fetch_dest=fetch_dest) == "js"
+
+
 @dataclass(frozen=True, slots=True)
 class DecodedBody:
     kind: str  # "html" or "js"
     text: str
     charset: str
+    #: set aside (comments, whitespace) and cut while decoding a body too big to hold (bigbody.py)
+    reductions: tuple[str, ...] = ()
+    truncations: tuple[str, ...] = ()
 
 
 def decode_body(
@@ -53,12 +63,28 @@ def decode_body(
     url_path: str,
     fetch_dest: str,
     cap: int,
+    work_cap: int | None = None,
+    keep_chars: int = 5_000_000,
 ) -> DecodedBody | None:
-    """The body as text when it is HTML or JS, else None. Raises DecodeError (incl. BodyTooLarge)."""
+    """The body as text when it is HTML or JS, else None. Raises DecodeError.
+
+    A body that decodes to more than ``cap`` bytes raises BodyTooLarge, unless ``work_cap`` is
+    given: then up to ``work_cap`` decoded bytes are streamed through the reducer and at most
+    ``keep_chars`` characters kept (:mod:`.bigbody`).
+    """
     mime = mime_type(content_type)
     if mime not in HTML_TYPES and mime not in JS_TYPES and mime not in SNIFF_TYPES:
         return None
-    data = decode_content(raw, content_encoding, cap)
+    try:
+        data = decode_content(raw, content_encoding, cap)
+    except BodyTooLarge:
+        if work_cap is None:
+            raise
+        from .bigbody import decode_big_body
+
+        big = decode_big_body(raw, content_type=content_type, content_encoding=content_encoding,
+                              url_path=url_path, fetch_dest=fetch_dest, work_cap=work_cap, keep_chars=keep_chars)
+        return DecodedBody(big.kind, big.text, big.charset, big.reductions, big.truncations) if big else None
     kind = body_kind(content_type, data[:1024], url_path=url_path, fetch_dest=fetch_dest)
     if kind is None:
         return None
@@ -98,6 +124,8 @@ def build_capture(
             content_type=content_type,
             limits=limits,
             extra=extra,
+            reductions=body.reductions,
+            truncations=body.truncations,
         )
     return Capture.build(
         url,
@@ -108,4 +136,6 @@ def build_capture(
         page_url=page_url if page_url and page_url.startswith(("http://", "https://")) else None,
         limits=limits,
         extra=extra,
+        reductions=body.reductions,
+        truncations=body.truncations,
     )

@@ -12,6 +12,12 @@ worker process is owned by one thread of this process:
 * a worker that crashes on its own is replaced the same way and its scan fails with
   :class:`ScanFailed`, so the caller's flow goes on.
 
+Fairness: waiting scans are queued per site (registrable domain) and served round-robin, and one
+site never occupies more than ``workers - 1`` workers at once (with two workers or more). So a
+site sending one slow page after another delays other sites' scans by one scan at most instead of
+starving them (the issue this answers: one pathological page per second let every ordinary
+phishing page through unscanned, because the pool was always busy with the slow site).
+
 Workers are started with the ``spawn`` method: mitmproxy runs threads, and ``fork`` with threads
 can deadlock.
 """
@@ -23,10 +29,10 @@ import itertools
 import logging
 import multiprocessing
 import os
-import queue
 import signal
 import threading
 import time
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -35,6 +41,7 @@ from typing import Any
 from ..engine.capture import Capture
 from ..engine.config import EngineConfig
 from ..engine.engine import Progress
+from ..engine.psl import registrable_domain
 from ..engine.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -136,6 +143,74 @@ class _Job:
     #: times a worker died under this job; one retry, then ScanFailed (a capture that crashes
     #: the engine must not take down every worker in turn)
     attempts: int = 0
+    #: the site it is queued and counted under (see the module docstring)
+    site: str = ""
+
+
+def site_of(url_host: str) -> str:
+    """The site a scan counts against: the registrable domain, or the host itself (IPs, local names)."""
+    host = url_host.strip("[]").rstrip(".").lower()
+    return registrable_domain(host) or host
+
+
+class _FairQueue:
+    """Scans waiting for a worker, per site, served round-robin (see the module docstring)."""
+
+    def __init__(self, per_site_running: int) -> None:
+        self.per_site_running = per_site_running
+        self._cond = threading.Condition()
+        self._sites: OrderedDict[str, deque[_Job]] = OrderedDict()
+        self._running: Counter[str] = Counter()
+        self._stops = 0
+
+    def put(self, job: _Job, *, front: bool = False) -> None:
+        with self._cond:
+            queued = self._sites.setdefault(job.site, deque())
+            if front:
+                queued.appendleft(job)
+            else:
+                queued.append(job)
+            self._cond.notify()
+
+    def stop_one(self) -> None:
+        """Wake one worker thread with None (the pool is closing)."""
+        with self._cond:
+            self._stops += 1
+            self._cond.notify_all()
+
+    def get(self) -> _Job | None:
+        """The next job of the next site whose turn it is and that has a worker to spare."""
+        with self._cond:
+            while True:
+                if self._stops:
+                    self._stops -= 1
+                    return None
+                for site in list(self._sites):
+                    if self._running[site] >= self.per_site_running:
+                        continue
+                    queued = self._sites[site]
+                    job = queued.popleft()
+                    if queued:
+                        self._sites.move_to_end(site)  # its next scan waits for the other sites' turn
+                    else:
+                        del self._sites[site]
+                    self._running[site] += 1
+                    return job
+                self._cond.wait()
+
+    def done(self, job: _Job) -> None:
+        """A job taken with :meth:`get` is finished (or handed back): its site has a worker again."""
+        with self._cond:
+            self._running[job.site] -= 1
+            if self._running[job.site] <= 0:
+                del self._running[job.site]
+            self._cond.notify_all()
+
+    def drain(self) -> list[_Job]:
+        with self._cond:
+            jobs = [job for queued in self._sites.values() for job in queued]
+            self._sites.clear()
+            return jobs
 
 
 class _Worker:
@@ -220,10 +295,13 @@ class _Worker:
             job = self.pool._jobs.get()
             if job is None:  # close() wakes every thread with None
                 break
-            if job.future.done():  # timed out or cancelled while queued
-                continue
-            if not self._run_job(job):
-                self._cleanup()
+            try:
+                if job.future.done():  # timed out or cancelled while queued
+                    continue
+                if not self._run_job(job):
+                    self._cleanup()
+            finally:
+                self.pool._jobs.done(job)
         self._stop_process()
 
     def _run_job(self, job: _Job) -> bool:
@@ -239,7 +317,7 @@ class _Worker:
             self.conn.send(("scan", job.job_id, job.capture))
         except (OSError, BrokenPipeError):
             # The worker died while idle: the job never reached it, so it waits for the next one.
-            self.pool._jobs.put(job)
+            self.pool._jobs.put(job, front=True)
             return False
         self.current = job
         job.worker = self
@@ -263,7 +341,7 @@ class _Worker:
             if job.attempts < 2:
                 log.warning("scan worker %d died (exit code %s) with a scan of %s; replacing it and retrying",
                             self.index, code, job.capture.url[:200])
-                self.pool._jobs.put(job)
+                self.pool._jobs.put(job, front=True)
             else:
                 log.warning("scan worker %d died (exit code %s) during a scan of %s; replacing it",
                             self.index, code, job.capture.url[:200])
@@ -301,7 +379,7 @@ class ScanPool:
             raise ValueError("workers must be >= 1")
         self.engine_config = engine_config
         self.timeout_s = timeout_s
-        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._jobs = _FairQueue(per_site_running=max(1, workers - 1))
         self._workers = [_Worker(self, i) for i in range(workers)]
         self._ids = itertools.count(1)
         self._closing = False
@@ -339,7 +417,7 @@ class ScanPool:
             raise ScanFailed("the scan pool is closed")
         self.start()
         loop = asyncio.get_running_loop()
-        job = _Job(next(self._ids), capture, loop, loop.create_future(), progress)
+        job = _Job(next(self._ids), capture, loop, loop.create_future(), progress, site=site_of(capture.host))
         self._in_flight += 1
         self._jobs.put(job)
         try:
@@ -378,7 +456,7 @@ class ScanPool:
         self._closing = True
         self._fail_queued(ScanFailed("the scan pool is closing"))
         for _ in self._workers:
-            self._jobs.put(None)
+            self._jobs.stop_one()
         if self._started:
             threads = [w.thread for w in self._workers]
             await asyncio.get_running_loop().run_in_executor(None, _join_all, threads, 10.0)
@@ -388,14 +466,7 @@ class ScanPool:
     # -- called from worker threads -----------------------------------------------------------
 
     def _fail_queued(self, error: Exception) -> None:
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                return
-            if job is None:
-                self._jobs.put(None)
-                return
+        for job in self._jobs.drain():
             self._resolve(job, error=error)
 
     def _deliver_progress(self, job: _Job, progress: Progress) -> None:

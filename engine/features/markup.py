@@ -540,13 +540,27 @@ def collapse_whitespace(text: str) -> str:
 #: A run of text and ordinary tags: everything the reducer passes on without a decision (one
 #: regex call in C instead of a Python step per tag).
 _NOT_SPECIAL = r"(?!(?:script|style|textarea|title|xmp|iframe|noembed|noframes|noscript|plaintext|svg|math)[\t\n\f\r />])"
+def _raw_element(name: str, content: str) -> str:
+    """A whole raw-text element whose content matches ``content`` (its end tag included)."""
+    return (r"<(?i:" + name + r")(?=[\t\n\f\r />])" + _ATTRS + r"/?>" + content
+            + r"</(?i:" + name + r")(?=[\t\n\f\r />])" + _ATTRS + r"/?>")
+
+
 _PLAIN_RUN = re.compile(
     r"(?:[^<]++|<(?![A-Za-z/!?]|\Z)|<(?i:" + _NOT_SPECIAL + r")[A-Za-z][^\t\n\f\r />]*" + _ATTRS + r"/?>"
-    r"|</[A-Za-z][^\t\n\f\r />]*" + _ATTRS + r"/?>|</>|<!(?i:doctype)[^>]*>)*+",
+    r"|</[A-Za-z][^\t\n\f\r />]*" + _ATTRS + r"/?>|</>|<!(?i:doctype)[^>]*>"
+    # raw-text elements without surprises inside (no "<!--" in a script: escape states), whole
+    + "".join(
+        "|" + _raw_element(name, r"(?:[^<]++|<(?!/(?i:" + name + r")[\t\n\f\r />]" + (r"|!--" if name == "script" else "") + r"))*+")
+        for name in sorted(RAW_TEXT)
+    )
+    + r")*+",
     re.A,
 )
 #: Comments this short that say where a saved page came from are kept (a page feature reads them).
 _KEEP_COMMENT = re.compile(r"<!--\s*saved from url=|Mirrored from .{0,500} by HTTrack", re.I)
+#: Consecutive complete comments (and the whitespace between them), removed in one regex step.
+_COMMENT_RUN = re.compile(r"(?:(?><!--(?:>|->|.*?--!?>))[\t\n\f\r ]*+)++", re.S)
 _TAIL_KEEP = 64  # characters held back at a chunk's end when a raw-text end tag may straddle it
 
 
@@ -614,6 +628,13 @@ class HtmlReducer:
             # at a "<" that needs a decision
             if not final and n - pos < 16:
                 break  # too little to tell what it starts
+            if buf.startswith("<!--", pos) and not _KEEP_COMMENT.match(buf, pos):
+                run = _COMMENT_RUN.match(buf, pos)
+                if run is not None:  # each comment in it is complete: its end is its first "-->"
+                    self.removed_chars += run.end() - pos
+                    self.comments_removed += run.group().count("<!--")
+                    pos = run.end()
+                    continue
             if buf.startswith("<!", pos) or buf.startswith("<?", pos) or buf.startswith("</", pos):
                 if buf[pos + 1] == "!":
                     token = _markup_declaration(buf, pos, False)
