@@ -351,6 +351,8 @@ class ScanService:
             "blocked": blocked,
             "error": None,
             "page_scan_id": page_scan_id,
+            "complete": verdict.complete,
+            "incomplete_reasons": list(verdict.incomplete_reasons),
         })
         self.metrics.scan_done(verdict.threat_level.value, base["method"], elapsed_ms / 1000.0)
         try:
@@ -395,6 +397,7 @@ class ScanService:
             "risk_score": 0.0, "threat_level": "UNKNOWN", "classification": "unscanned",
             "indicators": [], "layers": {}, "duration_ms": 0.0,
             "blocked": False, "error": message[:500], "page_scan_id": page_scan_id,
+            "complete": False, "incomplete_reasons": [message[:500]],
         })
         return scan_id
 
@@ -411,6 +414,7 @@ class ScanService:
             "risk_score": 0.0, "threat_level": "UNKNOWN", "classification": "error",
             "indicators": [], "layers": {}, "duration_ms": round(elapsed_ms, 3),
             "blocked": False, "error": message, "page_scan_id": page_scan_id,
+            "complete": False, "incomplete_reasons": [message],
         })
         if not job._future.done():
             job._future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(message))
