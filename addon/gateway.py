@@ -56,8 +56,10 @@ LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 #: Bodies above this size are decoded in a thread, not on the event loop.
 THREAD_DECODE_BYTES = 256 * 1024
 COUNTER_FLUSH_S = 5.0
-#: Scans waiting per worker beyond which responses pass unscanned (counted as overload).
-MAX_QUEUED_PER_WORKER = 50
+#: Scans waiting per worker beyond which responses pass unscanned (counted as overload): in all,
+#: and of one site (which then overloads only itself: the pool serves sites in turn).
+MAX_QUEUED_PER_WORKER = 200
+MAX_QUEUED_PER_SITE_PER_WORKER = 25
 HEADER = "X-MalwareSnipper"
 #: How often a gateway whose shared history store was unreachable at start tries again.
 START_RETRY_S = 5.0
@@ -295,8 +297,15 @@ class Gateway:
     def _overloaded(self) -> bool:
         pool = self.service.pool if self.service is not None else None
         depth = int(getattr(pool, "queue_depth", 0) or 0)
-        workers = int(self.effective.settings.proxy.workers) if self.effective else 1
-        return depth >= MAX_QUEUED_PER_WORKER * max(1, workers)
+        workers = max(1, int(self.effective.settings.proxy.workers) if self.effective else 1)
+        return depth >= MAX_QUEUED_PER_WORKER * workers
+
+    def _site_overloaded(self, host: str) -> bool:
+        """This response's own site has too many scans waiting: a site flooding the pool
+        overloads itself only (the pool serves sites in turn), and must not win a pass by it."""
+        site_depth = getattr(self.service.pool if self.service is not None else None, "site_depth", None)
+        workers = max(1, int(self.effective.settings.proxy.workers) if self.effective else 1)
+        return site_depth is not None and site_depth(host) >= MAX_QUEUED_PER_SITE_PER_WORKER * workers
 
     # -- request -----------------------------------------------------------------------------
 
@@ -516,17 +525,20 @@ class Gateway:
             key=key,
         )
         quarantine = self.service.quarantined(url) if blocking else None
+        refusal = "site_timeouts"
+        if quarantine is None and blocking and self._site_overloaded(req.host):
+            quarantine, refusal = "too many of this site's pages are waiting to be scanned", "site_overload"
         if quarantine is not None:
-            # This site's pages keep timing out the scanner: waiting for another one would let
-            # it through (budget) or starve the pool, so its pages are refused for a while.
-            self.count("blocked_site_timeouts")
+            # This site's pages keep timing out the scanner (or flood it): waiting for one more
+            # would let it through on the budget or starve the pool, so they are refused for now.
+            self.count(f"blocked_{refusal}")
             log.warning("malwaresnipper: blocked %s: %s", url[:300], quarantine)
             kind = "js" if body_looks_like_script(info.content_type, info.path, info.fetch_dest) else "html"
             reason = f"Not scanned: {quarantine}; this gateway refuses its pages for now."
             flow.response = (_inert_response(url, [reason], None) if kind == "js" else
                              self._block_response(flow, url=url, reasons=[("unscanned", reason)], risk=None,
                                                   classification=None, scan_id=None))
-            self._spawn(self._record_unscanned(url, "site_timeouts", quarantine))
+            self._spawn(self._record_unscanned(url, refusal, quarantine))
             return
         if self._overloaded():
             # More scans waiting than the workers can clear: pass unscanned rather than queue
@@ -590,9 +602,7 @@ class Gateway:
                 self.count("fail_open")
                 log.warning("malwaresnipper: %s passed unscanned (%s)", url[:300], outcome.error)
                 flow.response.headers[HEADER] = f"unscanned; reason={outcome.error}"
-                later = f"; its scan goes on as {outcome.scan_id}" if outcome.scan_id else ""
-                self._spawn(self._record_unscanned(
-                    url, outcome.error, f"the response passed before its verdict (block budget {eff.budget_s * 1000:.0f} ms){later}"))
+                self._spawn(self._record_pass(url, outcome, info))
             return
         assert outcome.verdict is not None
         self._apply_verdict(flow, url, outcome.kind, outcome.verdict, outcome.scan_id)
@@ -786,6 +796,22 @@ class Gateway:
             log.warning("malwaresnipper: could not scan the streamed body of %s: %s", info.url[:300], exc)
             return
         self._log_verdict(info, body.kind, verdict, job.scan_id, None)
+
+    async def _record_pass(self, url: str, outcome: _Outcome, info: _FlowInfo | None) -> None:
+        """Block mode let a response through without its verdict: record that, naming the scan
+        that goes on (once it is submitted) so the history links the two."""
+        eff = self.effective
+        scan_id = outcome.scan_id
+        for _ in range(40):
+            if scan_id is not None or info is None:
+                break
+            scan_id = info.job.scan_id if info.job is not None else None
+            if scan_id is None:
+                await asyncio.sleep(0.05)
+        budget = f"block budget {eff.budget_s * 1000:.0f} ms" if eff else "block budget"
+        later = f"; its scan goes on as {scan_id}" if scan_id else ""
+        await self._record_unscanned(url, outcome.error or "error",
+                                     f"the response passed before its verdict ({budget}){later}")
 
     async def _record_unscanned(self, url: str, reason: str, detail: str) -> None:
         """Leave a trace in the history of content that went on (or was refused) without a verdict."""

@@ -53,7 +53,15 @@ WORKER_NICENESS = 5
 
 
 class ScanTimeout(Exception):
-    """The scan took longer than the pool's timeout; its worker was killed and replaced."""
+    """The scan took longer than the pool's timeout; its worker was killed and replaced.
+
+    ``ran_s`` is how long it had been running in a worker (0 when it timed out still queued:
+    then the wait, not the content, was slow).
+    """
+
+    def __init__(self, message: str, ran_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.ran_s = ran_s
 
 
 class ScanFailed(Exception):
@@ -145,6 +153,8 @@ class _Job:
     attempts: int = 0
     #: the site it is queued and counted under (see the module docstring)
     site: str = ""
+    #: when a worker started it (0 while queued)
+    run_started: float = 0.0
 
 
 def site_of(url_host: str) -> str:
@@ -321,6 +331,7 @@ class _Worker:
             return False
         self.current = job
         job.worker = self
+        job.run_started = time.monotonic()
         try:
             while True:
                 message = self.conn.recv()
@@ -388,6 +399,7 @@ class ScanPool:
         self._lists_version = 0
         self._init_error = ""
         self._in_flight = 0
+        self._site_in_flight: Counter[str] = Counter()
         #: the models the workers loaded (name -> version), known once a worker is ready
         self.model_versions: dict[str, str] = {}
         self.completed = 0
@@ -407,6 +419,10 @@ class ScanPool:
         """Scans waiting for a worker or running."""
         return self._in_flight
 
+    def site_depth(self, host: str) -> int:
+        """Scans of this host's site waiting for or running in a worker."""
+        return self._site_in_flight.get(site_of(host), 0)
+
     @property
     def worker_pids(self) -> list[int]:
         return [w.pid for w in self._workers if w.pid is not None]
@@ -419,6 +435,7 @@ class ScanPool:
         loop = asyncio.get_running_loop()
         job = _Job(next(self._ids), capture, loop, loop.create_future(), progress, site=site_of(capture.host))
         self._in_flight += 1
+        self._site_in_flight[job.site] += 1
         self._jobs.put(job)
         try:
             return await asyncio.wait_for(asyncio.shield(job.future), timeout=self.timeout_s)
@@ -427,15 +444,20 @@ class ScanPool:
             if not job.future.done():
                 job.future.cancel()
             worker = job.worker
+            ran_s = 0.0
             if worker is not None and worker.current is job:
+                ran_s = time.monotonic() - job.run_started
                 log.warning("scan of %s exceeded %.1f s; killing worker %d", capture.url[:200], self.timeout_s, worker.index)
                 worker.kill()
-            raise ScanTimeout(f"scan exceeded {self.timeout_s:.1f} s") from None
+            raise ScanTimeout(f"scan exceeded {self.timeout_s:.1f} s ({ran_s:.1f} s of it running)", ran_s) from None
         except ScanFailed:
             self.failures += 1
             raise
         finally:
             self._in_flight -= 1
+            self._site_in_flight[job.site] -= 1
+            if self._site_in_flight[job.site] <= 0:
+                del self._site_in_flight[job.site]
 
     def update_lists(self, allow: list[str], block: list[str]) -> None:
         """Give every worker these API-managed list entries (before its next scan)."""

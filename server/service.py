@@ -6,7 +6,8 @@ rely on it), publishes ``SCAN_STARTED``, runs the engine in the ScanPool, publis
 URL with the same content within ``[proxy] dedupe_window_s`` gets the earlier job back (its
 verdict, or the scan still in flight) instead of a rescan.
 
-A site whose scans keep running past the pool's timeout (``SITE_TIMEOUTS`` kills within
+A site whose scans keep running past the pool's timeout (``SITE_TIMEOUTS`` kills of scans that
+had run at least half of it, within
 ``SITE_QUARANTINE_S``) is quarantined for ``SITE_QUARANTINE_S``: :meth:`ScanService.quarantined`
 names it, and the proxy in block mode refuses its pages without scanning them (fail closed for
 that site: waiting would let them through on the block budget or starve the pool). The pool's
@@ -318,7 +319,8 @@ class ScanService:
             raise
         except Exception as exc:  # noqa: BLE001 - ScanTimeout, ScanFailed, anything: recorded, not raised
             reason = "timeout" if "timeout" in type(exc).__name__.lower() else "failed"
-            if reason == "timeout":
+            # only scans that ran long count against the site (a long wait in the queue is load)
+            if reason == "timeout" and getattr(exc, "ran_s", 0.0) >= self._pool_timeout_s() / 2:
                 self._note_timeout(capture.host)
             self._finish_failed(job, base, f"{reason}: {type(exc).__name__}: {exc}"[:500], reason, page_scan_id, exc)
             return
@@ -419,6 +421,9 @@ class ScanService:
         if not job._future.done():
             job._future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(message))
             job._future.exception()  # retrieved: nobody may be waiting for it
+
+    def _pool_timeout_s(self) -> float:
+        return float(getattr(self._pool, "timeout_s", self.settings.proxy.scan_timeout_ms / 1000.0))
 
     def _note_timeout(self, host: str) -> None:
         site = site_of(host)

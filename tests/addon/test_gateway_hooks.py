@@ -209,6 +209,24 @@ async def test_fail_closed_refuses_a_page_too_large_to_hold(gateway):
     assert record["status"] == "unscanned" and record["threat_level"] == "UNKNOWN"
 
 
+async def test_a_quarantined_site_is_refused_in_block_mode_and_recorded(gateway):
+    gw, tctx = gateway
+    tctx.configure(gw, malwaresnipper_mode="block", malwaresnipper_budget_ms=15_000)
+    gw.service._note_timeout("site.example")
+    gw.service._note_timeout("site.example")
+    page = await through(gw, make_flow(path="/next"), BENIGN, {"content-type": "text/html"})
+    assert page.response.status_code == 403 and "Not scanned" in page.response.get_text()
+    script = await through(gw, make_flow(path="/x.js", headers={"sec-fetch-dest": "script"}), b"var a=1;",
+                           {"content-type": "application/javascript"})
+    assert script.response.get_text().startswith("/* MalwareSnipper blocked this script")
+    await asyncio.wait_for(asyncio.gather(*gw._tasks), 30)
+    items, _ = await _history(gw)
+    record = next(i for i in items if i["url"].endswith("/next"))
+    assert record["status"] == "unscanned" and record["threat_level"] == "UNKNOWN"
+    other = await through(gw, make_flow(url_host="fine.example", path="/p"), BENIGN, {"content-type": "text/html"})
+    assert other.response.status_code == 200
+
+
 async def test_own_traffic_and_allowlisted_sites_are_never_scanned(gateway):
     gw, tctx = gateway
     tctx.configure(gw, malwaresnipper_mode="block", malwaresnipper_budget_ms=15_000)
