@@ -53,10 +53,9 @@ def fit_html(html: str, cap: int, what: str = "page HTML") -> Fitted:
     if len(reduced) <= cap:
         return Fitted(reduced, reductions)
     text, left_out = head_and_tail(reduced, cap, html=True)
-    return Fitted(text, reductions, (
-        f"{what} of {len(html)} characters ({len(reduced)} after reduction): the middle "
-        f"{left_out} characters were not analysed ({len(reduced) - left_out} kept from its start and end)",
-    ))
+    cut = (f"{what} of {len(html)} characters ({len(reduced)} after reduction): the middle "
+           f"{left_out} characters were not analysed ({len(reduced) - left_out} kept from its start and end)")
+    return Fitted(text, reductions, (cut,))
 
 
 def fit_script(text: str, cap: int, where: str) -> Fitted:
@@ -69,10 +68,9 @@ def fit_script(text: str, cap: int, where: str) -> Fitted:
     if len(reduced) <= cap:
         return Fitted(reduced, reductions)
     cut, left_out = head_and_tail(reduced, cap, html=False)
-    return Fitted(cut, reductions, (
-        f"{where} of {len(text)} characters: the middle {left_out} characters were not analysed "
-        f"({len(reduced) - left_out} kept from its start and end)",
-    ))
+    note = (f"{where} of {len(text)} characters: the middle {left_out} characters were not analysed "
+            f"({len(reduced) - left_out} kept from its start and end)")
+    return Fitted(cut, reductions, (note,))
 
 
 def head_and_tail(text: str, cap: int, *, html: bool) -> tuple[str, int]:

@@ -128,20 +128,17 @@ def lower_name(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Token:
-    """One piece of the input: ``kind`` is start, end, comment, bogus, cdata, doctype, raw, text."""
+    """A markup declaration: ``kind`` is comment, bogus, cdata, cdata_bogus or doctype."""
 
     kind: str
     start: int
     end: int
-    name: str = ""
-    self_closing: bool = False
+    #: it runs to the end of the input (in a stream, more input may still end it)
+    unterminated: bool = False
 
 
 def _markup_declaration(text: str, pos: int, foreign: bool) -> Token:
-    """``<!...``: comment, DOCTYPE, CDATA section (foreign content) or bogus comment.
-
-    An unterminated one runs to the end of the input, with ``name="open"`` (more input may end it).
-    """
+    """``<!...``: comment, DOCTYPE, CDATA section (foreign content) or bogus comment."""
     n = len(text)
     if text.startswith("<!--", pos):
         if text.startswith(">", pos + 4):
@@ -149,15 +146,21 @@ def _markup_declaration(text: str, pos: int, foreign: bool) -> Token:
         if text.startswith("->", pos + 4):
             return Token("comment", pos, pos + 6)
         m = _COMMENT_END.search(text, pos + 4)
-        return Token("comment", pos, m.end()) if m else Token("comment", pos, n, "open")
+        return Token("comment", pos, m.end()) if m else Token("comment", pos, n, True)
     if foreign and text.startswith("<![CDATA[", pos):
         end = text.find("]]>", pos + 9)
-        return Token("cdata", pos, end + 3) if end >= 0 else Token("cdata", pos, n, "open")
+        return Token("cdata", pos, end + 3) if end >= 0 else Token("cdata", pos, n, True)
     end = text.find(">", pos + 2)
     kind = "doctype" if text[pos + 2 : pos + 9].lower() == "doctype" else "bogus"
     if text.startswith("<![CDATA[", pos):
         kind = "cdata_bogus"  # a CDATA marker in HTML content is a bogus comment
-    return Token(kind, pos, end + 1) if end >= 0 else Token(kind, pos, n, "open")
+    return Token(kind, pos, end + 1) if end >= 0 else Token(kind, pos, n, True)
+
+
+def _end_tag_end(text: str, pos: int) -> int:
+    """Where the end tag at ``pos`` ends (its attributes are tokenized like a start tag's)."""
+    m = _TAG.match(text, pos)
+    return m.end() if m is not None else len(text)
 
 
 def raw_text_end(text: str, name: str, pos: int) -> tuple[int, int]:
@@ -170,8 +173,7 @@ def raw_text_end(text: str, name: str, pos: int) -> tuple[int, int]:
         m = _RAW_END[name].search(text, pos)
         if m is None:
             return n, n
-        close = text.find(">", m.start())
-        return m.start(), (close + 1 if close >= 0 else n)
+        return m.start(), _end_tag_end(text, m.start())
     # Script data and its escaped / double-escaped states (WHATWG 13.2.5.4 ff.).
     state = "data"
     search_from = pos
@@ -182,8 +184,7 @@ def raw_text_end(text: str, name: str, pos: int) -> tuple[int, int]:
         event = m.group().lower()
         if event.startswith("</script"):
             if state in ("data", "escaped"):
-                close = text.find(">", m.start())
-                return m.start(), (close + 1 if close >= 0 else n)
+                return m.start(), _end_tag_end(text, m.start())
             state = "escaped"  # double escaped -> escaped
             search_from = m.end() - 1
         elif event == "<!--":
@@ -252,7 +253,7 @@ class _OpenElements:
     nearest open element called X, and whether a scope boundary / special element is above it.
     """
 
-    __slots__ = ("names", "flags", "ns", "point", "foreign_open", "at", "cats", "lingering", "lingering_total")
+    __slots__ = ("at", "cats", "flags", "foreign_open", "lingering", "lingering_total", "names", "ns", "point")
 
     def __init__(self) -> None:
         self.names: list[str] = []
@@ -552,8 +553,7 @@ def bound_nesting(html: str, limit: int = MAX_NESTING, small_page_tags: int = SM
             html_encoding = name == "annotation-xml" and _HTML_ENCODING.search(m.group()) is not None
             font_attrs = name == "font" and _FONT_BREAKOUT.search(m.group()) is not None
             opened = stack.start(name, self_closing, html_encoding, font_attrs)
-            if stack.depth > deepest:
-                deepest = stack.depth
+            deepest = max(deepest, stack.depth)
             if name in _RAW_OR_PLAIN and opened and stack.ns[-1] == _HTML_NS:
                 content_end, after = raw_text_end(html, name, pos)
                 if after > content_end:
@@ -661,7 +661,7 @@ class HtmlReducer:
                 pos = m.end()
                 continue
             if self._raw is not None:
-                content_end, after = raw_text_end(buf, self._raw, pos)
+                _, after = raw_text_end(buf, self._raw, pos)
                 if after >= n and not final and self._raw != "plaintext":
                     # the end tag may not have arrived yet: pass on all but a margin
                     safe = max(pos, n - _TAIL_KEEP) if self._raw != "script" else pos
@@ -696,8 +696,8 @@ class HtmlReducer:
                     token = _markup_declaration(buf, pos, False)
                 else:  # "<?" or "</" + not a letter: a bogus comment up to ">"
                     end = buf.find(">", pos + 2)
-                    token = Token("bogus", pos, end + 1) if end >= 0 else Token("bogus", pos, n, "open")
-                if token.name == "open" and not final:
+                    token = Token("bogus", pos, end + 1) if end >= 0 else Token("bogus", pos, n, True)
+                if token.unterminated and not final:
                     if token.kind == "comment":  # drop what has come so far, wait for its end
                         self._in_comment = True
                         self.comments_removed += 1

