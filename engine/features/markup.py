@@ -9,9 +9,9 @@ Two jobs need this, and neither may be fooled by markup that looks like somethin
   tokens, so 40,000 nested ``<div>`` cost seconds and 100,000 cost minutes. Browsers stop nesting
   at 512 levels (Chromium's HTML parser attaches deeper elements to the 512th). Here a start tag
   that would nest deeper than :data:`MAX_NESTING` is left out (replaced by a space), and so is its
-  end tag; forms, inputs, frames, links and scripts are never left out (up to twice the limit
-  inside SVG/MathML, the only place they can nest), so what a phishing or drive-by page needs in
-  order to be detected survives. The open-element count is a simulation of
+  end tag; forms, inputs, frames, links and scripts are never left out up to twice the limit
+  (they nest only through parser quirks or inside SVG/MathML), so what a phishing or drive-by
+  page needs in order to be detected survives. The open-element count is a simulation of
   the tree builder that only ever over-estimates (it pops an element only where the HTML
   standard's rules surely pop it, and counts formatting elements that the parser may re-open).
 * :class:`HtmlReducer` sets aside what cannot change what a page does: comments and runs of
@@ -35,9 +35,9 @@ from dataclasses import dataclass
 #: Deepest nesting kept for the HTML parser (browsers stop at 512; real pages stay far below 100,
 #: and the parser's cost grows with tokens x depth).
 MAX_NESTING = 256
-#: Pages with at most this many "<" are parsed as they are (worst case measured: 1,500 nested
-#: formatting elements with distinct attributes cost Lexbor about 10 ms).
-SMALL_PAGE_TAGS = 1_500
+#: Pages with at most this many "<" are parsed as they are (worst case measured: 3,000 nested
+#: formatting elements with distinct attributes cost Lexbor about 35 ms).
+SMALL_PAGE_TAGS = 3_000
 _ASCII_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 _WS = "\t\n\f\r "
@@ -116,6 +116,13 @@ _HTML_ENCODING = re.compile(
 _TABLE_PARTS = frozenset({"td", "th", "tr", "tbody", "thead", "tfoot", "caption", "colgroup"})
 _MARKERS = frozenset({"applet", "object", "marquee", "template", "td", "th", "caption"})
 _RAW_OR_PLAIN = RAW_TEXT | {"plaintext"}
+_RUBY_PARTS = frozenset({"rb", "rp", "rt", "rtc"})
+#: What "generate implied end tags" pops while it is the current node.
+_IMPLIED_END = frozenset({"dd", "dt", "li", "optgroup", "option", "p", "rb", "rp", "rt", "rtc"})
+#: Start tags with more to them than a push (implicit closes, raw text, foreign content, voids,
+#: what the nesting bound keeps, and font/annotation-xml whose attributes matter).
+_START_RULES = (CLOSES_P | HEADINGS | _RAW_OR_PLAIN | VOID | KEEP | _TABLE_PARTS
+                | _RUBY_PARTS | {"option", "optgroup", "a", "nobr", "svg", "math", "font", "annotation-xml", "td", "th", "tr"})
 
 
 def lower_name(name: str) -> str:
@@ -316,6 +323,21 @@ class _OpenElements:
             if flags & _MARKER:
                 self.lingering.append({})
 
+    def pop_top(self) -> None:
+        """Pop the current node because its own end tag came (no formatting element lingers)."""
+        name = self.names.pop()
+        flags = self.flags.pop()
+        self.point.pop()
+        if self.ns.pop() != _HTML_NS:
+            self.foreign_open -= 1
+        self.at["h*" if name in HEADINGS else name].pop()
+        if flags:
+            for bit in _CATEGORIES:
+                if flags & bit:
+                    self.cats[bit].pop()
+            if flags & _MARKER and len(self.lingering) > 1:
+                self.lingering_total -= sum(self.lingering.pop().values())
+
     def pop_to(self, index: int, target: str = "") -> None:
         """Pop every element at ``index`` and above; formatting elements other than ``target``
         (the end tag's own) may be re-opened by the parser, so they are counted as lingering."""
@@ -366,13 +388,9 @@ class _OpenElements:
         if self.foreign_open and self.in_foreign():
             if name in BREAKOUT or font_attrs:
                 # the parser pops back to an HTML element or integration point, then goes on as HTML
-                i = len(self.names) - 1
-                while i >= 0 and self.ns[i] != _HTML_NS and not self.point[i]:
-                    i -= 1
-                self.pop_to(i + 1)
-            else:
-                ns = self.ns[-1] if name not in ("svg", "math") else (_SVG_NS if name == "svg" else _MATH_NS)
-                return self._push_foreign(name, ns, self_closing, html_encoding)
+                self._leave_foreign()
+            else:  # in foreign content every element, <svg> and <math> too, takes the parent's namespace
+                return self._push_foreign(name, self.ns[-1], self_closing, html_encoding)
         elif self.foreign_open and self.ns[-1] == _MATH_NS and name in ("mglyph", "malignmark"):
             return self._push_foreign(name, _MATH_NS, self_closing, False)  # in a MathML text point
         if name == "svg" or name == "math":
@@ -393,6 +411,12 @@ class _OpenElements:
         elif name == "option" or name == "optgroup":
             if self.top() == "option":
                 self.pop_to(len(self.names) - 1)
+        elif name in _RUBY_PARTS:
+            # with a <ruby> in scope the parser generates implied end tags first (pops an open <p> ...)
+            ruby = self.nearest("ruby")
+            if ruby >= 0 and not self._above(_SCOPE, ruby):
+                while self.names and self.names[-1] in _IMPLIED_END:
+                    self.pop_to(len(self.names) - 1)
         elif name == "a" or name == "nobr":
             open_ = self.nearest(name)
             if open_ >= 0 and not self._above(_SPECIAL, open_):
@@ -411,8 +435,17 @@ class _OpenElements:
         self.push(name)
         return True
 
+    def _leave_foreign(self) -> None:
+        """Pop back to an HTML element or integration point (what a breakout tag does)."""
+        i = len(self.names) - 1
+        while i >= 0 and self.ns[i] != _HTML_NS and not self.point[i]:
+            i -= 1
+        self.pop_to(i + 1)
+
     def end(self, name: str) -> None:
         """Apply an end tag: pop only where the parser surely pops (at least as much)."""
+        if (name == "br" or name == "p") and self.foreign_open and self.in_foreign():
+            self._leave_foreign()  # </br> and </p> leave SVG/MathML, then count as HTML
         if name in HEADINGS:
             index = self.nearest("h*")
         else:
@@ -432,8 +465,10 @@ class _OpenElements:
             blocked = self._above(_SCOPE, index) or self._above(_LISTS, index)
         elif name in HEADINGS or name in _SCOPE_CLOSE:
             blocked = self._above(_SCOPE, index)
-        elif name == "table" or name in _TABLE_PARTS:
+        elif name == "table":
             blocked = self._above(_TABLES, index)
+        elif name in _TABLE_PARTS:  # only inside a table (elsewhere the parser ignores them)
+            blocked = self._above(_TABLES, index) or not 0 <= self.nearest("table") < index
         elif name == "template":
             blocked = False
         elif name == "form" or name == "select":
@@ -478,6 +513,7 @@ def bound_nesting(html: str, limit: int = MAX_NESTING, small_page_tags: int = SM
     n = len(html)
     find = html.find
     tag_match = _TAG.match
+    names = stack.names
 
     def pending_for(name: str) -> list[list[int]] | None:
         groups = left_out.get(name)
@@ -496,6 +532,10 @@ def bound_nesting(html: str, limit: int = MAX_NESTING, small_page_tags: int = SM
             start, pos = pos, m.end()
             name = m.group(2).translate(_ASCII_LOWER)
             if m.group(1):  # end tag
+                if not left_out and names[-1] == name and not stack.foreign_open and name != "body" and name != "html":
+                    # closes the current node: the parser surely pops it (the common case, inlined)
+                    stack.pop_top()
+                    continue
                 groups = pending_for(name)
                 if groups is None:
                     stack.end(name)
@@ -525,29 +565,38 @@ def bound_nesting(html: str, limit: int = MAX_NESTING, small_page_tags: int = SM
                 continue
             if name in ("html", "body", "head"):
                 continue
+            depth = len(names) + stack.lingering_total
+            if depth < limit and name not in _START_RULES and not stack.foreign_open:
+                stack.push(name)  # an element no rule pops anything for (the common case)
+                if depth >= deepest:
+                    deepest = depth + 1
+                continue
             self_closing = bool(m.group(3))
-            depth = stack.depth
             if depth >= limit and (
                 name not in KEEP and name not in VOID
-                # elements that can only nest in SVG/MathML (a form, an input there): a hard stop
-                or depth >= 2 * limit and stack.in_foreign() and name not in BREAKOUT and name != "font" and not self_closing
+                # kept elements nest only through parser quirks (a form closed around an open
+                # <option>, anything inside SVG/MathML): a hard stop at twice the limit
+                # (raw text elements excepted: they hold no elements, and a script must stay a script)
+                or depth >= 2 * limit and (
+                    stack.in_foreign() and name not in BREAKOUT and name != "font" and not self_closing
+                    or not stack.in_foreign() and name not in VOID and name not in _RAW_OR_PLAIN)
             ):
-                size = len(stack.names)
+                size = len(names)
                 end = pos
-                names = [name]
+                dropping = [name]
                 if not stack.in_foreign():  # ordinary start tags right after it go as well
                     run = _DROP_RUN.match(html, pos)
                     if run is not None and run.end() > pos:
                         end = run.end()
-                        names += [t[1].translate(_ASCII_LOWER) for t in _TAG.findall(html, pos, end)]
-                for left, count in Counter(names).items():
+                        dropping += [t[1].translate(_ASCII_LOWER) for t in _TAG.findall(html, pos, end)]
+                for left, count in Counter(dropping).items():
                     groups = left_out.setdefault(left, [])
                     if groups and groups[-1][0] == size:
                         groups[-1][1] += count
                     else:
                         groups.append([size, count])
                 cuts.append((start, end, " " if end == pos else _TAG.sub(" ", html[start:end])))
-                dropped += len(names)
+                dropped += len(dropping)
                 pos = end
                 continue
             html_encoding = name == "annotation-xml" and _HTML_ENCODING.search(m.group()) is not None
