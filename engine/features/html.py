@@ -270,10 +270,9 @@ def _parse(html: str, base_url: str) -> ParsedPage:
             f"{bounded.dropped} tags nested deeper than {MAX_NESTING} levels were flattened "
             "(browsers stop nesting at 512); forms, inputs, frames, links and scripts were kept",
         )
-    tree = LexborHTMLParser(bounded.html, scripting=True)  # as a browser that runs scripts
+    tree = LexborHTMLParser(bounded.html)
     # A browser with scripting on treats <noscript> content as text, not elements (the
-    # extension never sees a tracker's <noscript><iframe>): it is parsed so (scripting=True,
-    # which the nesting bound assumes too) and that text is dropped.
+    # extension never sees a tracker's <noscript><iframe>): parse it the same way.
     tree.strip_tags(["noscript"])
     base_node = tree.css_first("base[href]")
     urls = _Resolver.for_page(base_url, (base_node.attributes.get("href") or "") if base_node else "")

@@ -19,7 +19,8 @@ Two jobs need this, and neither may be fooled by markup that looks like somethin
   It follows the WHATWG tokenizer for tags (quotes only in attribute values), comments (``-->``,
   ``--!>``, ``<!-->``), raw text (``script`` with its escape states, ``style``, ``textarea``,
   ``title``, ``xmp``, ``iframe``, ``noembed``, ``noframes``, ``noscript`` as with scripting on,
-  ``plaintext``). Inside SVG and MathML the rules differ (CDATA sections, ``<style>`` is markup),
+  ``plaintext``; the nesting bound follows Lexbor, which parses with scripting off, so
+  ``noscript`` holds elements there). Inside SVG and MathML the rules differ (CDATA sections, ``<style>`` is markup),
   so from the first ``<svg``/``<math`` on it removes no comment at all: it never removes
   something that a browser would run or render.
 
@@ -68,7 +69,7 @@ VOID = frozenset({
 #: ignored, an <a> or <button> closes the open one, raw text holds no elements).
 KEEP = frozenset({
     "html", "head", "body", "form", "a", "button", "select", "option", "optgroup", "plaintext", "template",
-}) | RAW_TEXT
+}) | RAW_TEXT - {"noscript"}
 FORMATTING = frozenset({"a", "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong", "tt", "u"})
 #: "Has an element in scope" stops at these (plus ol/ul for list items, button for paragraphs).
 SCOPE = frozenset({
@@ -116,6 +117,9 @@ _HTML_ENCODING = re.compile(
 _TABLE_PARTS = frozenset({"td", "th", "tr", "tbody", "thead", "tfoot", "caption", "colgroup"})
 _MARKERS = frozenset({"applet", "object", "marquee", "template", "td", "th", "caption"})
 _RAW_OR_PLAIN = RAW_TEXT | {"plaintext"}
+#: Raw text for the parse the nesting bound protects: Lexbor runs with scripting off (as the
+#: page features always have), so <noscript> holds elements there.
+_PARSED_RAW = _RAW_OR_PLAIN - {"noscript"}
 _RUBY_PARTS = frozenset({"rb", "rp", "rt", "rtc"})
 #: What "generate implied end tags" pops while it is the current node.
 _IMPLIED_END = frozenset({"dd", "dt", "li", "optgroup", "option", "p", "rb", "rp", "rt", "rtc"})
@@ -579,7 +583,7 @@ def bound_nesting(html: str, limit: int = MAX_NESTING, small_page_tags: int = SM
                 # (raw text elements excepted: they hold no elements, and a script must stay a script)
                 or depth >= 2 * limit and (
                     stack.in_foreign() and name not in BREAKOUT and name != "font" and not self_closing
-                    or not stack.in_foreign() and name not in VOID and name not in _RAW_OR_PLAIN)
+                    or not stack.in_foreign() and name not in VOID and name not in _PARSED_RAW)
             ):
                 size = len(names)
                 end = pos
@@ -603,7 +607,7 @@ def bound_nesting(html: str, limit: int = MAX_NESTING, small_page_tags: int = SM
             font_attrs = name == "font" and _FONT_BREAKOUT.search(m.group()) is not None
             opened = stack.start(name, self_closing, html_encoding, font_attrs)
             deepest = max(deepest, stack.depth)
-            if name in _RAW_OR_PLAIN and opened and stack.ns[-1] == _HTML_NS:
+            if name in _PARSED_RAW and opened and stack.ns[-1] == _HTML_NS:
                 content_end, after = raw_text_end(html, name, pos)
                 if after > content_end:
                     stack.end(name)

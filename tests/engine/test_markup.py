@@ -167,11 +167,11 @@ def test_the_nesting_estimate_never_falls_below_lexbors_tree(block: list[str], r
     after the bound Lexbor's tree stays within reach of the limit."""
     html = "<html><body>" + "".join(block) * repeat + "<form><input type=password></form>"
     bounded = bound_nesting(html, limit=64, small_page_tags=0)
-    tree = LexborHTMLParser(bounded.html, scripting=True)
+    tree = LexborHTMLParser(bounded.html)  # as parse_html runs it
     assert _max_depth(tree) <= 64 * 3, "Lexbor's tree is deeper than the bound allows"
     # HTML forms and inputs are kept up to twice the limit (deeper, they nest only through parser
     # quirks; inside SVG/MathML they are no HTML forms at all)
-    original = LexborHTMLParser(html, scripting=True)
+    original = LexborHTMLParser(html)
     if "<svg>" not in block and "<math>" not in block and _max_depth(original) <= 2 * 64:
         assert len(tree.css("input[type=password]")) == len(original.css("input[type=password]"))
 
