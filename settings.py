@@ -59,8 +59,13 @@ class ProxySettings:
     mode: str = "monitor"
     block_budget_ms: int = 1000
     fail_closed: bool = False
-    #: Bodies larger than this stream through unscanned (counted).
+    #: Bodies larger than this on the wire are not held: they stream through, a page or script
+    #: among them is scanned after it has passed (and refused when ``fail_closed``). A smaller
+    #: body that decodes to more is scanned in full, streamed through the reducer.
     max_body_bytes: int = 5_000_000
+    #: Work cap: at most this many decompressed bytes are read of one body; the rest of a longer
+    #: one is not analysed (the verdict says so and is never BENIGN).
+    max_decoded_bytes: int = 20_000_000
     #: mitmproxy's confdir, where its CA lives; '' means the repo's/packaged ``certs/`` folder.
     confdir: str = ""
     workers: int = 2

@@ -52,7 +52,8 @@ from .decode import DecodeError, BodyTooLarge
 from .flowurl import pretty_url
 from .linking import PageLinker
 from .recent import RecentVerdicts
-from .responses import DecodedBody, build_capture, decode_body, wants_buffering
+from .bigbody import StreamTap
+from .responses import DecodedBody, body_looks_like_script, build_capture, decode_body, wants_buffering
 from .scanplan import ScanPlan, depends_on_destination, header_values, is_nosniff, plan_scan
 
 log = logging.getLogger("malwaresnipper.gateway")
@@ -72,8 +73,10 @@ LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 #: Bodies above this size are decoded in a thread, not on the event loop.
 THREAD_DECODE_BYTES = 256 * 1024
 COUNTER_FLUSH_S = 5.0
-#: Scans waiting per worker beyond which responses pass unscanned (counted as overload).
-MAX_QUEUED_PER_WORKER = 50
+#: Scans waiting per worker beyond which responses pass unscanned (counted as overload): in all,
+#: and of one site (which then overloads only itself: the pool serves sites in turn).
+MAX_QUEUED_PER_WORKER = 200
+MAX_QUEUED_PER_SITE_PER_WORKER = 25
 HEADER = "X-MalwareSnipper"
 #: How often a gateway whose shared history store was unreachable at start tries again.
 START_RETRY_S = 5.0
@@ -350,8 +353,15 @@ class Gateway:
     def _overloaded(self) -> bool:
         pool = self.service.pool if self.service is not None else None
         depth = int(getattr(pool, "queue_depth", 0) or 0)
-        workers = int(self.effective.settings.proxy.workers) if self.effective else 1
-        return depth >= MAX_QUEUED_PER_WORKER * max(1, workers)
+        workers = max(1, int(self.effective.settings.proxy.workers) if self.effective else 1)
+        return depth >= MAX_QUEUED_PER_WORKER * workers
+
+    def _site_overloaded(self, host: str) -> bool:
+        """This response's own site has too many scans waiting: a site flooding the pool
+        overloads itself only (the pool serves sites in turn), and must not win a pass by it."""
+        site_depth = getattr(self.service.pool if self.service is not None else None, "site_depth", None)
+        workers = max(1, int(self.effective.settings.proxy.workers) if self.effective else 1)
+        return site_depth is not None and site_depth(host) >= MAX_QUEUED_PER_SITE_PER_WORKER * workers
 
     # -- request -----------------------------------------------------------------------------
 
@@ -534,14 +544,18 @@ class Gateway:
             if reason == "too_large":
                 log.info("malwaresnipper: %s streamed unscanned (%s bytes over the %d-byte cap)",
                          pretty_url(flow.request)[:300], length, eff.max_body_bytes)
-                self._record_unscanned(pretty_url(flow.request), reason,
-                                       f"{length} bytes over the {eff.max_body_bytes}-byte cap")
+                self._tap_large_body(flow)
 
     # -- response ----------------------------------------------------------------------------
 
     async def response(self, flow: http.HTTPFlow) -> None:
         eff = self.effective
-        if eff is None or flow.response is None or flow.metadata.get("malwaresnipper_skip"):
+        if eff is None or flow.response is None:
+            return
+        if isinstance(flow.metadata.get("malwaresnipper_tap"), StreamTap):
+            self._spawn(self._scan_tapped(flow))
+            return
+        if flow.metadata.get("malwaresnipper_skip"):
             return
         plan = _plan(flow)
         if flow.response.stream:  # switched to streaming by mitmproxy: it outgrew the cap
@@ -559,10 +573,8 @@ class Gateway:
         if req.method == "HEAD" or not raw or resp.status_code in (204, 304):
             return
         url = pretty_url(req)
-        if len(raw) > eff.max_body_bytes:
-            self.count("unscanned_too_large")
-            self._record_unscanned(url, "too_large", f"{len(raw)} bytes over the {eff.max_body_bytes}-byte cap")
-            return
+        # A body over the cap that arrived whole anyway (chunked, no Content-Length, mitmproxy 11
+        # buffering it) is decoded as a stream and reduced below (addon/bigbody.py), not skipped.
         passed = bool(flow.metadata.get("malwaresnipper_pass"))
         # the same bytes read as a page and as a script are different scans
         key = self.recent.key(f"{url}\x00{plan.signature}", raw)
@@ -593,6 +605,22 @@ class Gateway:
             plan=plan,
             key=key,
         )
+        quarantine = self.service.quarantined(url) if blocking else None
+        refusal = "site_timeouts"
+        if quarantine is None and blocking and self._site_overloaded(req.host):
+            quarantine, refusal = "too many of this site's pages are waiting to be scanned", "site_overload"
+        if quarantine is not None:
+            # This site's pages keep timing out the scanner (or flood it): waiting for one more
+            # would let it through on the budget or starve the pool, so they are refused for now.
+            self.count(f"blocked_{refusal}")
+            log.warning("malwaresnipper: blocked %s: %s", url[:300], quarantine)
+            kind = "js" if body_looks_like_script(info.plan) else "html"
+            reason = f"Not scanned: {quarantine}; this gateway refuses its pages for now."
+            flow.response = (_inert_response(url, [reason], None) if kind == "js" else
+                             self._block_response(flow, url=url, reasons=[("unscanned", reason)], risk=None,
+                                                  classification=None, scan_id=None))
+            self._record_unscanned(url, refusal, quarantine)
+            return
         if self._overloaded():
             # More scans waiting than the workers can clear: pass unscanned rather than queue
             # without bound (monitor) or make every response wait out its budget (block).
@@ -675,6 +703,7 @@ class Gateway:
                 self.count("fail_open")
                 log.warning("malwaresnipper: %s passed unscanned (%s)", url[:300], outcome.error)
                 flow.response.headers[HEADER] = f"unscanned; reason={outcome.error}"
+                self._spawn(self._record_pass(url, outcome, info))
             return
         assert outcome.verdict is not None
         self._apply_verdict(flow, url, outcome.kind, outcome.verdict, outcome.scan_id)
@@ -683,7 +712,21 @@ class Gateway:
         """Block mode: replace a MALICIOUS page or script; mark anything else as scanned."""
         assert flow.response is not None
         if not verdict.is_malicious:
-            flow.response.headers[HEADER] = f"{verdict.threat_level.value}; risk={verdict.risk_score:.1f}"
+            eff = self.effective
+            if not verdict.complete and eff is not None and eff.fail_closed:
+                # an incomplete scan is a scan that partly failed: fail closed means refuse it
+                self.count("fail_closed")
+                reason = ("Not everything here could be analysed (" + "; ".join(verdict.incomplete_reasons)[:300]
+                          + ") and this gateway blocks what it could not check.")
+                if kind == "js":
+                    flow.response = _inert_response(url, [reason], scan_id)
+                else:
+                    flow.response = self._block_response(flow, url=url, reasons=[("unscanned", reason)],
+                                                         risk=verdict.risk_score, classification=verdict.classification,
+                                                         scan_id=scan_id)
+                return
+            flow.response.headers[HEADER] = (f"{verdict.threat_level.value}; risk={verdict.risk_score:.1f}"
+                                             + ("" if verdict.complete else "; incomplete"))
             return
         reasons = _reasons(verdict)
         if kind == "js":
@@ -704,8 +747,10 @@ class Gateway:
         eff = self.effective
         assert eff is not None
         try:
-            args = dict(plan=info.plan, content_encoding=info.content_encoding,
-                        url_path=info.path, cap=eff.max_body_bytes)
+            limits = eff.settings.engine.limits
+            args = dict(plan=info.plan, content_encoding=info.content_encoding, url_path=info.path,
+                        cap=eff.max_body_bytes, work_cap=eff.settings.proxy.max_decoded_bytes,
+                        keep_chars=max(limits.max_page_chars, limits.max_script_chars))
             if len(raw) > THREAD_DECODE_BYTES or info.content_encoding:
                 body = await asyncio.to_thread(decode_body, raw, **args)
             else:
@@ -722,9 +767,9 @@ class Gateway:
         if body is None:  # sniffed: not markup or script, so the browser does not run it
             self.count("unscanned_not_html_js")
             return None
-        if body.notes:
+        if body.truncations:
             self.count("decoded_partly")
-            log.warning("malwaresnipper: %s: %s", info.url[:300], "; ".join(body.notes))
+            log.warning("malwaresnipper: %s: %s", info.url[:300], "; ".join(body.truncations))
         capture = self._capture(info, body)
         if capture is None:
             return None
@@ -786,10 +831,101 @@ class Gateway:
                     "script" if kind == "js" else "page", info.url[:300], where, verdict.threat_level.value,
                     verdict.risk_score, verdict.classification, scan_id, top)
 
-    def _record_unscanned(self, url: str, reason: str, detail: str = "") -> None:
-        """Block mode: leave a trace of content the browser will run or render that passes unscanned."""
-        if self.effective is None or self.effective.mode != "block" or self.service is None:
+    def _tap_large_body(self, flow: http.HTTPFlow) -> None:
+        """A page or script too large to hold: tapped as it streams and scanned once it has
+        passed (block mode cannot wait for that: it says so in the header), or, with
+        ``fail_closed``, replaced by the block page / inert script."""
+        eff = self.effective
+        assert eff is not None and flow.response is not None
+        url = pretty_url(flow.request)
+        headers = flow.response.headers
+        encoded = bool(headers.get("content-encoding", "").strip().lower() not in ("", "identity"))
+        replacement: bytes | None = None
+        if eff.mode == "block" and eff.fail_closed and not flow.metadata.get("malwaresnipper_pass"):
+            reason = (f"The response is larger than this gateway scans before delivery ({eff.max_body_bytes} bytes) "
+                      "and this gateway blocks what it cannot check.")
+            kind = "js" if body_looks_like_script(_plan(flow)) else "html"
+            blocked = (_inert_response(url, [reason], None) if kind == "js" else
+                       self._block_response(flow, url=url, reasons=[("unscanned", reason)], risk=None,
+                                            classification=None, scan_id=None))
+            replacement = blocked.raw_content or b""
+            self.count("fail_closed")
+            log.warning("malwaresnipper: %s blocked: too large to scan before delivery and fail_closed is set", url[:300])
+            flow.response = blocked
+        elif eff.mode == "block":
+            headers[HEADER] = "unscanned; reason=too_large"
+        limits = eff.settings.engine.limits
+        tap = StreamTap(head_bytes=eff.max_body_bytes, tail_bytes=max(limits.max_page_chars, limits.max_script_chars) // 4,
+                        encoded=encoded, replacement=replacement)
+        flow.response.stream = tap
+        flow.metadata["malwaresnipper_tap"] = tap
+
+    async def _scan_tapped(self, flow: http.HTTPFlow) -> None:
+        """Scan what the tap kept of a body that streamed through; the history gets the verdict
+        (incomplete when part of the body was not seen, so never BENIGN) and that it was not blocked."""
+        eff = self.effective
+        tap = flow.metadata.get("malwaresnipper_tap")
+        if eff is None or self.service is None or not isinstance(tap, StreamTap) or flow.response is None:
             return
+        if tap.replacement is not None:  # refused (fail_closed): nothing went on, nothing to judge
+            await _finished(self._record_unscanned(pretty_url(flow.request), "too_large",
+                                                   "refused: too large to scan before delivery, and fail_closed is set"))
+            return
+        resp = flow.response
+        raw, note = tap.seen()
+        info = _FlowInfo(url=pretty_url(flow.request), client=_client_of(flow), client_id=flow.client_conn.id,
+                         referer=flow.request.headers.get("referer"),
+                         fetch_dest=flow.request.headers.get("sec-fetch-dest", ""),
+                         content_type=resp.headers.get("content-type"),
+                         content_encoding=header_values(resp.headers.fields, b"content-encoding"),
+                         headers=list(resp.headers.items(multi=True)), path=flow.request.path, plan=_plan(flow))
+        limits = eff.settings.engine.limits
+        try:
+            body = await asyncio.to_thread(
+                decode_body, raw, plan=info.plan, content_encoding=info.content_encoding, url_path=info.path,
+                cap=0, work_cap=eff.settings.proxy.max_decoded_bytes,
+                keep_chars=max(limits.max_page_chars, limits.max_script_chars))
+        except DecodeError as exc:
+            await _finished(self._record_unscanned(info.url, "too_large",
+                                                   f"{note or 'too large to hold'}; not decodable: {exc}"))
+            return
+        if body is None:
+            return
+        if note:
+            body = dataclasses.replace(body, truncations=body.truncations + (note,))
+        capture = self._capture(info, body)
+        if capture is None:
+            return
+        self.count(f"scanned_{body.kind}_after_delivery")
+        try:
+            job = await self.service.submit(capture, method="PROXY", block_on_malicious=False)
+            verdict = await job.verdict()
+        except Exception as exc:  # noqa: BLE001 - the record says what happened
+            log.warning("malwaresnipper: could not scan the streamed body of %s: %s", info.url[:300], exc)
+            return
+        self._log_verdict(info, body.kind, verdict, job.scan_id, None)
+
+    async def _record_pass(self, url: str, outcome: _Outcome, info: _FlowInfo | None) -> None:
+        """Block mode let a response through without its verdict: record that, naming the scan
+        that goes on (once it is submitted) so the history links the two."""
+        eff = self.effective
+        scan_id = outcome.scan_id
+        for _ in range(40):
+            if scan_id is not None or info is None:
+                break
+            scan_id = info.job.scan_id if info.job is not None else None
+            if scan_id is None:
+                await asyncio.sleep(0.05)
+        budget = f"block budget {eff.budget_s * 1000:.0f} ms" if eff else "block budget"
+        later = f"; its scan goes on as {scan_id}" if scan_id else ""
+        await _finished(self._record_unscanned(url, outcome.error or "error",
+                                               f"the response passed before its verdict ({budget}){later}"))
+
+    def _record_unscanned(self, url: str, reason: str, detail: str = "") -> asyncio.Task[None] | None:
+        """Block mode: leave a trace of content the browser will run or render that passes unscanned
+        (in the background; the task is returned for callers that are themselves background work)."""
+        if self.effective is None or self.effective.mode != "block" or self.service is None:
+            return None
 
         async def record() -> None:
             try:
@@ -799,7 +935,7 @@ class Gateway:
                 log.warning("malwaresnipper: could not record the unscanned pass of %s (%s)", url[:300], reason,
                             exc_info=True)
 
-        self._spawn(record())
+        return self._spawn(record())
 
     async def _record_url_only(self, url: str) -> None:
         """Record a request-time block in the history (a URL-only scan with block flag)."""
@@ -832,11 +968,12 @@ class Gateway:
         headers[HEADER] = "blocked" + (f"; scan={scan_id}" if scan_id else "")
         return http.Response.make(403, page.encode("utf-8"), headers)
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(_log_task_error)
+        return task
 
 
 @dataclasses.dataclass(slots=True)
@@ -991,6 +1128,12 @@ def _start_failure(exc: BaseException, settings: Settings, with_servers: bool) -
 
 def _format_counters(counters: Counter[str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(counters.items())) or "no traffic"
+
+
+async def _finished(task: asyncio.Task[Any] | None) -> None:
+    """Wait for a background task when there is one (background work waiting for its own)."""
+    if task is not None:
+        await asyncio.shield(task)
 
 
 def _log_task_error(task: asyncio.Task[Any]) -> None:

@@ -6,13 +6,12 @@ mitmproxy 11 and 12.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..engine.capture import Capture, CaptureLimits, Source
-from .decode import DecodeError, decode_content, decode_text, sniff
+from .decode import BodyTooLarge, DecodeError, decode_content, decode_text, sniff
 from .scanplan import ScanPlan
 
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title", re.I | re.S)
@@ -32,8 +31,10 @@ class DecodedBody:
     kind: str  # "html" or "js"
     text: str
     charset: str
-    #: what the scan could not see (a corrupt coding's tail), shown as truncations in the verdict
-    notes: tuple[str, ...] = ()
+    #: set aside (comments, whitespace) while decoding a body too big to hold (bigbody.py)
+    reductions: tuple[str, ...] = ()
+    #: what the scan could not see (a corrupt coding's tail, the middle or end of a huge body)
+    truncations: tuple[str, ...] = ()
 
 
 def decode_body(
@@ -43,26 +44,52 @@ def decode_body(
     content_encoding: Iterable[str] | str | None,
     url_path: str,
     cap: int,
+    work_cap: int | None = None,
+    keep_chars: int = 5_000_000,
 ) -> DecodedBody | None:
     """The body as text when ``plan`` says the browser runs or renders it, else None.
 
-    Raises DecodeError (incl. BodyTooLarge), also when a corrupt coding leaves nothing to read.
+    Raises DecodeError, also when a corrupt coding leaves nothing to read. A body that decodes
+    to more than ``cap`` bytes raises BodyTooLarge, unless ``work_cap`` is given: then up to
+    ``work_cap`` decoded bytes are streamed through the reducer and at most ``keep_chars``
+    characters kept (:mod:`.bigbody`).
     """
     if plan.kind is None:
         return None
-    decoded = decode_content(raw, content_encoding, cap)
+    try:
+        decoded = decode_content(raw, content_encoding, cap)
+    except BodyTooLarge:
+        if work_cap is None:
+            raise
+        from .bigbody import decode_big_body
+
+        big = decode_big_body(raw, plan=plan, content_encoding=content_encoding, url_path=url_path,
+                              work_cap=work_cap, keep_chars=keep_chars)
+        return DecodedBody(big.kind, big.text, big.charset, big.reductions, big.truncations) if big else None
     if decoded.error is not None and not decoded.data:
         raise DecodeError(decoded.error)
-    kind = plan.kind
-    if kind == "sniff":
-        kind = sniff(decoded.data[:1024], url_path=url_path, document=plan.document)
-        if kind is None:
-            return None
+    kind = resolve_kind(plan, decoded.data[:1024], url_path)
+    if kind is None:
+        return None
     text = decode_text(decoded.data, plan.charset, kind=kind)
-    notes: tuple[str, ...] = ()
+    truncations: tuple[str, ...] = ()
     if decoded.error is not None:
-        notes = (f"{decoded.error}: only the {len(decoded.data)} bytes decoded before it were scanned",)
-    return DecodedBody(kind, text.text, text.charset, notes)
+        truncations = (f"{decoded.error}: only the {len(decoded.data)} bytes decoded before it were scanned",)
+    return DecodedBody(kind, text.text, text.charset, (), truncations)
+
+
+def resolve_kind(plan: ScanPlan, head: bytes, url_path: str) -> str | None:
+    """``"html"`` or ``"js"``: the plan's kind, or what the first decoded bytes say when the plan
+    leaves it to sniffing."""
+    if plan.kind == "sniff":
+        return sniff(head, url_path=url_path, document=plan.document)
+    return plan.kind
+
+
+def body_looks_like_script(plan: ScanPlan) -> bool:
+    """Whether a body not read yet will be handled as a script (to refuse it with an inert script
+    rather than a block page)."""
+    return plan.kind == "js"
 
 
 def page_title(html: str) -> str | None:
@@ -86,35 +113,14 @@ def build_capture(
 ) -> Capture:
     """A proxy Capture: a page with its HTML, or one external script. Raises CaptureError."""
     headers = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
-    capture = _build(url, body, headers=headers, content_type=content_type, limits=limits,
-                     known_scripts=known_scripts, page_url=page_url, extra=extra)
-    if body.notes:
-        capture = dataclasses.replace(capture, truncations=capture.truncations + body.notes)
-    return capture
-
-
-def _build(url: str, body: DecodedBody, *, headers: list[tuple[str, str]], content_type: str | None,
-           limits: CaptureLimits, known_scripts: list[dict[str, object]] | None, page_url: str | None,
-           extra: Mapping[str, object] | None) -> Capture:
+    common = dict(source=Source.PROXY, headers=headers, content_type=content_type, limits=limits, extra=extra,
+                  reductions=body.reductions, truncations=body.truncations)
     if body.kind == "html":
-        return Capture.build(
-            url,
-            source=Source.PROXY,
-            html=body.text,
-            title=page_title(body.text),
-            scripts=known_scripts or (),
-            headers=headers,
-            content_type=content_type,
-            limits=limits,
-            extra=extra,
-        )
+        return Capture.build(url, html=body.text, title=page_title(body.text), scripts=known_scripts or (),
+                             **common)  # type: ignore[arg-type]
     return Capture.build(
         url,
-        source=Source.PROXY,
         scripts=[{"url": url, "text": body.text, "inline": False}],
-        headers=headers,
-        content_type=content_type,
         page_url=page_url if page_url and page_url.startswith(("http://", "https://")) else None,
-        limits=limits,
-        extra=extra,
+        **common,  # type: ignore[arg-type]
     )

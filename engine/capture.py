@@ -4,8 +4,9 @@ The proxy builds a Capture from a live response, the extension from what it saw 
 the CLI from a local file. The engine sees only this type, so every layer works the same for all
 three. A Capture is immutable and validated: :meth:`Capture.build` turns raw inputs into one or
 raises :class:`~malwaresnipper.engine.errors.CaptureError` with a message a client can act on, and
-it truncates oversized pages and scripts to the configured caps, noting each cut in
-``truncations`` (the verdict turns those notes into an indicator).
+it fits oversized pages and scripts into the configured caps (:mod:`.fit`: comments and
+whitespace set aside first, noted in ``reductions``; then the head and the tail kept, each cut
+noted in ``truncations``, which makes the verdict incomplete and so never BENIGN).
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ class Source(str, Enum):
 class CaptureLimits:
     """Size caps applied when a Capture is built (characters, not bytes)."""
 
-    max_page_chars: int = 2_000_000
-    max_script_chars: int = 1_000_000
+    max_page_chars: int = 5_000_000
+    max_script_chars: int = 5_000_000
     max_scripts: int = 200
     max_dom_items: int = 500
 
@@ -132,6 +133,8 @@ class Capture:
     truncations: tuple[str, ...] = ()
     page_url: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: what was set aside to fit the caps without losing anything that matters (comments ...)
+    reductions: tuple[str, ...] = ()
 
     @property
     def host(self) -> str:
@@ -175,11 +178,15 @@ class Capture:
         page_url: str | None = None,
         limits: CaptureLimits | None = None,
         extra: Mapping[str, Any] | None = None,
+        truncations: Iterable[str] = (),
+        reductions: Iterable[str] = (),
     ) -> Capture:
         """Validate raw inputs and apply the size caps.
 
         ``scripts`` items may be a :class:`Script`, a string (inline text) or a mapping with
-        ``text``, ``url`` and ``inline``. Raises :class:`CaptureError` for invalid inputs.
+        ``text``, ``url`` and ``inline``. ``truncations`` and ``reductions`` carry what the
+        caller already cut or set aside (the proxy decoding a huge body). Raises
+        :class:`CaptureError` for invalid inputs.
         """
         limits = limits or CaptureLimits()
         url = validate_url(url)
@@ -189,14 +196,19 @@ class Capture:
             raise CaptureError(
                 f"source must be one of {[s.value for s in Source]}, not {source!r}"
             ) from None
-        truncations: list[str] = []
+        truncations: list[str] = [str(t) for t in truncations]
+        reduced: list[str] = [str(r) for r in reductions]
 
         if isinstance(html, (bytes, bytearray)):
             html = bytes(html).decode("utf-8", errors="replace")
         html = _optional_str(html, "html")
         if html is not None and len(html) > limits.max_page_chars:
-            truncations.append(f"page HTML cut from {len(html)} to {limits.max_page_chars} characters")
-            html = html[: limits.max_page_chars]
+            from .fit import fit_html  # imported here: fit needs the features package, which needs us
+
+            fitted = fit_html(html, limits.max_page_chars)
+            html = fitted.text
+            reduced += fitted.reductions
+            truncations += fitted.truncations
 
         built_scripts: list[Script] = []
         if isinstance(scripts, (str, bytes, Mapping)):
@@ -206,7 +218,7 @@ class Capture:
                 truncations.append(f"only the first {limits.max_scripts} scripts were kept")
                 break
             script = _script_from(raw, index)
-            built_scripts.append(_cap_script(script, limits, truncations))
+            built_scripts.append(_cap_script(script, limits, truncations, reduced))
 
         title = _optional_str(title, "title")
         return cls(
@@ -221,6 +233,7 @@ class Capture:
             truncations=tuple(truncations),
             page_url=validate_url(page_url) if page_url else None,
             extra=dict(extra or {}),
+            reductions=tuple(reduced),
         )
 
 
@@ -310,7 +323,7 @@ def _script_from(raw: Script | str | Mapping[str, Any], index: int) -> Script:
     raise CaptureError(f"scripts[{index}] must be a string or an object, not {type(raw).__name__}")
 
 
-def _cap_script(script: Script, limits: CaptureLimits, truncations: list[str]) -> Script:
+def _cap_script(script: Script, limits: CaptureLimits, truncations: list[str], reduced: list[str]) -> Script:
     text = script.text
     original = len(text) if text is not None else script.original_chars
     truncated = script.truncated
@@ -318,12 +331,13 @@ def _cap_script(script: Script, limits: CaptureLimits, truncations: list[str]) -
     if text is not None:
         digest = digest or sha256_text(text)
         if len(text) > limits.max_script_chars:
-            where = script.url or "an inline script"
-            truncations.append(
-                f"{where} cut from {len(text)} to {limits.max_script_chars} characters"
-            )
-            text = text[: limits.max_script_chars]
-            truncated = True
+            from .fit import fit_script
+
+            fitted = fit_script(text, limits.max_script_chars, script.url or "an inline script")
+            text = fitted.text
+            reduced += fitted.reductions
+            truncations += fitted.truncations
+            truncated = truncated or bool(fitted.truncations)
     return Script(
         text=text,
         url=script.url,

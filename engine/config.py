@@ -42,8 +42,8 @@ class Thresholds:
 class Limits:
     """Size caps (characters) applied when captures are built, and the engine's time budget."""
 
-    max_page_chars: int = 2_000_000
-    max_script_chars: int = 1_000_000
+    max_page_chars: int = 5_000_000
+    max_script_chars: int = 5_000_000
     max_scripts: int = 200
     time_budget_ms: int = 1000
 

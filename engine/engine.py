@@ -3,6 +3,11 @@
 Build one engine per process (layers compile rules and load models in their constructors) and
 call :meth:`RiskEngine.scan` for each capture. ``scan`` never raises: a layer that fails becomes a
 ``engine.layer_error`` indicator and the scan goes on with the other layers.
+
+The time budget (``[engine.limits] time_budget_ms``) counts this process's CPU time, not wall
+time: whether a layer is skipped then depends on the content, not on how busy the machine is
+(a skipped layer makes the verdict incomplete, which is never BENIGN, so a wall-clock budget
+would turn load into false alarms). The pool's wall-clock timeout still bounds a scan that hangs.
 """
 
 from __future__ import annotations
@@ -61,14 +66,20 @@ class RiskEngine:
     def scan(self, capture: Capture, progress: ProgressCallback | None = None) -> Verdict:
         """Score ``capture``; never raises."""
         started = time.perf_counter()
+        cpu_started = time.process_time()
         budget_s = self.config.limits.time_budget_ms / 1000.0
         features = Features(capture)
         results: list[LayerResult] = []
         extra: list[Indicator] = []
+        incomplete: list[str] = [f"cut: {note}" for note in capture.truncations]
         for index, layer in enumerate(self.layers):
-            if time.perf_counter() - started > budget_s:
+            if time.process_time() - cpu_started > budget_s:
                 skipped = [l.name for l in self.layers[index:]]
                 extra.append(_budget_indicator(skipped, self.config.limits.time_budget_ms))
+                incomplete.append(
+                    f"the {self.config.limits.time_budget_ms} ms time budget ran out: "
+                    f"{', '.join(skipped)} did not run"
+                )
                 break
             results.append(self._run_layer(layer, capture, features))
             if progress is not None:
@@ -76,8 +87,13 @@ class RiskEngine:
                     progress(Progress(layer.name, index + 1, len(self.layers), combine_scores(results, self.config)))
                 except Exception:  # a broken callback must not break the scan
                     log.exception("progress callback failed")
+        incomplete += [f"the {r.layer} layer failed: {r.error}" for r in results if r.error]
         if capture.truncations:
             extra.append(_truncation_indicator(capture.truncations))
+        page = features.__dict__.get("page")  # only when a layer parsed the HTML
+        reductions = list(capture.reductions) + (list(page.reductions) if page is not None else [])
+        if reductions:
+            extra.append(_reduction_indicator(reductions))
         scripts = _script_summaries(features)
         return build_verdict(
             url=capture.url,
@@ -91,6 +107,7 @@ class RiskEngine:
             scripts=scripts,
             scanned_chars=capture.total_chars,
             truncated=bool(capture.truncations),
+            incomplete=incomplete,
         )
 
     def _run_layer(self, layer: Layer, capture: Capture, features: Features) -> LayerResult:
@@ -132,6 +149,17 @@ def _truncation_indicator(notes: tuple[str, ...]) -> Indicator:
         id="engine.truncated",
         title="Part of this content was too large and was not analysed",
         severity=Severity.LOW,
+        layer="engine",
+        category="engine",
+        evidence=tuple(Evidence(snippet=n[:160], location="capture") for n in notes[:5]),
+    )
+
+
+def _reduction_indicator(notes: list[str]) -> Indicator:
+    return Indicator(
+        id="engine.reduced",
+        title="Parts that cannot matter (comments, runs of whitespace, nesting past the browser's limit) were set aside",
+        severity=Severity.INFO,
         layer="engine",
         category="engine",
         evidence=tuple(Evidence(snippet=n[:160], location="capture") for n in notes[:5]),

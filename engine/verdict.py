@@ -21,18 +21,29 @@ Overrides, applied after the formula:
 
 The threat level follows the configured thresholds: ``risk >= malicious`` is MALICIOUS,
 ``risk >= suspicious`` is SUSPICIOUS, anything lower is BENIGN.
+
+Incomplete scans
+----------------
+A scan that did not see everything (part of the content cut to fit the limits, layers skipped by
+the time budget, a layer that failed) says so: ``complete`` is false, ``incomplete_reasons`` lists
+what was missed, an ``engine.incomplete`` indicator explains it to the user, and the level is never
+BENIGN: at least SUSPICIOUS (risk raised to the SUSPICIOUS threshold), while a MALICIOUS finding
+on the part that was scanned stays MALICIOUS. Only the allowlist override (the user's own
+decision) still makes such a verdict BENIGN. An attacker must never gain anything by making a
+page too big or too slow to scan, so this is decided here, for every path, and nowhere else.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from .config import EngineConfig
-from .results import Indicator, LayerResult, Severity
+from .results import MAX_SNIPPET, Evidence, Indicator, LayerResult, Severity
 
 
 class ThreatLevel(str, Enum):
@@ -58,6 +69,9 @@ class Verdict:
     scripts: tuple[dict[str, Any], ...] = ()
     scanned_chars: int = 0
     truncated: bool = False
+    #: False when part of the content or some layers were not analysed (see the module docstring).
+    complete: bool = True
+    incomplete_reasons: tuple[str, ...] = ()
 
     @property
     def is_malicious(self) -> bool:
@@ -78,18 +92,28 @@ class Verdict:
             "scripts": [dict(s) for s in self.scripts],
             "scanned_chars": self.scanned_chars,
             "truncated": self.truncated,
+            "complete": self.complete,
+            "incomplete_reasons": list(self.incomplete_reasons),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Verdict:
         layers = data.get("layers") or {}
         layer_items = layers.values() if isinstance(layers, dict) else layers
+        indicators = tuple(Indicator.from_dict(i) for i in data.get("indicators", ()))
+        truncated = bool(data.get("truncated", False))
+        if "complete" in data:
+            complete = bool(data["complete"])
+            reasons = tuple(str(r) for r in data.get("incomplete_reasons") or ())
+        else:  # stored before these fields existed: the old indicators say the same
+            reasons = _legacy_incomplete_reasons(indicators, truncated)
+            complete = not reasons
         return cls(
             url=data["url"],
             risk_score=float(data["risk_score"]),
             threat_level=ThreatLevel(data["threat_level"]),
             classification=data.get("classification", "unknown"),
-            indicators=tuple(Indicator.from_dict(i) for i in data.get("indicators", ())),
+            indicators=indicators,
             layers=tuple(LayerResult.from_dict(r) for r in layer_items),
             duration_ms=float(data.get("duration_ms", 0.0)),
             engine_version=data.get("engine_version", ""),
@@ -97,8 +121,21 @@ class Verdict:
             source=data.get("source", "proxy"),
             scripts=tuple(data.get("scripts") or ()),
             scanned_chars=int(data.get("scanned_chars", 0)),
-            truncated=bool(data.get("truncated", False)),
+            truncated=truncated,
+            complete=complete,
+            incomplete_reasons=reasons,
         )
+
+
+#: Indicators that meant "not everything was analysed" before ``complete`` was recorded.
+_LEGACY_INCOMPLETE_IDS = ("engine.truncated", "engine.time_budget", "engine.layer_error")
+
+
+def _legacy_incomplete_reasons(indicators: tuple[Indicator, ...], truncated: bool) -> tuple[str, ...]:
+    reasons = [i.title for i in indicators if i.id in _LEGACY_INCOMPLETE_IDS]
+    if truncated and not any(i.id == "engine.truncated" for i in indicators):
+        reasons.append("part of the content was cut")
+    return tuple(reasons)
 
 
 def combine_scores(results: list[LayerResult] | tuple[LayerResult, ...], config: EngineConfig) -> float:
@@ -149,9 +186,17 @@ def build_verdict(
     scripts: tuple[dict[str, Any], ...],
     scanned_chars: int,
     truncated: bool,
+    incomplete: Sequence[str] = (),
 ) -> Verdict:
-    """Apply the combination rule and the overrides (see the module docstring)."""
+    """Apply the combination rule and the overrides (see the module docstring).
+
+    ``incomplete`` says what this scan did not analyse (cut content, skipped or failed layers);
+    any entry makes the verdict incomplete, and an incomplete verdict is never BENIGN.
+    """
+    reasons = tuple(dict.fromkeys(r for r in incomplete if r))  # unique, in order
     indicators = [i for r in results for i in r.indicators] + list(extra_indicators)
+    if reasons:
+        indicators.append(incomplete_indicator(reasons))
     allowlisted = any(r.details.get("allowlisted") for r in results)
     if allowlisted:
         score = 0.0
@@ -163,6 +208,8 @@ def build_verdict(
         score = combine_scores(results, config)
         if any(i.severity is Severity.CRITICAL for i in indicators):
             score = max(score, config.thresholds.malicious)
+        if reasons:
+            score = max(score, config.thresholds.suspicious)
         level = level_for(score, config)
     ordered = sort_indicators(indicators)
     return Verdict(
@@ -179,4 +226,19 @@ def build_verdict(
         scripts=scripts,
         scanned_chars=scanned_chars,
         truncated=truncated,
+        complete=not reasons,
+        incomplete_reasons=reasons,
+    )
+
+
+def incomplete_indicator(reasons: Sequence[str]) -> Indicator:
+    """What a user reads when a scan could not look at everything."""
+    return Indicator(
+        id="engine.incomplete",
+        title="Not everything here could be analysed, so it is not rated safe",
+        severity=Severity.MEDIUM,
+        layer="engine",
+        category="engine",
+        classification="incomplete",
+        evidence=tuple(Evidence(snippet=r[:MAX_SNIPPET], location="engine") for r in reasons[:5]),
     )

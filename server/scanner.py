@@ -12,6 +12,12 @@ worker process is owned by one thread of this process:
 * a worker that crashes on its own is replaced the same way and its scan fails with
   :class:`ScanFailed`, so the caller's flow goes on.
 
+Fairness: waiting scans are queued per site (registrable domain) and served round-robin, and one
+site never occupies more than ``workers - 1`` workers at once (with two workers or more). So a
+site sending one slow page after another delays other sites' scans by one scan at most instead of
+starving them (the issue this answers: one pathological page per second let every ordinary
+phishing page through unscanned, because the pool was always busy with the slow site).
+
 Workers are started with the ``spawn`` method: mitmproxy runs threads, and ``fork`` with threads
 can deadlock.
 """
@@ -23,10 +29,10 @@ import itertools
 import logging
 import multiprocessing
 import os
-import queue
 import signal
 import threading
 import time
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -35,6 +41,7 @@ from typing import Any
 from ..engine.capture import Capture
 from ..engine.config import EngineConfig
 from ..engine.engine import Progress
+from ..engine.psl import registrable_domain
 from ..engine.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -46,7 +53,15 @@ WORKER_NICENESS = 5
 
 
 class ScanTimeout(Exception):
-    """The scan took longer than the pool's timeout; its worker was killed and replaced."""
+    """The scan took longer than the pool's timeout; its worker was killed and replaced.
+
+    ``ran_s`` is how long it had been running in a worker (0 when it timed out still queued:
+    then the wait, not the content, was slow).
+    """
+
+    def __init__(self, message: str, ran_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.ran_s = ran_s
 
 
 class ScanFailed(Exception):
@@ -136,6 +151,76 @@ class _Job:
     #: times a worker died under this job; one retry, then ScanFailed (a capture that crashes
     #: the engine must not take down every worker in turn)
     attempts: int = 0
+    #: the site it is queued and counted under (see the module docstring)
+    site: str = ""
+    #: when a worker started it (0 while queued)
+    run_started: float = 0.0
+
+
+def site_of(url_host: str) -> str:
+    """The site a scan counts against: the registrable domain, or the host itself (IPs, local names)."""
+    host = url_host.strip("[]").rstrip(".").lower()
+    return registrable_domain(host) or host
+
+
+class _FairQueue:
+    """Scans waiting for a worker, per site, served round-robin (see the module docstring)."""
+
+    def __init__(self, per_site_running: int) -> None:
+        self.per_site_running = per_site_running
+        self._cond = threading.Condition()
+        self._sites: OrderedDict[str, deque[_Job]] = OrderedDict()
+        self._running: Counter[str] = Counter()
+        self._stops = 0
+
+    def put(self, job: _Job, *, front: bool = False) -> None:
+        with self._cond:
+            queued = self._sites.setdefault(job.site, deque())
+            if front:
+                queued.appendleft(job)
+            else:
+                queued.append(job)
+            self._cond.notify()
+
+    def stop_one(self) -> None:
+        """Wake one worker thread with None (the pool is closing)."""
+        with self._cond:
+            self._stops += 1
+            self._cond.notify_all()
+
+    def get(self) -> _Job | None:
+        """The next job of the next site whose turn it is and that has a worker to spare."""
+        with self._cond:
+            while True:
+                if self._stops:
+                    self._stops -= 1
+                    return None
+                for site in list(self._sites):
+                    if self._running[site] >= self.per_site_running:
+                        continue
+                    queued = self._sites[site]
+                    job = queued.popleft()
+                    if queued:
+                        self._sites.move_to_end(site)  # its next scan waits for the other sites' turn
+                    else:
+                        del self._sites[site]
+                    self._running[site] += 1
+                    return job
+                self._cond.wait()
+
+    def done(self, job: _Job) -> None:
+        """A job taken with :meth:`get` is finished (or handed back): its site has a worker again."""
+        with self._cond:
+            self._running[job.site] -= 1
+            if self._running[job.site] <= 0:
+                del self._running[job.site]
+            self._cond.notify_all()
+
+    def drain(self) -> list[_Job]:
+        with self._cond:
+            jobs = [job for queued in self._sites.values() for job in queued]
+            self._sites.clear()
+            return jobs
 
 
 class _Worker:
@@ -220,10 +305,13 @@ class _Worker:
             job = self.pool._jobs.get()
             if job is None:  # close() wakes every thread with None
                 break
-            if job.future.done():  # timed out or cancelled while queued
-                continue
-            if not self._run_job(job):
-                self._cleanup()
+            try:
+                if job.future.done():  # timed out or cancelled while queued
+                    continue
+                if not self._run_job(job):
+                    self._cleanup()
+            finally:
+                self.pool._jobs.done(job)
         self._stop_process()
 
     def _run_job(self, job: _Job) -> bool:
@@ -239,10 +327,11 @@ class _Worker:
             self.conn.send(("scan", job.job_id, job.capture))
         except (OSError, BrokenPipeError):
             # The worker died while idle: the job never reached it, so it waits for the next one.
-            self.pool._jobs.put(job)
+            self.pool._jobs.put(job, front=True)
             return False
         self.current = job
         job.worker = self
+        job.run_started = time.monotonic()
         try:
             while True:
                 message = self.conn.recv()
@@ -263,7 +352,7 @@ class _Worker:
             if job.attempts < 2:
                 log.warning("scan worker %d died (exit code %s) with a scan of %s; replacing it and retrying",
                             self.index, code, job.capture.url[:200])
-                self.pool._jobs.put(job)
+                self.pool._jobs.put(job, front=True)
             else:
                 log.warning("scan worker %d died (exit code %s) during a scan of %s; replacing it",
                             self.index, code, job.capture.url[:200])
@@ -301,7 +390,7 @@ class ScanPool:
             raise ValueError("workers must be >= 1")
         self.engine_config = engine_config
         self.timeout_s = timeout_s
-        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._jobs = _FairQueue(per_site_running=max(1, workers - 1))
         self._workers = [_Worker(self, i) for i in range(workers)]
         self._ids = itertools.count(1)
         self._closing = False
@@ -310,6 +399,7 @@ class ScanPool:
         self._lists_version = 0
         self._init_error = ""
         self._in_flight = 0
+        self._site_in_flight: Counter[str] = Counter()
         #: the models the workers loaded (name -> version), known once a worker is ready
         self.model_versions: dict[str, str] = {}
         self.completed = 0
@@ -329,6 +419,10 @@ class ScanPool:
         """Scans waiting for a worker or running."""
         return self._in_flight
 
+    def site_depth(self, host: str) -> int:
+        """Scans of this host's site waiting for or running in a worker."""
+        return self._site_in_flight.get(site_of(host), 0)
+
     @property
     def worker_pids(self) -> list[int]:
         return [w.pid for w in self._workers if w.pid is not None]
@@ -339,8 +433,9 @@ class ScanPool:
             raise ScanFailed("the scan pool is closed")
         self.start()
         loop = asyncio.get_running_loop()
-        job = _Job(next(self._ids), capture, loop, loop.create_future(), progress)
+        job = _Job(next(self._ids), capture, loop, loop.create_future(), progress, site=site_of(capture.host))
         self._in_flight += 1
+        self._site_in_flight[job.site] += 1
         self._jobs.put(job)
         try:
             return await asyncio.wait_for(asyncio.shield(job.future), timeout=self.timeout_s)
@@ -349,15 +444,20 @@ class ScanPool:
             if not job.future.done():
                 job.future.cancel()
             worker = job.worker
+            ran_s = 0.0
             if worker is not None and worker.current is job:
+                ran_s = time.monotonic() - job.run_started
                 log.warning("scan of %s exceeded %.1f s; killing worker %d", capture.url[:200], self.timeout_s, worker.index)
                 worker.kill()
-            raise ScanTimeout(f"scan exceeded {self.timeout_s:.1f} s") from None
+            raise ScanTimeout(f"scan exceeded {self.timeout_s:.1f} s ({ran_s:.1f} s of it running)", ran_s) from None
         except ScanFailed:
             self.failures += 1
             raise
         finally:
             self._in_flight -= 1
+            self._site_in_flight[job.site] -= 1
+            if self._site_in_flight[job.site] <= 0:
+                del self._site_in_flight[job.site]
 
     def update_lists(self, allow: list[str], block: list[str]) -> None:
         """Give every worker these API-managed list entries (before its next scan)."""
@@ -378,7 +478,7 @@ class ScanPool:
         self._closing = True
         self._fail_queued(ScanFailed("the scan pool is closing"))
         for _ in self._workers:
-            self._jobs.put(None)
+            self._jobs.stop_one()
         if self._started:
             threads = [w.thread for w in self._workers]
             await asyncio.get_running_loop().run_in_executor(None, _join_all, threads, 10.0)
@@ -388,14 +488,7 @@ class ScanPool:
     # -- called from worker threads -----------------------------------------------------------
 
     def _fail_queued(self, error: Exception) -> None:
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                return
-            if job is None:
-                self._jobs.put(None)
-                return
+        for job in self._jobs.drain():
             self._resolve(job, error=error)
 
     def _deliver_progress(self, job: _Job, progress: Progress) -> None:

@@ -6,6 +6,13 @@ rely on it), publishes ``SCAN_STARTED``, runs the engine in the ScanPool, publis
 URL with the same content within ``[proxy] dedupe_window_s`` gets the earlier job back (its
 verdict, or the scan still in flight) instead of a rescan.
 
+A site whose scans keep running past the pool's timeout (``SITE_TIMEOUTS`` kills of scans that
+had run at least half of it, within
+``SITE_QUARANTINE_S``) is quarantined for ``SITE_QUARANTINE_S``: :meth:`ScanService.quarantined`
+names it, and the proxy in block mode refuses its pages without scanning them (fail closed for
+that site: waiting would let them through on the block budget or starve the pool). The pool's
+round-robin per site (``scanner.py``) keeps such a site from delaying the others meanwhile.
+
 The API-managed allow/block lists live here in memory (``is_allowed``/``is_blocked`` are fast
 and do no I/O), are persisted in the store, and are pushed to the pool's workers on change.
 """
@@ -29,7 +36,7 @@ from ..engine.verdict import Verdict
 from ..settings import Settings
 from .events import EVENT_SCHEMA_VERSION, EventBus, InMemoryEventBus
 from .metrics import Metrics
-from .scanner import ScanPool
+from .scanner import ScanPool, site_of
 from .store import LIST_KINDS, LIST_NAMES, NewScan, ScanResult, ScanStore, StoreUnavailable, iso_ts, open_store
 
 log = logging.getLogger(__name__)
@@ -41,6 +48,9 @@ STORE_WAIT_S = 10.0
 #: A proxied response waits at most this long for its scan's record; then the scan goes on anyway.
 PROXY_STORE_WAIT_S = 2.0
 MAX_DEDUPE_ENTRIES = 10_000
+#: Scans of one site killed by the pool's timeout within SITE_QUARANTINE_S that quarantine it.
+SITE_TIMEOUTS = 2
+SITE_QUARANTINE_S = 600.0
 
 
 class ScanJob:
@@ -119,6 +129,9 @@ class ScanService:
         self._lists_dirty = False
         self._id_prefix = uuid.uuid4().hex[:16]
         self._id_counter = 0
+        #: site -> times its scans were killed for running too long; site -> quarantined until
+        self._site_timeouts: dict[str, list[float]] = {}
+        self._quarantine: dict[str, float] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -306,7 +319,10 @@ class ScanService:
             raise
         except Exception as exc:  # noqa: BLE001 - ScanTimeout, ScanFailed, anything: recorded, not raised
             reason = "timeout" if "timeout" in type(exc).__name__.lower() else "failed"
-            self._finish_failed(job, base, f"{type(exc).__name__}: {exc}"[:500], reason, page_scan_id, exc)
+            # only scans that ran long count against the site (a long wait in the queue is load)
+            if reason == "timeout" and getattr(exc, "ran_s", 0.0) >= self._pool_timeout_s() / 2:
+                self._note_timeout(capture.host)
+            self._finish_failed(job, base, f"{reason}: {type(exc).__name__}: {exc}"[:500], reason, page_scan_id, exc)
             return
         elapsed_ms = (time.time() - started) * 1000.0
         # The gateway clears job.block_on_malicious when its budget ran out and the response
@@ -337,6 +353,8 @@ class ScanService:
             "blocked": blocked,
             "error": None,
             "page_scan_id": page_scan_id,
+            "complete": verdict.complete,
+            "incomplete_reasons": list(verdict.incomplete_reasons),
         })
         self.metrics.scan_done(verdict.threat_level.value, base["method"], elapsed_ms / 1000.0)
         try:
@@ -381,6 +399,7 @@ class ScanService:
             "risk_score": 0.0, "threat_level": "UNKNOWN", "classification": "unscanned",
             "indicators": [], "layers": {}, "duration_ms": 0.0,
             "blocked": False, "error": message[:500], "page_scan_id": page_scan_id,
+            "complete": False, "incomplete_reasons": [message[:500]],
         })
         return scan_id
 
@@ -397,10 +416,44 @@ class ScanService:
             "risk_score": 0.0, "threat_level": "UNKNOWN", "classification": "error",
             "indicators": [], "layers": {}, "duration_ms": round(elapsed_ms, 3),
             "blocked": False, "error": message, "page_scan_id": page_scan_id,
+            "complete": False, "incomplete_reasons": [message],
         })
         if not job._future.done():
             job._future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(message))
             job._future.exception()  # retrieved: nobody may be waiting for it
+
+    def _pool_timeout_s(self) -> float:
+        return float(getattr(self._pool, "timeout_s", self.settings.proxy.scan_timeout_ms / 1000.0))
+
+    def _note_timeout(self, host: str) -> None:
+        site = site_of(host)
+        now = time.time()
+        recent = [t for t in self._site_timeouts.get(site, []) if now - t < SITE_QUARANTINE_S] + [now]
+        self._site_timeouts[site] = recent[-SITE_TIMEOUTS:]
+        if len(recent) >= SITE_TIMEOUTS:
+            if site not in self._quarantine:
+                log.warning("scans of %s keep running past the timeout: quarantined for %.0f s", site, SITE_QUARANTINE_S)
+            self._quarantine[site] = now + SITE_QUARANTINE_S
+        if len(self._site_timeouts) > MAX_DEDUPE_ENTRIES:
+            self._site_timeouts.pop(next(iter(self._site_timeouts)))
+
+    def quarantined(self, url: str) -> str | None:
+        """Why pages of this URL's site are not scanned for now (their scans keep timing out), or None."""
+        if not self._quarantine:
+            return None
+        try:
+            host = urlsplit(url).hostname or ""
+        except ValueError:
+            return None
+        site = site_of(host)
+        until = self._quarantine.get(site)
+        if until is None:
+            return None
+        if until <= time.time():
+            del self._quarantine[site]
+            return None
+        return (f"scans of {site} ran past the {self.settings.proxy.scan_timeout_ms} ms scan timeout "
+                f"{SITE_TIMEOUTS} times within {SITE_QUARANTINE_S / 60:.0f} minutes")
 
     def _prune_dedupe(self, now: float, window: float) -> None:
         while self._dedupe:

@@ -5,6 +5,9 @@ external scripts, and the same :class:`~malwaresnipper.engine.capture.DomFacts` 
 extension computes (forms, iframes, meta refresh, link and resource counts ...), so the dom layer
 scores both paths the same way. It uses selectolax's Lexbor parser (C, HTML5-conformant, error
 tolerant) and never raises: whatever cannot be parsed yields an empty page with ``error`` set.
+Nesting deeper than :data:`~.markup.MAX_NESTING` levels is flattened first (as browsers stop at
+512): HTML5 tree building costs tokens x depth, so 40,000 nested ``<div>`` would otherwise take
+seconds (see :mod:`.markup`); forms, inputs, frames, links and scripts are always kept.
 
 :meth:`ParsedPage.vector` gives the stable numeric features the HTML model trains on; its keys are
 part of the model contract (bump ``FEATURE_VERSION`` in ``features/__init__.py`` when they change).
@@ -20,6 +23,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from ..capture import DomFacts, FormFact, IframeFact, Script, sha256_text
 from ..psl import registrable_domain
+from .markup import MAX_NESTING, bound_nesting
 
 #: Visible text kept on a ParsedPage (characters); DomFacts.text_excerpt keeps less.
 MAX_TEXT_CHARS = 200_000
@@ -130,6 +134,8 @@ class ParsedPage:
     saved_from: str | None = None
     html_chars: int = 0
     error: str | None = None
+    #: what was set aside before parsing (nesting past the limit), for the verdict's notes
+    reductions: tuple[str, ...] = ()
 
     @property
     def top_external_domain(self) -> tuple[str, int]:
@@ -257,7 +263,14 @@ def _parse(html: str, base_url: str) -> ParsedPage:
     # Lexbor stops at NUL in some builds and binary garbage is all noise: drop NULs first.
     if "\x00" in html:
         html = html.replace("\x00", "")
-    tree = LexborHTMLParser(html)
+    bounded = bound_nesting(html)
+    reductions: tuple[str, ...] = ()
+    if bounded.dropped:
+        reductions = (
+            f"{bounded.dropped} tags nested deeper than {MAX_NESTING} levels were flattened "
+            "(browsers stop nesting at 512); forms, inputs, frames, links and scripts were kept",
+        )
+    tree = LexborHTMLParser(bounded.html)
     # A browser with scripting on treats <noscript> content as text, not elements (the
     # extension never sees a tracker's <noscript><iframe>): parse it the same way.
     tree.strip_tags(["noscript"])
@@ -318,6 +331,7 @@ def _parse(html: str, base_url: str) -> ParsedPage:
         has_base_tag=base_node is not None,
         saved_from=_saved_from(html),
         html_chars=len(html),
+        reductions=reductions,
     )
 
 

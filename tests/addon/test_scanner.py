@@ -91,3 +91,80 @@ def test_list_updates_reach_the_workers(pool_loop):
     after = run(loop, pool.scan(Capture.build(url + "?again")))
     assert after.threat_level is ThreatLevel.MALICIOUS
     pool.update_lists([], [])
+
+
+# -- fairness ------------------------------------------------------------------------------------
+
+def _job(site: str, n: int):
+    from malwaresnipper.server.scanner import _Job
+
+    return _Job(n, None, None, None, None, site=site)  # type: ignore[arg-type]
+
+
+def test_the_queue_serves_sites_in_turn_and_keeps_a_worker_from_a_busy_site():
+    from malwaresnipper.server.scanner import _FairQueue
+
+    queue = _FairQueue(per_site_running=1)
+    for i in range(4):
+        queue.put(_job("slow.example", i))
+    queue.put(_job("phish.example", 10))
+    first = queue.get()
+    assert (first.site, first.job_id) == ("slow.example", 0)
+    # slow.example already has its one worker: the other site's scan comes next, not slow #1
+    second = queue.get()
+    assert (second.site, second.job_id) == ("phish.example", 10)
+    queue.done(first)
+    queue.done(second)
+    order = []
+    for _ in range(3):
+        job = queue.get()
+        order.append(job.job_id)
+        queue.done(job)
+    assert order == [1, 2, 3]
+
+
+def test_a_site_at_its_worker_limit_waits_and_close_wakes_every_waiter():
+    import threading
+
+    from malwaresnipper.server.scanner import _FairQueue
+
+    queue = _FairQueue(per_site_running=1)
+    queue.put(_job("a.example", 1))
+    queue.put(_job("a.example", 2))
+    running = queue.get()
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(queue.get()))
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive() and not got, "a.example's second scan must wait for its first"
+    queue.done(running)
+    waiter.join(5)
+    assert got and got[0].job_id == 2
+    stopper = threading.Thread(target=lambda: got.append(queue.get()))
+    stopper.start()
+    queue.stop_one()
+    stopper.join(5)
+    assert got[-1] is None
+
+
+def test_a_busy_site_does_not_delay_another_sites_scan_behind_all_of_its_own(pool_loop):
+    """Five slow scans of one site are queued before one scan of another site: with one worker,
+    the other site's verdict comes after at most one of the slow ones (FIFO: after all five)."""
+    pool, loop = pool_loop
+    slow = "<html><body>" + "".join(f"<b id={i}>" for i in range(150_000)) + "</body></html>"
+
+    async def scenario():
+        finished: list[str] = []
+
+        async def scan(url: str, html: str) -> None:
+            await pool.scan(Capture.build(url, html=html))
+            finished.append(url)
+
+        tasks = [asyncio.create_task(scan(f"https://slow.example/{i}", slow)) for i in range(5)]
+        await asyncio.sleep(0.05)
+        tasks.append(asyncio.create_task(scan("https://phish.example/login", DROPPER)))
+        await asyncio.gather(*tasks)
+        return finished
+
+    finished = run(loop, scenario())
+    assert finished.index("https://phish.example/login") <= 2, finished

@@ -60,7 +60,7 @@ def test_oversized_script_and_page_are_truncated_and_noted() -> None:
     cap = Capture.build(
         "https://a.test/", html="<p>" + "x" * 500, scripts=["y" * 80, "z", "w"], limits=limits
     )
-    assert len(cap.html or "") == 100
+    assert len(cap.html or "") <= 100 and cap.html.startswith("<p>x") and cap.html.endswith("xxx")
     assert len(cap.scripts) == 2
     assert cap.scripts[0].truncated and cap.scripts[0].original_chars == 80
     assert cap.scripts[0].sha256 == sha256_text("y" * 80), "hash is of the script as sent"
@@ -73,6 +73,9 @@ def test_truncation_becomes_an_indicator_in_the_verdict() -> None:
     verdict = RiskEngine().scan(cap)
     assert verdict.truncated
     assert any(i.id == "engine.truncated" for i in verdict.indicators)
+    # a cut capture is incomplete, and an incomplete verdict is never BENIGN
+    assert not verdict.complete and verdict.incomplete_reasons
+    assert verdict.threat_level.value == "SUSPICIOUS"
 
 
 def test_bytes_html_is_decoded_with_replacement() -> None:

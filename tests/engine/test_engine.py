@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 from malwaresnipper.engine import Capture, EngineConfig, Progress, RiskEngine, ThreatLevel
 from malwaresnipper.engine.config import Layers, Limits
@@ -79,22 +81,45 @@ def test_disabled_layers_do_not_run() -> None:
     assert [layer.name for layer in engine.layers] == ["url"]
 
 
-def test_time_budget_skips_remaining_layers_with_indicator() -> None:
-    class Slow:
-        name = "slow"
+def _layer(name: str, work: Callable[[], None]) -> Any:
+    class Layer:
         version = "1"
 
         def analyze(self, capture, features):  # noqa: ANN001, ANN201
-            time.sleep(0.05)
+            work()
             from malwaresnipper.engine import LayerResult
 
-            return LayerResult(layer="slow", score=0)
+            return LayerResult(layer=name, score=0)
 
+    Layer.name = name  # type: ignore[attr-defined]
+    return Layer()
+
+
+def _burn_cpu(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_time_budget_skips_remaining_layers_and_the_verdict_is_incomplete_not_benign() -> None:
     engine = RiskEngine(EngineConfig(limits=Limits(time_budget_ms=10)), layers=["url"])
-    engine.layers = [Slow(), Slow(), Slow()]  # type: ignore[list-item]
+    engine.layers = [_layer(n, lambda: _burn_cpu(0.05)) for n in ("a", "b", "c")]  # type: ignore[list-item]
     verdict = engine.scan(Capture.build("https://a.test/"))
     assert len(verdict.layers) == 1
     assert any(i.id == "engine.time_budget" for i in verdict.indicators)
+    assert not verdict.complete and "b, c did not run" in verdict.incomplete_reasons[0]
+    assert verdict.threat_level.value == "SUSPICIOUS"
+    assert verdict.indicators[0].id == "engine.incomplete"
+
+
+def test_time_budget_counts_cpu_time_so_a_busy_machine_skips_nothing() -> None:
+    """A layer waiting (another process has the CPU) does not eat the budget: skipping layers
+    under load would turn load into false alarms."""
+    engine = RiskEngine(EngineConfig(limits=Limits(time_budget_ms=10)), layers=["url"])
+    engine.layers = [_layer(n, lambda: time.sleep(0.05)) for n in ("a", "b", "c")]  # type: ignore[list-item]
+    verdict = engine.scan(Capture.build("https://a.test/"))
+    assert len(verdict.layers) == 3 and verdict.complete
+    assert verdict.threat_level.value == "BENIGN"
 
 
 def test_a_crashing_layer_becomes_an_indicator() -> None:
@@ -111,6 +136,9 @@ def test_a_crashing_layer_becomes_an_indicator() -> None:
     broken = [r for r in verdict.layers if r.layer == "broken"][0]
     assert broken.error and "bad day" in broken.error
     assert any(i.id == "engine.layer_error" for i in verdict.indicators)
+    # a layer that could not look is a blind spot an attacker could aim for: never BENIGN
+    assert not verdict.complete and "broken layer failed" in verdict.incomplete_reasons[0]
+    assert verdict.threat_level is ThreatLevel.SUSPICIOUS
 
 
 def test_huge_single_line_script_and_deep_nesting_complete() -> None:

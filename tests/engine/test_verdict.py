@@ -72,3 +72,59 @@ def test_verdict_round_trips_through_dict() -> None:
     v = verdict_for(result("url", 60, ind("url.ip_host", Severity.MEDIUM, "phishing")))
     again = Verdict.from_dict(v.to_dict())
     assert again.to_dict() == v.to_dict()
+
+
+def incomplete_verdict(*results: LayerResult, reasons: tuple[str, ...]) -> Verdict:
+    return build_verdict(url="https://a.test/", results=list(results), extra_indicators=[], config=EngineConfig(),
+                         duration_ms=1.0, engine_version="t", model_versions={}, source="proxy", scripts=(),
+                         scanned_chars=0, truncated=True, incomplete=reasons)
+
+
+def test_an_incomplete_scan_is_never_benign_and_says_why() -> None:
+    v = incomplete_verdict(result("url", 0), reasons=("cut: page HTML of 9000000 characters ...",))
+    assert v.threat_level is ThreatLevel.SUSPICIOUS
+    assert v.risk_score == EngineConfig().thresholds.suspicious
+    assert not v.complete and v.incomplete_reasons == ("cut: page HTML of 9000000 characters ...",)
+    top = v.indicators[0]
+    assert top.id == "engine.incomplete" and top.severity is Severity.MEDIUM
+    assert "not rated safe" in top.title and top.evidence[0].snippet.startswith("cut: page HTML")
+    assert v.classification == "incomplete"
+
+
+def test_a_malicious_finding_on_the_scanned_part_stays_malicious() -> None:
+    v = incomplete_verdict(result("signatures", 95, ind("signatures.wsh_dropper", Severity.HIGH, "malware")),
+                           reasons=("the 1000 ms time budget ran out: ml did not run",))
+    assert v.threat_level is ThreatLevel.MALICIOUS and v.classification == "malware"
+    assert not v.complete
+
+
+def test_the_allowlist_still_wins_over_incompleteness() -> None:
+    allow = ind("reputation.allowlisted_domain", Severity.INFO)
+    v = incomplete_verdict(result("reputation", 0, allow, allowlisted=True), reasons=("cut: x",))
+    assert v.threat_level is ThreatLevel.BENIGN and not v.complete
+
+
+def test_complete_verdicts_are_unchanged_by_the_policy() -> None:
+    v = verdict_for(result("url", 10))
+    assert v.complete and v.incomplete_reasons == () and v.threat_level is ThreatLevel.BENIGN
+    assert not any(i.id == "engine.incomplete" for i in v.indicators)
+
+
+def test_incompleteness_round_trips_and_old_records_still_load() -> None:
+    v = incomplete_verdict(result("url", 0), reasons=("cut: a", "the dom layer failed: boom"))
+    data = v.to_dict()
+    assert data["complete"] is False and data["incomplete_reasons"] == ["cut: a", "the dom layer failed: boom"]
+    assert Verdict.from_dict(data).to_dict() == data
+    # records stored before the fields existed: the old indicators and flag say the same
+    old = verdict_for(result("url", 10)).to_dict()
+    del old["complete"], old["incomplete_reasons"]
+    assert Verdict.from_dict(old).complete is True
+    old_cut = dict(old, truncated=True)
+    assert Verdict.from_dict(old_cut).complete is False
+    budget = {"id": "engine.time_budget", "title": "The scan ran out of its 1000 ms budget; some layers did not run",
+              "severity": "INFO", "layer": "engine", "category": "engine", "classification": None,
+              "evidence": [{"snippet": "skipped: ml", "location": "engine", "offset": None}]}
+    old_budget = dict(old, indicators=[budget])
+    restored = Verdict.from_dict(old_budget)
+    assert restored.complete is False and "budget" in restored.incomplete_reasons[0]
+    assert restored.threat_level is ThreatLevel.BENIGN  # what was stored is shown as stored

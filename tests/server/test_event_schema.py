@@ -32,6 +32,9 @@ def test_schema_is_valid() -> None:
     COMPLETE,
     {**COMPLETE, "threat_level": "UNKNOWN", "classification": "error", "error": "ScanTimeout: 5 s",
      "indicators": [], "layers": {}, "risk_score": 0.0},
+    {**COMPLETE, "threat_level": "SUSPICIOUS", "complete": False,
+     "incomplete_reasons": ["cut: page HTML of 9000000 characters"]},
+    {**COMPLETE, "complete": True, "incomplete_reasons": []},
     {"type": "lists_changed"},
 ])
 def test_documented_messages_pass(message: dict) -> None:
@@ -44,6 +47,8 @@ def test_documented_messages_pass(message: dict) -> None:
     {k: v for k, v in COMPLETE.items() if k != "risk_score"},
     {**COMPLETE, "threat_level": "EVIL"},
     {**COMPLETE, "surprise": 1},  # unknown fields are a schema change
+    {**COMPLETE, "complete": "no"},
+    {**COMPLETE, "incomplete_reasons": "cut"},
     {**COMPLETE, "seq": 0},
     {**COMPLETE, "ts": "yesterday"},
     {**COMPLETE, "method": "CLI"},

@@ -137,3 +137,54 @@ async def test_an_unscanned_pass_is_recorded_with_its_reason_never_as_benign(ser
     assert record["status"] == "unscanned" and record["verdict"] is None
     assert "too_large" in record["error"] and "7000000 bytes" in record["error"]
     assert 'malwaresnipper_unscanned_total{reason="too_large"} 1' in service.metrics.render()
+
+
+async def test_a_site_whose_scans_keep_timing_out_is_quarantined(tmp_path):
+    from malwaresnipper.server import service as service_module
+
+    svc = service_module.ScanService(Settings(data_dir=str(tmp_path)), pool=object())
+    assert svc.quarantined("https://slow.example/a") is None
+    svc._note_timeout("www.slow.example")
+    assert svc.quarantined("https://slow.example/a") is None, "one timeout is not a pattern"
+    svc._note_timeout("cdn.slow.example")
+    reason = svc.quarantined("https://other.slow.example/b")
+    assert reason and "slow.example" in reason and "timeout" in reason
+    assert svc.quarantined("https://phish.example/") is None
+    svc._quarantine["slow.example"] = 0.0  # expired
+    assert svc.quarantined("https://slow.example/a") is None
+
+
+class TimingOutPool(BrokenPool):
+    """A pool whose scans time out, after running (slow content) or while queued (load)."""
+
+    timeout_s = 5.0
+
+    def __init__(self, ran_s: float) -> None:
+        self.ran_s = ran_s
+
+    async def scan(self, capture, progress=None):
+        from malwaresnipper.server.scanner import ScanTimeout
+
+        raise ScanTimeout("scan exceeded 5.0 s", self.ran_s)
+
+
+@pytest.mark.parametrize(("ran_s", "quarantined"), [(4.9, True), (0.0, False)], ids=["ran-long", "queued"])
+async def test_timed_out_scans_are_failed_records_and_only_long_runs_count_against_the_site(
+        tmp_path: Path, ran_s: float, quarantined: bool) -> None:
+    svc = ScanService(Settings(data_dir=str(tmp_path)), pool=TimingOutPool(ran_s))
+    await svc.start()
+    try:
+        for i in range(2):
+            job = await svc.submit(page(f"https://slow.example/{i}"), method="PROXY")
+            with pytest.raises(Exception, match="exceeded"):
+                await job.verdict(timeout=10)
+            await svc.store.flush()
+            record = await svc.store.get_scan(job.scan_id)
+            # never BENIGN: failed, level UNKNOWN, and the history says why
+            assert record["status"] == "failed" and record["verdict"] is None
+            assert record["error"].startswith("timeout:")
+        items, _ = await svc.store.list_scans(ScanFilter(), 10, 0)
+        assert {i["threat_level"] for i in items} == {"UNKNOWN"}
+        assert (svc.quarantined("https://slow.example/next") is not None) is quarantined
+    finally:
+        await svc.stop()
