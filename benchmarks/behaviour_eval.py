@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--half", choices=("design", "report", "all"), default="all")
     parser.add_argument("--limit", type=int, default=0, help="at most this many rows (0: all)")
     parser.add_argument("--show", default="", help="print finding titles for rows of these groups (comma list)")
+    parser.add_argument("--only", default="", help="only rows of groups starting with one of these (comma list)")
     args = parser.parse_args(argv)
 
     counts: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.half != "all" and side != args.half:
             continue
         group = group_name(row)
+        if args.only and not any(group.startswith(prefix) for prefix in args.only.split(",")):
+            continue
         refs, refs_filtered = [], []
         for k, text in enumerate(scripts_of(row)):
             clear_cache()

