@@ -150,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
             counts[key]["engine: skimmer_exfiltration:any"] += 1
         if any(f.id == "checkout_loader" for f in found_filtered):
             counts[key]["engine: checkout_loader"] += 1
+        if any(f.id == "skimmer_exfiltration" and f.severity == "HIGH" or f.id == "checkout_loader"
+               for f in found_filtered):
+            counts[key]["engine: skimmer (HIGH exfiltration or checkout loader)"] += 1
+        if any(f.id in ("skimmer_exfiltration", "checkout_loader") for f in found_filtered):
+            counts[key]["engine: any skimmer finding (layer score > 0)"] += 1
         if any(f.id == "skimmer_exfiltration" and f.severity == "HIGH" for f in found) or any(
                 f.id == "checkout_loader" for f in found):
             counts[key]["skimmer (HIGH exfiltration or checkout loader)"] += 1

