@@ -1206,7 +1206,7 @@ class _Analysis:
             if prop in ("body", "documentElement", "head"):
                 return V(kind="el", sel=prop)
         if kind == "location" or obj.loc:
-            return V(kind="location" if prop in ("location",) else None, loc=True)
+            return V(kind="location" if prop in ("location",) else None, loc=True, taint=obj.taint)
         if kind.startswith("storage:") and prop not in ("getItem", "setItem", "removeItem", "key", "length", "clear"):
             self.add(STAGE_READ, node, detail=f"{kind[8:]}Storage:{prop}")
             return V(taint=frozenset({f"stage:{kind[8:]}:{prop}"}))

