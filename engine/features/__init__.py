@@ -100,13 +100,9 @@ class Features:
         (:func:`.behaviour.parse_plan`); the others get facts with ``skipped`` saying so.
         """
         if view.index not in self._behaviour:
-            from .behaviour import ScriptFacts, behaviour_facts, parse_plan
+            from .behaviour import script_behaviour
 
-            plan = parse_plan(self.js(view), view.text)
-            if plan is not None:
-                self._behaviour[view.index] = behaviour_facts(view.text, plan)
-            else:
-                self._behaviour[view.index] = ScriptFacts(skipped="no behaviour hint")
+            self._behaviour[view.index] = script_behaviour(self.js(view), view.text)
         return self._behaviour[view.index]
 
 

@@ -2113,7 +2113,33 @@ def clear_cache() -> None:
     global _cache_chars
     with _CACHE_LOCK:
         _CACHE.clear()
+        _PLANNED.clear()
         _cache_chars = 0
+
+
+_PLANNED: OrderedDict[str, ScriptFacts] = OrderedDict()
+
+
+def script_behaviour(features: JsFeatures, text: str) -> ScriptFacts:
+    """What the engine runs for one script: :func:`parse_plan`, then :func:`behaviour_facts` on
+    the planned parts (or facts saying why nothing was parsed). Cached per script text."""
+    global _cache_chars
+    with _CACHE_LOCK:
+        cached = _PLANNED.get(text)
+        if cached is not None:
+            _PLANNED.move_to_end(text)
+            return cached
+    plan = parse_plan(features, text)
+    result = behaviour_facts(text, plan) if plan is not None else ScriptFacts(skipped="no behaviour hint")
+    if len(text) >= 256:
+        with _CACHE_LOCK:
+            if text not in _PLANNED:
+                _PLANNED[text] = result
+                _cache_chars += len(text)
+                while _cache_chars > _CACHE_MAX_CHARS and (_PLANNED or _CACHE):
+                    old, _ = (_PLANNED or _CACHE).popitem(last=False)
+                    _cache_chars -= len(old)
+    return result
 
 
 def _register_clear() -> None:
