@@ -32,8 +32,8 @@ from malwaresnipper.engine.features.behaviour import (
     ScriptRef,
     behaviour_facts,
     clear_cache,
-    parse_plan,
     page_behaviour,
+    parse_plan,
 )
 from malwaresnipper.engine.features.html import parse_html
 from malwaresnipper.engine.features.javascript import extract_js_features
@@ -85,7 +85,7 @@ def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100.0 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100.0 * (len(ordered) - 1)))]
 
 
 def main(argv: list[str] | None = None) -> int:

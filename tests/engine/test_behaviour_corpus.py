@@ -22,10 +22,10 @@ from malwaresnipper.engine.config import EngineConfig
 from malwaresnipper.engine.features import Features
 from malwaresnipper.engine.features import behaviour as B
 from malwaresnipper.engine.layers.javascript import JavascriptLayer
-from malwaresnipper.engine.results import Severity
+from malwaresnipper.engine.results import Indicator, LayerResult, Severity
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from behaviour_eval import half, scripts_of  # noqa: E402 - the one definition of the split and of a row's scripts
+from behaviour_eval import half, scripts_of  # the one definition of the split and of a row's scripts
 
 pytestmark = [needs_corpus, pytest.mark.corpus]
 
@@ -46,13 +46,13 @@ def skimmer_rows() -> tuple[dict, ...]:
     return tuple(found)
 
 
-def scan(scripts: list[str], url: str = PAGE):
+def scan(scripts: list[str], url: str = PAGE) -> LayerResult:
     capture = Capture.build(url, scripts=[{"url": f"https://victim-shop.example/js/{i}.js", "text": t, "inline": False}
                                           for i, t in enumerate(scripts)])
     return JavascriptLayer(EngineConfig()).analyze(capture, Features(capture))
 
 
-def skimmer_indicators(result) -> list:  # noqa: ANN001 - LayerResult
+def skimmer_indicators(result: LayerResult) -> list[Indicator]:
     return [i for i in result.indicators if i.id in SKIMMER_IDS]
 
 
