@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from ..capture import Capture, DomFacts, Script
 
 if TYPE_CHECKING:
+    from .behaviour import ScriptFacts
     from .html import ParsedPage
     from .javascript import JsFeatures
     from .url import UrlFeatures
@@ -38,6 +39,7 @@ class Features:
     def __init__(self, capture: Capture) -> None:
         self.capture = capture
         self._js: dict[int, JsFeatures] = {}
+        self._behaviour: dict[int, ScriptFacts] = {}
 
     @cached_property
     def url(self) -> UrlFeatures:
@@ -90,6 +92,18 @@ class Features:
 
             self._js[view.index] = extract_js_features(view.text)
         return self._js[view.index]
+
+    def behaviour(self, view: ScriptView) -> ScriptFacts:
+        """Behaviour facts of one script from the parser (cached per scan and per process).
+
+        Only scripts (or parts of scripts) that could hold a behaviour are parsed
+        (:func:`.behaviour.parse_plan`); the others get facts with ``skipped`` saying so.
+        """
+        if view.index not in self._behaviour:
+            from .behaviour import script_behaviour
+
+            self._behaviour[view.index] = script_behaviour(self.js(view), view.text)
+        return self._behaviour[view.index]
 
 
 def _location(index: int, script: Script) -> str:

@@ -25,7 +25,7 @@ from ..results import Evidence, Indicator, LayerResult, Severity, snippet
 if TYPE_CHECKING:
     from ..capture import Capture
     from ..config import EngineConfig
-    from ..features import Features
+    from ..features import Features, ScriptView
 
 #: Evidence entries kept per indicator (one per script, the worst scripts first).
 MAX_EVIDENCE = 3
@@ -342,11 +342,60 @@ def assess_script(text: str, f: JsFeatures, page_host: str = "") -> ScriptAssess
     return ScriptAssessment(combine([x.score for x in findings]), tuple(findings))
 
 
+# -- parser-based behaviour (issue 14, item 4) ---------------------------------------------------
+# A minimal integration, kept apart so that the findings catalogue can take it over: the page's
+# behaviour findings (engine/features/behaviour.py) become indicators here, and only those listed
+# in WIRED_BEHAVIOUR count towards the layer's score. Everything else page_behaviour() returns is
+# available to a corroboration policy but does not score on its own.
+
+#: Behaviour finding ids that become javascript-layer indicators, with their severity.
+WIRED_BEHAVIOUR = {"skimmer_exfiltration", "checkout_loader"}
+
+
+def _page_behaviour(views: tuple[ScriptView, ...], features: Features,
+                    page_host: str) -> tuple[tuple[Indicator, ...], list[tuple[float, str]], dict[str, object]]:
+    """(indicators, (score, location) pairs, details) of the page's behaviour findings."""
+    from ..features.behaviour import ScriptRef, page_behaviour
+
+    refs = [ScriptRef(view.location, features.behaviour(view)) for view in views]
+    texts = {view.location: view.text for view in views}
+    indicators: list[Indicator] = []
+    scores: list[tuple[float, str]] = []
+    for finding in page_behaviour(refs, page_host):
+        if finding.id not in WIRED_BEHAVIOUR:
+            continue
+        evidence = tuple(
+            Evidence(snippet=snippet(texts.get(e.location, ""), e.offset, e.end), location=e.location, offset=e.offset)
+            for e in finding.evidence[:MAX_EVIDENCE]
+        )
+        indicators.append(Indicator(
+            id=f"javascript.{finding.id}",
+            title=finding.title,
+            severity=Severity[finding.severity],
+            layer="javascript",
+            evidence=evidence,
+            category=finding.category,
+            classification=finding.classification,
+        ))
+        scores.append((finding.points, finding.evidence[0].location if finding.evidence else ""))
+    skipped: dict[str, int] = {}
+    for ref in refs:
+        if not ref.facts.analysed:
+            reason = ref.facts.skipped or "not analysed"
+            skipped[reason] = skipped.get(reason, 0) + 1
+    details: dict[str, object] = {
+        "parsed": sum(1 for ref in refs if ref.facts.analysed),
+        "not_parsed": skipped,
+        "truncated": sum(1 for ref in refs if ref.facts.truncated),
+    }
+    return tuple(indicators), scores, details
+
+
 class JavascriptLayer:
     """Static analysis of every script of a capture; the worst script sets the score."""
 
     name: ClassVar[str] = "javascript"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
@@ -386,7 +435,10 @@ class JavascriptLayer:
                     if len(evidences) < MAX_EVIDENCE:
                         evidences.append(evidence)
                     grouped[key] = (best, evidences, best_score)
-        indicators = tuple(
+        # -- behaviour from the parser, combined across the page's scripts ----------------------
+        behaviour_indicators, behaviour_scores, behaviour_details = _page_behaviour(views, features, page_host)
+        scored.extend(behaviour_scores)
+        indicators = behaviour_indicators + tuple(
             Indicator(
                 id=f"{self.name}.{finding.name}",
                 title=finding.title,
@@ -417,4 +469,5 @@ class JavascriptLayer:
             }
         if errors:
             details["feature_errors"] = errors
+        details["behaviour"] = behaviour_details
         return LayerResult(layer=self.name, score=score, indicators=indicators, confidence=1.0, details=details)
