@@ -51,6 +51,12 @@ CHUNK_MASK = 0x7
 #: chunk, or frequent tiny statements would cut chunks down to nothing.
 MIN_BOUNDARY_STATEMENT = 12
 
+#: More ``/*`` than this after the last ``*/`` makes a text unfingerprintable (see canonical_form).
+MAX_UNTERMINATED_COMMENTS = 8
+#: Upper bound of the characters the lexer may scan in vain inside ``[`` without ``]`` (see
+#: canonical_form): beyond it a text is unfingerprintable (and scanned in full).
+MAX_CLASS_SCAN = 30_000_000
+
 _WS = "\t\x0b\x0c \xa0\ufeff\u1680\u2000-\u200a\u202f\u205f\u3000"
 _LT = "\n\r\u2028\u2029"
 WS = f"[{_WS}]"
@@ -137,13 +143,17 @@ def _lexer(with_offsets: bool) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
+_LONG_CLASS = re.compile(rf"\[[^\]{_LT}]{{256,}}")
 _LEXER = _lexer(with_offsets=False)
 _LEXER_OFFSETS = _lexer(with_offsets=True)
 
 #: A counted line break (the whitespace piece of group ``g``) becomes one ``\n`` piece.
 _COUNTED_BREAK = re.compile(rf"\x00(?:[{_WS}{_LT}]|/[/*])[^\x00]*+")
 _SINGLE_QUOTED = re.compile(r"\x00'([^'\"\\\x00-\x1f]*+)'(?=\x00|$)")
-_VERSION = re.compile(r'\x00"v?[0-9]+\.[0-9]+(?:\.[0-9]+)?(?:[-+][0-9A-Za-z.-]*+)?"(?=\x00|$)')
+#: A string that is only a version number ("3.7.1", "v2.0.0-rc.1"): it can name no host or path.
+_VERSION = re.compile(
+    r'\x00"v?[0-9]+\.[0-9]+(?:\.[0-9]+)?(?:-(?:alpha|beta|rc|pre|dev|next)?\.?[0-9]*)?"(?=\x00|$)'
+)
 VERSION_TOKEN = '"\x02"'
 _STATEMENT_END = re.compile(r"\x00(?<=\x00[;}]\x00)")
 _NAME = r"[\w$\\\x80-\U0010ffff]"
@@ -187,6 +197,15 @@ def canonical_form(text: str) -> str:
     """
     if any(ch in text for ch in RESERVED):
         raise Unfingerprintable("text contains U+0000, U+0001 or U+0002")
+    # An unterminated /* is scanned to the end of the text at each try: many of them (only
+    # possible after the last */) would cost quadratic time. Browsers refuse such a script.
+    if text.count("/*", max(0, text.rfind("*/"))) > MAX_UNTERMINATED_COMMENTS:
+        raise Unfingerprintable("unterminated comments")
+    # A regular expression class is read to its "]"; from every "/" before an unclosed "[" the
+    # lexer reads to the end of the line in vain ("[/[/[/..."): bound that work.
+    waste = sum(m.group().count("/") * (m.end() - m.start()) for m in _LONG_CLASS.finditer(text))
+    if waste > MAX_CLASS_SCAN:
+        raise Unfingerprintable("unclosed brackets on long lines")
     form = "\x00" + "\x00".join(filter(None, chain.from_iterable(_LEXER.findall(";" + text))))
     if "\n" in form or "\r" in form or "\u2028" in form or "\u2029" in form:
         form = _COUNTED_BREAK.sub("\x00\n", form)

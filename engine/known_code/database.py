@@ -28,12 +28,14 @@ import numpy as np
 
 from ..errors import MalwareSnipperError
 from .canonical import FINGERPRINT_VERSION, Unfingerprintable, fingerprint
-from .verify import verify
+from .verify import Verification, verify
 
 MAGIC = b"MSKNOWNCODE\x00"
 FORMAT_VERSION = 1
-#: Files whose canonical form is shorter than this do not enter the database: too little code
+#: Scripts shorter than this (characters) are not looked up, and files shorter than this, or
+#: with less canonical code than :data:`MIN_FILE_CHARS`, do not enter a database: too little code
 #: to name a library, and cheap to scan anyway.
+MIN_SCRIPT_CHARS = 200
 MIN_FILE_CHARS = 128
 _SERIALS = itertools.count(1)
 _BANNER = re.compile(
@@ -226,8 +228,12 @@ def build_database(
     *,
     inputs: list[str] | None = None,
     progress: Callable[[int], None] | None = None,
+    check: Callable[[str], Verification] = verify,
 ) -> KnownCodeDatabase:
-    """Fingerprint, verify and index ``sources``. Deterministic: sorted by (library, version, path)."""
+    """Fingerprint, verify and index ``sources``. Deterministic: sorted by (library, version, path).
+
+    ``check`` is the parser check (:func:`.verify.verify`); evaluations pass a memoised one.
+    """
     entries: list[tuple[LibraryFile, int, list[int], int]] = []
     excluded: dict[str, int] = {}
     ordered = sorted(sources, key=lambda s: (s.library, s.version, s.path, s.source, s.text))
@@ -235,12 +241,17 @@ def build_database(
     for count, source in enumerate(ordered, 1):
         if progress is not None:
             progress(count)
-        reason = _exclusion(source)
-        if reason:
+        try:
+            fp = fingerprint(source.text)
+        except Unfingerprintable as exc:
+            excluded[str(exc)] = excluded.get(str(exc), 0) + 1
+            continue
+        result = check(source.text)
+        if not result.ok:
+            reason = "parser disagrees: " + result.reason.split(" at ")[0]
             excluded[reason] = excluded.get(reason, 0) + 1
             continue
-        fp = fingerprint(source.text)
-        if len(fp.canonical) < MIN_FILE_CHARS:
+        if len(source.text) < MIN_SCRIPT_CHARS or len(fp.canonical) < MIN_FILE_CHARS:
             excluded["too little code"] = excluded.get("too little code", 0) + 1
             continue
         key = (source.library, source.version, source.path, fp.code_hash)
@@ -251,7 +262,7 @@ def build_database(
         entries.append((file, fp.code_hash, list(fp.chunk_hashes), len(fp.canonical)))
 
     # Files with a banner first, so that a hash shared by several files names the best one.
-    entries.sort(key=lambda e: (not e[0].banner, e[0].library, e[0].version, e[0].path))
+    entries.sort(key=lambda e: (not e[0].banner, e[0].library, e[0].version, e[0].path, e[1]))
     postings: dict[int, list[int]] = {}
     for index, (_, _, chunks, _) in enumerate(entries):
         for chunk in dict.fromkeys(chunks):
@@ -273,17 +284,6 @@ def build_database(
         excluded=excluded,
         inputs=list(inputs or []),
     )
-
-
-def _exclusion(source: SourceFile) -> str:
-    """Why ``source`` cannot enter the database, or ""."""
-    try:
-        result = verify(source.text)
-    except Unfingerprintable:
-        return "reserved character"
-    if not result.ok:
-        return "parser disagrees: " + result.reason.split(" at ")[0]
-    return ""
 
 
 # -- inputs --------------------------------------------------------------------------------------

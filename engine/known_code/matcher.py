@@ -27,17 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .database import KnownCodeDatabase, LibraryFile
+from .database import MIN_SCRIPT_CHARS, KnownCodeDatabase, LibraryFile
 from .canonical import Fingerprint, Unfingerprintable, fingerprint, statement_offsets
 from .verify import ParserUnavailable, verify
 
 BUNDLED_DATABASE = Path(__file__).resolve().parents[1] / "data" / "known_code.bin"
-#: Scripts shorter than this are not looked up (cheap to scan; too little code to name).
-MIN_SCRIPT_CHARS = 200
 #: "foreign" needs this much known code (canonical characters) ...
 MIN_KNOWN_CHARS = 1024
-#: ... making up at least this share of the script's code.
-MIN_KNOWN_SHARE = 0.5
+#: ... making up at least this share of the script's code (a bundle with a library inside is
+#: "foreign" too: its own code is analysed without the library's).
+MIN_KNOWN_SHARE = 0.1
 #: A run of known chunks shorter than this (canonical characters) counts as foreign: a few
 #: generic statements (``return this}``) inside foreign code say nothing.
 MIN_KNOWN_RUN = 256
