@@ -37,7 +37,7 @@ from pathlib import Path
 from malwaresnipper.engine.known_code import KnownCode, Status, build_database
 from malwaresnipper.engine.known_code.canonical import statement_offsets
 from malwaresnipper.engine.known_code.database import SourceFile, _name_and_version
-from malwaresnipper.engine.known_code.verify import Verification, verify
+from malwaresnipper.engine.known_code.verify import Verification, lexer_spans, verify
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("MALWARESNIPPER_DATA", REPO.parent / "shared" / "data"))
@@ -71,7 +71,7 @@ class MemoVerify:
         return self.seen[key]
 
 
-def cpu_ms(fn, repeat: int = 3) -> float:  # noqa: ANN001
+def cpu_ms(fn, repeat: int = 3) -> float:
     best = float("inf")
     for _ in range(repeat):
         t0 = time.process_time()
@@ -90,14 +90,13 @@ def speed(known: KnownCode, libraries: list[dict], skimmer: str) -> None:
     for label, row in picks.items():
         text = row["content"]
         kb = len(text) / 1000
-        unmodified = cpu_ms(lambda: known.match(text))
+        unmodified = cpu_ms(lambda text=text: known.match(text))
         changed = text.replace(";", ";\n", 1)  # same code: still the fast path
-        starts = statement_offsets(text)
-        mid = min(starts, key=lambda s: abs(s - len(text) // 2))
+        mid = insertion_point(text, skimmer) or 0
         foreign_text = text[:mid] + skimmer + text[mid:]
-        foreign = cpu_ms(lambda: known.match(foreign_text), repeat=2)
+        foreign = cpu_ms(lambda text=foreign_text: known.match(text), repeat=2)
         unknown_text = "".join(reversed(text.split(";")))  # the same size, no known file
-        unknown = cpu_ms(lambda: known.match(unknown_text))
+        unknown = cpu_ms(lambda text=unknown_text: known.match(text))
         status = (known.match(text).status.value, known.match(foreign_text).status.value,
                   known.match(unknown_text).status.value)
         print(f"  {label:<7} ({row['source']} {row['source_path']}, {kb:.0f} KB): unmodified {unmodified:.1f} ms, "
@@ -105,17 +104,21 @@ def speed(known: KnownCode, libraries: list[dict], skimmer: str) -> None:
         del changed
 
 
-def held_out(rows: list[dict], memo: MemoVerify, folds: int, seed: int) -> None:
-    print(f"\n2. held-out packages: {folds} folds by split_group (seed {seed})")
-    groups = sorted({r["split_group"] for r in rows})
+def held_out(rows: list[dict], memo: MemoVerify, folds: int, seed: int, key: str) -> None:
+    print(f"\n2. held-out packages: {folds} folds by {key} (seed {seed})")
+    groups = sorted({r[key] for r in rows})
     random.Random(seed).shuffle(groups)
     fold_of = {g: i % folds for i, g in enumerate(groups)}
     totals: Counter[str] = Counter()
     chars: Counter[str] = Counter()
+    inside: Counter[str] = Counter()
     for fold in range(folds):
-        train = [source_of(r) for r in rows if fold_of[r["split_group"]] != fold]
-        test = [r for r in rows if fold_of[r["split_group"]] == fold]
+        train = [source_of(r) for r in rows if fold_of[r[key]] != fold]
+        test = [r for r in rows if fold_of[r[key]] == fold]
         known = KnownCode([build_database(train, check=memo)])
+        for row in random.Random(seed + fold).sample(rows, 200):
+            if fold_of[row[key]] != fold:  # sanity: the fold's own database knows its files
+                inside[known.match(row["content"]).status.value] += 1
         for row in test:
             match = known.match(row["content"])
             totals[match.status.value] += 1
@@ -126,14 +129,15 @@ def held_out(rows: list[dict], memo: MemoVerify, folds: int, seed: int) -> None:
     print(f"  {n} files: unmodified {totals['unmodified']} ({100 * totals['unmodified'] / n:.1f} %), "
           f"foreign {totals['foreign']} ({100 * totals['foreign'] / n:.1f} %), unknown {totals['unknown']}; "
           f"known code {100 * chars['known chars'] / all_chars:.1f} % of the characters")
+    print(f"  (sanity: files of the packages in the database: {dict(inside)})")
 
 
 def reminified(known: KnownCode, libraries: list[dict], terser: str, count: int, seed: int) -> None:
     print(f"\n3. re-minified copies of database files (terser, {count} files)")
     pool = [r for r in libraries if 2_000 < len(r["content"]) < 400_000 and known.match(r["content"]).status is Status.UNMODIFIED]
     sample = random.Random(seed).sample(pool, min(count, len(pool)))
-    modes = {"whitespace and comments only (-c false -m false)": ["--compress", "false", "--mangle", "false"],
-             "compress + mangle (terser defaults)": ["--compress", "--mangle"]}
+    modes = {"reprinted without comments (terser, no -c/-m)": [],
+             "compress + mangle (terser -c -m)": ["--compress", "--mangle"]}
     with tempfile.TemporaryDirectory(prefix="known-code-bench-") as tmp:
         for label, flags in modes.items():
             statuses: Counter[str] = Counter()
@@ -188,9 +192,11 @@ def injected(known: KnownCode, libraries: list[dict], skimmers: list[dict], coun
                 cases["inserted"] = (lib[:mid] + skimmer + lib[mid:], mid)
             for place, (text, start) in cases.items():
                 match = known.match(text)
-                end = start + len(skimmer.rstrip())  # trailing whitespace belongs to what follows
+                end = start + len(code_of(skimmer))  # trailing comments belong to what follows
                 isolated = match.status is Status.FOREIGN and any(s <= start and end <= e for s, e in match.foreign)
-                key = "isolated" if isolated else (match.status.value if match.status is not Status.FOREIGN else "foreign, not isolated")
+                key = "isolated" if isolated else (
+                    f"unknown ({match.reason.split(':')[0]})" if match.status is Status.UNKNOWN
+                    else match.status.value if match.status is not Status.FOREIGN else "foreign, not isolated")
                 results[place][key] += 1
                 if isolated:
                     overhead[place].append(match.foreign_chars - len(skimmer))
@@ -202,6 +208,15 @@ def injected(known: KnownCode, libraries: list[dict], skimmers: list[dict], coun
         median = extra[len(extra) // 2] if extra else 0
         print(f"  {place:<9} {n} cases: " + ", ".join(f"{k} {v} ({100 * v / n:.1f} %)" for k, v in sorted(counter.items()))
               + f"; library code in the foreign part: median {median} chars")
+
+
+def code_of(text: str) -> str:
+    """``text`` without trailing whitespace and comments (no code there to isolate)."""
+    comments = {e: s for kind, s, e in lexer_spans(text) if kind == "comment"}
+    end = len(text.rstrip())
+    while end in comments:
+        end = len(text[:comments[end]].rstrip())
+    return text[:end]
 
 
 def insertion_point(lib: str, code: str, tries: int = 30) -> int | None:
@@ -241,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     if "1" in sections:
         speed(known, libraries, skimmers[0]["content"])
     if "2" in sections:
-        held_out(libraries, MemoVerify(), args.folds, args.seed)
+        memo = MemoVerify()
+        held_out(libraries, memo, args.folds, args.seed, "split_group")  # the corpus's own grouping
+        held_out(libraries, memo, args.folds, args.seed, "source")  # by package: copies elsewhere count
     if "3" in sections and args.terser:
         reminified(known, libraries, args.terser, args.reminify, args.seed)
     if "4" in sections:

@@ -42,8 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def build_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..engine.known_code.database import build_database, corpus_sources, file_sources
-    from ..engine.known_code.database import KnownCodeError
+    from ..engine.known_code.database import (
+        KnownCodeError,
+        build_database,
+        corpus_sources,
+        file_sources,
+    )
 
     started = time.process_time()
     if args.corpus:

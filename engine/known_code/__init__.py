@@ -14,8 +14,14 @@ Small API::
 against tree-sitter, :mod:`.database` builds, saves and loads databases, :mod:`.matcher` answers.
 """
 
-from .database import KnownCodeDatabase, KnownCodeError, LibraryFile, SourceFile, build_database
 from .canonical import FINGERPRINT_VERSION, Fingerprint, canonical_form, fingerprint
+from .database import (
+    KnownCodeDatabase,
+    KnownCodeError,
+    LibraryFile,
+    SourceFile,
+    build_database,
+)
 from .matcher import BUNDLED_DATABASE, KnownCode, KnownCodeMatch, Status
 
 __all__ = [

@@ -148,8 +148,8 @@ class KnownCodeDatabase:
             "fingerprint": self.fingerprint_version,
             "files": [[f.library, f.version, f.path, f.source, f.banner] for f in self.files],
             "file_chars": self.file_chars.astype(int).tolist(),
-            "counts": {"files": len(self.files), "chunks": int(len(self.chunk_hashes)),
-                       "postings": int(len(self.posting_files))},
+            "counts": {"files": len(self.files), "chunks": len(self.chunk_hashes),
+                       "postings": len(self.posting_files)},
             "excluded": dict(sorted(self.excluded.items())),
             "inputs": self.inputs,
         }

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -27,9 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .database import MIN_SCRIPT_CHARS, KnownCodeDatabase, LibraryFile
 from .canonical import Fingerprint, Unfingerprintable, fingerprint, statement_offsets
+from .database import MIN_SCRIPT_CHARS, KnownCodeDatabase, LibraryFile
 from .verify import ParserUnavailable, verify
+
+log = logging.getLogger(__name__)
 
 BUNDLED_DATABASE = Path(__file__).resolve().parents[1] / "data" / "known_code.bin"
 #: "foreign" needs this much known code (canonical characters) ...
@@ -117,7 +120,14 @@ class KnownCode:
         return sum(len(db.files) for db in self.databases)
 
     def match(self, text: str, *, truncated: bool = False) -> KnownCodeMatch:
-        """Look ``text`` up; never raises for any text."""
+        """Look ``text`` up; never raises: a failure is "unknown" (the script is scanned in full)."""
+        try:
+            return self._match(text, truncated)
+        except Exception as exc:  # noqa: BLE001 - a bug here must not stop a script's analysis
+            log.warning("known-code match failed: %r", exc)
+            return KnownCodeMatch(Status.UNKNOWN, reason=f"match failed: {type(exc).__name__}")
+
+    def _match(self, text: str, truncated: bool) -> KnownCodeMatch:
         if not self.databases:
             return KnownCodeMatch(Status.UNKNOWN, reason="no known-code database")
         if len(text) < MIN_SCRIPT_CHARS:

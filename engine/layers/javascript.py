@@ -35,7 +35,7 @@ _URL_RE = re.compile(r"""https?://([A-Za-z0-9.-]+)""")
 _HIDDEN_NEAR_IFRAME = re.compile(
     r"""(?:width|height)\s*[=:]\s*['"]?[01](?:px)?\b|visibility\s*[=:]\s*['"]?hidden|display\s*[=:]\s*['"]?none"""
     r"""|(?:left|top)\s*[=:]\s*['"]?-\d{3,}""",
-    re.I,
+    re.IGNORECASE,
 )
 
 

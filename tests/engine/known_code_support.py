@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from malwaresnipper.engine.known_code import KnownCode, KnownCodeDatabase, SourceFile, build_database
+from malwaresnipper.engine.known_code import (
+    KnownCode,
+    KnownCodeDatabase,
+    SourceFile,
+    build_database,
+)
 
 BANNER = "/*! Acme Widgets v1.4.2 | (c) Acme | MIT license */\n"
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
+from known_code_support import EXFIL, acme_database, acme_known, acme_library
 from malwaresnipper.engine.known_code import (
     KnownCode,
     KnownCodeDatabase,
@@ -21,10 +21,11 @@ from malwaresnipper.engine.known_code import (
     canonical_form,
     fingerprint,
 )
-from malwaresnipper.engine.known_code.canonical import Unfingerprintable, statement_offsets
+from malwaresnipper.engine.known_code.canonical import (
+    Unfingerprintable,
+    statement_offsets,
+)
 from malwaresnipper.engine.known_code.verify import verify
-
-from known_code_support import EXFIL, acme_database, acme_known, acme_library
 
 LIB = acme_library()
 KNOWN = acme_known()
@@ -291,7 +292,7 @@ def test_building_is_deterministic_whatever_the_input_order() -> None:
     assert build_database(shuffled).to_bytes() == first
 
 
-def test_a_database_holds_no_code(tmp_path) -> None:  # noqa: ANN001
+def test_a_database_holds_no_code(tmp_path) -> None:
     path = tmp_path / "acme.known"
     acme_database().save(path)
     data = path.read_bytes()
@@ -304,13 +305,24 @@ def test_a_database_holds_no_code(tmp_path) -> None:  # noqa: ANN001
     (lambda b: b[:-5], "damaged"),
     (lambda b: b.replace(b'"fingerprint":"strict-1"', b'"fingerprint":"strict-0"'), "rebuild it"),
 ])
-def test_a_damaged_or_stale_database_is_refused(tmp_path, damage, message: str) -> None:  # noqa: ANN001
+def test_a_damaged_or_stale_database_is_refused(tmp_path, damage, message: str) -> None:
     path = tmp_path / "x.known"
     path.write_bytes(damage(acme_database().to_bytes()))
     with pytest.raises(KnownCodeError, match=message):
         KnownCodeDatabase.load(path)
 
 
-def test_a_missing_database_file_is_a_clear_error(tmp_path) -> None:  # noqa: ANN001
+def test_a_missing_database_file_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(KnownCodeError, match="cannot read"):
         KnownCode.load([tmp_path / "nope.known"], bundled=False)
+
+
+def test_a_failure_inside_the_matcher_means_unknown_and_a_full_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    import malwaresnipper.engine.known_code.matcher as matcher
+
+    def broken(text: str) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(matcher, "fingerprint", broken)
+    match = KNOWN.match(LIB)
+    assert match.status is Status.UNKNOWN and "RuntimeError" in match.reason

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from conftest import DATA_DIR, needs_corpus
 from known_code_support import EXFIL
-
 from malwaresnipper.cli.main import main
 from malwaresnipper.engine import Capture, EngineConfig, RiskEngine, ThreatLevel
 from malwaresnipper.engine.config import KnownCode as KnownCodeSettings
@@ -55,7 +54,7 @@ def insertion_point(text: str, code: str) -> int:
     return next(s for s in starts[:40] if verify(text[:s] + code + text[s:]).ok)
 
 
-def scan(engine: RiskEngine, text: str):  # noqa: ANN201 - Verdict
+def scan(engine: RiskEngine, text: str):
     return engine.scan(Capture.build("https://shop.example/checkout/", scripts=[
         {"url": "https://shop.example/js/jquery.min.js", "text": text, "inline": False}]))
 

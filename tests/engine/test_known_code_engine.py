@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from known_code_support import acme_database, acme_library
-
 from malwaresnipper.engine import Capture, CaptureLimits, EngineConfig, RiskEngine
 from malwaresnipper.engine.config import KnownCode, load_engine_config
 from malwaresnipper.engine.known_code import KnownCodeError
@@ -31,13 +30,13 @@ def engine(db: Path | None, *, enabled: bool = True, layers: tuple[str, ...] = (
     return RiskEngine(EngineConfig(known_code=settings), layers=list(layers))
 
 
-def scan(eng: RiskEngine, text: str):  # noqa: ANN201 - Verdict
+def scan(eng: RiskEngine, text: str):
     capture = Capture.build("https://shop.example/checkout", scripts=[
         {"url": "https://shop.example/js/acme.js", "text": text, "inline": False}])
     return eng.scan(capture)
 
 
-def layer(verdict, name: str):  # noqa: ANN001, ANN201
+def layer(verdict, name: str):
     return next(r for r in verdict.layers if r.layer == name)
 
 
