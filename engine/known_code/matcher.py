@@ -40,6 +40,11 @@ MIN_KNOWN_CHARS = 1024
 #: ... making up at least this share of the script's code (a bundle with a library inside is
 #: "foreign" too: its own code is analysed without the library's).
 MIN_KNOWN_SHARE = 0.1
+#: Texts longer than this are first probed in :data:`PROBE_WINDOWS` windows of
+#: :data:`PROBE_CHARS` characters (see :meth:`KnownCode._probe`).
+PROBE_ABOVE = 24_000
+PROBE_WINDOWS = 4
+PROBE_CHARS = 4_000
 #: A run of known chunks shorter than this (canonical characters) counts as foreign: a few
 #: generic statements (``return this}``) inside foreign code say nothing.
 MIN_KNOWN_RUN = 256
@@ -132,6 +137,8 @@ class KnownCode:
             return KnownCodeMatch(Status.UNKNOWN, reason="no known-code database")
         if len(text) < MIN_SCRIPT_CHARS:
             return KnownCodeMatch(Status.UNKNOWN, reason="too short")
+        if len(text) > PROBE_ABOVE and not self._probe(text):
+            return KnownCodeMatch(Status.UNKNOWN, reason="no known code in the probed windows")
         try:
             fp = fingerprint(text)
         except Unfingerprintable as exc:
@@ -142,6 +149,27 @@ class KnownCode:
                 if file is not None:
                     return KnownCodeMatch(Status.UNMODIFIED, file, known_chars=len(text))
         return self._partial(text, fp, truncated)
+
+    def _probe(self, text: str) -> bool:
+        """Whether some windows of a long text hold a known chunk (cheap; only says "look closer").
+
+        Most long scripts are nobody's library; fingerprinting a few windows instead of the whole
+        text keeps their cost low. A window may start inside a string or comment and be misread:
+        that can only hide known code, and a "no" here means a full scan, never a skip.
+        """
+        for i in range(PROBE_WINDOWS):
+            offset = (len(text) - PROBE_CHARS) * i // (PROBE_WINDOWS - 1)
+            start = text.find("\n", offset, offset + PROBE_CHARS // 2) + 1 or offset
+            try:
+                chunks = fingerprint(text[start:start + PROBE_CHARS]).chunk_hashes[1:-1]
+            except Unfingerprintable:
+                continue
+            if not chunks:
+                return True  # one long statement (a data table, a big string): no verdict here
+            hashes = np.fromiter(chunks, dtype=np.uint64, count=len(chunks))
+            if any((db.known_chunks(hashes) >= 0).any() for db in self.databases):
+                return True
+        return False
 
     def _partial(self, text: str, fp: Fingerprint, truncated: bool) -> KnownCodeMatch:
         hashes = np.fromiter(fp.chunk_hashes, dtype=np.uint64, count=len(fp.chunk_hashes))
