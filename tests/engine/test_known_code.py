@@ -318,7 +318,7 @@ def test_a_missing_database_file_is_a_clear_error(tmp_path) -> None:
 
 
 def test_a_failure_inside_the_matcher_means_unknown_and_a_full_scan(monkeypatch: pytest.MonkeyPatch) -> None:
-    import malwaresnipper.engine.known_code.matcher as matcher
+    from malwaresnipper.engine.known_code import matcher
 
     def broken(text: str) -> None:
         raise RuntimeError("boom")
