@@ -151,6 +151,8 @@ def verify(text: str) -> Verification:
         ours = {(kind, int(offsets[s]), int(offsets[e])) for kind, s, e in ours}
     if ours == theirs:
         return Verification(True)
-    first = min(ours ^ theirs, key=lambda span: span[1])
+    # The first difference by position; ties broken by side and kind, so the reason (which the
+    # database records) does not depend on set order, which varies between processes.
+    first = min(ours ^ theirs, key=lambda span: (span[1], span not in ours, span[0], span[2]))
     side = "lexer" if first in ours else "parser"
     return Verification(False, f"only the {side} sees a {first[0]} at byte {first[1]}")

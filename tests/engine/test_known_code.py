@@ -326,3 +326,19 @@ def test_a_failure_inside_the_matcher_means_unknown_and_a_full_scan(monkeypatch:
     monkeypatch.setattr(matcher, "fingerprint", broken)
     match = KNOWN.match(LIB)
     assert match.status is Status.UNKNOWN and "RuntimeError" in match.reason
+
+
+def test_the_parser_check_gives_the_same_reason_in_every_process() -> None:
+    """Databases record why files were left out: the reason must not depend on hash seeds."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from malwaresnipper.engine.known_code.verify import verify\n"
+            "print(verify('x = `a${ b ? /}`/ : c }d`; z = `e`;').reason)")
+    reasons = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
+        for seed in range(6)
+    }
+    assert len(reasons) == 1 and "template at byte 4" in reasons.pop()
