@@ -95,6 +95,17 @@ class Ml:
 
 
 @dataclass(frozen=True)
+class KnownCode:
+    """Known library code: an unmodified copy skips the heavy analysis, foreign code in one is
+    scanned alone (``engine/known_code``). ``files`` are databases made with
+    ``malwaresnipper known-code build --files ...``, relative to the config file."""
+
+    enabled: bool = True
+    use_bundled: bool = True
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """Everything the risk engine needs, with defaults that work out of the box."""
 
@@ -104,6 +115,7 @@ class EngineConfig:
     reputation: Reputation = field(default_factory=Reputation)
     signatures: Signatures = field(default_factory=Signatures)
     ml: Ml = field(default_factory=Ml)
+    known_code: KnownCode = field(default_factory=KnownCode)
     #: Folder that relative paths in this config are resolved against (the config file's folder).
     base_dir: str = field(default="", metadata={"internal": True})
 

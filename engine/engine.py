@@ -21,6 +21,7 @@ from .. import __version__
 from .capture import Capture
 from .config import EngineConfig
 from .features import Features
+from .known_code import KnownCode
 from .layers.base import Layer, registered_layers
 from .results import Evidence, Indicator, LayerResult, Severity
 from .verdict import Verdict, build_verdict, combine_scores
@@ -55,6 +56,7 @@ class RiskEngine:
         self.config = config or EngineConfig()
         wanted = layers if layers is not None else self.config.layers.enabled
         self.layers: list[Layer] = [cls(self.config) for cls in registered_layers() if cls.name in wanted]
+        self.known_code = load_known_code(self.config)
 
     @property
     def model_versions(self) -> dict[str, str]:
@@ -68,7 +70,7 @@ class RiskEngine:
         started = time.perf_counter()
         cpu_started = time.process_time()
         budget_s = self.config.limits.time_budget_ms / 1000.0
-        features = Features(capture)
+        features = Features(capture, self.known_code)
         results: list[LayerResult] = []
         extra: list[Indicator] = []
         incomplete: list[str] = [f"cut: {note}" for note in capture.truncations]
@@ -142,6 +144,26 @@ class RiskEngine:
             details=result.details,
             error=result.error,
         )
+
+
+def load_known_code(config: EngineConfig) -> KnownCode | None:
+    """The known-code databases of ``[known_code]``; a user file that cannot be read raises.
+
+    A missing bundled database only costs the fast path (every script is then scanned in full),
+    so it is logged, not fatal.
+    """
+    settings = config.known_code
+    if not settings.enabled:
+        return None
+    user_files = [config.resolve(path) for path in settings.files]
+    bundled = settings.use_bundled
+    from .known_code import BUNDLED_DATABASE
+
+    if bundled and not BUNDLED_DATABASE.exists():
+        log.warning("bundled known-code database %s is missing: known libraries are scanned in full",
+                    BUNDLED_DATABASE)
+        bundled = False
+    return KnownCode.load(user_files, bundled=bundled)
 
 
 def _truncation_indicator(notes: tuple[str, ...]) -> Indicator:

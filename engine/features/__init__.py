@@ -15,6 +15,7 @@ from ..capture import Capture, DomFacts, Script
 
 if TYPE_CHECKING:
     from .behaviour import ScriptFacts
+    from ..known_code import KnownCode, KnownCodeMatch
     from .html import ParsedPage
     from .javascript import JsFeatures
     from .url import UrlFeatures
@@ -36,10 +37,13 @@ class ScriptView:
 class Features:
     """Lazily computed facts about one capture, shared by all layers of one scan."""
 
-    def __init__(self, capture: Capture) -> None:
+    def __init__(self, capture: Capture, known_code: KnownCode | None = None) -> None:
+        """``known_code`` (the engine's databases) lets layers skip known library code."""
         self.capture = capture
+        self.known_code = known_code
         self._js: dict[int, JsFeatures] = {}
         self._behaviour: dict[int, ScriptFacts] = {}
+        self._known: dict[int, KnownCodeMatch | None] = {}
 
     @cached_property
     def url(self) -> UrlFeatures:
@@ -83,6 +87,41 @@ class Features:
                 if script.text and (script.sha256 or "") not in seen:
                     seen.add(script.sha256 or "")
                     views.append(ScriptView(len(views), script, script.text, _location(len(views), script)))
+        return tuple(views)
+
+    # -- known code (issue 14 item 3; the lead moves the indicators into the findings catalogue) --
+
+    def known(self, view: ScriptView) -> KnownCodeMatch | None:
+        """What the known-code databases say about a script (None without databases)."""
+        if self.known_code is None:
+            return None
+        if view.index not in self._known:
+            from ..known_code.matcher import cached_match
+
+            self._known[view.index] = cached_match(self.known_code, view.text, truncated=view.script.truncated)
+        return self._known[view.index]
+
+    @cached_property
+    def analysed_scripts(self) -> tuple[ScriptView, ...]:
+        """The scripts the heavy per-script analysis (javascript layer, JS model) should read.
+
+        An unmodified known library is left out; a known library with foreign code is replaced
+        by its foreign part alone (a view of its own, so its features are its own); any other
+        script is itself. Without known-code databases, every script.
+        """
+        from ..known_code import Status
+
+        views: list[ScriptView] = []
+        for view in self.scripts:
+            match = self.known(view)
+            if match is None or match.status is Status.UNKNOWN:
+                views.append(view)
+            elif match.status is Status.FOREIGN:
+                where = ", ".join(f"{s:,}-{e:,}" for s, e in match.foreign[:3])
+                views.append(ScriptView(
+                    len(self.scripts) + view.index, view.script, match.foreign_text(view.text),
+                    f"{view.location} (foreign code at characters {where})",
+                ))
         return tuple(views)
 
     def js(self, view: ScriptView) -> JsFeatures:

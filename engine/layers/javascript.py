@@ -35,7 +35,7 @@ _URL_RE = re.compile(r"""https?://([A-Za-z0-9.-]+)""")
 _HIDDEN_NEAR_IFRAME = re.compile(
     r"""(?:width|height)\s*[=:]\s*['"]?[01](?:px)?\b|visibility\s*[=:]\s*['"]?hidden|display\s*[=:]\s*['"]?none"""
     r"""|(?:left|top)\s*[=:]\s*['"]?-\d{3,}""",
-    re.I,
+    re.IGNORECASE,
 )
 
 
@@ -391,6 +391,49 @@ def _page_behaviour(views: tuple[ScriptView, ...], features: Features,
     return tuple(indicators), scores, details
 
 
+# -- known library code (issue 14 item 3) -------------------------------------------------------
+# Kept apart and small so that the findings catalogue can take these two indicators over.
+
+def known_code_indicators(layer: str, features: Features) -> tuple[tuple[Indicator, ...], list[dict[str, object]]]:
+    """INFO indicators for scripts that are known library code, and a summary for details.
+
+    ``known_library``: an unmodified copy (its heavy analysis is skipped). ``known_library_foreign_code``:
+    a known library with foreign code, of which only the foreign part is analysed; the indicator
+    says which library, how much foreign code and where, so a user sees what was scanned.
+    """
+    from ..known_code import Status
+
+    unmodified: list[Evidence] = []
+    foreign: list[Evidence] = []
+    summary: list[dict[str, object]] = []
+    for view in features.scripts:
+        match = features.known(view)
+        if match is None or match.status is Status.UNKNOWN or match.library is None:
+            continue
+        summary.append({"location": view.location, "status": match.status.value,
+                        "library": match.description, "foreign_chars": match.foreign_chars})
+        if match.status is Status.UNMODIFIED:
+            unmodified.append(Evidence(snippet=match.description, location=view.location))
+        else:
+            start = match.foreign[0][0] if match.foreign else 0
+            foreign.append(Evidence(snippet=match.description, location=view.location, offset=start))
+    indicators = []
+    if unmodified:
+        titles = sorted({e.snippet for e in unmodified})
+        indicators.append(Indicator(
+            id=f"{layer}.known_library",
+            title=f"Known library: {titles[0]}" + (f" and {len(titles) - 1} more" if len(titles) > 1 else ""),
+            severity=Severity.INFO, layer=layer, evidence=tuple(unmodified[:MAX_EVIDENCE]), category="known_code",
+        ))
+    if foreign:
+        indicators.append(Indicator(
+            id=f"{layer}.known_library_foreign_code",
+            title=f"Known library with foreign code: {foreign[0].snippet} (the foreign code alone was analysed)",
+            severity=Severity.INFO, layer=layer, evidence=tuple(foreign[:MAX_EVIDENCE]), category="known_code",
+        ))
+    return tuple(indicators), summary
+
+
 class JavascriptLayer:
     """Static analysis of every script of a capture; the worst script sets the score."""
 
@@ -401,9 +444,14 @@ class JavascriptLayer:
         self.config = config
 
     def analyze(self, capture: Capture, features: Features) -> LayerResult:
-        views = features.scripts
+        known, known_details = known_code_indicators(self.name, features)
+        views = features.analysed_scripts
         if not views:
-            return LayerResult(layer=self.name, score=0.0, confidence=0.0, details={"scripts": 0})
+            details: dict[str, object] = {"scripts": 0}
+            if known_details:
+                details["known_code"] = known_details
+            return LayerResult(layer=self.name, score=0.0, confidence=1.0 if known else 0.0,
+                               indicators=known, details=details)
         page_host = capture.host
         grouped: dict[str, tuple[Finding, list[Evidence], float]] = {}
         scored: list[tuple[float, str]] = []
@@ -450,6 +498,7 @@ class JavascriptLayer:
             )
             for finding, evidences, _ in sorted(grouped.values(), key=lambda g: (-g[0].score, g[0].name))
         )
+        indicators += known
         scored.sort(reverse=True)
         score = scored[0][0] if scored else 0.0
         details = {
@@ -470,4 +519,6 @@ class JavascriptLayer:
         if errors:
             details["feature_errors"] = errors
         details["behaviour"] = behaviour_details
+        if known_details:
+            details["known_code"] = known_details
         return LayerResult(layer=self.name, score=score, indicators=indicators, confidence=1.0, details=details)

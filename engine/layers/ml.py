@@ -147,7 +147,7 @@ class MlLayer:
                 details["url_model_skipped"] = skip
             else:
                 wanted.append("url")
-        if features.scripts:
+        if features.analysed_scripts:  # unmodified known libraries are not scored (javascript layer says so)
             wanted.append("js")
         if capture.html:
             wanted.append("html")
@@ -208,7 +208,7 @@ class MlLayer:
         if kind == "html":
             inp = featurize("html", capture.html or "", base_url=capture.url, numeric_keys=bundle.numeric_keys)
             return bundle.predict([inp])[0], "html"
-        views = sorted(features.scripts, key=lambda v: -len(v.text))[:MAX_SCRIPTS_SCORED]
+        views = sorted(features.analysed_scripts, key=lambda v: -len(v.text))[:MAX_SCRIPTS_SCORED]
         if not views:
             return None, ""
         # Only a model loaded from a file (sha256 known) is cached: the key must name it exactly.

@@ -101,6 +101,7 @@ def test_documented_config_is_complete_and_valid(tmp_path: Path) -> None:
     defaults = load_settings(None)
     assert settings.engine.thresholds == defaults.engine.thresholds
     assert settings.engine.layers == defaults.engine.layers
+    assert settings.engine.known_code == defaults.engine.known_code
     assert (settings.proxy, settings.server, settings.store, settings.events) == (
         defaults.proxy, defaults.server, defaults.store, defaults.events)
 
