@@ -21,6 +21,7 @@ from .. import __version__
 from .capture import Capture
 from .config import EngineConfig
 from .features import Features
+from .findings import catalogue
 from .known_code import KnownCode
 from .layers.base import Layer, registered_layers
 from .results import Evidence, Indicator, LayerResult, Severity
@@ -123,16 +124,9 @@ class RiskEngine:
                 score=0.0,
                 confidence=0.0,
                 error=f"{type(exc).__name__}: {exc}"[:500],
-                indicators=(
-                    Indicator(
-                        id="engine.layer_error",
-                        title=f"The {layer.name} layer could not analyse this content",
-                        severity=Severity.INFO,
-                        layer=layer.name,
-                        category="engine",
-                        evidence=(Evidence(snippet=f"{type(exc).__name__}: {exc}"[:160], location=layer.name),),
-                    ),
-                ),
+                indicators=(catalogue().finding(
+                    "engine.layer_error", Evidence(snippet=f"{type(exc).__name__}: {exc}"[:160], location=layer.name),
+                    layer=layer.name).indicator(),),
             )
         elapsed = (time.perf_counter() - t0) * 1000.0
         return LayerResult(
@@ -167,36 +161,18 @@ def load_known_code(config: EngineConfig) -> KnownCode | None:
 
 
 def _truncation_indicator(notes: tuple[str, ...]) -> Indicator:
-    return Indicator(
-        id="engine.truncated",
-        title="Part of this content was too large and was not analysed",
-        severity=Severity.LOW,
-        layer="engine",
-        category="engine",
-        evidence=tuple(Evidence(snippet=n[:160], location="capture") for n in notes[:5]),
-    )
+    evidence = [Evidence(snippet=n[:160], location="capture") for n in notes[:5]]
+    return catalogue().finding("engine.truncated", *evidence).indicator()
 
 
 def _reduction_indicator(notes: list[str]) -> Indicator:
-    return Indicator(
-        id="engine.reduced",
-        title="Parts that cannot matter (comments, runs of whitespace, nesting past the browser's limit) were set aside",
-        severity=Severity.INFO,
-        layer="engine",
-        category="engine",
-        evidence=tuple(Evidence(snippet=n[:160], location="capture") for n in notes[:5]),
-    )
+    evidence = [Evidence(snippet=n[:160], location="capture") for n in notes[:5]]
+    return catalogue().finding("engine.reduced", *evidence).indicator()
 
 
 def _budget_indicator(skipped: list[str], budget_ms: int) -> Indicator:
-    return Indicator(
-        id="engine.time_budget",
-        title=f"The scan ran out of its {budget_ms} ms budget; some layers did not run",
-        severity=Severity.INFO,
-        layer="engine",
-        category="engine",
-        evidence=(Evidence(snippet="skipped: " + ", ".join(skipped), location="engine"),),
-    )
+    evidence = Evidence(snippet="skipped: " + ", ".join(skipped), location="engine")
+    return catalogue().finding("engine.time_budget", evidence, budget_ms=budget_ms).indicator()
 
 
 def _script_summaries(features: Features) -> tuple[dict[str, object], ...]:

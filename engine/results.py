@@ -94,6 +94,9 @@ class Indicator:
     evidence: tuple[Evidence, ...] = ()
     category: str = "general"
     classification: str | None = None
+    #: what this indicator proves on its own (``engine.findings.Strength``): ``decisive`` or
+    #: ``behaviour`` can carry a verdict to MALICIOUS; ``trait``, ``model``, ``context`` cannot
+    strength: str = "trait"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +106,7 @@ class Indicator:
             "layer": self.layer,
             "category": self.category,
             "classification": self.classification,
+            "strength": self.strength,
             "evidence": [e.to_dict() for e in self.evidence],
         }
 
@@ -116,6 +120,7 @@ class Indicator:
             category=data.get("category", "general"),
             classification=data.get("classification"),
             evidence=tuple(Evidence.from_dict(e) for e in data.get("evidence", ())),
+            strength=data.get("strength", "trait"),
         )
 
 

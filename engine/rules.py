@@ -58,9 +58,11 @@ else:  # pragma: no cover
 TARGETS = ("url", "html", "script")
 RULE_KEYS = frozenset(
     {"id", "description", "severity", "target", "patterns", "condition", "case_sensitive",
-     "classification", "category", "enabled"}
+     "classification", "category", "enabled", "strength"}
 )
 PATTERN_KINDS = ("literal", "regex")
+#: Strengths a rule may claim (engine/findings.py); "model" and "context" are not a rule's.
+RULE_STRENGTHS = ("decisive", "behaviour", "trait")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 CONDITION_RE = re.compile(r"^(any|all|at_least:(\d+))$")
 MAX_PATTERN_CHARS = 2000
@@ -94,6 +96,9 @@ class Rule:
     classification: str | None = None
     category: str = "signature"
     source: str = ""
+    #: what a match proves on its own (engine/findings.py): critical rules are decisive, others
+    #: traits unless the rule says ``strength = "behaviour"``
+    strength: str = "trait"
 
     @property
     def condition(self) -> str:
@@ -233,6 +238,9 @@ def _parse_rule(raw: Any, source: str, index: int) -> Rule | None:
                 f"bad condition {condition!r}: N must be between 1 and the number of patterns "
                 f"({len(patterns)})"
             )
+    strength = raw.get("strength", "decisive" if severity is Severity.CRITICAL else "trait")
+    if strength not in RULE_STRENGTHS:
+        raise fail(f"bad strength {strength!r} (expected one of {', '.join(RULE_STRENGTHS)})")
     if not enabled:
         return None
     return Rule(
@@ -246,6 +254,7 @@ def _parse_rule(raw: Any, source: str, index: int) -> Rule | None:
         classification=raw.get("classification"),
         category=raw.get("category", "signature"),
         source=source,
+        strength=strength,
     )
 
 

@@ -16,8 +16,14 @@ rank samples and draw ROC curves.
 Overrides, applied after the formula:
 
 * an allowlisted site is BENIGN with risk 0 and an indicator saying which list matched;
-* a CRITICAL indicator (a blocklist hit, a signature marked critical) forces MALICIOUS: the risk
-  is raised to at least the MALICIOUS threshold.
+* a decisive indicator (a blocklist hit, a critical signature) forces MALICIOUS: the risk is
+  raised to at least the MALICIOUS threshold;
+* corroboration: MALICIOUS needs a ``decisive`` or ``behaviour`` finding among the reasons
+  (``engine/findings.py``). Traits that benign code shares and model opinions, however many and
+  however strong, are capped at SUSPICIOUS: their risk is mapped onto the SUSPICIOUS band
+  (``[suspicious, malicious)``, order kept, so curves still rank them) and an
+  ``engine.uncorroborated`` indicator says why. Measured on code nobody trained on, a single
+  model or generic obfuscation trait at its MALICIOUS point replaced real sites' scripts.
 
 The threat level follows the configured thresholds: ``risk >= malicious`` is MALICIOUS,
 ``risk >= suspicious`` is SUSPICIOUS, anything lower is BENIGN.
@@ -43,7 +49,10 @@ from enum import Enum
 from typing import Any
 
 from .config import EngineConfig
+from .findings import Strength, catalogue
 from .results import MAX_SNIPPET, Evidence, Indicator, LayerResult, Severity
+
+_STRENGTHS = frozenset(s.value for s in Strength)
 
 
 class ThreatLevel(str, Enum):
@@ -206,8 +215,12 @@ def build_verdict(
         ]
     else:
         score = combine_scores(results, config)
-        if any(i.severity is Severity.CRITICAL for i in indicators):
+        if any(i.strength == Strength.DECISIVE.value for i in indicators):
             score = max(score, config.thresholds.malicious)
+        elif score >= config.thresholds.suspicious and not _corroborated(indicators):
+            score = _suspicious_band(score, config)
+            if level_for(combine_scores(results, config), config) is ThreatLevel.MALICIOUS:
+                indicators.append(uncorroborated_indicator(indicators))
         if reasons:
             score = max(score, config.thresholds.suspicious)
         level = level_for(score, config)
@@ -233,12 +246,30 @@ def build_verdict(
 
 def incomplete_indicator(reasons: Sequence[str]) -> Indicator:
     """What a user reads when a scan could not look at everything."""
-    return Indicator(
-        id="engine.incomplete",
-        title="Not everything here could be analysed, so it is not rated safe",
-        severity=Severity.MEDIUM,
-        layer="engine",
-        category="engine",
-        classification="incomplete",
-        evidence=tuple(Evidence(snippet=r[:MAX_SNIPPET], location="engine") for r in reasons[:5]),
-    )
+    evidence = [Evidence(snippet=r[:MAX_SNIPPET], location="engine") for r in reasons[:5]]
+    return catalogue().finding("engine.incomplete", *evidence).indicator()
+
+
+def _corroborated(indicators: Sequence[Indicator]) -> bool:
+    return any(Strength(i.strength).corroborates for i in indicators if i.strength in _STRENGTHS)
+
+
+def _suspicious_band(score: float, config: EngineConfig) -> float:
+    """Map an uncorroborated risk in [suspicious, 100] onto [suspicious, malicious): monotonic,
+    so uncorroborated samples keep their order among themselves."""
+    low, high = config.thresholds.suspicious, config.thresholds.malicious
+    if high <= low or score < low:
+        return score
+    return low + (min(score, 100.0) - low) * (high - low) / max(1e-9, 100.0 - low) * 0.999
+
+
+_KIND_WORDS = {"model": "a trained model's score", "trait": "traits that benign code shares too"}
+
+
+def uncorroborated_indicator(indicators: Sequence[Indicator]) -> Indicator:
+    """Why a verdict that scored MALICIOUS is reported as SUSPICIOUS."""
+    kinds = [_KIND_WORDS[k] for k in ("model", "trait") if any(i.strength == k for i in indicators)]
+    shown = [i for i in indicators if i.strength in ("model", "trait") and i.severity >= Severity.LOW][:5]
+    evidence = [Evidence(snippet=i.title[:MAX_SNIPPET], location=i.layer) for i in shown]
+    return catalogue().finding("engine.uncorroborated", *evidence,
+                               kinds=" and ".join(kinds) or "weak signs").indicator()

@@ -7,8 +7,8 @@ own, forms that post credentials to another site or to ``mailto:``, hidden ifram
 away from the site, pages cloned from a brand (their links all point to the brand's real site),
 disabled right click and downloads pushed without a click.
 
-Scoring: each finding adds a probability-like weight and the weights combine by noisy-OR, so a
-finding alone stays small and only agreeing findings reach SUSPICIOUS. A password form on its own
+Scoring: each finding is a catalogue entry (``engine/data/findings.toml``) whose points combine
+by noisy-OR, so a finding alone stays small and only agreeing findings reach SUSPICIOUS. A password form on its own
 is a weak signal (ordinary sites have login pages); a page with nothing found scores 0.
 """
 
@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar
 
 from ..capture import DomFacts
 from ..features.brands import brand_counts, brand_of_site, brands_in_title, site_owned_by
 from ..features.html import host_of, refresh_target
+from ..findings import Finding, catalogue, combine
 from ..psl import registrable_domain
-from ..results import Evidence, Indicator, LayerResult, Severity, snippet
+from ..results import Evidence, LayerResult, snippet
 
 if TYPE_CHECKING:
     from ..capture import Capture
@@ -54,12 +54,6 @@ _SOCIAL_LOGIN_RE = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _Finding:
-    indicator: Indicator
-    weight: float  # probability-like contribution in [0, 1]
-
-
 class DomLayer:
     """Page-structure heuristics for phishing, cloaked iframes, redirects and pushed downloads."""
 
@@ -80,11 +74,8 @@ class DomLayer:
             )
         page = features.page
         findings = _Analysis(capture, dom, page, features.title or "").run()
-        remaining = 1.0
-        for finding in findings:
-            remaining *= 1.0 - min(max(finding.weight, 0.0), 0.99)
-        score = 100.0 * (1.0 - remaining)
-        indicators = tuple(sorted((f.indicator for f in findings), key=lambda i: -i.severity))
+        score = combine(f.points for f in findings)
+        indicators = tuple(sorted((f.indicator() for f in findings), key=lambda i: -i.severity))
         return LayerResult(
             layer=self.name,
             score=score,
@@ -116,7 +107,7 @@ class _Analysis:
         #: check may compare the page's own site or scheme with anything (a form's target, a
         #: brand's domains, where the links go), or it would report facts about the placeholder.
         self.origin_known = not capture.extra.get("synthetic_url")
-        self.findings: list[_Finding] = []
+        self.findings: list[Finding] = []
         self.password_forms = [i for i, f in enumerate(dom.forms) if f.has_password]
         self.card_forms = [i for i, f in enumerate(dom.forms) if f.has_card]
         loose_password = page is not None and page.password_inputs > sum(
@@ -129,39 +120,17 @@ class _Analysis:
         text = page.text if page is not None else dom.text_excerpt
         self.text_lower = text[:50_000].lower()
 
-    def add(
-        self,
-        name: str,
-        title: str,
-        severity: Severity,
-        weight: float,
-        evidence: tuple[Evidence, ...] = (),
-        *,
-        category: str = "phishing",
-        classification: str | None = "phishing",
-    ) -> None:
-        """Record a finding; a second finding of the same kind adds evidence, not score."""
-        ind_id = f"dom.{name}"
+    def add(self, name: str, evidence: tuple[Evidence, ...] = (), variant: str = "", **values: object) -> None:
+        """Record finding ``dom.<name>``; a second one of the same kind adds evidence, not score."""
+        finding = catalogue().finding(f"dom.{name}", *evidence, variant=variant, **values)
         for index, existing in enumerate(self.findings):
-            if existing.indicator.id == ind_id:
-                merged = replace(
-                    existing.indicator,
-                    evidence=(existing.indicator.evidence + evidence)[:MAX_EVIDENCE],
-                    severity=max(existing.indicator.severity, severity),
-                )
-                self.findings[index] = _Finding(merged, max(existing.weight, weight))
+            if existing.id == finding.id:
+                stronger = finding if finding.points > existing.points else existing
+                self.findings[index] = stronger.with_evidence((existing.evidence + evidence)[:MAX_EVIDENCE])
                 return
-        self.findings.append(
-            _Finding(
-                Indicator(
-                    id=ind_id, title=title, severity=severity, layer="dom",
-                    evidence=evidence, category=category, classification=classification,
-                ),
-                weight,
-            )
-        )
+        self.findings.append(finding)
 
-    def run(self) -> list[_Finding]:
+    def run(self) -> list[Finding]:
         self._check_credentials()
         self._check_form_actions()
         if self.origin_known:  # each compares the page's own site with a brand's
@@ -179,37 +148,19 @@ class _Analysis:
     def _check_credentials(self) -> None:
         if self.asks_password:
             where = f"form #{self.password_forms[0] + 1}" if self.password_forms else "html"
-            self.add(
-                "password_form", "The page asks for a password", Severity.INFO, 0.06,
-                (Evidence("input type=password", where),), classification=None,
-            )
+            self.add("password_form", (Evidence("input type=password", where),))
             if self.scheme == "http" and self.origin_known:
-                self.add(
-                    "password_over_http", "The page asks for a password over unencrypted HTTP",
-                    Severity.LOW, 0.08, (Evidence(snippet(self.url, 0, 0, 60), "url"),),
-                    classification=None,
-                )
+                self.add("password_over_http", (Evidence(snippet(self.url, 0, 0, 60), "url"),))
         if self.asks_card:
             where = f"form #{self.card_forms[0] + 1}" if self.card_forms else "html"
-            self.add(
-                "card_form", "The page asks for payment card details", Severity.LOW, 0.12,
-                (Evidence("card number / CVV input", where),), classification=None,
-            )
+            self.add("card_form", (Evidence("card number / CVV input", where),))
         secrets = self.page.sensitive_inputs if self.page is not None else 0
         if self.asks_card and (secrets >= 2 or self.asks_password):
             # Shops ask for a card; they do not also ask for a PIN, an SSN or the mail password.
-            self.add(
-                "card_with_secrets",
-                "The page asks for card details together with a password, PIN or identity data",
-                Severity.MEDIUM, 0.3 if secrets >= 2 else 0.15,
-                (Evidence("card inputs with password/identity inputs", "html"),),
-            )
+            self.add("card_with_secrets", (Evidence("card inputs with password/identity inputs", "html"),),
+                     "secrets" if secrets >= 2 else "password")
         if self.asks_secrets:
-            self.add(
-                "identity_inputs",
-                "The page asks for identity or banking secrets (PIN, SSN, one-time code, date of birth)",
-                Severity.LOW, 0.12, (Evidence("sensitive input fields", "html"),), classification=None,
-            )
+            self.add("identity_inputs", (Evidence("sensitive input fields", "html"),))
 
     def _check_form_actions(self) -> None:
         for index, form in enumerate(self.dom.forms):
@@ -218,29 +169,17 @@ class _Analysis:
             where = f"form #{index + 1}"
             scheme = action.split(":", 1)[0].lower() if ":" in action else ""
             if scheme in ("mailto", "data"):
-                self.add(
-                    "form_action_mailto" if scheme == "mailto" else "form_action_data",
-                    f"A form sends what is typed into it to a {scheme}: address",
-                    Severity.HIGH if sensitive else Severity.MEDIUM, 0.55 if sensitive else 0.3,
-                    (Evidence(snippet(action, 0, 0, 80), where),),
-                )
+                self.add("form_action_mailto" if scheme == "mailto" else "form_action_data",
+                         (Evidence(snippet(action, 0, 0, 80), where),), "sensitive" if sensitive else "plain")
                 continue
             if not sensitive or not action or scheme not in ("http", "https") or not self.origin_known:
                 continue
             target_site = registrable_domain(host_of(action))
             offsite = bool(target_site and self.site and target_site != self.site)
             if offsite and not _same_owner(target_site, self.site):
-                self.add(
-                    "form_action_external",
-                    "A login or payment form sends its data to another site",
-                    Severity.MEDIUM, 0.3, (Evidence(snippet(action, 0, 0, 80), where),),
-                )
+                self.add("form_action_external", (Evidence(snippet(action, 0, 0, 80), where),))
             if self.scheme == "https" and scheme == "http":
-                self.add(
-                    "form_insecure_post",
-                    "A login or payment form on an HTTPS page posts over unencrypted HTTP",
-                    Severity.MEDIUM, 0.2, (Evidence(snippet(action, 0, 0, 80), where),),
-                )
+                self.add("form_insecure_post", (Evidence(snippet(action, 0, 0, 80), where),))
 
     # -- brand impersonation ----------------------------------------------------------------
 
@@ -251,17 +190,9 @@ class _Analysis:
             brand = title_brands[0]
             evidence = (Evidence(snippet(self.title, 0, 0, 80), "title"),)
             if self.asks_credentials:
-                self.add(
-                    "brand_credential_mismatch",
-                    f"The page asks for credentials under the name {brand} on a site {brand} does not own",
-                    Severity.HIGH, 0.6, evidence,
-                )
+                self.add("brand_credential_mismatch", evidence, brand=brand)
             else:
-                self.add(
-                    "brand_title_mismatch",
-                    f"The title names {brand} on a site {brand} does not own",
-                    Severity.LOW, 0.1, evidence, classification=None,
-                )
+                self.add("brand_title_mismatch", evidence, brand=brand)
             return
         if not self.asks_credentials:
             return
@@ -276,12 +207,8 @@ class _Analysis:
         if count >= 3 and count >= 2 * runner_up and count == ranked[0]:
             pos = self.text_lower.find(brand.lower().split()[0])
             text = self.page.text if self.page is not None else self.dom.text_excerpt
-            self.add(
-                "brand_text_mismatch",
-                f"The page names {brand} next to a credential form on a site {brand} does not own",
-                Severity.MEDIUM, 0.3,
-                (Evidence(snippet(text, max(pos, 0), max(pos, 0) + len(brand)), "text"),),
-            )
+            self.add("brand_text_mismatch", (Evidence(snippet(text, max(pos, 0), max(pos, 0) + len(brand)), "text"),),
+                     brand=brand)
 
     def _check_saved_copy(self) -> None:
         """A page saved from a brand's site (browser "save as" or HTTrack) served from elsewhere."""
@@ -293,16 +220,9 @@ class _Analysis:
             return
         evidence = (Evidence(snippet(self.page.saved_from, 0, 0, 80), "html comment"),)
         if self.asks_credentials:
-            self.add(
-                "saved_brand_page",
-                f"A copy of a {brand} page, saved from {origin}, asks for credentials here",
-                Severity.HIGH, 0.5, evidence,
-            )
+            self.add("saved_brand_page", evidence, brand=brand, origin=origin)
         else:
-            self.add(
-                "saved_brand_copy", f"A copy of a {brand} page saved from {origin} is served here",
-                Severity.MEDIUM, 0.25, evidence,
-            )
+            self.add("saved_brand_copy", evidence, brand=brand, origin=origin)
 
     def _check_cloned_links(self) -> None:
         """A page whose links mostly point to one brand's real site, served from elsewhere."""
@@ -315,17 +235,9 @@ class _Analysis:
             return
         evidence = (Evidence(f"{count} of {total} links and resources point to {domain}", "html"),)
         if self.asks_credentials:
-            self.add(
-                "cloned_brand_page",
-                f"A credential page copied from {brand}: most of its links go to {domain}",
-                Severity.MEDIUM, 0.35, evidence,
-            )
+            self.add("cloned_brand_page", evidence, brand=brand, domain=domain)
         else:
-            self.add(
-                "brand_links_offsite",
-                f"Most links of the page go to {brand} ({domain}) although the page is elsewhere",
-                Severity.LOW, 0.08, evidence, classification=None,
-            )
+            self.add("brand_links_offsite", evidence, brand=brand, domain=domain)
 
     # -- iframes, redirects, downloads --------------------------------------------------------
 
@@ -340,13 +252,8 @@ class _Analysis:
             if target in TRACKER_SITES:
                 continue
             offsite = self.origin_known and bool(target) and target != self.site
-            self.add(
-                "hidden_iframe_external" if offsite else "hidden_iframe",
-                "An invisible iframe loads another site" if offsite else "The page has an invisible iframe",
-                Severity.MEDIUM if offsite else Severity.LOW, 0.25 if offsite else 0.05,
-                (Evidence(snippet(src, 0, 0, 80), f"iframe #{index + 1}"),),
-                category="injection", classification=None,
-            )
+            self.add("hidden_iframe_external" if offsite else "hidden_iframe",
+                     (Evidence(snippet(src, 0, 0, 80), f"iframe #{index + 1}"),))
 
     def _check_meta_refresh(self) -> None:
         target = refresh_target(self.dom.meta_refresh, self.url)
@@ -358,52 +265,28 @@ class _Analysis:
         brand = brand_of_site(target_site)
         evidence = (Evidence(snippet(self.dom.meta_refresh or "", 0, 0, 80), "meta refresh"),)
         if brand is not None and not site_owned_by(self.site, brand):
-            self.add(
-                "refresh_to_brand",
-                f"The page sends visitors on to {brand}'s real site, as phishing kits do after a theft",
-                Severity.MEDIUM, 0.3, evidence,
-            )
+            self.add("refresh_to_brand", evidence, brand=brand)
         else:
-            self.add(
-                "meta_refresh_offsite", "The page redirects visitors to another site (meta refresh)",
-                Severity.LOW, 0.15, evidence, category="redirect", classification="redirect",
-            )
+            self.add("meta_refresh_offsite", evidence)
 
     def _check_misc(self) -> None:
         if self.dom.right_click_disabled:
-            self.add(
-                "right_click_disabled", "The page disables right click (hides its source from visitors)",
-                Severity.LOW, 0.1, (Evidence("oncontextmenu ... return false", "html"),),
-                category="evasion", classification=None,
-            )
+            self.add("right_click_disabled", (Evidence("oncontextmenu ... return false", "html"),))
         if self.dom.auto_download:
-            self.add(
-                "auto_download", "The page starts a download without a click",
-                Severity.HIGH, 0.55, (Evidence(snippet(self.dom.auto_download, 0, 0, 80), "html"),),
-                category="malware", classification="dropper",
-            )
+            self.add("auto_download", (Evidence(snippet(self.dom.auto_download, 0, 0, 80), "html"),))
         dom = self.dom
         if self.asks_password and self.page is not None:
             real_links = dom.link_count - self.page.null_link_count
             if real_links < 3:
-                self.add(
-                    "bare_credential_page",
-                    "A password page with almost no working links (real sign-in pages link to help, "
-                    "privacy and sign-up pages)",
-                    Severity.LOW, 0.1,
-                    (Evidence(f"{real_links} working links", "html"),), classification=None,
-                )
+                self.add("bare_credential_page", (Evidence(f"{real_links} working links", "html"),))
         if (
             self.asks_credentials
             and self.page is not None
             and dom.link_count >= 5
             and self.page.null_link_count >= 0.6 * dom.link_count
         ):
-            self.add(
-                "dead_links", "Most links of this credential page lead nowhere (a cloned page)",
-                Severity.LOW, 0.1,
-                (Evidence(f"{self.page.null_link_count} of {dom.link_count} links go nowhere", "html"),),
-            )
+            self.add("dead_links",
+                     (Evidence(f"{self.page.null_link_count} of {dom.link_count} links go nowhere", "html"),))
 
 
 def _same_owner(site_a: str, site_b: str) -> bool:

@@ -1,8 +1,8 @@
 """Layer 3: static analysis of each script (obfuscation, dangerous sinks, malicious behaviours).
 
 Each script is judged on its own: :func:`assess_script` turns the script's
-:class:`~malwaresnipper.engine.features.javascript.JsFeatures` into findings, each with a score,
-and combines them with a noisy-OR (two independent signs of obfuscation weigh more than one). The
+:class:`~malwaresnipper.engine.features.javascript.JsFeatures` into catalogue findings
+(``engine/data/findings.toml``: title, severity, points) and combines them with the one noisy-OR (two independent signs of obfuscation weigh more than one). The
 layer's score is the worst script's score.
 
 The hard case is minified library code: short names, long lines, ``Function("return this")``,
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from ..features.javascript import JsFeatures
+from ..findings import Finding, catalogue
+from ..findings import combine as combine
 from ..results import Evidence, Indicator, LayerResult, Severity, snippet
 
 if TYPE_CHECKING:
@@ -40,17 +42,40 @@ _HIDDEN_NEAR_IFRAME = re.compile(
 
 
 @dataclass(frozen=True, slots=True)
-class Finding:
-    """One reason a script looks malicious, before it becomes an :class:`Indicator`."""
+class ScriptFinding:
+    """A catalogue finding seen in one script, and where (before it becomes an indicator)."""
 
-    name: str
-    title: str
-    severity: Severity
-    score: float
-    category: str
-    classification: str | None
+    finding: Finding
     offset: int = -1
     length: int = 24
+
+    @property
+    def name(self) -> str:
+        return self.finding.id.split(".", 1)[1]
+
+    @property
+    def score(self) -> float:
+        return self.finding.points
+
+    @property
+    def severity(self) -> Severity:
+        return self.finding.severity
+
+    @property
+    def category(self) -> str:
+        return self.finding.spec.category
+
+    @property
+    def classification(self) -> str | None:
+        return self.finding.spec.classification
+
+    @property
+    def title(self) -> str:
+        return self.finding.title
+
+
+def _hit(name: str, offset: int, length: int, variant: str = "") -> ScriptFinding:
+    return ScriptFinding(catalogue().finding(f"javascript.{name}", variant=variant), offset, length)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +83,7 @@ class ScriptAssessment:
     """A script's combined score and the findings behind it."""
 
     score: float
-    findings: tuple[Finding, ...]
-
-
-def combine(scores: list[float]) -> float:
-    """Noisy-OR of finding scores in [0, 100]."""
-    keep = 1.0
-    for s in scores:
-        keep *= 1.0 - min(max(s, 0.0), 99.0) / 100.0
-    return 100.0 * (1.0 - keep)
+    findings: tuple[ScriptFinding, ...]
 
 
 def _registrable(host: str) -> str:
@@ -128,7 +145,7 @@ def _in_string_literal(text: str, pos: int) -> bool:
 
 def assess_script(text: str, f: JsFeatures, page_host: str = "") -> ScriptAssessment:
     """All findings for one script, and their combined score."""
-    findings: list[Finding] = []
+    findings: list[ScriptFinding] = []
     add = findings.append
     c = f.count
     kb = max(1.0, f.length / 1000.0)
@@ -136,86 +153,63 @@ def assess_script(text: str, f: JsFeatures, page_host: str = "") -> ScriptAssess
     # -- encoder and packer families -------------------------------------------------------------
     if c("packer"):
         # Some sites pack ordinary code too: on its own this is "suspicious", not "malicious".
-        add(Finding("packer", "Script is packed with Dean Edwards' packer (eval of a decoder)",
-                    Severity.MEDIUM, 45, "obfuscation", "obfuscated", f.offset("packer"), 40))
+        add(_hit("packer", f.offset("packer"), 40))
     nonws = max(1, f.length - f.whitespace)
     if (f.jsfuck_chars / nonws > 0.75 and nonws >= 300) or (c("jsfuck") >= 3 and f.jsfuck_chars / nonws > 0.4):
-        add(Finding("jsfuck", "Script is written in JSFuck (only []()!+ characters)",
-                    Severity.HIGH, 70, "obfuscation", "obfuscated", max(0, f.offset("jsfuck")), 40))
+        add(_hit("jsfuck", max(0, f.offset("jsfuck")), 40))
     if c("aaencode") >= 2:
-        add(Finding("aaencode", "Script is encoded with aaencode (emoticon characters)",
-                    Severity.HIGH, 70, "obfuscation", "obfuscated", f.offset("aaencode"), 40))
+        add(_hit("aaencode", f.offset("aaencode"), 40))
     if c("jjencode"):
-        add(Finding("jjencode", "Script is encoded with jjencode ($ and _ symbols)",
-                    Severity.HIGH, 70, "obfuscation", "obfuscated", f.offset("jjencode"), 40))
+        add(_hit("jjencode", f.offset("jjencode"), 40))
     hex_names = c("hex_name")
     if hex_names >= 20 and hex_names / kb >= 0.5:
         rotated = c("obfuscator_rotate") > 0
-        add(Finding("obfuscator_io",
-                    "Script uses obfuscator.io-style _0x names" + (" with a rotated string array" if rotated else ""),
-                    Severity.HIGH if rotated else Severity.MEDIUM, 50 if rotated else 35,
-                    "obfuscation", "obfuscated", f.offset("hex_name"), 40))
+        add(_hit("obfuscator_io", f.offset("hex_name"), 40, "rotated" if rotated else "plain"))
 
     # -- hidden strings ---------------------------------------------------------------------------
     ascii_escapes = f.escape_hex + f.escape_unicode_ascii + f.escape_percent_u
     if ascii_escapes >= 30 and f.ascii_escape_density > 0.1:
         heavy = f.ascii_escape_density > 0.4
-        add(Finding("escaped_code", "Much of the script is written as \\x / \\u / %u escapes",
-                    Severity.MEDIUM, 45 if heavy else 35, "obfuscation", "obfuscated", f.escape_offset, 60))
+        add(_hit("escaped_code", f.escape_offset, 60, "heavy" if heavy else "light"))
     charcode_dense = f.charcode_list_items * 4.0 / max(1, f.length)
     if f.charcode_list_items >= 50 and charcode_dense >= 0.3 and c("fromcharcode"):
-        add(Finding("charcode_payload", "Script hides text as a long array of character codes",
-                    Severity.MEDIUM, 35, "obfuscation", "obfuscated", f.charcode_list_offset, 60))
+        add(_hit("charcode_payload", f.charcode_list_offset, 60))
     if f.string_concat >= 5 and f.string_concat / kb >= 1:
-        add(Finding("string_splitting", "Script splits words into tiny string pieces (\"W\"+\"Scr\"+\"ipt\")",
-                    Severity.MEDIUM, 30, "obfuscation", "obfuscated", text.find('"+"') if '"+"' in text else text.find("'+'"), 40))
+        add(_hit("string_splitting", text.find('"+"') if '"+"' in text else text.find("'+'"), 40))
     payload = (
         (f.longest_string > 5000 and not f.longest_string_is_data_uri and f.longest_string_code_ratio < 0.05)
         or f.hex_string_chars >= 500
         or f.base64_string_chars >= 2000
     )
     if payload:
-        add(Finding("encoded_payload", "Script carries a long encoded string (hex, base64 or packed data)",
-                    Severity.LOW, 15, "obfuscation", "obfuscated", f.longest_string_offset, 60))
+        add(_hit("encoded_payload", f.longest_string_offset, 60))
     if c("bracket_call") >= 3:
-        add(Finding("bracket_calls", "Script calls DOM and decoder methods through strings (document[\"write\"])",
-                    Severity.MEDIUM, 30, "obfuscation", "obfuscated", f.offset("bracket_call"), 40))
+        add(_hit("bracket_calls", f.offset("bracket_call"), 40))
     if f.comments >= 10 and f.comments / kb >= 2 and f.length / max(1, f.lines) > 200:
-        add(Finding("junk_comments", "Script is sprinkled with junk comments inside long lines of code",
-                    Severity.MEDIUM, 30, "obfuscation", "obfuscated", text.find("/*"), 40))
+        add(_hit("junk_comments", text.find("/*"), 40))
     if c("paren_concat") >= 10 and c("paren_concat") / kb >= 1:
-        add(Finding("junk_expressions", "Script hides words in junk comma expressions (\"a\",\"b\",\"Act\")+\"iveX\"",
-                    Severity.MEDIUM, 35, "obfuscation", "obfuscated", f.offset("paren_concat"), 40))
+        add(_hit("junk_expressions", f.offset("paren_concat"), 40))
     avg_string = f.string_chars / max(1, f.string_count)
     if c("return_string") >= 20 and c("return_string") / kb >= 3 and avg_string < 8:
-        add(Finding("fragment_functions", "Script assembles code from many functions that each return a fragment",
-                    Severity.MEDIUM, 30, "obfuscation", "obfuscated", f.offset("return_string"), 40))
+        add(_hit("fragment_functions", f.offset("return_string"), 40))
     elif f.string_count >= 50 and avg_string < 5 and f.string_count / kb >= 20:
-        add(Finding("fragmented_strings", "Script is made of many tiny string fragments",
-                    Severity.LOW, 20, "obfuscation", "obfuscated", -1, 40))
+        add(_hit("fragmented_strings", -1, 40))
     if f.identifier_random_ratio >= 0.3 and f.identifier_count >= 30 and f.base64_string_chars < 1000:
-        add(Finding("generated_names", "Many names in the script are random letter soup (generated identifiers)",
-                    Severity.LOW, 20, "obfuscation", "obfuscated", -1, 40))
+        add(_hit("generated_names", -1, 40))
     runs_code = c("eval") or c("function_ctor") or f.new_function
     if runs_code and f.percent >= 100 and f.percent / kb >= 20:
-        add(Finding("percent_encoded_eval", "Script executes code it stores URL-encoded (%20%3D...)",
-                    Severity.MEDIUM, 40, "obfuscation", "obfuscated", text.find("%"), 60))
+        add(_hit("percent_encoded_eval", text.find("%"), 60))
     if runs_code and f.escape_hex >= 30 and f.ascii_escape_density >= 0.02:
-        add(Finding("escaped_eval", "Script executes code it stores as \\x escapes",
-                    Severity.MEDIUM, 35, "obfuscation", "obfuscated", f.escape_offset, 60))
+        add(_hit("escaped_eval", f.escape_offset, 60))
     if f.separator_string_chars >= 500:
-        add(Finding("separator_encoding", "Script hides codes in strings glued with a junk separator",
-                    Severity.MEDIUM, 40, "obfuscation", "obfuscated", f.longest_string_offset, 60))
+        add(_hit("separator_encoding", f.longest_string_offset, 60))
     if c("literal_slicing") and f.length < 5000 and f.identifier_random_ratio >= 0.3:
         # Hex alphabets ("0123456789abcdef".charAt(n)) are everywhere; with random names they are not.
-        add(Finding("literal_slicing", "Script picks letters out of junk strings (\"TnewU\".substr(9, 9))",
-                    Severity.MEDIUM, 35, "obfuscation", "obfuscated", f.offset("literal_slicing"), 40))
+        add(_hit("literal_slicing", f.offset("literal_slicing"), 40))
     if c("call_chain") >= 5:
-        add(Finding("junk_call_chain", "Script is a chain of junk functions that each call the next",
-                    Severity.MEDIUM, 40, "obfuscation", "obfuscated", f.offset("call_chain"), 40))
+        add(_hit("junk_call_chain", f.offset("call_chain"), 40))
     if c("reversed_code") >= 2:
-        add(Finding("reversed_code", "Script stores code backwards in a string (reversed keywords)",
-                    Severity.MEDIUM, 40, "obfuscation", "obfuscated", f.offset("reversed_code"), 40))
+        add(_hit("reversed_code", f.offset("reversed_code"), 40))
 
     # Only clear signs count as "obfuscated": a long string alone is common in bundles (JSON, CSS),
     # so weak signs count only together.
@@ -230,22 +224,14 @@ def assess_script(text: str, f: JsFeatures, page_host: str = "") -> ScriptAssess
     if c("packer"):
         pass  # the packer finding already is "eval of decoded code"; do not count it twice
     elif sink and decoder:
-        add(Finding("eval_decoded",
-                    "Script runs code it decodes at run time (eval/Function with unescape/atob/fromCharCode)",
-                    Severity.HIGH if obfuscated else Severity.LOW, 40 if obfuscated else 10,
-                    "sink", "obfuscated", f.offset(sink) if sink != "new_function" else text.find("new Function("), 40))
+        add(_hit("eval_decoded", f.offset(sink) if sink != "new_function" else text.find("new Function("), 40, "obfuscated" if obfuscated else "plain"))
     elif sink in ("eval", "function_ctor", "new_function") and obfuscated:
-        add(Finding("eval_obfuscated", "Obfuscated script executes strings as code (eval/Function)",
-                    Severity.MEDIUM, 30, "sink", "obfuscated",
-                    f.offset(sink) if sink != "new_function" else text.find("new Function("), 40))
+        add(_hit("eval_obfuscated", f.offset(sink) if sink != "new_function" else text.find("new Function("), 40))
     elif sink == "string_timer":
-        add(Finding("string_timer", "Script passes a string of code to setTimeout/setInterval",
-                    Severity.LOW, 5, "sink", None, f.offset("string_timer"), 40))
+        add(_hit("string_timer", f.offset("string_timer"), 40))
     if c("document_write") and (c("markup_script") or c("markup_iframe")):
         # document.write(unescape("%3Cscript ...")) is the old analytics loader: only hidden code counts.
-        add(Finding("write_markup", "Script writes <script> or <iframe> markup with document.write",
-                    Severity.MEDIUM if obfuscated else Severity.LOW, 30 if obfuscated else 8,
-                    "sink", None, f.offset("document_write"), 40))
+        add(_hit("write_markup", f.offset("document_write"), 40, "obfuscated" if obfuscated else "plain"))
 
     # -- Windows Script Host droppers -------------------------------------------------------------
     cc_on = c("cc_on") > 0 and not _in_string_literal(text, f.offset("cc_on"))
@@ -260,86 +246,66 @@ def assess_script(text: str, f: JsFeatures, page_host: str = "") -> ScriptAssess
     if c("activex") and c("run_call") and "run_call" not in wsh_kinds:
         wsh_kinds.append("run_call")
     if wsh_core and (len(wsh_kinds) >= 2 or c("activex")):
-        add(Finding("wsh_dropper", "Script drives Windows Script Host objects (WScript.Shell, ADODB.Stream, file system)",
-                    Severity.HIGH, 85, "dropper", "dropper", f.offset(wsh_core[0]), 40))
+        add(_hit("wsh_dropper", f.offset(wsh_core[0]), 40))
     elif wsh_core:
-        add(Finding("wsh_object", "Script names a Windows Script Host object", Severity.MEDIUM, 45,
-                    "dropper", "dropper", f.offset(wsh_core[0]), 40))
+        add(_hit("wsh_object", f.offset(wsh_core[0]), 40))
     elif cc_on:
         armed = obfuscated or c("shell_run") or c("activex")
-        add(Finding("conditional_compilation",
-                    "Script uses JScript conditional compilation (@cc_on), as WSH droppers do"
-                    + (", and hides or launches programs" if armed else ""),
-                    Severity.HIGH if armed else Severity.MEDIUM, 65 if armed else 40,
-                    "dropper", "dropper", f.offset("cc_on"), 40))
+        add(_hit("conditional_compilation", f.offset("cc_on"), 40, "armed" if armed else "plain"))
     elif c("activex") and (dynamic := _dynamic_activex_offset(text)) >= 0 and (
         obfuscated or not c("activex_progid")
     ):
-        add(Finding("activex_dynamic", "Script creates an ActiveX object whose name it computes at run time",
-                    Severity.MEDIUM, 45 if obfuscated else 40, "dropper", "dropper", dynamic, 40))
+        add(_hit("activex_dynamic", dynamic, 40, "obfuscated" if obfuscated else "plain"))
     elif c("activex") and c("shell_run"):
-        add(Finding("activex_exec", "Script creates ActiveX objects and refers to executables or temp folders",
-                    Severity.MEDIUM, 40, "dropper", "dropper", f.offset("activex"), 40))
+        add(_hit("activex_exec", f.offset("activex"), 40))
 
     # -- cryptomining -----------------------------------------------------------------------------
     if c("miner"):
-        add(Finding("cryptominer", "Script loads or configures an in-browser cryptocurrency miner",
-                    Severity.HIGH, 80, "cryptominer", "cryptominer", f.offset("miner"), 40))
+        add(_hit("cryptominer", f.offset("miner"), 40))
     elif c("miner_weak") >= 2 and (c("wasm") or c("worker") or c("websocket")):
-        add(Finding("mining_behaviour", "Script computes hashes in workers/WebAssembly and reports a hash rate",
-                    Severity.MEDIUM, 45, "cryptominer", "cryptominer", f.offset("miner_weak"), 40))
+        add(_hit("mining_behaviour", f.offset("miner_weak"), 40))
 
     # -- card skimming ----------------------------------------------------------------------------
     # Ways to send data out: requests, beacons, sockets, or a URL put into an image or iframe src.
     exfil = next((n for n in ("xhr", "fetch", "beacon", "websocket", "new_image", "ajax", "src_assign") if c(n)), None)
     card = "card_field" if c("card_field") else ("card_cvv" if c("card_cvv") else None)
     if card and obfuscated and exfil and (c("form_read") or c("serialize")):
-        add(Finding("skimmer", "Obfuscated script reads payment card fields and sends data out",
-                    Severity.HIGH, 60, "skimmer", "skimmer", f.offset(card), 40))
+        add(_hit("skimmer", f.offset(card), 40, "obfuscated"))
     elif card == "card_field" and c("form_read") and (c("checkout") or c("serialize")) and f.length < 60_000:
         # Magecart style: checkout card fields read by a small script that knows another site.
         foreign = _foreign_hosts(text, page_host)
         if foreign and (exfil or c("serialize")):
-            add(Finding("skimmer", "Script reads payment card fields and sends them to another site",
-                        Severity.MEDIUM, 45 if exfil else 35, "skimmer", "skimmer", f.offset(card), 40))
+            add(_hit("skimmer", f.offset(card), 40, "sends" if exfil else "serialises"))
 
     # -- forced redirects -------------------------------------------------------------------------
     if c("location_assign"):
         decoded = obfuscated or (f.length < SMALL_SCRIPT and any(c(n) for n in ("unescape", "atob", "fromcharcode")))
         timed = "settimeout" in text[:SMALL_SCRIPT].lower() if f.length < SMALL_SCRIPT else False
         if decoded:
-            add(Finding("decoded_redirect", "Script sends the browser to an address it decodes or hides",
-                        Severity.MEDIUM, 35, "redirect", "redirect", f.offset("location_assign"), 40))
+            add(_hit("decoded_redirect", f.offset("location_assign"), 40))
         elif f.length < SMALL_SCRIPT and (timed or _foreign_hosts(text, page_host, limit=5)):
-            add(Finding("forced_redirect", "A small script sends the browser to another address",
-                        Severity.LOW, 15, "redirect", "redirect", f.offset("location_assign"), 40))
+            add(_hit("forced_redirect", f.offset("location_assign"), 40))
 
     # -- hidden iframes ---------------------------------------------------------------------------
     if c("create_iframe") or c("markup_iframe"):
         pos = _iframe_hidden_offset(text)
         if pos >= 0:
             # Analytics and ad code create hidden iframes all day; only hidden code doing it is news.
-            add(Finding("hidden_iframe", "Script injects an invisible iframe",
-                        Severity.MEDIUM if obfuscated else Severity.LOW, 40 if obfuscated else 5,
-                        "injection", "malware" if obfuscated else None, pos, 40))
+            add(_hit("hidden_iframe", pos, 40, "obfuscated" if obfuscated else "plain"))
 
     # -- key logging ------------------------------------------------------------------------------
     if c("key_listener") and c("key_code") and exfil and (c("fromcharcode") or obfuscated) and f.length < 30000:
-        add(Finding("keylogger", "Script records key presses and sends data out",
-                    Severity.MEDIUM, 35, "keylogger", "keylogger", f.offset("key_listener"), 40))
+        add(_hit("keylogger", f.offset("key_listener"), 40))
 
     # -- exploit kits -----------------------------------------------------------------------------
     if c("shellcode") and (f.escape_percent_u >= 10 or obfuscated):
-        add(Finding("shellcode", "Script builds shellcode or a heap spray (%u9090 / 0x0c0c0c0c)",
-                    Severity.HIGH, 60, "exploit", "exploit_kit", f.offset("shellcode"), 40))
+        add(_hit("shellcode", f.offset("shellcode"), 40))
     elif f.escape_percent_u >= 20:
-        add(Finding("unicode_payload", "Script holds a %u-encoded binary payload", Severity.MEDIUM, 40,
-                    "exploit", "exploit_kit", f.offset("unescape"), 40))
+        add(_hit("unicode_payload", f.offset("unescape"), 40))
     if c("plugin_probe") >= 3 and obfuscated:
-        add(Finding("plugin_probe", "Obfuscated script probes browser plug-in versions (Java, Flash, PDF)",
-                    Severity.MEDIUM, 35, "exploit", "exploit_kit", f.offset("plugin_probe"), 40))
+        add(_hit("plugin_probe", f.offset("plugin_probe"), 40))
 
-    return ScriptAssessment(combine([x.score for x in findings]), tuple(findings))
+    return ScriptAssessment(combine(x.score for x in findings), tuple(findings))
 
 
 # -- parser-based behaviour (issue 14, item 4) ---------------------------------------------------
@@ -368,16 +334,10 @@ def _page_behaviour(views: tuple[ScriptView, ...], features: Features,
             Evidence(snippet=snippet(texts.get(e.location, ""), e.offset, e.end), location=e.location, offset=e.offset)
             for e in finding.evidence[:MAX_EVIDENCE]
         )
-        indicators.append(Indicator(
-            id=f"javascript.{finding.id}",
-            title=finding.title,
-            severity=Severity[finding.severity],
-            layer="javascript",
-            evidence=evidence,
-            category=finding.category,
-            classification=finding.classification,
-        ))
-        scores.append((finding.points, finding.evidence[0].location if finding.evidence else ""))
+        variant = finding.severity.lower() if finding.id == "skimmer_exfiltration" else ""
+        seen = catalogue().finding(f"javascript.{finding.id}", *evidence, variant=variant, summary=finding.title)
+        indicators.append(seen.indicator())
+        scores.append((seen.points, finding.evidence[0].location if finding.evidence else ""))
     skipped: dict[str, int] = {}
     for ref in refs:
         if not ref.facts.analysed:
@@ -420,17 +380,12 @@ def known_code_indicators(layer: str, features: Features) -> tuple[tuple[Indicat
     indicators = []
     if unmodified:
         titles = sorted({e.snippet for e in unmodified})
-        indicators.append(Indicator(
-            id=f"{layer}.known_library",
-            title=f"Known library: {titles[0]}" + (f" and {len(titles) - 1} more" if len(titles) > 1 else ""),
-            severity=Severity.INFO, layer=layer, evidence=tuple(unmodified[:MAX_EVIDENCE]), category="known_code",
-        ))
+        library = titles[0] + (f" and {len(titles) - 1} more" if len(titles) > 1 else "")
+        indicators.append(catalogue().finding(f"{layer}.known_library", *unmodified[:MAX_EVIDENCE],
+                                              library=library).indicator())
     if foreign:
-        indicators.append(Indicator(
-            id=f"{layer}.known_library_foreign_code",
-            title=f"Known library with foreign code: {foreign[0].snippet} (the foreign code alone was analysed)",
-            severity=Severity.INFO, layer=layer, evidence=tuple(foreign[:MAX_EVIDENCE]), category="known_code",
-        ))
+        indicators.append(catalogue().finding(f"{layer}.known_library_foreign_code", *foreign[:MAX_EVIDENCE],
+                                              library=foreign[0].snippet).indicator())
     return tuple(indicators), summary
 
 
@@ -453,7 +408,7 @@ class JavascriptLayer:
             return LayerResult(layer=self.name, score=0.0, confidence=1.0 if known else 0.0,
                                indicators=known, details=details)
         page_host = capture.host
-        grouped: dict[str, tuple[Finding, list[Evidence], float]] = {}
+        grouped: dict[str, tuple[ScriptFinding, list[Evidence], float]] = {}
         scored: list[tuple[float, str]] = []
         worst: JsFeatures | None = None
         errors = 0
@@ -487,16 +442,8 @@ class JavascriptLayer:
         behaviour_indicators, behaviour_scores, behaviour_details = _page_behaviour(views, features, page_host)
         scored.extend(behaviour_scores)
         indicators = behaviour_indicators + tuple(
-            Indicator(
-                id=f"{self.name}.{finding.name}",
-                title=finding.title,
-                severity=finding.severity,
-                layer=self.name,
-                evidence=tuple(evidences),
-                category=finding.category,
-                classification=finding.classification,
-            )
-            for finding, evidences, _ in sorted(grouped.values(), key=lambda g: (-g[0].score, g[0].name))
+            hit.finding.with_evidence(evidences).indicator()
+            for hit, evidences, _ in sorted(grouped.values(), key=lambda g: (-g[0].score, g[0].name))
         )
         indicators += known
         scored.sort(reverse=True)

@@ -39,7 +39,8 @@ from ..features import Features
 from ..features.html import ParsedPage
 from ..features.javascript import on_clear_cache
 from ..models import LoadedModels, ModelBundle, ModelInput, featurize, load_models
-from ..results import Evidence, Indicator, LayerResult, Severity
+from ..findings import catalogue
+from ..results import Evidence, Indicator, LayerResult
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +109,8 @@ class ScriptScoreCache:
 SCRIPT_SCORES = ScriptScoreCache()
 on_clear_cache(SCRIPT_SCORES.clear)
 
-_TITLES = {
-    "js": ("ml.js_model", "The JavaScript model rates a script as likely malicious", "malware"),
-    "url": ("ml.url_model", "The URL model rates this address as likely malicious", "phishing"),
-    "html": ("ml.page_model", "The page model rates this page as likely phishing", "phishing"),
-}
+#: The catalogue's finding for each model (engine/data/findings.toml).
+_FINDING_IDS = {"js": "ml.js_model", "url": "ml.url_model", "html": "ml.page_model"}
 
 
 class MlLayer:
@@ -170,28 +168,25 @@ class MlLayer:
             scored[kind] = (score, prob, where)
 
         indicators: list[Indicator] = []
+        found = catalogue().finding
         for kind, (score, prob, where) in scored.items():
-            if score <= SUB_FLOOR_SCORE:
-                continue
-            ind_id, title, classification = _TITLES[kind]
-            severity = (
-                Severity.HIGH if score >= self._score_malicious
-                else Severity.MEDIUM if score >= self._score_suspicious
-                else Severity.LOW
+            grade = (
+                "high" if score >= self._score_malicious
+                else "medium" if score >= self._score_suspicious
+                else "low"
             )
-            indicators.append(Indicator(
-                id=ind_id, title=title, severity=severity, layer=self.name, category="ml",
-                classification=classification,
-                evidence=(Evidence(snippet=f"probability {prob:.4f} ({self.model_versions.get(kind + '_model', kind)})",
-                                   location=where),),
-            ))
+            # Below the 5 %-FPR point, or under even odds on the LOW grade, a model says nothing a
+            # user should read as "likely malicious": the score still ranks the sample, silently.
+            if score <= SUB_FLOOR_SCORE or (grade == "low" and prob < 0.5):
+                continue
+            evidence = Evidence(snippet=f"probability {prob:.4f} ({self.model_versions.get(kind + '_model', kind)})",
+                                location=where)
+            indicators.append(found(_FINDING_IDS[kind], evidence, variant=grade, points=score,
+                                    probability=f"{prob:.3f}").indicator())
         for kind in unavailable:
             reason = self.loaded.problems.get(kind, f"no {kind} model")
-            indicators.append(Indicator(
-                id="ml.model_unavailable", title=f"Model unavailable: the {_NAMES[kind]} was not scored",
-                severity=Severity.INFO, layer=self.name, category="engine",
-                evidence=(Evidence(snippet=reason[:160], location=_NAMES[kind]),),
-            ))
+            indicators.append(found("ml.model_unavailable", Evidence(snippet=reason[:160], location=_NAMES[kind]),
+                                    model=_NAMES[kind]).indicator())
         if unavailable:
             details["unavailable"] = unavailable
         score = max((s for s, _, _ in scored.values()), default=0.0)

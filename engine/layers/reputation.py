@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import ClassVar
 
 import ahocorasick
@@ -43,7 +43,8 @@ from ..lists import (
     merge,
     owned_by,
 )
-from ..results import Evidence, Indicator, LayerResult, Severity, snippet
+from ..findings import Finding, Strength, catalogue, combine
+from ..results import Evidence, Indicator, LayerResult, snippet
 
 # -- API-managed entries (process-wide) ----------------------------------------------------------
 
@@ -143,15 +144,8 @@ def _max_distance(label: str) -> int:
     return 0 if len(label) < 6 else 1 if len(label) < 9 else 2
 
 
-@dataclass(frozen=True, slots=True)
-class _Finding:
-    """One look-alike finding before it becomes an indicator."""
-
-    name: str
-    title: str
-    severity: Severity
-    points: float
-    evidence: str
+#: A look-alike finding (no evidence yet) and the part of the address it is about.
+_Lookalike = tuple[Finding, str]
 
 
 class ReputationLayer:
@@ -192,7 +186,7 @@ class ReputationLayer:
             self._automaton.make_automaton()
         self._longest_label = max((len(b.label) for b in brands), default=0)
         # Per-host cache of look-alike findings (a plain dict, so the layer stays picklable).
-        self._lookalike_cache: dict[tuple[str, bool], tuple[_Finding, ...]] = {}
+        self._lookalike_cache: dict[tuple[str, bool], tuple[_Lookalike, ...]] = {}
 
     # -- the layer ------------------------------------------------------------------------------
 
@@ -207,18 +201,12 @@ class ReputationLayer:
         if allowed is not None:
             return LayerResult(layer=self.name, score=0.0, indicators=(allowed,),
                                details={"allowlisted": True})
-        findings = self._lookalikes(f, bool(f.credential_words_host or f.credential_words_path))
-        keep = 1.0
-        indicators = []
-        for finding in findings:
-            keep *= 1.0 - finding.points / 100.0
-            start = max(0, f.url.lower().find(finding.evidence.lower()))
-            indicators.append(Indicator(
-                id=f"reputation.{finding.name}", title=finding.title, severity=finding.severity,
-                layer=self.name, category="phishing", classification="phishing",
-                evidence=(Evidence(snippet(f.url, start, start + len(finding.evidence)), "url", start),),
-            ))
-        return LayerResult(layer=self.name, score=100.0 * (1.0 - keep), indicators=tuple(indicators),
+        findings = []
+        for finding, where in self._lookalikes(f, bool(f.credential_words_host or f.credential_words_path)):
+            start = max(0, f.url.lower().find(where.lower()))
+            findings.append(finding.with_evidence([Evidence(snippet(f.url, start, start + len(where)), "url", start)]))
+        indicators = tuple(finding.indicator() for finding in findings)
+        return LayerResult(layer=self.name, score=combine(f.points for f in findings), indicators=indicators,
                            details={"allowlisted": False, "brand_domain": self.is_brand_domain(f.host)})
 
     def is_brand_domain(self, host: str) -> bool:
@@ -235,29 +223,25 @@ class ReputationLayer:
                 continue
             url_hit = entries.match_url(capture.url)
             if url_hit:
-                found.append(self._list_indicator("blocklisted_url", "This address is on a blocklist",
-                                                  url_hit[1], capture.url, "url"))
+                found.append(_list_indicator("reputation.blocklisted_url", url_hit[1], capture.url, "url"))
             dom_hit = entries.match_domain(f.host) if f.host else None
             if dom_hit and not url_hit:
-                found.append(self._list_indicator(
-                    "blocklisted_domain", f"The domain {dom_hit[0]} is on a blocklist",
-                    dom_hit[1], f.host, "url"))
+                found.append(_list_indicator("reputation.blocklisted_domain", dom_hit[1], f.host, "url",
+                                             domain=dom_hit[0]))
             for script in capture.scripts:
                 if script.url:
                     hit = entries.match_url(script.url)
                     dom = entries.match_domain(_host_of(script.url))
                     chosen = hit[1] if hit else dom[1] if dom else None
                     if chosen:
-                        found.append(self._list_indicator(
-                            "blocklisted_script", "The page loads a script from a blocklisted "
-                            "address", chosen, script.url, script.location))
+                        found.append(_list_indicator("reputation.blocklisted_script", chosen, script.url,
+                                                     script.location, variant="address"))
             if entries.sha256:
                 for view in features.scripts:
                     hit_hash = entries.match_sha256(view.script.sha256)
                     if hit_hash:
-                        found.append(self._list_indicator(
-                            "blocklisted_script", "The page runs a script whose sha256 is on a "
-                            "blocklist", hit_hash, view.script.sha256 or "", view.location))
+                        found.append(_list_indicator("reputation.blocklisted_script", hit_hash,
+                                                     view.script.sha256 or "", view.location, variant="sha256"))
         return found
 
     def _allow_indicator(self, f: UrlFeatures, lists: tuple[ListEntries, ...]) -> Indicator | None:
@@ -266,31 +250,15 @@ class ReputationLayer:
                 continue
             url_hit = entries.match_url(f.url)
             if url_hit:
-                return self._list_indicator("allowlisted_url", "This address is on your allowlist",
-                                            url_hit[1], f.url, "url", Severity.INFO)
+                return _list_indicator("reputation.allowlisted_url", url_hit[1], f.url, "url")
             dom_hit = entries.match_domain(f.host) if f.host else None
             if dom_hit:
-                return self._list_indicator(
-                    "allowlisted_domain", f"The domain {dom_hit[0]} is on your allowlist",
-                    dom_hit[1], f.host, "url", Severity.INFO)
+                return _list_indicator("reputation.allowlisted_domain", dom_hit[1], f.host, "url", domain=dom_hit[0])
         return None
-
-    def _list_indicator(self, name: str, title: str, hit: ListHit, matched: str, location: str,
-                        severity: Severity = Severity.CRITICAL) -> Indicator:
-        blocked = severity is Severity.CRITICAL
-        return Indicator(
-            id=f"reputation.{name}",
-            title=f"{title} ({hit.where})",
-            severity=severity,
-            layer=self.name,
-            category="reputation",
-            classification=hit.classification if blocked else None,
-            evidence=(Evidence(snippet(matched, 0, len(matched)), location),),
-        )
 
     # -- look-alikes ----------------------------------------------------------------------------
 
-    def _lookalikes(self, f: UrlFeatures, credential_words: bool) -> tuple[_Finding, ...]:
+    def _lookalikes(self, f: UrlFeatures, credential_words: bool) -> tuple[_Lookalike, ...]:
         key = (f.host, credential_words)
         found = self._lookalike_cache.get(key)
         if found is None:
@@ -302,11 +270,11 @@ class ReputationLayer:
         return found
 
     def _lookalike_findings(self, host: str, reg: str, subdomain: str, label: str,
-                            credential_words: bool) -> tuple[_Finding, ...]:
+                            credential_words: bool) -> tuple[_Lookalike, ...]:
         """Brand imitations in ``host`` (cached per host and credential-word flag)."""
         if not host or not label or self.is_brand_domain(host) or _is_ip(host):
             return ()
-        findings: list[_Finding] = []
+        findings: list[_Lookalike] = []
         unicode_label = decode_punycode(label) if "xn--" in label else label
         suffix = reg[len(label) + 1 :] if reg.startswith(label + ".") else ""
         brand = self._by_label.get(label)
@@ -317,15 +285,13 @@ class ReputationLayer:
             last = suffix.rsplit(".", 1)[-1]
             country = len(last) == 2 and last not in RISKY_TLDS
             if suffix and not country and not brand.common_word and len(label) >= 4:
-                findings.append(_Finding(
-                    "brand_other_tld", f"The domain {reg} uses the name of {brand.primary} on "
-                    "another domain ending", Severity.MEDIUM, 45, reg))
+                findings.append((_found("reputation.brand_other_tld", domain=reg, brand=brand.primary), reg))
         else:
             findings.extend(self._imitations(unicode_label, reg, credential_words))
         findings.extend(self._subdomain_findings(subdomain, reg, credential_words))
         return tuple(findings)
 
-    def _imitations(self, unicode_label: str, reg: str, credential_words: bool) -> list[_Finding]:
+    def _imitations(self, unicode_label: str, reg: str, credential_words: bool) -> list[_Lookalike]:
         tokens = [t for t in re.split(r"[-_.]", unicode_label) if t]
         candidates = [unicode_label] + (tokens if len(tokens) > 1 else [])
         # 1. Homoglyphs: the label (or a hyphen-token) folds onto a brand's label.
@@ -333,9 +299,8 @@ class ReputationLayer:
             target = self._by_fold.get(fold(text))
             if target is not None and text != target.label:
                 whole = text == unicode_label
-                return [_Finding(
-                    "lookalike_homoglyph", f"The domain {reg} imitates {target.primary} by "
-                    "swapping look-alike characters", Severity.HIGH, 85 if whole else 70, reg)]
+                return [(_found("reputation.lookalike_homoglyph", variant="whole" if whole else "part",
+                                domain=reg, brand=target.primary), reg)]
         # 2. Typos: within 1-2 edits of a brand's label.
         for text in candidates:
             if not 5 <= len(text) <= self._longest_label + 2 or not text.isascii() or text in _NOT_TYPOS:
@@ -349,10 +314,8 @@ class ReputationLayer:
                     distance = damerau_levenshtein(text, brand_label)
                     if 0 < distance <= _max_distance(brand_label):
                         target = self._by_label[brand_label]
-                        return [_Finding(
-                            "lookalike_typo", f"The domain {reg} is a misspelling of "
-                            f"{target.primary}", Severity.HIGH if credential_words else Severity.MEDIUM,
-                            70 if credential_words else 50, reg)]
+                        return [(_found("reputation.lookalike_typo", variant=_grade(credential_words),
+                                        domain=reg, brand=target.primary), reg)]
         # 3. The brand inside another name: paypal-login.com, securepaypal.net.
         found = [t for t in tokens if t in self._embeddable]
         if not found and len(self._automaton):
@@ -363,13 +326,11 @@ class ReputationLayer:
                         break
         if found:
             target = self._by_label[found[0]]
-            return [_Finding(
-                "brand_in_domain", f"The domain {reg} contains the brand name of {target.primary} "
-                "but does not belong to it", Severity.HIGH if credential_words else Severity.MEDIUM,
-                70 if credential_words else 40, found[0])]
+            return [(_found("reputation.brand_in_domain", variant=_grade(credential_words), domain=reg,
+                            brand=target.primary), found[0])]
         return []
 
-    def _subdomain_findings(self, subdomain: str, reg: str, credential_words: bool) -> list[_Finding]:
+    def _subdomain_findings(self, subdomain: str, reg: str, credential_words: bool) -> list[_Lookalike]:
         if not subdomain:
             return []
         # The registrable label's first word joins the subdomain: appleid.apple.com-isupport.info
@@ -385,9 +346,8 @@ class ReputationLayer:
                 tail[-1] = re.split(r"[-_]", tail[-1])[0]
                 candidate = ".".join([head, *tail])
                 if candidate in self._brand_domains:
-                    return [_Finding(
-                        "brand_domain_in_subdomain", f"The address starts with {candidate} but the "
-                        f"site is really {reg}", Severity.HIGH, 70, candidate)]
+                    return [(_found("reputation.brand_domain_in_subdomain", brand_domain=candidate, domain=reg),
+                             candidate)]
         words = [w for w in re.split(r"[-_.]", subdomain) if w]
         found = sorted(set(words) & self._embeddable)
         if not found and len(self._automaton):
@@ -398,11 +358,28 @@ class ReputationLayer:
                         break
         if found:
             brand = self._by_label[found[0]]
-            return [_Finding(
-                "brand_in_subdomain", f"The host name uses the brand name of {brand.primary} on "
-                f"another site ({reg})", Severity.HIGH if credential_words else Severity.MEDIUM,
-                60 if credential_words else 25, brand.label)]
+            return [(_found("reputation.brand_in_subdomain", variant=_grade(credential_words), brand=brand.primary,
+                            domain=reg), brand.label)]
         return []
+
+
+def _found(finding_id: str, variant: str = "", **values: object) -> Finding:
+    return catalogue().finding(finding_id, variant=variant, **values)
+
+
+def _grade(credential_words: bool) -> str:
+    """Look-alikes weigh more on an address that also asks for sign-in."""
+    return "credentials" if credential_words else "plain"
+
+
+def _list_indicator(finding_id: str, hit: ListHit, matched: str, location: str, variant: str = "",
+                    **values: object) -> Indicator:
+    """A list hit; a block takes the list's classification (malware, phishing ...)."""
+    finding = _found(finding_id, variant, where=hit.where, **values)
+    indicator = finding.with_evidence([Evidence(snippet(matched, 0, len(matched)), location)]).indicator()
+    if finding.spec.strength is Strength.DECISIVE:
+        indicator = replace(indicator, classification=hit.classification)
+    return indicator
 
 
 def _host_of(url: str) -> str:

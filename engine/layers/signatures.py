@@ -4,8 +4,9 @@ Rules load and compile once, when the layer is built (:mod:`..rules` explains th
 matchers); a broken rule file raises :class:`~malwaresnipper.engine.errors.RuleError` then, not
 during a scan. Per scan, each target is scanned in one literal pass plus one regex pass.
 
-Scoring: each matched rule contributes by its severity (info 0, low 0.15, medium 0.35, high
-0.65, critical 0.9) and contributions combine by noisy-OR. No rule matched means score 0.
+Scoring: each rule is a catalogue entry (``signatures.<id>``, see :func:`rule_spec`) whose points
+come from its severity (info 0, low 15, medium 35, high 65, critical 90), combined by the one
+noisy-OR. No rule matched means score 0.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, ClassVar
 
-from ..results import Evidence, Indicator, LayerResult, Severity, snippet
-from ..rules import RuleHit, RuleSet, load_rule_files
+from ..findings import FindingSpec, Strength, catalogue, combine
+from ..results import Evidence, LayerResult, Severity, snippet
+from ..rules import Rule, RuleHit, RuleSet, load_rule_files
 
 if TYPE_CHECKING:
     from ..capture import Capture
@@ -34,6 +36,16 @@ MAX_EVIDENCE = 3
 MAX_EXTRA_URLS = 200
 
 
+def rule_spec(rule: Rule) -> FindingSpec:
+    """A rule as a catalogue entry: its description is the title, its severity sets its points."""
+    return FindingSpec(
+        id=f"signatures.{rule.id}", layer="signatures", title=rule.description.replace("{", "{{").replace("}", "}}"),
+        severity=rule.severity, points=100.0 * SEVERITY_WEIGHT[rule.severity], category=rule.category,
+        classification=rule.classification, strength=Strength(rule.strength),
+        doc=f"Signature rule {rule.id} ({rule.source or 'bundled'}): matches {', '.join(rule.targets)}.",
+    )
+
+
 class SignaturesLayer:
     """Matches the loaded rule set against one capture."""
 
@@ -45,6 +57,8 @@ class SignaturesLayer:
         paths = [config.resolve(p) for p in settings.rule_files]
         self.rules = load_rule_files(paths, include_default=settings.include_default_rules)
         self.ruleset = RuleSet(self.rules, use_re2=use_re2)
+        #: each rule is a catalogue entry of its own (signatures.<id>)
+        self.catalogue = catalogue().extended(rule_spec(rule) for rule in self.rules)
 
     def analyze(self, capture: Capture, features: Features) -> LayerResult:
         started = time.perf_counter()
@@ -68,26 +82,12 @@ class SignaturesLayer:
             record(self.ruleset.scan("script", view.text), view.text, view.location)
             scanned += len(view.text)
 
-        indicators = []
-        remaining = 1.0
-        for hit, evidence in matched.values():
-            rule = hit.rule
-            remaining *= 1.0 - SEVERITY_WEIGHT[rule.severity]
-            indicators.append(
-                Indicator(
-                    id=f"signatures.{rule.id}",
-                    title=rule.description,
-                    severity=rule.severity,
-                    layer=self.name,
-                    evidence=tuple(evidence),
-                    category=rule.category,
-                    classification=rule.classification,
-                )
-            )
+        findings = [self.catalogue.finding(f"signatures.{hit.rule.id}", *evidence) for hit, evidence in matched.values()]
+        indicators = [finding.indicator() for finding in findings]
         indicators.sort(key=lambda i: (-i.severity, i.id))
         return LayerResult(
             layer=self.name,
-            score=100.0 * (1.0 - remaining),
+            score=combine(f.points for f in findings),
             indicators=tuple(indicators),
             confidence=1.0,
             duration_ms=(time.perf_counter() - started) * 1000,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from malwaresnipper.engine import EngineConfig, Evidence, Indicator, LayerResult, Severity, ThreatLevel, Verdict
+from malwaresnipper.engine.findings import catalogue
 from malwaresnipper.engine.verdict import build_verdict, combine_scores, level_for
 
 
@@ -12,9 +13,12 @@ def result(layer: str, score: float, *indicators: Indicator, confidence: float =
     return LayerResult(layer=layer, score=score, indicators=indicators, confidence=confidence, details=dict(details))
 
 
-def ind(id_: str, severity: Severity, classification: str | None = None) -> Indicator:
+def ind(id_: str, severity: Severity, classification: str | None = None, strength: str | None = None) -> Indicator:
+    """An indicator as its layer would report it: its strength from the catalogue when listed."""
+    if strength is None:
+        strength = catalogue().spec(id_).strength.value if id_ in catalogue() else "trait"
     return Indicator(id=id_, title=id_, severity=severity, layer=id_.split(".")[0],
-                     evidence=(Evidence("x", "url"),), classification=classification)
+                     evidence=(Evidence("x", "url"),), classification=classification, strength=strength)
 
 
 def verdict_for(*results: LayerResult) -> Verdict:
@@ -62,7 +66,7 @@ def test_allowlisted_site_is_benign_with_a_reason() -> None:
 def test_indicators_sorted_by_severity_and_classification_voted() -> None:
     v = verdict_for(
         result("url", 60, ind("url.ip_host", Severity.LOW, "phishing")),
-        result("javascript", 80, ind("javascript.miner", Severity.HIGH, "cryptominer")),
+        result("javascript", 80, ind("javascript.cryptominer", Severity.HIGH, "cryptominer")),
     )
     assert [i.severity for i in v.indicators] == [Severity.HIGH, Severity.LOW]
     assert v.classification == "cryptominer"
@@ -92,7 +96,7 @@ def test_an_incomplete_scan_is_never_benign_and_says_why() -> None:
 
 
 def test_a_malicious_finding_on_the_scanned_part_stays_malicious() -> None:
-    v = incomplete_verdict(result("signatures", 95, ind("signatures.wsh_dropper", Severity.HIGH, "malware")),
+    v = incomplete_verdict(result("signatures", 95, ind("signatures.wsh_dropper", Severity.HIGH, "malware", "behaviour")),
                            reasons=("the 1000 ms time budget ran out: ml did not run",))
     assert v.threat_level is ThreatLevel.MALICIOUS and v.classification == "malware"
     assert not v.complete
@@ -128,3 +132,31 @@ def test_incompleteness_round_trips_and_old_records_still_load() -> None:
     restored = Verdict.from_dict(old_budget)
     assert restored.complete is False and "budget" in restored.incomplete_reasons[0]
     assert restored.threat_level is ThreatLevel.BENIGN  # what was stored is shown as stored
+
+
+def test_a_model_and_traits_alone_never_make_malicious() -> None:
+    """Corroboration: the JS model at its MALICIOUS point plus generic obfuscation traits is
+    what flagged real libraries nobody trained on; it stays SUSPICIOUS, ranked, and says why."""
+    model = result("ml", 99, ind("ml.js_model", Severity.HIGH, "malware"))
+    traits = result("javascript", 60, ind("javascript.eval_decoded", Severity.HIGH, "obfuscated"),
+                    ind("javascript.fragmented_strings", Severity.LOW, "obfuscated"))
+    capped = verdict_for(model, traits)
+    assert capped.threat_level is ThreatLevel.SUSPICIOUS and 40 <= capped.risk_score < 70
+    assert "engine.uncorroborated" in {i.id for i in capped.indicators}
+    weaker = verdict_for(result("ml", 90, ind("ml.js_model", Severity.HIGH, "malware")), traits)
+    assert weaker.risk_score < capped.risk_score  # the order among capped verdicts is kept
+
+
+def test_a_behaviour_finding_corroborates() -> None:
+    model = result("ml", 99, ind("ml.js_model", Severity.HIGH, "malware"))
+    dropper = result("javascript", 85, ind("javascript.wsh_dropper", Severity.HIGH, "dropper"))
+    v = verdict_for(model, dropper)
+    assert v.threat_level is ThreatLevel.MALICIOUS and v.risk_score >= 70
+    assert "engine.uncorroborated" not in {i.id for i in v.indicators}
+    alone = verdict_for(dropper)  # a behaviour measured rare on benign code needs no second opinion
+    assert alone.threat_level is ThreatLevel.MALICIOUS
+
+
+def test_suspicious_verdicts_are_left_as_they_are_below_the_band() -> None:
+    low = verdict_for(result("url", 20, ind("url.long_url", Severity.LOW)))
+    assert low.threat_level is ThreatLevel.BENIGN and low.risk_score == pytest.approx(100 * (1 - (1 - 0.2) ** 1.0))
