@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "malwaresnipper.cli.run",
     "malwaresnipper.cli.train",
     "malwaresnipper.cli.evaluate",
+    "malwaresnipper.cli.cv",
     "malwaresnipper.cli.extension",
     "malwaresnipper.cli.serve",
 ]
