@@ -10,8 +10,10 @@ project is steered by. Samples are data: nothing is fetched or executed.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from .engine_args import add_engine_options, engine_settings_from_args
 
@@ -29,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--oof", metavar="OUT.jsonl", help="write one JSON line per held-out row")
+    parser.add_argument("--out", metavar="REPORT.json", help="also write the report as indented JSON (e.g. models/cv_report.json)")
+    parser.add_argument("--train-only", nargs="+", metavar="FILE",
+                        help="learn only from these of the --data files; the others are only measured")
     parser.add_argument("--limit", type=int, help="read at most N samples per file (quick experiments)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     add_engine_options(parser)
@@ -50,8 +55,10 @@ def cv_command(args: argparse.Namespace) -> int:
     except MalwareSnipperError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    options = dict(config=config, layers=layers, folds=folds, seed=CV_SEED if args.seed is None else args.seed,
-                   jobs=args.jobs, limit=args.limit, quiet=args.quiet)
+    options: dict[str, Any] = {
+        "config": config, "layers": layers, "folds": folds, "seed": CV_SEED if args.seed is None else args.seed,
+        "jobs": args.jobs, "limit": args.limit, "quiet": args.quiet, "train_only": args.train_only,
+    }
     try:
         if args.oof:
             # Through a temporary file renamed at the end: an interrupted run leaves no
@@ -72,5 +79,8 @@ def cv_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    if args.out:
+        text = json.dumps(report, indent=1) + "\n"
+        write_atomic(Path(args.out), lambda tmp: tmp.write_text(text, encoding="utf-8"))
     print_report(report, as_json=args.json)
     return 0

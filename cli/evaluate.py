@@ -19,7 +19,6 @@ from ..engine.errors import MalwareSnipperError
 from .engine_args import add_engine_options, engine_from_args
 
 
-
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "eval",

@@ -188,7 +188,8 @@ class ModelBundle:
     numeric_keys: list[str]
     numeric_mean: Any
     numeric_scale: Any
-    #: Probabilities at which the dev split's FPR was 5 % (floor), 1 % and 0.1 %.
+    #: Probabilities at which the out-of-fold benign FPR was 5 % (floor), 1 % and 0.1 % (JS: also
+    #: page_floor, page_suspicious, page_malicious for the highest-scoring script of a page).
     calibration: dict[str, float]
     numeric_weight: float = 0.3
     n_features: int = N_HASH_FEATURES

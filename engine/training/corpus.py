@@ -157,6 +157,7 @@ def load_corpus(path: str | Path, *, limit: int | None = None) -> Corpus:
         rid = str(row.get("id") or f"{path.name}:{lineno}")
         category = str(row.get("category") or ("malware" if label == "malware" else label if kind == "url" else "unknown"))
         meta = {k: row[k] for k in META_FIELDS if k in row}
+        meta["file"] = path.name
         samples.append(Sample(
             id=rid, kind=kind, label=label, category=category, text=text,
             group=str(row.get("split_group") or rid), format=str(row.get("format") or ""), meta=meta,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import sys
 import tempfile
 import time
@@ -33,17 +32,25 @@ from typing import Any, TextIO
 
 from ..config import EngineConfig, Ml
 from .corpus import Sample, capture_for
-from .evaluate import WEB_CATEGORIES, compute_metrics, group_rate, headline, mean_and_spread
+from .evaluate import (
+    WEB_CATEGORIES,
+    breakdowns,
+    compute_metrics,
+    group_rate,
+    headline,
+    mean_and_spread,
+    url_path_kind,
+)
 from .progress import Progress
 from .split import CV_FOLDS, CV_SEED, FoldPlan
 from .train import (
     CrossValidation,
+    TrainFilter,
     cross_validate,
     load_all,
-    manifest_header,
     prepare_matrices,
     run_tasks,
-    write_models,
+    write_fold_models,
 )
 
 #: Rows a worker scans per task (small enough to keep both workers busy to the end).
@@ -52,42 +59,6 @@ CHUNK = 1500
 #: depend on which layers happened to run in time (a skipped layer is never BENIGN, but it is
 #: not what is being measured here).
 CV_TIME_BUDGET_MS = 600_000
-
-_FEED = re.compile(r"(?:^|/)(?:feed|feeds|rss|atom|index\.xml|rss\.xml|atom\.xml|feed\.xml)(?:[/.?]|$)|\.(?:xml|rss|atom)(?:\?|$)")
-
-
-def url_path_kind(url: str) -> str:
-    """'bare' (no path), 'feed' (an RSS/Atom address) or 'other'."""
-    rest = url.split("://", 1)[-1]
-    path = rest[rest.find("/"):] if "/" in rest else "/"
-    if path in ("", "/"):
-        return "bare"
-    return "feed" if _FEED.search(path.lower()) else "other"
-
-
-def short_source(sample: Sample) -> str:
-    source = str(sample.meta.get("source") or "unknown")
-    return source.split(" (", 1)[0][:60]
-
-
-def breakdowns(kind: str, samples: Sequence[Sample]) -> dict[str, list[str | None]]:
-    """The ways each kind's rows are cut in the report (None: the row is not in that cut)."""
-    out: dict[str, list[str | None]] = {}
-    if kind == "js":
-        out["minified"] = [None if s.y or "minified" not in s.meta else
-                           "minified" if s.meta["minified"] else "plain" for s in samples]
-        out["topic"] = [s.meta.get("topic") for s in samples]
-        out["v2_source"] = [short_source(s) if s.meta.get("topic") else None for s in samples]
-        out["corpus"] = ["v2" if s.meta.get("topic") else "v1" for s in samples]
-    elif kind == "url":
-        out["source"] = [short_source(s) for s in samples]
-        out["path"] = [f"{s.label}/{url_path_kind(s.text)}" for s in samples]
-        out["source_path"] = [f"{short_source(s)} | {url_path_kind(s.text)}" if s.y == 0 else None for s in samples]
-    elif kind == "html":
-        out["source"] = [short_source(s) for s in samples]
-        out["format"] = [f"{s.label}/{s.format or 'html'}" for s in samples]
-    return out
-
 
 # -- the figures the project is steered by ------------------------------------------------------
 
@@ -152,53 +123,56 @@ def first_class(kind: str, engine: Mapping[str, Any], model: Mapping[str, Any] |
 
 # -- scanning the held-out rows with the engine --------------------------------------------------
 
+def fold_engine(models_dir: str | Path, config: EngineConfig | None = None,
+                layers: Sequence[str] | None = None) -> Any:
+    """The engine that judges a fold's held-out rows: ``config`` with the fold's models and a
+    time budget no busy machine runs out of."""
+    from ..engine import RiskEngine
+
+    base = config or EngineConfig()
+    fold_config = dataclasses.replace(
+        base, ml=Ml(models_dir=str(models_dir)),
+        limits=dataclasses.replace(base.limits, time_budget_ms=CV_TIME_BUDGET_MS),
+    )
+    return RiskEngine(fold_config, layers=list(layers) if layers else None)
+
+
+def scan_row(engine: Any, sample: Sample) -> dict[str, Any]:
+    """What the OOF file records of one row's verdict (or why it could not be scanned)."""
+    from ..errors import MalwareSnipperError
+
+    try:
+        verdict = engine.scan(capture_for(sample, engine.config.capture_limits()))
+    except MalwareSnipperError as exc:
+        return {"error": str(exc)[:200]}
+    probabilities = {}
+    layers = {}
+    for result in verdict.layers:
+        layers[result.layer] = {"score": round(result.score, 4), "confidence": round(result.confidence, 4)}
+        for model in ("js", "url", "html"):
+            p = result.details.get(f"{model}_probability") if result.details else None
+            if p is not None:
+                probabilities[model] = p
+    return {"risk": round(verdict.risk_score, 4), "level": verdict.threat_level.value,
+            "indicators": sorted({ind.id for ind in verdict.indicators}), "layers": layers,
+            "probabilities": probabilities}
+
+
 _SCAN: dict[str, Any] = {}
 
 
 def _engine_for(fold: int) -> Any:
-    from ..engine import RiskEngine
-
     engines = _SCAN.setdefault("engines", {})
     if fold not in engines:
-        base: EngineConfig = _SCAN["config"]
-        config = dataclasses.replace(
-            base, ml=Ml(models_dir=str(Path(_SCAN["models_root"]) / f"fold-{fold}")),
-            limits=dataclasses.replace(base.limits, time_budget_ms=CV_TIME_BUDGET_MS),
-        )
         engines.clear()  # one fold at a time per worker: keep one engine's models in memory
-        engines[fold] = RiskEngine(config, layers=_SCAN["layers"])
+        engines[fold] = fold_engine(Path(_SCAN["models_root"]) / f"fold-{fold}", _SCAN["config"], _SCAN["layers"])
     return engines[fold]
 
 
 def _scan_task(task: tuple[int, str, Sequence[int]]) -> list[dict[str, Any]]:
-    from ..errors import MalwareSnipperError
-
     fold, kind, indices = task
     engine = _engine_for(fold)
-    limits = engine.config.capture_limits()
-    rows = []
-    for i in indices:
-        s: Sample = _SCAN["by_kind"][kind][i]
-        row: dict[str, Any] = {"i": i}
-        try:
-            verdict = engine.scan(capture_for(s, limits))
-        except MalwareSnipperError as exc:
-            row["error"] = str(exc)[:200]
-            rows.append(row)
-            continue
-        probabilities = {}
-        layers = {}
-        for result in verdict.layers:
-            layers[result.layer] = {"score": round(result.score, 4), "confidence": round(result.confidence, 4)}
-            for model in ("js", "url", "html"):
-                p = result.details.get(f"{model}_probability") if result.details else None
-                if p is not None:
-                    probabilities[model] = p
-        row.update(risk=round(verdict.risk_score, 4), level=verdict.threat_level.value,
-                   indicators=sorted({ind.id for ind in verdict.indicators}), layers=layers,
-                   probabilities=probabilities)
-        rows.append(row)
-    return rows
+    return [{"i": i, **scan_row(engine, _SCAN["by_kind"][kind][i])} for i in indices]
 
 
 def _tasks(by_kind: Mapping[str, Sequence[Sample]], plan: FoldPlan) -> list[tuple[int, str, list[int]]]:
@@ -223,15 +197,31 @@ def run_cv(
     jobs: int = 1,
     limit: int | None = None,
     oof_out: TextIO | None = None,
+    train_only: Sequence[str | Path] | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """Cross-validate models and engine over ``data``; returns the report (see module doc)."""
+    """Cross-validate models and engine over ``data``; returns the report (see module doc).
+
+    ``train_only``: learn (fit and operating points) from the rows of these files only; the
+    rows of the other files are only measured (how a method does on data it never learns from).
+    """
+    from ..engine import RiskEngine  # noqa: F401 - imported before the workers fork, once for all
+
     started = time.perf_counter()
     cpu_started = time.process_time()
     corpora, by_kind = load_all(data, limit=limit)
     kinds = [k for k in ("js", "url", "html") if k in by_kind]
     plan = FoldPlan(corpora, folds=folds, seed=seed)
-    matrices, pages = prepare_matrices(by_kind, plan, kinds, quiet=quiet)
+    trainable: TrainFilter | None = None
+    if train_only:
+        names = {Path(f).name for f in train_only}
+        unknown = names - {c.path.name for c in corpora}
+        if unknown:
+            raise ValueError(f"--train-only: {sorted(unknown)} not among the --data files")
+
+        def trainable(s: Sample) -> bool:
+            return s.meta.get("file") in names
+    matrices, pages = prepare_matrices(by_kind, plan, kinds, trainable=trainable, quiet=quiet)
     featurised = time.perf_counter()
     cv = cross_validate(matrices, plan, pages=pages, final=False, jobs=jobs, quiet=quiet)
     fitted = time.perf_counter()
@@ -239,9 +229,7 @@ def run_cv(
 
     results: dict[str, list[dict[str, Any] | None]] = {k: [None] * len(v) for k, v in by_kind.items()}
     with tempfile.TemporaryDirectory(prefix="malwaresnipper-cv-") as root:
-        header = manifest_header(plan)
-        for fold in range(plan.folds):
-            write_models(Path(root) / f"fold-{fold}", cv.fold_bundles(fold), header)
+        write_fold_models(cv, Path(root))
         _SCAN.update(config=config or EngineConfig(), layers=list(layers) if layers else None, models_root=root,
                      by_kind={k: by_kind[k] for k in kinds})
         tasks = _tasks({k: by_kind[k] for k in kinds}, plan)
@@ -258,7 +246,8 @@ def run_cv(
 
     t = (config or EngineConfig()).thresholds
     thresholds = {"suspicious": t.suspicious, "malicious": t.malicious}
-    report: dict[str, Any] = {"folds": plan.folds, "seed": plan.seed, "files": [str(p) for p in data], "kinds": {}}
+    report: dict[str, Any] = {"folds": plan.folds, "seed": plan.seed, "files": [str(p) for p in data],
+                              "train_only": [str(p) for p in train_only or ()], "kinds": {}}
     figures: dict[str, dict[str, Any]] = {}
     for kind in kinds:
         samples = by_kind[kind]
@@ -275,6 +264,15 @@ def run_cv(
         "cpu_main_process": round(time.process_time() - cpu_started, 1), "jobs": jobs,
     }
     return report
+
+
+def risk_metrics(kind: str, samples: Sequence[Sample], risks: Sequence[float], thresholds: Mapping[str, float],
+                 cuts: Mapping[str, Sequence[str | None]] | None = None) -> dict[str, Any]:
+    """The engine's metrics over some rows, cut every way :func:`breakdowns` cuts them."""
+    return compute_metrics(
+        [s.y for s in samples], list(risks), [s.category_key for s in samples], thresholds=thresholds,
+        breakdowns=cuts if cuts is not None else breakdowns(kind, samples),
+    )
 
 
 def _model_probabilities(cv: CrossValidation) -> dict[str, dict[str, tuple[float, int]]]:
@@ -312,10 +310,8 @@ def _kind_report(kind: str, samples: Sequence[Sample], rows: Sequence[dict[str, 
     cuts = breakdowns(kind, samples)
 
     def engine_metrics(idx: Sequence[int]) -> dict[str, Any]:
-        return compute_metrics(
-            [samples[i].y for i in idx], [rows[i]["risk"] for i in idx], [samples[i].category_key for i in idx],
-            thresholds=thresholds, breakdowns={k: [v[i] for i in idx] for k, v in cuts.items()},
-        )
+        return risk_metrics(kind, [samples[i] for i in idx], [rows[i]["risk"] for i in idx], thresholds,
+                            cuts={k: [v[i] for i in idx] for k, v in cuts.items()})
 
     with_model = [i for i in ok if samples[i].id in model_prob]
 
@@ -334,6 +330,7 @@ def _kind_report(kind: str, samples: Sequence[Sample], rows: Sequence[dict[str, 
         e_idx = [i for i in ok if rows[i]["fold"] == fold]
         m_idx = [i for i in with_model if rows[i]["fold"] == fold]
         if not e_idx or len({samples[i].y for i in e_idx}) < 2:
+            per_fold_figures.append({})  # keeps per_fold aligned with the fold numbers
             continue
         per_fold_figures.append(first_class(kind, engine_metrics(e_idx),
                                             model_metrics(m_idx, fold) if m_idx else None))
@@ -342,7 +339,8 @@ def _kind_report(kind: str, samples: Sequence[Sample], rows: Sequence[dict[str, 
     figures = {
         name: {"pooled": value, "mean": mean.get(name), "std": spread.get(name),
                "min": min((f[name] for f in per_fold_figures if f.get(name) is not None), default=None),
-               "max": max((f[name] for f in per_fold_figures if f.get(name) is not None), default=None)}
+               "max": max((f[name] for f in per_fold_figures if f.get(name) is not None), default=None),
+               "per_fold": [f.get(name) for f in per_fold_figures]}
         for name, value in pooled_figures.items()
     }
     errors = Counter(str(r["error"]).split(":")[0][:60] for r in rows if r is not None and "error" in r)

@@ -9,9 +9,13 @@ positives scoring ``>= t``. ``>=`` matches how the engine applies its own thresh
 
 from __future__ import annotations
 
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .corpus import Sample
 
 FPR_TARGETS = (0.01, 0.001)
 
@@ -194,7 +198,7 @@ def mean_and_spread(rows: Sequence[Mapping[str, float | None]]) -> tuple[dict[st
 
     mean: dict[str, float | None] = {}
     spread: dict[str, float | None] = {}
-    for key in rows[0] if rows else ():
+    for key in dict.fromkeys(k for r in rows for k in r):
         values = [r[key] for r in rows if r.get(key) is not None]
         mean[key] = statistics.fmean(values) if values else None
         spread[key] = statistics.pstdev(values) if len(values) > 1 else None
@@ -206,3 +210,50 @@ def fold_summary(per_fold: Sequence[Mapping[str, Any]], *, web: bool = False) ->
     rows = [headline(m, web=web) for m in per_fold]
     mean, spread = mean_and_spread(rows)
     return {"per_fold": rows, "mean": mean, "std": spread, "n_per_fold": [m["n"] for m in per_fold]}
+
+
+# -- how rows are cut in reports ------------------------------------------------------------------
+
+_FEED = re.compile(r"(?:^|/)(?:feed|feeds|rss|atom|index\.xml|rss\.xml|atom\.xml|feed\.xml)(?:[/.?]|$)|\.(?:xml|rss|atom)(?:\?|$)")
+
+
+def url_path_kind(url: str) -> str:
+    """'bare' (no path), 'feed' (an RSS/Atom address) or 'other'."""
+    rest = url.split("://", 1)[-1]
+    path = rest[rest.find("/"):] if "/" in rest else "/"
+    if path in ("", "/"):
+        return "bare"
+    return "feed" if _FEED.search(path.lower()) else "other"
+
+
+def short_source(sample: Sample) -> str:
+    source = str(sample.meta.get("source") or "unknown")
+    return source.split(" (", 1)[0][:60]
+
+
+#: URL sources with fewer rows are reported together.
+SMALL_SOURCE = 400
+
+
+def breakdowns(kind: str, samples: Sequence[Sample]) -> dict[str, list[str | None]]:
+    """The ways each kind's rows are cut in the report (None: the row is not in that cut)."""
+    out: dict[str, list[str | None]] = {}
+    if kind == "js":
+        out["minified"] = [None if s.y or "minified" not in s.meta else
+                           "minified" if s.meta["minified"] else "plain" for s in samples]
+        out["topic"] = [s.meta.get("topic") for s in samples]
+        out["v2_source"] = [short_source(s) if s.meta.get("topic") else None for s in samples]
+        out["file"] = [str(s.meta.get("file")) for s in samples]
+    elif kind == "url":
+        sources = [short_source(s) for s in samples]
+        sizes = Counter(sources)
+        # The 48 small v2 link lists are pooled (each alone says little).
+        out["source"] = [src if sizes[src] >= SMALL_SOURCE or not src.startswith("links in github:")
+                         else "links in smaller v2 lists" for src in sources]
+        out["path"] = [f"{s.label}/{url_path_kind(s.text)}" for s in samples]
+        out["source_path"] = [f"{src} | {url_path_kind(s.text)}" if s.y == 0 else None
+                              for src, s in zip(out["source"], samples)]
+    elif kind == "html":
+        out["source"] = [short_source(s) for s in samples]
+        out["format"] = [f"{s.label}/{s.format or 'html'}" for s in samples]
+    return out

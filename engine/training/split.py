@@ -109,7 +109,7 @@ class FoldPlan:
         self._root_of_group = {key[2:]: find(key) for key in list(parent) if key.startswith("g:")}
 
     def _hash_fold(self, name: str) -> int:
-        digest = hashlib.sha256(f"cv:{self.seed}:{name}".encode("utf-8")).digest()
+        digest = hashlib.sha256(f"cv:{self.seed}:{name}".encode()).digest()
         return int.from_bytes(digest[:8], "big") % self.folds
 
     def fold_of(self, group: str) -> int:

@@ -138,3 +138,26 @@ def test_source_format_weights_make_the_format_say_nothing_about_the_label() -> 
         assert weighted_share == pytest.approx(7 / 16)  # the training rows' share of source rows
     assert w.mean() == pytest.approx(1.0)
     assert w[1] < 1 < w[8]  # a phishing PHP row counts less, a benign source row more
+
+
+def test_benign_feed_addresses_are_measured_but_never_learnt_from() -> None:
+    """62 % of the v2 benign URLs are RSS/Atom feeds of small sites: learning from them taught the
+    URL model "feed path => benign". They stay in the measurements and out of the fits and of
+    the operating points."""
+    import numpy as np
+
+    from malwaresnipper.engine.training.corpus import Sample
+    from malwaresnipper.engine.training.split import FoldPlan
+
+    def url(i: int, text: str, label: str) -> Sample:
+        return Sample(id=f"u{i}", kind="url", label=label, category=label, text=text, group=f"g{i}")
+
+    rows = [url(0, "https://blog.example.org/feed.xml", "benign"), url(1, "https://blog2.example.org/rss", "benign"),
+            url(2, "https://blog3.example.org/posts/cats", "benign"), url(3, "http://evil.example.net/rss", "phishing")]
+    prepared = train_mod.prepare("url", rows)
+    m = train_mod.build_matrix(prepared, FoldPlan([], folds=2), quiet=True)
+    assert m.trainable.tolist() == [False, False, True, True]
+    assert m.measured.tolist() == [True] * 4
+    for fold in (0, 1):
+        assert not set(m.rows(fold=fold).tolist()) & {0, 1}
+        assert set(m.rows(fold=fold, held_out=True).tolist()) == set(np.flatnonzero(m.folds == fold).tolist())
