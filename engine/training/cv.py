@@ -110,6 +110,8 @@ def first_class(kind: str, engine: Mapping[str, Any], model: Mapping[str, Any] |
         elif kind == "html":
             out[f"html.engine.benign_fpr_{level}"] = e["at_thresholds"][level]["fpr"]
             out[f"html.engine.login_fpr_{level}"] = _cut(e, "per_category", "login_page", at)
+            # What a gateway sees: pages as rendered, not PHP or template source as shipped.
+            out[f"html.engine.rendered_benign_fpr_{level}"] = _cut(e, "per_format", "benign/html", at)
             phishing = [k for k, v in e["per_category"].items() if v["side"] == "positive"]
             out[f"html.engine.phishing_recall_{level}"] = _sum_cut(e, "per_category", phishing, at)
     if kind == "url" and model:
@@ -246,8 +248,8 @@ def run_cv(
 
     t = (config or EngineConfig()).thresholds
     thresholds = {"suspicious": t.suspicious, "malicious": t.malicious}
-    report: dict[str, Any] = {"folds": plan.folds, "seed": plan.seed, "files": [str(p) for p in data],
-                              "train_only": [str(p) for p in train_only or ()], "kinds": {}}
+    report: dict[str, Any] = {"folds": plan.folds, "seed": plan.seed, "files": [Path(p).name for p in data],
+                              "train_only": [Path(p).name for p in train_only or ()], "kinds": {}}
     figures: dict[str, dict[str, Any]] = {}
     for kind in kinds:
         samples = by_kind[kind]

@@ -73,38 +73,45 @@ def test_shipped_models_are_what_train_makes_from_this_code(retrained: tuple[Pat
         assert mine["folds"]["per_fold"] == pytest.approx(theirs["folds"]["per_fold"], abs=1e-4), kind
 
 
-# Out-of-fold figures of the models alone (models/README.md, "Cross-validated figures"); floors
-# a few points below the pooled and fold-mean values measured on 2026-12-05.
-MODEL_FLOORS: dict[str, dict[str, float]] = {
-    "js": {"roc_auc": 0.995, "tpr_at_fpr_0.01": 0.97, "tpr_at_fpr_0.001": 0.94, "web_at_fpr_0.001": 0.80},
-    "url": {"roc_auc": 0.98, "tpr_at_fpr_0.01": 0.83, "tpr_at_fpr_0.001": 0.55},
-    "html": {"roc_auc": 0.97, "tpr_at_fpr_0.01": 0.70, "tpr_at_fpr_0.001": 0.45},
+# Out-of-fold figures of the models alone (models/README.md, "Cross-validated figures"), a few
+# points below what was measured on 2026-12-05: fold means JS AUC 0.9986, TPR 99.0 % / 97.7 % at
+# FPR 1 % / 0.1 %, web categories 86.1 % at 0.1 %; URL 0.980, 83.0 % / 65.6 %; pages 0.987,
+# 80.7 % / 67.2 %. Pooled: JS 97.5 % at 0.1 %, URL 82.8 % at 1 %, pages 74.9 % at 1 %.
+FOLD_MEAN_FLOORS: dict[str, dict[str, float]] = {
+    "js": {"roc_auc": 0.995, "tpr_at_fpr_0.01": 0.97, "tpr_at_fpr_0.001": 0.95, "web_at_fpr_0.001": 0.80},
+    "url": {"roc_auc": 0.975, "tpr_at_fpr_0.01": 0.79, "tpr_at_fpr_0.001": 0.58},
+    "html": {"roc_auc": 0.975, "tpr_at_fpr_0.01": 0.75, "tpr_at_fpr_0.001": 0.55},
 }
+POOLED_FLOORS: dict[str, tuple[str, float]] = {"js": ("0.001", 0.95), "url": ("0.01", 0.79), "html": ("0.01", 0.70)}
 
 
 @pytest.mark.parametrize("kind", ["js", "url", "html"])
 def test_cross_validated_model_figures_meet_their_floors(retrained: tuple[Path, dict[str, Any]], kind: str) -> None:
     _, made = retrained
     metrics = made["models"][kind]["cv_metrics"]
-    for name, floor in MODEL_FLOORS[kind].items():
+    for name, floor in FOLD_MEAN_FLOORS[kind].items():
         assert metrics["folds"]["mean"][name] >= floor, (name, metrics["folds"]["mean"])
-    assert metrics["roc_auc"] >= MODEL_FLOORS[kind]["roc_auc"]
-    assert metrics["tpr_at_fpr"]["0.01"]["tpr"] >= MODEL_FLOORS[kind]["tpr_at_fpr_0.01"]
+    target, floor = POOLED_FLOORS[kind]
+    assert metrics["tpr_at_fpr"][target]["tpr"] >= floor
 
 
 # Engine-level ceilings and floors on fold 0 (models/cv_report.json holds every fold).
+# Fold 0 measured on 2026-12-05: JS benign 0.57 % / 0 % at SUSPICIOUS / MALICIOUS, v2 benign
+# 0.30 %, TPR at 0.1 % FPR 98.7 %, skimmers at MALICIOUS 9 of 12; URL benign 1.84 % / 0 %,
+# phishing at SUSPICIOUS 86.9 %; pages benign at MALICIOUS 0 %, login pages 1.4 % at SUSPICIOUS,
+# phishing at SUSPICIOUS 70.5 %.
 ENGINE_LIMITS: dict[str, tuple[str, float]] = {
-    "js.engine.benign_fpr_suspicious": ("<=", 0.03),
-    "js.engine.benign_fpr_malicious": ("<=", 0.006),
-    "js.engine.v2_benign_fpr_suspicious": ("<=", 0.02),
-    "js.engine.tpr_at_fpr_0.001": (">=", 0.93),
-    "js.engine.skimmer_recall_malicious": (">=", 0.45),
-    "url.engine.benign_fpr_suspicious": ("<=", 0.02),
-    "url.engine.benign_fpr_malicious": ("<=", 0.002),
-    "url.engine.phishing_recall_suspicious": (">=", 0.40),
+    "js.engine.benign_fpr_suspicious": ("<=", 0.02),
+    "js.engine.benign_fpr_malicious": ("<=", 0.005),
+    "js.engine.v2_benign_fpr_suspicious": ("<=", 0.015),
+    "js.engine.tpr_at_fpr_0.001": (">=", 0.95),
+    "js.engine.skimmer_recall_malicious": (">=", 0.5),
+    "url.engine.benign_fpr_suspicious": ("<=", 0.03),
+    "url.engine.benign_fpr_malicious": ("<=", 0.001),
+    "url.engine.phishing_recall_suspicious": (">=", 0.80),
     "html.engine.benign_fpr_malicious": ("<=", 0.02),
     "html.engine.login_fpr_suspicious": ("<=", 0.04),
-    "html.engine.phishing_recall_suspicious": (">=", 0.65),
+    "html.engine.phishing_recall_suspicious": (">=", 0.62),
 }
 
 
@@ -133,3 +140,27 @@ def test_whole_engine_on_one_held_out_fold(retrained: tuple[Path, dict[str, Any]
     for name, (op, limit) in ENGINE_LIMITS.items():
         value = figures[name]
         assert value is not None and (value <= limit if op == "<=" else value >= limit), (name, value)
+
+
+def test_feed_path_says_nothing_to_the_url_model(retrained: tuple[Path, dict[str, Any]]) -> None:
+    """62 % of the v2 benign URLs are RSS/Atom feeds. Learning from them, the URL model took
+    "feed path => benign": held-out phishing URLs whose path was replaced by ``/feed.xml`` fell
+    from 87 % to 0.3 % above its 1 % point. Measured on fold 0 with fold 0's model: 2026-12-05,
+    about 19 % (a phishing host with a neutral path keeps some signal; with path ``/``, 30 %)."""
+    from malwaresnipper.engine.training.split import FoldPlan
+
+    root, _ = retrained
+    bundle = load_model(root / "folds" / "fold-0", "url")
+    corpora, by_kind = load_all([DATA / f for f in FILES if f.startswith("url")])
+    plan = FoldPlan(corpora)
+    phishing = [s.text for s in by_kind["url"] if s.label == "phishing" and plan.fold_of(s.group) == 0][::3]
+
+    def host(url: str) -> str:
+        scheme, rest = url.split("://", 1) if "://" in url else ("http", url)
+        return f"{scheme}://{rest.split('/', 1)[0]}"
+
+    point = bundle.calibration["suspicious"]
+    as_is = np.mean(np.array(bundle.score_raw(phishing)) >= point)
+    as_feed = np.mean(np.array(bundle.score_raw([host(u) + "/feed.xml" for u in phishing])) >= point)
+    assert as_is >= 0.7
+    assert as_feed >= 0.10, (as_is, as_feed)

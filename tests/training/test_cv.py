@@ -72,7 +72,8 @@ def _planted_js(tmp_path: Path) -> list[Path]:
     import gzip
 
     path = write_corpus(tmp_path / "js.jsonl.gz", "js", n=40)
-    rows = [json.loads(line) for line in gzip.open(path)]
+    with gzip.open(path, "rt") as fh:
+        rows = [json.loads(line) for line in fh]
     benign = [r for r in rows if r["label"] == "benign"][:3]
     for k, r in enumerate(benign):
         rows.append({**r, "id": f"js-planted{k}", "label": "malicious", "category": "skimmer",
