@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "malwaresnipper.cli.run",
     "malwaresnipper.cli.train",
     "malwaresnipper.cli.evaluate",
+    "malwaresnipper.cli.cv",
     "malwaresnipper.cli.findings",
     "malwaresnipper.cli.known_code",
     "malwaresnipper.cli.extension",

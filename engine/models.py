@@ -133,24 +133,47 @@ def featurize(
     return ModelInput(tokens=text_tokens(kind, text), numeric=dict(numeric))
 
 
+def token_matrix(inputs: Sequence[ModelInput], *, n_features: int = N_HASH_FEATURES) -> Any:
+    """Sparse rows of hashed tokens, each scaled to unit L2 norm (independent of other rows)."""
+    from sklearn.feature_extraction import FeatureHasher
+    from sklearn.preprocessing import normalize
+
+    if not inputs:
+        import scipy.sparse as sp
+
+        return sp.csr_matrix((0, n_features))
+    hasher = FeatureHasher(n_features=n_features, input_type="dict", alternate_sign=False)
+    return normalize(hasher.transform(i.tokens for i in inputs)).tocsr()
+
+
+def numeric_matrix(inputs: Sequence[ModelInput], numeric_keys: Sequence[str]) -> Any:
+    """The raw numeric features of ``inputs`` in ``numeric_keys`` order (NaN and inf as 0)."""
+    import numpy as np
+
+    dense = np.array([[float(i.numeric.get(k, 0.0)) for k in numeric_keys] for i in inputs], dtype=np.float64)
+    return np.nan_to_num(dense.reshape(len(inputs), len(numeric_keys)), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def combine_blocks(tokens: Any, dense: Any, mean: Any, scale: Any, *, numeric_weight: float) -> Any:
+    """Tokens next to the numeric columns, standardised with the training rows' mean and scale
+    and clipped; tokens alone when there are no numeric columns."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    if dense is None or dense.shape[1] == 0:
+        return tokens.tocsr()
+    scaled = np.clip((dense - mean) / scale, -5.0, 5.0) * numeric_weight
+    return sp.hstack([tokens, sp.csr_matrix(scaled)], format="csr")
+
+
 def design_matrix(
     inputs: Sequence[ModelInput], numeric_keys: Sequence[str], mean: Any, scale: Any,
     *, numeric_weight: float = 0.3, n_features: int = N_HASH_FEATURES,
 ) -> Any:
     """Sparse matrix: L2-normalised hashed tokens, then standardised numeric columns (clipped)."""
-    import numpy as np
-    import scipy.sparse as sp
-    from sklearn.feature_extraction import FeatureHasher
-    from sklearn.preprocessing import normalize
-
-    hasher = FeatureHasher(n_features=n_features, input_type="dict", alternate_sign=False)
-    tokens = normalize(hasher.transform(i.tokens for i in inputs))
-    if not numeric_keys:
-        return tokens.tocsr()
-    dense = np.array([[float(i.numeric.get(k, 0.0)) for k in numeric_keys] for i in inputs], dtype=np.float64)
-    dense = np.nan_to_num(dense, nan=0.0, posinf=0.0, neginf=0.0)
-    dense = np.clip((dense - mean) / scale, -5.0, 5.0) * numeric_weight
-    return sp.hstack([tokens, sp.csr_matrix(dense)], format="csr")
+    tokens = token_matrix(inputs, n_features=n_features)
+    dense = numeric_matrix(inputs, numeric_keys) if numeric_keys else None
+    return combine_blocks(tokens, dense, mean, scale, numeric_weight=numeric_weight)
 
 
 # -- bundles and the manifest ------------------------------------------------------------------
@@ -165,7 +188,8 @@ class ModelBundle:
     numeric_keys: list[str]
     numeric_mean: Any
     numeric_scale: Any
-    #: Probabilities at which the dev split's FPR was 5 % (floor), 1 % and 0.1 %.
+    #: Probabilities at which the out-of-fold benign FPR was 5 % (floor), 1 % and 0.1 % (JS: also
+    #: page_floor, page_suspicious, page_malicious for the highest-scoring script of a page).
     calibration: dict[str, float]
     numeric_weight: float = 0.3
     n_features: int = N_HASH_FEATURES
@@ -178,6 +202,13 @@ class ModelBundle:
             return []
         X = design_matrix(inputs, self.numeric_keys, self.numeric_mean, self.numeric_scale,
                           numeric_weight=self.numeric_weight, n_features=self.n_features)
+        return self.predict_matrix(X)
+
+    def predict_matrix(self, X: Any) -> list[float]:
+        """Probability of malicious for each row of a :func:`design_matrix` (training scores
+        held-out rows through this too, so its figures are the scan's numbers)."""
+        if X.shape[0] == 0:
+            return []
         linear = self._binary_logistic
         if linear is None:
             return [float(p) for p in self.estimator.predict_proba(X)[:, 1]]

@@ -18,17 +18,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..capture import Capture, CaptureLimits, Source
 from ..errors import MalwareSnipperError
 
 POSITIVE_LABELS = frozenset({"malicious", "phishing", "malware"})
 NEGATIVE_LABELS = frozenset({"benign"})
 KINDS = ("js", "url", "html")
+#: Corpus scripts and pages have no address: they are scanned at this made-up one (marked
+#: synthetic, so nothing judges the address itself).
+SAMPLE_HOST = "https://sample.invalid/"
 
 #: Categories that only occur in the HTML corpus (used when a row has no ``format``).
 HTML_CATEGORIES = frozenset(
     {"phishing_kit_page", "phishing_kit_data_page", "phishing_kit_aux", "login_page", "doc_page",
      "demo_page", "article_page", "app_page"}
 )
+
+
+#: Row fields kept with each sample: reported on (per source, topic, ...) and, for URLs, used
+#: to keep one site in one cross-validation fold.
+META_FIELDS = ("minified", "source", "source_file", "topic", "brand", "kit", "family", "encoding",
+               "host", "reg_domain", "deobfuscated")
 
 
 class CorpusError(MalwareSnipperError):
@@ -146,7 +156,8 @@ def load_corpus(path: str | Path, *, limit: int | None = None) -> Corpus:
             continue
         rid = str(row.get("id") or f"{path.name}:{lineno}")
         category = str(row.get("category") or ("malware" if label == "malware" else label if kind == "url" else "unknown"))
-        meta = {k: row[k] for k in ("minified", "source", "brand", "kit", "family", "encoding") if k in row}
+        meta = {k: row[k] for k in META_FIELDS if k in row}
+        meta["file"] = path.name
         samples.append(Sample(
             id=rid, kind=kind, label=label, category=category, text=text,
             group=str(row.get("split_group") or rid), format=str(row.get("format") or ""), meta=meta,
@@ -157,3 +168,19 @@ def load_corpus(path: str | Path, *, limit: int | None = None) -> Corpus:
         raise CorpusError(f"{path}: no labelled samples (expected 'label' plus 'content' or 'url')")
     kind = kinds.most_common(1)[0][0]
     return Corpus(path=path, kind=kind, samples=samples, sha256=file_sha256(path), skipped=skipped)
+
+
+def capture_for(sample: Sample, limits: CaptureLimits | None = None) -> Capture:
+    """The Capture a gateway would build for one corpus row."""
+    page_url = SAMPLE_HOST + sample.id
+    if sample.kind == "url":
+        return Capture.build(sample.text, source=Source.CLI, limits=limits)
+    # The corpus has no URL for scripts and pages: the placeholder is marked synthetic (a made-up
+    # address says nothing about the sample): the URL model does not score it and the dom layer
+    # compares nothing with the page's own site.
+    extra = {"synthetic_url": True}
+    if sample.kind == "html" or sample.format == "html":
+        return Capture.build(page_url, source=Source.CLI, html=sample.text, content_type="text/html",
+                             limits=limits, extra=extra)
+    return Capture.build(page_url, source=Source.CLI, limits=limits, content_type="application/javascript",
+                         scripts=[{"text": sample.text, "url": page_url + ".js", "inline": False}], extra=extra)

@@ -9,9 +9,13 @@ positives scoring ``>= t``. ``>=`` matches how the engine applies its own thresh
 
 from __future__ import annotations
 
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .corpus import Sample
 
 FPR_TARGETS = (0.01, 0.001)
 
@@ -92,12 +96,14 @@ def compute_metrics(
     thresholds: Mapping[str, float],
     samples_per_s: float | None = None,
     extra: Mapping[str, Any] | None = None,
+    breakdowns: Mapping[str, Sequence[str | None]] | None = None,
 ) -> dict[str, Any]:
     """The metrics ``eval --json`` prints (top-level keys fixed by the issue).
 
     ``thresholds`` holds the operating points to report (``suspicious`` and ``malicious``).
     ``per_category`` gives, for each category, its label side, count and the share flagged at
-    each operating point: recall for malicious categories, FPR for benign ones.
+    each operating point: recall for malicious categories, FPR for benign ones. Each entry of
+    ``breakdowns`` (name -> a group per row, or None) adds ``per_<name>`` in the same form.
     """
     labels = [int(y) for y in labels]
     scores = [float(s) for s in scores]
@@ -111,14 +117,37 @@ def compute_metrics(
         tpr_at_fpr[str(target)] = {"tpr": rate(positives, t), "threshold": t, "fpr": rate(negatives, t)}
     at_thresholds = {name: _at(labels, scores, float(t)) for name, t in thresholds.items()}
 
-    by_cat: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    for y, s, c in zip(labels, scores, categories):
-        by_cat[c].append((y, s))
-    per_category: dict[str, Any] = {}
-    for cat in sorted(by_cat):
-        rows = by_cat[cat]
+    out: dict[str, Any] = {
+        "n": len(labels),
+        "roc_auc": roc_auc(labels, scores),
+        "tpr_at_fpr": tpr_at_fpr,
+        "at_thresholds": at_thresholds,
+        "per_category": _per_group(labels, scores, categories, thresholds, fpr_thresholds),
+        "samples_per_s": samples_per_s,
+    }
+    # Other ways of cutting the same rows (per source, per topic ...), at the same thresholds.
+    for name, groups in (breakdowns or {}).items():
+        out[f"per_{name}"] = _per_group(labels, scores, groups, thresholds, fpr_thresholds)
+    if extra:
+        out.update(extra)
+    return out
+
+
+def _per_group(
+    labels: Sequence[int], scores: Sequence[float], groups: Sequence[str | None],
+    thresholds: Mapping[str, float], fpr_thresholds: Mapping[str, float | None],
+) -> dict[str, Any]:
+    """For each group (rows whose group is None are left out): its label side, count and the
+    share flagged at each operating point (recall for malicious groups, FPR for benign ones)."""
+    by_group: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for y, s, g in zip(labels, scores, groups):
+        if g is not None:
+            by_group[g].append((y, s))
+    out: dict[str, Any] = {}
+    for group in sorted(by_group):
+        rows = by_group[group]
         ys = {y for y, _ in rows}
-        cat_scores = [s for _, s in rows]
+        group_scores = [s for _, s in rows]
         side = "positive" if ys == {1} else "negative" if ys == {0} else "mixed"
         entry: dict[str, Any] = {
             "n": len(rows),
@@ -126,20 +155,10 @@ def compute_metrics(
             "metric": "recall" if side == "positive" else "fpr" if side == "negative" else "flagged",
         }
         for name, t in thresholds.items():
-            entry[f"at_{name}"] = rate(cat_scores, float(t))
+            entry[f"at_{name}"] = rate(group_scores, float(t))
         for target, t in fpr_thresholds.items():
-            entry[f"at_fpr_{target}"] = rate(cat_scores, t)
-        per_category[cat] = entry
-    out: dict[str, Any] = {
-        "n": len(labels),
-        "roc_auc": roc_auc(labels, scores),
-        "tpr_at_fpr": tpr_at_fpr,
-        "at_thresholds": at_thresholds,
-        "per_category": per_category,
-        "samples_per_s": samples_per_s,
-    }
-    if extra:
-        out.update(extra)
+            entry[f"at_fpr_{target}"] = rate(group_scores, t)
+        out[group] = entry
     return out
 
 
@@ -152,3 +171,89 @@ def group_rate(metrics: Mapping[str, Any], categories: Sequence[str], key: str) 
             total += entry["n"]
             flagged += entry[key] * entry["n"]
     return flagged / total if total else None
+
+
+def headline(metrics: Mapping[str, Any], *, web: bool = False) -> dict[str, float | None]:
+    """The figures a fold is summed up by (flat, so folds can be averaged)."""
+    out: dict[str, float | None] = {"roc_auc": metrics["roc_auc"]}
+    for target, entry in metrics["tpr_at_fpr"].items():
+        out[f"tpr_at_fpr_{target}"] = entry["tpr"]
+    for name, entry in metrics["at_thresholds"].items():
+        out[f"tpr_at_{name}"] = entry["tpr"]
+        out[f"fpr_at_{name}"] = entry["fpr"]
+    if web:
+        cats = [c for c in metrics["per_category"] if c in WEB_CATEGORIES]
+        for target in ("0.01", "0.001"):
+            out[f"web_at_fpr_{target}"] = group_rate(metrics, cats, f"at_fpr_{target}")
+    return out
+
+
+#: The JavaScript categories a web gateway meets in pages (the rest are e-mail droppers).
+WEB_CATEGORIES = ("exploit_kit", "skimmer", "cryptominer", "injected_legit_page")
+
+
+def mean_and_spread(rows: Sequence[Mapping[str, float | None]]) -> tuple[dict[str, float | None], dict[str, float | None]]:
+    """Mean and standard deviation (population) of each figure over the folds that have it."""
+    import statistics
+
+    mean: dict[str, float | None] = {}
+    spread: dict[str, float | None] = {}
+    for key in dict.fromkeys(k for r in rows for k in r):
+        values = [r[key] for r in rows if r.get(key) is not None]
+        mean[key] = statistics.fmean(values) if values else None
+        spread[key] = statistics.pstdev(values) if len(values) > 1 else None
+    return mean, spread
+
+
+def fold_summary(per_fold: Sequence[Mapping[str, Any]], *, web: bool = False) -> dict[str, Any]:
+    """Each fold's headline figures, with their mean and standard deviation across folds."""
+    rows = [headline(m, web=web) for m in per_fold]
+    mean, spread = mean_and_spread(rows)
+    return {"per_fold": rows, "mean": mean, "std": spread, "n_per_fold": [m["n"] for m in per_fold]}
+
+
+# -- how rows are cut in reports ------------------------------------------------------------------
+
+_FEED = re.compile(r"(?:^|/)(?:feed|feeds|rss|atom|index\.xml|rss\.xml|atom\.xml|feed\.xml)(?:[/.?]|$)|\.(?:xml|rss|atom)(?:\?|$)")
+
+
+def url_path_kind(url: str) -> str:
+    """'bare' (no path), 'feed' (an RSS/Atom address) or 'other'."""
+    rest = url.split("://", 1)[-1]
+    path = rest[rest.find("/"):] if "/" in rest else "/"
+    if path in ("", "/"):
+        return "bare"
+    return "feed" if _FEED.search(path.lower()) else "other"
+
+
+def short_source(sample: Sample) -> str:
+    source = str(sample.meta.get("source") or "unknown")
+    return source.split(" (", 1)[0][:60]
+
+
+#: URL sources with fewer rows are reported together.
+SMALL_SOURCE = 400
+
+
+def breakdowns(kind: str, samples: Sequence[Sample]) -> dict[str, list[str | None]]:
+    """The ways each kind's rows are cut in the report (None: the row is not in that cut)."""
+    out: dict[str, list[str | None]] = {}
+    if kind == "js":
+        out["minified"] = [None if s.y or "minified" not in s.meta else
+                           "minified" if s.meta["minified"] else "plain" for s in samples]
+        out["topic"] = [s.meta.get("topic") for s in samples]
+        out["v2_source"] = [short_source(s) if s.meta.get("topic") else None for s in samples]
+        out["file"] = [str(s.meta.get("file")) for s in samples]
+    elif kind == "url":
+        sources = [short_source(s) for s in samples]
+        sizes = Counter(sources)
+        # The 48 small v2 link lists are pooled (each alone says little).
+        out["source"] = [src if sizes[src] >= SMALL_SOURCE or not src.startswith("links in github:")
+                         else "links in smaller v2 lists" for src in sources]
+        out["path"] = [f"{s.label}/{url_path_kind(s.text)}" for s in samples]
+        out["source_path"] = [f"{src} | {url_path_kind(s.text)}" if s.y == 0 else None
+                              for src, s in zip(out["source"], samples)]
+    elif kind == "html":
+        out["source"] = [short_source(s) for s in samples]
+        out["format"] = [f"{s.label}/{s.format or 'html'}" for s in samples]
+    return out

@@ -15,21 +15,27 @@ from malwaresnipper.engine.training.synthetic import write_all
 
 
 def test_training_twice_gives_identical_model_files(tmp_path: Path) -> None:
+    """Same data, same bytes, whether the fits run in one process or in two workers."""
     data = write_all(tmp_path / "data", n=40)
     m1 = train_mod.train(data, tmp_path / "a", quiet=True)
-    m2 = train_mod.train(data, tmp_path / "b", quiet=True)
+    train_mod.train(data, tmp_path / "b", quiet=True, jobs=2)
     assert set(m1["models"]) == {"js", "url", "html"}
     for kind, name in MODEL_FILES.items():
         a, b = tmp_path / "a" / name, tmp_path / "b" / name
         assert sha256_file(a) == sha256_file(b) == m1["models"][kind]["sha256"]
     assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()
-    # The manifest records the data files it was trained on and the dev metrics.
+    # The manifest records the data files it was trained on and the cross-validated metrics.
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert [d["file"] for d in manifest["data"]] == [p.name for p in data]
     assert manifest["data"][0]["counts"]["records"] == 80
-    assert manifest["models"]["js"]["dev_metrics"]["roc_auc"] is not None
+    assert manifest["cross_validation"]["folds"] == 5
+    js = manifest["models"]["js"]
+    assert js["cv_metrics"]["roc_auc"] is not None
+    assert len(js["cv_metrics"]["folds"]["per_fold"]) == 5
+    assert js["cv_metrics"]["n"] == 80  # every real row scored out of fold, added rows never
     # And what was written loads back through the manifest check and separates the classes.
     bundle = load_model(tmp_path / "a", "js")
+    assert bundle.calibration == pytest.approx(js["calibration"], abs=1e-6)
     corpus = load_corpus(data[0])
     bad = next(s for s in corpus.samples if s.y == 1)
     good = next(s for s in corpus.samples if s.y == 0)
@@ -84,9 +90,10 @@ def test_train_command_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureF
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
-def test_augmented_rows_stay_on_the_train_side() -> None:
+def test_augmented_rows_keep_their_sites_group() -> None:
+    """Sign-in URLs are made from bare top-site domains only, marked as added (trained on, never
+    measured) and in the site's own group, so they never train a fold that holds the site."""
     from malwaresnipper.engine.training.corpus import Sample
-    from malwaresnipper.engine.training.split import is_dev
 
     groups = [f"site{i}.example" for i in range(40)]
     rows = [Sample(id=f"u{i}", kind="url", label="benign", category="benign", text=f"https://{g}/",
@@ -95,16 +102,15 @@ def test_augmented_rows_stay_on_the_train_side() -> None:
                        text="https://deep.example/a/b", group="deep.example", meta={"source": "npm:top-sites"}))
     prepared = train_mod.prepare("url", rows)
     added = prepared.samples[len(rows):]
-    train_side = [g for g in groups if not is_dev(g)]
-    assert len(added) == train_mod.LOGIN_PATHS_PER_SITE * len(train_side)
-    assert all(s.label == "benign" and not is_dev(s.group) for s in added)
+    assert len(added) == train_mod.LOGIN_PATHS_PER_SITE * len(groups)
+    assert all(s.label == "benign" for s in added)
+    assert all(s.group == s.text.split("/")[2] for s in added)
     assert not any(s.text.startswith("https://deep.example") for s in added)  # bare domains only
-    assert prepared.dev[len(rows):] == [False] * len(added)
+    assert prepared.augmented == [False] * len(rows) + [True] * len(added)
 
 
 def test_benign_page_scripts_join_the_js_training_side() -> None:
     from malwaresnipper.engine.training.corpus import Sample
-    from malwaresnipper.engine.training.split import is_dev
 
     pages = [Sample(id=f"p{i}", kind="html", label=label, category="article_page", group=f"g{i}",
                     text=f"<html><script>var config{i} = {{ name: 'page', items: [1, 2, 3] }};</script>"
@@ -112,24 +118,46 @@ def test_benign_page_scripts_join_the_js_training_side() -> None:
              for i in range(30) for label in ("benign", "phishing")]
     prepared = train_mod.prepare("js", [])
     train_mod.add_benign_page_scripts(prepared, pages)
-    expected = [p for p in pages if p.label == "benign" and not is_dev(p.group)]
-    assert len(prepared.samples) == len(expected)  # one script each: the short "x" is skipped
+    assert len(prepared.samples) == 30  # one script per benign page: the short "x" is skipped
     assert all(s.label == "benign" and "<?php" not in s.text for s in prepared.samples)
+    assert [s.group for s in prepared.samples] == [f"g{i}" for i in range(30)]
+    assert prepared.augmented == [True] * 30
 
 
 def test_source_format_weights_make_the_format_say_nothing_about_the_label() -> None:
     import numpy as np
 
-    # Train side: phishing 6 PHP + 2 rendered, benign 1 PHP + 7 rendered; two dev rows ignored.
-    formats = ["php_source"] * 6 + ["html"] * 2 + ["template_source"] + ["html"] * 7 + ["php_source", "html"]
-    y = np.array([1] * 8 + [0] * 8 + [1, 0])
-    train_idx = np.arange(16)
-    w = train_mod.source_format_weights(formats, y, train_idx)
+    # Phishing 6 PHP + 2 rendered, benign 1 template + 7 rendered.
+    formats = ["php_source"] * 6 + ["html"] * 2 + ["template_source"] + ["html"] * 7
+    y = np.array([1] * 8 + [0] * 8)
+    w = train_mod.source_format_weights(formats, y)
     source = np.array([f in train_mod.SOURCE_FORMATS for f in formats])
     for label in (0, 1):
-        rows = train_idx[y[train_idx] == label]
+        rows = y == label
         weighted_share = w[rows][source[rows]].sum() / w[rows].sum()
-        assert weighted_share == pytest.approx(7 / 16)  # the train side's share of source rows
-    assert w[train_idx].mean() == pytest.approx(1.0)
+        assert weighted_share == pytest.approx(7 / 16)  # the training rows' share of source rows
+    assert w.mean() == pytest.approx(1.0)
     assert w[1] < 1 < w[8]  # a phishing PHP row counts less, a benign source row more
-    assert list(w[16:]) == [1.0, 1.0]  # dev rows keep weight 1 (never fitted)
+
+
+def test_benign_feed_addresses_are_measured_but_never_learnt_from() -> None:
+    """62 % of the v2 benign URLs are RSS/Atom feeds of small sites: learning from them taught the
+    URL model "feed path => benign". They stay in the measurements and out of the fits and of
+    the operating points."""
+    import numpy as np
+
+    from malwaresnipper.engine.training.corpus import Sample
+    from malwaresnipper.engine.training.split import FoldPlan
+
+    def url(i: int, text: str, label: str) -> Sample:
+        return Sample(id=f"u{i}", kind="url", label=label, category=label, text=text, group=f"g{i}")
+
+    rows = [url(0, "https://blog.example.org/feed.xml", "benign"), url(1, "https://blog2.example.org/rss", "benign"),
+            url(2, "https://blog3.example.org/posts/cats", "benign"), url(3, "http://evil.example.net/rss", "phishing")]
+    prepared = train_mod.prepare("url", rows)
+    m = train_mod.build_matrix(prepared, FoldPlan([], folds=2), quiet=True)
+    assert m.trainable.tolist() == [False, False, True, True]
+    assert m.measured.tolist() == [True] * 4
+    for fold in (0, 1):
+        assert not set(m.rows(fold=fold).tolist()) & {0, 1}
+        assert set(m.rows(fold=fold, held_out=True).tolist()) == set(np.flatnonzero(m.folds == fold).tolist())
