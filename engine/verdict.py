@@ -19,11 +19,13 @@ Overrides, applied after the formula:
 * a decisive indicator (a blocklist hit, a critical signature) forces MALICIOUS: the risk is
   raised to at least the MALICIOUS threshold;
 * corroboration: MALICIOUS needs a ``decisive`` or ``behaviour`` finding among the reasons
-  (``engine/findings.py``). Traits that benign code shares and model opinions, however many and
-  however strong, are capped at SUSPICIOUS: their risk is mapped onto the SUSPICIOUS band
-  (``[suspicious, malicious)``, order kept, so curves still rank them) and an
-  ``engine.uncorroborated`` indicator says why. Measured on code nobody trained on, a single
-  model or generic obfuscation trait at its MALICIOUS point replaced real sites' scripts.
+  (``engine/findings.py``), or two independent layers that each found something
+  (:data:`CORROBORATING_SCORE` points or more). One layer alone, made of traits that benign code
+  shares or of a model's opinion, however strong, is capped at SUSPICIOUS: its risk is mapped
+  onto the SUSPICIOUS band (``[suspicious, malicious)``, order kept, so curves still rank it)
+  and an ``engine.uncorroborated`` indicator says why. Measured on code nobody trained on, a
+  single model or generic obfuscation trait at its MALICIOUS point replaced real sites' scripts
+  (models/README.md has the cross-validated figures of this rule).
 
 The threat level follows the configured thresholds: ``risk >= malicious`` is MALICIOUS,
 ``risk >= suspicious`` is SUSPICIOUS, anything lower is BENIGN.
@@ -217,10 +219,10 @@ def build_verdict(
         score = combine_scores(results, config)
         if any(i.strength == Strength.DECISIVE.value for i in indicators):
             score = max(score, config.thresholds.malicious)
-        elif score >= config.thresholds.suspicious and not _corroborated(indicators):
+        elif score >= config.thresholds.suspicious and not _corroborated(indicators, results):
             score = _suspicious_band(score, config)
             if level_for(combine_scores(results, config), config) is ThreatLevel.MALICIOUS:
-                indicators.append(uncorroborated_indicator(indicators))
+                indicators.append(uncorroborated_indicator(results))
         if reasons:
             score = max(score, config.thresholds.suspicious)
         level = level_for(score, config)
@@ -250,8 +252,20 @@ def incomplete_indicator(reasons: Sequence[str]) -> Indicator:
     return catalogue().finding("engine.incomplete", *evidence).indicator()
 
 
-def _corroborated(indicators: Sequence[Indicator]) -> bool:
-    return any(Strength(i.strength).corroborates for i in indicators if i.strength in _STRENGTHS)
+#: A layer "found something" toward corroboration at this score or more (a trait of 20 points,
+#: a model at its 5 %-FPR point and above).
+CORROBORATING_SCORE = 20.0
+
+
+def _corroborated(indicators: Sequence[Indicator], results: Sequence[LayerResult]) -> bool:
+    """A decisive or behaviour finding, or two layers that each found something."""
+    if any(Strength(i.strength).corroborates for i in indicators if i.strength in _STRENGTHS):
+        return True
+    return len(_finding_layers(results)) >= 2
+
+
+def _finding_layers(results: Sequence[LayerResult]) -> list[str]:
+    return [r.layer for r in results if r.score >= CORROBORATING_SCORE and r.confidence > 0]
 
 
 def _suspicious_band(score: float, config: EngineConfig) -> float:
@@ -263,13 +277,9 @@ def _suspicious_band(score: float, config: EngineConfig) -> float:
     return low + (min(score, 100.0) - low) * (high - low) / max(1e-9, 100.0 - low) * 0.999
 
 
-_KIND_WORDS = {"model": "a trained model's score", "trait": "traits that benign code shares too"}
-
-
-def uncorroborated_indicator(indicators: Sequence[Indicator]) -> Indicator:
+def uncorroborated_indicator(results: Sequence[LayerResult]) -> Indicator:
     """Why a verdict that scored MALICIOUS is reported as SUSPICIOUS."""
-    kinds = [_KIND_WORDS[k] for k in ("model", "trait") if any(i.strength == k for i in indicators)]
-    shown = [i for i in indicators if i.strength in ("model", "trait") and i.severity >= Severity.LOW][:5]
+    layers = _finding_layers(results) or [max(results, key=lambda r: r.score).layer]
+    shown = [i for r in results if r.layer in layers for i in r.indicators if i.severity >= Severity.LOW][:5]
     evidence = [Evidence(snippet=i.title[:MAX_SNIPPET], location=i.layer) for i in shown]
-    return catalogue().finding("engine.uncorroborated", *evidence,
-                               kinds=" and ".join(kinds) or "weak signs").indicator()
+    return catalogue().finding("engine.uncorroborated", *evidence, layer=" and ".join(layers)).indicator()

@@ -108,8 +108,7 @@ def test_every_indicator_of_a_varied_scan_is_in_the_catalogue() -> None:
 def test_every_indicator_the_engine_emits_on_the_corpus_is_in_the_catalogue() -> None:
     """A slice of every corpus (scripts, pages, URLs, both labels): nothing outside the catalogue,
     strengths and categories as the catalogue says."""
-    from malwaresnipper.cli.evaluate import capture_for
-    from malwaresnipper.engine.training.corpus import load_corpus
+    from malwaresnipper.engine.training.corpus import capture_for, load_corpus
 
     engine = RiskEngine()
     known = configured_catalogue()

@@ -134,17 +134,26 @@ def test_incompleteness_round_trips_and_old_records_still_load() -> None:
     assert restored.threat_level is ThreatLevel.BENIGN  # what was stored is shown as stored
 
 
-def test_a_model_and_traits_alone_never_make_malicious() -> None:
-    """Corroboration: the JS model at its MALICIOUS point plus generic obfuscation traits is
-    what flagged real libraries nobody trained on; it stays SUSPICIOUS, ranked, and says why."""
-    model = result("ml", 99, ind("ml.js_model", Severity.HIGH, "malware"))
-    traits = result("javascript", 60, ind("javascript.eval_decoded", Severity.HIGH, "obfuscated"),
-                    ind("javascript.fragmented_strings", Severity.LOW, "obfuscated"))
-    capped = verdict_for(model, traits)
-    assert capped.threat_level is ThreatLevel.SUSPICIOUS and 40 <= capped.risk_score < 70
-    assert "engine.uncorroborated" in {i.id for i in capped.indicators}
-    weaker = verdict_for(result("ml", 90, ind("ml.js_model", Severity.HIGH, "malware")), traits)
-    assert weaker.risk_score < capped.risk_score  # the order among capped verdicts is kept
+def test_one_layer_alone_never_makes_malicious() -> None:
+    """Corroboration: the JS model at its MALICIOUS point (or a layer of generic obfuscation
+    traits) is what flagged real libraries nobody trained on; alone it stays SUSPICIOUS, ranked,
+    and says why."""
+    alone = verdict_for(result("ml", 99.9, ind("ml.js_model", Severity.HIGH, "malware")))
+    assert alone.threat_level is ThreatLevel.SUSPICIOUS and 40 <= alone.risk_score < 70
+    assert "engine.uncorroborated" in {i.id for i in alone.indicators}
+    weaker = verdict_for(result("ml", 95, ind("ml.js_model", Severity.HIGH, "malware")))
+    assert weaker.risk_score < alone.risk_score  # the order among capped verdicts is kept
+    traits = verdict_for(result("javascript", 95, ind("javascript.eval_decoded", Severity.HIGH, "obfuscated")))
+    assert traits.threat_level is ThreatLevel.SUSPICIOUS
+    # a second layer that found little (under 20 points) confirms nothing
+    faint = verdict_for(result("ml", 99.9, ind("ml.js_model", Severity.HIGH)), result("url", 10, ind("url.long_url", Severity.LOW)))
+    assert faint.threat_level is ThreatLevel.SUSPICIOUS
+
+
+def test_two_layers_that_each_found_something_corroborate() -> None:
+    v = verdict_for(result("ml", 95, ind("ml.page_model", Severity.HIGH, "phishing")),
+                    result("dom", 35, ind("dom.form_action_external", Severity.MEDIUM, "phishing")))
+    assert v.threat_level is ThreatLevel.MALICIOUS and "engine.uncorroborated" not in {i.id for i in v.indicators}
 
 
 def test_a_behaviour_finding_corroborates() -> None:
