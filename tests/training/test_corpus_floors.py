@@ -96,13 +96,14 @@ def test_cross_validated_model_figures_meet_their_floors(retrained: tuple[Path, 
 
 
 # Engine-level ceilings and floors on fold 0 (models/cv_report.json holds every fold).
-# Fold 0 measured on 2026-12-05: JS benign 0.57 % / 0 % at SUSPICIOUS / MALICIOUS, v2 benign
-# 0.30 %, TPR at 0.1 % FPR 98.7 %, skimmers at MALICIOUS 9 of 12; URL benign 1.84 % / 0 %,
-# phishing at SUSPICIOUS 86.9 %; pages benign at MALICIOUS 0 %, login pages 1.4 % at SUSPICIOUS,
-# phishing at SUSPICIOUS 70.5 %.
+# Fold 0 measured on 2026-12-05 with the findings catalogue, the corroboration rule, known-code
+# fingerprints and parser-based skimmer behaviour: JS benign 0.43 % / 0 % at SUSPICIOUS /
+# MALICIOUS, v2 benign 0.30 %, TPR at 0.1 % FPR 98.65 %, skimmers at MALICIOUS 8 of 12; URL
+# benign 1.84 % / 0 %, phishing at SUSPICIOUS 86.9 %; pages benign at MALICIOUS 0 %, login
+# pages 1.4 % at SUSPICIOUS, phishing at SUSPICIOUS 70.5 %.
 ENGINE_LIMITS: dict[str, tuple[str, float]] = {
     "js.engine.benign_fpr_suspicious": ("<=", 0.02),
-    "js.engine.benign_fpr_malicious": ("<=", 0.005),
+    "js.engine.benign_fpr_malicious": ("<=", 0.003),
     "js.engine.v2_benign_fpr_suspicious": ("<=", 0.015),
     "js.engine.tpr_at_fpr_0.001": (">=", 0.95),
     "js.engine.skimmer_recall_malicious": (">=", 0.5),
