@@ -229,3 +229,14 @@ def test_documented_alert_tables_are_complete_and_the_defaults() -> None:
 def _default(kind: str) -> AlertSettings:
     required = {"webhook": {"url": "https://x.example/", "secret_env": "X"}, "syslog": {"host": "h"}, "file": {}}
     return AlertSettings(kind=kind, **required[kind])  # type: ignore[arg-type]
+
+
+def test_the_examples_in_docs_alerts_are_valid_settings(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "alerts.md").read_text(encoding="utf-8")
+    examples = [b for b in re.findall(r"```toml\n(.*?)```", doc, re.DOTALL) if b.startswith("[[alerts]]")]
+    assert len(examples) >= 5
+    kinds = set()
+    for example in examples:
+        settings = load_settings(write(tmp_path, example))
+        kinds |= {a.kind for a in settings.alerts}
+    assert kinds == {"webhook", "syslog", "file"}
