@@ -25,6 +25,7 @@ from ..settings import Settings
 from .api import build_app
 from .auth import HostPolicy, OriginPolicy, check_tls, load_or_create_token
 from .events import EventStreamServer
+from .lists import ListService
 from .service import ScanService
 
 log = logging.getLogger(__name__)
@@ -160,9 +161,11 @@ async def start_services(
     pool: Any = None,
     api: bool = True,
     events: bool = True,
+    lists: ListService | None = None,
 ) -> RunningServices:
     """Start everything; port 0 picks a free port. Raises ConfigError (non-loopback without TLS)
-    or OSError (port in use) before leaving anything running."""
+    or OSError (port in use) before leaving anything running. ``lists``: the proxy's list service
+    (see :class:`~.service.ScanService`)."""
     host = host or settings.server.host
     api_port = settings.server.api_port if api_port is None else api_port
     events_port = settings.server.events_port if events_port is None else events_port
@@ -171,7 +174,7 @@ async def start_services(
     token = load_or_create_token(settings.data_path)
 
     # A gateway without an event server has nobody to deliver events to: it only appends them.
-    service = ScanService(settings, pool=pool, read_events=events)
+    service = ScanService(settings, pool=pool, read_events=events, lists=lists)
     await service.start()
     running = RunningServices(service=service, token=token, api_url="", events_url="")
     try:
