@@ -12,11 +12,12 @@ noisy-OR. No rule matched means score 0.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from ..findings import FindingSpec, Strength, catalogue, combine
 from ..results import Evidence, LayerResult, Severity, snippet
-from ..rules import Rule, RuleHit, RuleSet, load_rule_files
+from ..rules import DEFAULT_RULES_FILE, Rule, RuleHit, RuleSet, load_rule_files
 
 if TYPE_CHECKING:
     from ..capture import Capture
@@ -42,8 +43,15 @@ def rule_spec(rule: Rule) -> FindingSpec:
         id=f"signatures.{rule.id}", layer="signatures", title=rule.description.replace("{", "{{").replace("}", "}}"),
         severity=rule.severity, points=100.0 * SEVERITY_WEIGHT[rule.severity], category=rule.category,
         classification=rule.classification, strength=Strength(rule.strength),
-        doc=f"Signature rule {rule.id} ({rule.source or 'bundled'}): matches {', '.join(rule.targets)}.",
+        doc=f"Signature rule {rule.id} ({_rule_file_name(rule)}): matches {', '.join(rule.targets)}.",
     )
+
+
+def _rule_file_name(rule: Rule) -> str:
+    """Where a rule comes from, the same on every machine for the bundled rules (the catalogue page is generated)."""
+    if not rule.source or Path(rule.source) == DEFAULT_RULES_FILE:
+        return "bundled default rules"
+    return rule.source
 
 
 class SignaturesLayer:
