@@ -232,3 +232,31 @@ async def test_timed_out_scans_are_failed_records_and_only_long_runs_count_again
         assert (svc.quarantined("https://slow.example/next") is not None) is quarantined
     finally:
         await svc.stop()
+
+
+class TimeoutNamedPool(BrokenPool):
+    """A pool whose scan fails with an error that is not the pool's timeout, though its name says
+    "timeout" (a socket or asyncio timeout inside the engine, say)."""
+
+    timeout_s = 5.0
+
+    async def scan(self, capture, progress=None):
+        raise TimeoutError("a timeout that is not the pool's")
+
+
+async def test_a_failure_is_classified_by_type_not_by_its_name(tmp_path: Path) -> None:
+    """Only the pool's ScanTimeout is a timeout (and counts against the site); any other error,
+    whatever its class is called, is a failure."""
+    svc = ScanService(Settings(data_dir=str(tmp_path)), pool=TimeoutNamedPool())
+    await svc.start()
+    try:
+        for i in range(2):
+            job = await svc.submit(page(f"https://named.example/{i}"), method="PROXY")
+            with pytest.raises(TimeoutError, match="not the pool's"):
+                await job.verdict(timeout=10)
+            await svc.store.flush()
+            record = await svc.store.get_scan(job.scan_id)
+            assert record["status"] == "failed" and record["error"].startswith("failed:"), record["error"]
+        assert svc.quarantined("https://named.example/next") is None
+    finally:
+        await svc.stop()
