@@ -20,7 +20,6 @@ from ..engine.capture import Capture, Source
 from ..engine.errors import CaptureError
 from ..engine.verdict import ThreatLevel, Verdict
 from ..server.scanner import ScanTimeout
-from ..server.service import ScanJob
 from .decode import BodyTooLarge, DecodeError
 from .flowurl import pretty_url
 from .lifecycle import Lifecycle
@@ -35,6 +34,8 @@ log = logging.getLogger("malwaresnipper.gateway")
 
 #: Bodies above this size are decoded in a thread, not on the event loop.
 THREAD_DECODE_BYTES = 256 * 1024
+#: How long the record of a pass waits for its scan's id (the submission commits a record first).
+SUBMIT_WAIT_S = 2.0
 
 
 @dataclasses.dataclass(slots=True)
@@ -51,10 +52,12 @@ class FlowInfo:
     headers: list[tuple[str, str]]
     path: str
     plan: ScanPlan
-    #: the ScanJob once submitted (block mode names it when it lets the response through)
-    job: ScanJob | None = None
     #: RecentVerdicts key of the raw body
     key: BodyKey | None = None
+    #: the scan id once submitted, None when nothing was (block mode names the scan that goes on
+    #: when it lets the response through before the verdict); set once, by :meth:`Submissions.scan`
+    submitted: asyncio.Future[str | None] = dataclasses.field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
 
     @classmethod
     def of(cls, flow: http.HTTPFlow, plan: ScanPlan, key: BodyKey | None = None) -> FlowInfo:
@@ -91,6 +94,13 @@ class Submissions:
         """Decode, build the capture, submit; the verdict or an error (None: nothing to scan).
 
         ``blocks_until``: until when the response waits for the verdict (see ScanService.submit)."""
+        try:
+            return await self._scan(info, raw, blocks_until=blocks_until)
+        finally:
+            if not info.submitted.done():  # nothing was submitted
+                info.submitted.set_result(None)
+
+    async def _scan(self, info: FlowInfo, raw: bytes, *, blocks_until: float | None) -> Outcome | None:
         eff = self.options.effective
         assert eff is not None
         count = self.lifecycle.count
@@ -130,7 +140,7 @@ class Submissions:
         except Exception as exc:  # noqa: BLE001 - the store or the pool is unwell: traffic goes on
             log.warning("malwaresnipper: could not submit %s: %s", info.url[:300], exc)
             return Outcome(kind=body.kind, error="error")
-        info.job = job
+        info.submitted.set_result(job.scan_id)
         if job.deduplicated:
             count("deduplicated")
         if body.kind == "html":
@@ -197,12 +207,11 @@ class Submissions:
         that goes on (once it is submitted) so the history links the two."""
         eff = self.options.effective
         scan_id = outcome.scan_id
-        for _ in range(40):
-            if scan_id is not None or info is None:
-                break
-            scan_id = info.job.scan_id if info.job is not None else None
-            if scan_id is None:
-                await asyncio.sleep(0.05)
+        if scan_id is None and info is not None:
+            try:  # the submission commits its record first: a moment, unless the store is slow
+                scan_id = await asyncio.wait_for(asyncio.shield(info.submitted), SUBMIT_WAIT_S)
+            except asyncio.TimeoutError:
+                scan_id = None
         budget = f"block budget {eff.budget_s * 1000:.0f} ms" if eff else "block budget"
         later = f"; its scan goes on as {scan_id}" if scan_id else ""
         await finished(self.record_unscanned(url, outcome.error or "error",
