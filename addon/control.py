@@ -9,6 +9,7 @@ CORS, CORP same-origin, no framing). Requests to this host never go upstream.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from urllib.parse import parse_qs, urlsplit
 
@@ -67,10 +68,8 @@ class Control:
         """The confirmation form, posted: redeem its token, grant what it confirms, go back."""
         req, client = flow.request, client_of(flow)
         form: dict[str, list[str]] = {}
-        try:
+        with contextlib.suppress(ValueError, UnicodeDecodeError):  # a bad form is a refused one
             form = parse_qs(req.get_text(strict=False) or "", max_num_fields=5)
-        except (ValueError, UnicodeDecodeError):
-            pass
         token, action = (form.get("token") or [""])[0], (form.get("action") or [""])[0]
         block = self.bypass.redeem(token, action, client) if token and _from_control_origin(req) else None
         if block is None:

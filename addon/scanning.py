@@ -228,7 +228,7 @@ class Scanning:
         assert eff is not None and flow.response is not None
         try:
             outcome = await asyncio.wait_for(asyncio.shield(task), timeout=max(0.0, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             outcome = Outcome(error="timeout")
         except Exception:  # noqa: BLE001 - logged by the task's callback
             outcome = Outcome(error="error")

@@ -210,7 +210,7 @@ class Submissions:
         if scan_id is None and info is not None:
             try:  # the submission commits its record first: a moment, unless the store is slow
                 scan_id = await asyncio.wait_for(asyncio.shield(info.submitted), SUBMIT_WAIT_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 scan_id = None
         budget = f"block budget {eff.budget_s * 1000:.0f} ms" if eff else "block budget"
         later = f"; its scan goes on as {scan_id}" if scan_id else ""

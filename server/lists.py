@@ -19,6 +19,7 @@ at request time and what the engine matches in a scan are the same keys.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -135,10 +136,8 @@ class ListService:
     async def remove(self, name: str, entry: str) -> str | None:
         """Remove ``entry`` (as written, or in its normal form) from list ``name``; the entry removed."""
         candidates = [entry.strip()]
-        try:
+        with contextlib.suppress(ValueError):  # not an entry at all: only as written
             candidates.append(normalise_entry(entry).text)
-        except ValueError:
-            pass
         store = self._attached()
         for candidate in dict.fromkeys(candidates):
             removed = await store.remove_entry(name, candidate)
