@@ -6,12 +6,17 @@ of the raw body bytes with the remembered ones (``memcmp``: many times faster th
 body, and exact, so a page cannot craft a body that passes for another). The table is indexed by
 URL and body length, one body per slot (the latest), so no input can make lookups walk a chain;
 entries live ``window_s`` (``[proxy] dedupe_window_s``) and the table is bounded in entries and
-in the bytes it keeps alive. Allow/block list changes are still honoured at request time, before
-this table is used.
+in the bytes it keeps alive.
+
+The same bytes being scanned right now are shared too: the scan in flight is found by the same
+key. Every entry, finished or in flight, carries the list version it was computed under and is
+reused only while that version is in force: a list change (a sha256 blocklisted through the API,
+say) ends the reuse of every verdict computed before it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -54,36 +59,43 @@ class Remembered:
     verdict: Any  # engine Verdict
     at: float
     raw: bytes = b""
+    #: the list version the verdict was computed under
+    lists_version: int = 0
 
 
 class RecentVerdicts:
+    """Recent verdicts and scans in flight, by URL and raw body (see the module docstring)."""
+
     def __init__(self, window_s: float, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
         self.window_s = window_s
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._items: OrderedDict[tuple[str, int], Remembered] = OrderedDict()
         self._bytes = 0
+        self._inflight: dict[BodyKey, tuple[int, asyncio.Task[Any]]] = {}
         self.hits = 0
 
     @staticmethod
     def key(url: str, raw: bytes) -> BodyKey:
         return BodyKey(url, raw)
 
-    def get(self, key: BodyKey) -> Remembered | None:
+    def get(self, key: BodyKey, *, lists_version: int) -> Remembered | None:
+        """The verdict remembered for these bytes, if computed under ``lists_version``."""
         item = self._items.get(key.slot)
         if item is None or item.raw != key.raw:
             return None
-        if time.monotonic() - item.at > self.window_s:
+        if time.monotonic() - item.at > self.window_s or item.lists_version != lists_version:
             self._drop(key.slot)
             return None
         self.hits += 1
         return item
 
-    def put(self, key: BodyKey, kind: str, scan_id: str | None, verdict: Any) -> None:
+    def put(self, key: BodyKey, kind: str, scan_id: str | None, verdict: Any, *, lists_version: int) -> None:
+        """Remember a verdict computed under ``lists_version``."""
         if self.window_s <= 0 or len(key.raw) > self.max_bytes:
             return
         self._drop(key.slot)
-        self._items[key.slot] = Remembered(kind, scan_id, verdict, time.monotonic(), key.raw)
+        self._items[key.slot] = Remembered(kind, scan_id, verdict, time.monotonic(), key.raw, lists_version)
         self._bytes += len(key.raw)
         while len(self._items) > self.max_entries or self._bytes > self.max_bytes:
             _, dropped = self._items.popitem(last=False)
@@ -94,6 +106,18 @@ class RecentVerdicts:
         if old is not None:
             self._bytes -= len(old.raw)
 
-    def clear(self) -> None:
-        self._items.clear()
-        self._bytes = 0
+    def in_flight(self, key: BodyKey, *, lists_version: int) -> asyncio.Task[Any] | None:
+        """The scan of these bytes running now, if started under ``lists_version``."""
+        running = self._inflight.get(key)
+        return running[1] if running is not None and running[0] == lists_version else None
+
+    def scanning(self, key: BodyKey, task: asyncio.Task[Any], *, lists_version: int) -> None:
+        """``task`` scans these bytes under ``lists_version`` (findable until it ends)."""
+        self._inflight[key] = (lists_version, task)
+
+        def finished(t: asyncio.Task[Any]) -> None:
+            running = self._inflight.get(key)
+            if running is not None and running[1] is t:
+                del self._inflight[key]
+
+        task.add_done_callback(finished)

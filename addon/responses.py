@@ -109,11 +109,10 @@ def build_capture(
     limits: CaptureLimits,
     known_scripts: list[dict[str, object]] | None = None,
     page_url: str | None = None,
-    extra: Mapping[str, object] | None = None,
 ) -> Capture:
     """A proxy Capture: a page with its HTML, or one external script. Raises CaptureError."""
     headers = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
-    common = dict(source=Source.PROXY, headers=headers, content_type=content_type, limits=limits, extra=extra,
+    common = dict(source=Source.PROXY, headers=headers, content_type=content_type, limits=limits,
                   reductions=body.reductions, truncations=body.truncations)
     if body.kind == "html":
         return Capture.build(url, html=body.text, title=page_title(body.text), scripts=known_scripts or (),

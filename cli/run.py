@@ -12,9 +12,12 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engine.errors import MalwareSnipperError
+
+if TYPE_CHECKING:
+    from ..addon.gateway import Gateway
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -145,18 +148,20 @@ async def _run(args: argparse.Namespace, settings: Any, config_path: Path | None
     if not announcer.started:
         return 1
     # Scanning that could not start is a failure unless the user asked to proxy unscanned.
-    failed = gateway.start_error is not None and not gateway.start_pending
+    lifecycle = gateway.lifecycle
+    failed = lifecycle.start_error is not None and not lifecycle.start_pending
     return 1 if failed and not _passing_unscanned(gateway) else 0
 
 
-def _passing_unscanned(gateway: Any) -> bool:
-    return bool(gateway.effective and gateway.effective.pass_unscanned)
+def _passing_unscanned(gateway: Gateway) -> bool:
+    eff = gateway.options.effective
+    return bool(eff and eff.pass_unscanned)
 
 
 class _Announcer:
     """Prints where everything listens once the gateway is up (runs after the gateway's hook)."""
 
-    def __init__(self, gateway: Any, ca: Any) -> None:
+    def __init__(self, gateway: Gateway, ca: Any) -> None:
         self.gateway = gateway
         self.ca = ca
         self.started = False
@@ -167,8 +172,9 @@ class _Announcer:
         self.started = True
         host, port = ctx.options.listen_host or "127.0.0.1", ctx.options.listen_port
         gateway = self.gateway
-        eff = gateway.effective
-        services = gateway.services
+        eff = gateway.options.effective
+        lifecycle = gateway.lifecycle
+        services = lifecycle.services
         proxy = f"http://{host}:{port}"
         mode = f"{eff.mode} mode" if eff else "not configured"
         if eff and eff.mode == "monitor":
@@ -180,11 +186,11 @@ class _Announcer:
                 lines.append(f"  event stream     {services.events_url}")
             else:
                 lines.append("  API + dashboard  not started (malwaresnipper_services is off)")
-        elif gateway.start_pending:
-            lines.append(f"  scan services    WAITING: {gateway.start_error}")
-            lines.append(f"                   meanwhile {gateway._unscanned_policy()}")
+        elif lifecycle.start_pending:
+            lines.append(f"  scan services    WAITING: {lifecycle.start_error}")
+            lines.append(f"                   meanwhile {lifecycle.unscanned_policy()}")
         else:
-            lines.append(f"  scan services    NOT running: {gateway.start_error or 'not started'}")
+            lines.append(f"  scan services    NOT running: {lifecycle.start_error or 'not started'}")
             if _passing_unscanned(gateway):
                 lines.append("                   traffic passes UNSCANNED (--pass-unscanned)")
             else:

@@ -15,7 +15,7 @@ import hashlib
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
@@ -132,7 +132,9 @@ class Capture:
     dom: DomFacts | None = None
     truncations: tuple[str, ...] = ()
     page_url: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    #: the address is a placeholder (``eval`` of corpus pages and scripts, which have none): the
+    #: URL model skips it and the dom layer compares nothing with the page's own site
+    synthetic_url: bool = False
     #: what was set aside to fit the caps without losing anything that matters (comments ...)
     reductions: tuple[str, ...] = ()
 
@@ -177,7 +179,7 @@ class Capture:
         dom: DomFacts | Mapping[str, Any] | None = None,
         page_url: str | None = None,
         limits: CaptureLimits | None = None,
-        extra: Mapping[str, Any] | None = None,
+        synthetic_url: bool = False,
         truncations: Iterable[str] = (),
         reductions: Iterable[str] = (),
     ) -> Capture:
@@ -232,7 +234,7 @@ class Capture:
             dom=_dom_from(dom, limits) if dom is not None else None,
             truncations=tuple(truncations),
             page_url=validate_url(page_url) if page_url else None,
-            extra=dict(extra or {}),
+            synthetic_url=bool(synthetic_url),
             reductions=tuple(reduced),
         )
 

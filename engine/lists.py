@@ -19,17 +19,26 @@ protecting.
 from __future__ import annotations
 
 import csv
+import ipaddress
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit
 
 from . import psl
 from .errors import ConfigError
 
+if TYPE_CHECKING:
+    from .config import EngineConfig
+
 DEFAULT_CLASSIFICATION = "malware"
+ALLOWLISTED = "allowlisted"
+#: Where API-managed entries come from, as a :class:`ListHit` says.
+API_ALLOWLIST = "API allowlist"
+API_BLOCKLIST = "API blocklist"
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 _IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
@@ -104,6 +113,54 @@ class ListEntries:
             return None
         return self.sha256.get(digest.lower())
 
+    def match_address(self, url: str, host: str) -> AddressHit | None:
+        """The entry naming ``url``: a URL entry, else a domain entry for ``host`` or one of its
+        parent domains. How both the engine and the proxy's request-time check read a list."""
+        hit = self.match_url(url)
+        if hit is not None:
+            return AddressHit("url", *hit)
+        hit = self.match_domain(host)
+        return AddressHit("domain", *hit) if hit is not None else None
+
+
+class AddressHit(NamedTuple):
+    """A list entry that names an address: its kind (``"url"`` or ``"domain"``), key and hit."""
+
+    kind: str
+    key: str
+    hit: ListHit
+
+
+@dataclass(frozen=True)
+class ListSnapshot:
+    """The API-managed allow and block entries, and the version they were published under.
+
+    One value for every reader: the list service publishes it, the proxy's request-time checks
+    read it (with the config files' entries, which every reader loads with :func:`load_list_file`),
+    the scan workers' reputation layers receive it, and every cached verdict carries the version it
+    was computed under, so that none outlives a list change. Versions only grow.
+    """
+
+    version: int = 0
+    allow: ListEntries = field(default_factory=ListEntries)
+    block: ListEntries = field(default_factory=ListEntries)
+
+    @classmethod
+    def from_strings(cls, allow: Iterable[str], block: Iterable[str], *, version: int = 0) -> ListSnapshot:
+        """A snapshot of API entries (each a domain, URL or sha256); ValueError names the bad one."""
+        return cls(version, entries_from_strings(allow, classification=ALLOWLISTED, source=API_ALLOWLIST),
+                   entries_from_strings(block, source=API_BLOCKLIST))
+
+
+def first_address_hit(lists: Iterable[ListEntries], url: str, host: str) -> AddressHit | None:
+    """The first of ``lists`` with an entry naming ``url`` or its host (see :meth:`ListEntries.match_address`)."""
+    for entries in lists:
+        if len(entries):
+            hit = entries.match_address(url, host)
+            if hit is not None:
+                return hit
+    return None
+
 
 def merge(parts: Iterable[ListEntries]) -> ListEntries:
     """One :class:`ListEntries` holding every part's entries (the first listing of an entry wins)."""
@@ -122,7 +179,8 @@ def merge(parts: Iterable[ListEntries]) -> ListEntries:
 
 def normalize_domain(text: str) -> str | None:
     """``"*.Evil.COM."`` -> ``"evil.com"``; internationalised names become punycode; an IPv4
-    address stays as is. None when ``text`` is not a host name."""
+    address stays as is, an IPv6 address is written compressed without brackets (as a URL's
+    host is read). None when ``text`` is not a host name."""
     name = text.strip().lower()
     if name.startswith("*."):
         name = name[2:]
@@ -131,6 +189,11 @@ def normalize_domain(text: str) -> str | None:
         return None
     if _IPV4.match(name):
         return name if all(int(p) < 256 for p in name.split(".")) else None
+    if ":" in name:
+        try:
+            return ipaddress.IPv6Address(name.strip("[]")).compressed
+        except ValueError:
+            return None
     if not name.isascii():
         try:
             name = name.encode("idna").decode("ascii")
@@ -182,8 +245,21 @@ def _key_of_normalized(norm: str) -> str:
     return norm
 
 
-def parse_entry(text: str) -> tuple[str, str]:
-    """Classify one list entry: ``("sha256", hex)``, ``("url", key)`` or ``("domain", name)``.
+class NormalEntry(NamedTuple):
+    """A list entry in its one normal form."""
+
+    #: ``"domain"``, ``"url"`` or ``"sha256"``
+    kind: str
+    #: how it is written back (stored, listed): lower-case punycode domain, normalised URL, lower-case hex
+    text: str
+    #: how it is matched (:class:`ListEntries` keys): a URL without its http/https scheme
+    key: str
+
+
+def normalise_entry(text: str) -> NormalEntry:
+    """The one normalisation of a list entry, whoever reads it: list files, the API, the list
+    service (the proxy's request-time checks) and the engine. The kind is detected: a 64-hex
+    sha256, a URL (anything with a ``/``), else a domain (``||evil.com^`` adblock rules too).
 
     Raises :class:`ValueError` with a message a user can act on when it is none of those.
     """
@@ -193,7 +269,8 @@ def parse_entry(text: str) -> tuple[str, str]:
     if not entry:
         raise ValueError("empty entry")
     if _SHA256.match(entry):
-        return "sha256", entry.lower()
+        digest = entry.lower()
+        return NormalEntry("sha256", digest, digest)
     if "://" in entry or "/" in entry:
         norm = normalize_url(entry)
         try:
@@ -202,11 +279,17 @@ def parse_entry(text: str) -> tuple[str, str]:
             host = None
         if not host:
             raise ValueError(f"not a valid URL: {entry[:100]!r}")
-        return "url", _key_of_normalized(norm)
+        return NormalEntry("url", norm, _key_of_normalized(norm))
     name = normalize_domain(entry)
     if name is None:
         raise ValueError(f"not a domain, URL or sha256: {entry[:100]!r}")
-    return "domain", name
+    return NormalEntry("domain", name, name)
+
+
+def parse_entry(text: str) -> tuple[str, str]:
+    """``(kind, key)`` of one list entry (see :func:`normalise_entry`)."""
+    entry = normalise_entry(text)
+    return entry.kind, entry.key
 
 
 def entries_from_strings(
@@ -272,6 +355,15 @@ def load_list_file(path: str | Path, *, default_classification: str = DEFAULT_CL
                 hit = hits[cls] = ListHit(cls, source, lineno)
             buckets[kind].setdefault(key, hit)
     return ListEntries(buckets["domain"], buckets["url"], buckets["sha256"])
+
+
+def config_lists(config: EngineConfig) -> tuple[ListEntries, ListEntries]:
+    """The ``(allow, block)`` entries of the config's list files (``[reputation]``), loaded the one
+    way every reader loads them: the reputation layer, and the proxy's request-time checks."""
+    rep = config.reputation
+    allow = merge(load_list_file(config.resolve(p), default_classification=ALLOWLISTED) for p in rep.allowlist_files)
+    block = merge(load_list_file(config.resolve(p)) for p in rep.blocklist_files)
+    return allow, block
 
 
 def _load_csv(path: Path, lines: list[str], classification: str) -> ListEntries:

@@ -25,6 +25,7 @@ from aiohttp import web
 
 import malwaresnipper
 
+from ..engine import lists as engine_lists
 from .auth import HostPolicy, OriginPolicy, bearer_token, token_matches
 from .captures import BadRequest, capture_from_body, parse_json_body
 from .service import ScanService
@@ -406,6 +407,10 @@ async def get_list(request: web.Request) -> web.Response:
 
 
 def normalise_entry(entry: object, kind: object) -> tuple[str, str]:
+    """``(entry in its normal form, kind)`` of a list entry a client sent, or BadRequest.
+
+    The normal form is :func:`~malwaresnipper.engine.lists.normalise_entry`'s, the one the list
+    service, the proxy's request-time checks and the engine match with."""
     if kind is None:
         kind = "domain"
     if not isinstance(kind, str) or kind not in LIST_KINDS:
@@ -415,23 +420,22 @@ def normalise_entry(entry: object, kind: object) -> tuple[str, str]:
     entry = entry.strip()
     if len(entry) > 2048:
         raise BadRequest("invalid_field", "\"entry\" is longer than 2048 characters")
-    if kind == "domain":
-        entry = entry.lower().rstrip(".")
-        if "/" in entry or ":" in entry or " " in entry or "." not in entry and entry != "localhost":
-            raise BadRequest("invalid_field", f"{entry[:80]!r} is not a domain name (use kind \"url\" for URLs)")
-        try:
-            entry = entry.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise BadRequest("invalid_field", f"{entry[:80]!r} is not a valid domain name") from None
-    elif kind == "url":
+    if kind == "url":
         from .captures import check_http_url
 
-        entry = check_http_url(entry, "entry")
-    else:
-        entry = entry.lower()
-        if len(entry) != 64 or any(c not in "0123456789abcdef" for c in entry):
+        entry = check_http_url(entry, "entry")  # a URL a browser would load, or invalid_url
+    elif kind == "domain" and "." not in entry and entry.lower() != "localhost":
+        raise BadRequest("invalid_field", f"{entry[:80]!r} is not a domain name (use kind \"url\" for URLs)")
+    try:
+        normal = engine_lists.normalise_entry(entry)
+    except ValueError:
+        normal = None
+    if normal is None or normal.kind != kind:
+        if kind == "sha256":
             raise BadRequest("invalid_field", "a sha256 entry is 64 hexadecimal characters")
-    return entry, kind
+        raise BadRequest("invalid_field", f"{entry[:80]!r} is not a {'URL' if kind == 'url' else 'domain name'}"
+                         + (" (use kind \"url\" for URLs)" if kind == "domain" else ""))
+    return normal.text, kind
 
 
 async def post_list(request: web.Request) -> web.Response:
@@ -452,11 +456,9 @@ async def delete_list(request: web.Request) -> web.Response:
     entry = request.query.get("entry", "").strip()
     if not entry:
         raise BadRequest("missing_entry", "say which entry to remove: DELETE ...?entry=example.com")
-    service = request.app[SERVICE]
-    candidates = [entry, entry.lower().rstrip(".")]
-    for candidate in candidates:
-        if await service.remove_list_entry(name, candidate):
-            return web.json_response({"removed": candidate})
+    removed = await request.app[SERVICE].remove_list_entry(name, entry)
+    if removed is not None:
+        return web.json_response({"removed": removed})
     return error(404, "not_found", f"{entry[:80]!r} is not on the {name} list")
 
 

@@ -26,6 +26,7 @@ from .alerts import AlertDispatcher
 from .api import build_app
 from .auth import HostPolicy, OriginPolicy, check_tls, load_or_create_token
 from .events import EventStreamServer
+from .lists import ListService
 from .service import ScanService
 
 log = logging.getLogger(__name__)
@@ -164,9 +165,11 @@ async def start_services(
     pool: Any = None,
     api: bool = True,
     events: bool = True,
+    lists: ListService | None = None,
 ) -> RunningServices:
     """Start everything; port 0 picks a free port. Raises ConfigError (non-loopback without TLS)
-    or OSError (port in use) before leaving anything running."""
+    or OSError (port in use) before leaving anything running. ``lists``: the proxy's list service
+    (see :class:`~.service.ScanService`)."""
     host = host or settings.server.host
     api_port = settings.server.api_port if api_port is None else api_port
     events_port = settings.server.events_port if events_port is None else events_port
@@ -177,7 +180,7 @@ async def start_services(
     # Built first: a sink that cannot be built (a secret_env not set) stops us before anything runs.
     alerts = AlertDispatcher.from_settings(settings)
     # A gateway without an event server or alerts has nobody to deliver events to: it only appends them.
-    service = ScanService(settings, pool=pool, read_events=events or alerts.active)
+    service = ScanService(settings, pool=pool, read_events=events or alerts.active, lists=lists)
     await service.start()
     running = RunningServices(service=service, token=token, api_url="", events_url="")
     try:

@@ -9,8 +9,14 @@ worker process is owned by one thread of this process:
   ``loop.call_soon_threadsafe``, and goes back for the next job;
 * when a scan runs past ``timeout_s`` the caller kills that worker; the thread sees the pipe close,
   starts a fresh worker (the engine is built once per worker, in the worker) and carries on;
-* a worker that crashes on its own is replaced the same way and its scan fails with
-  :class:`ScanFailed`, so the caller's flow goes on.
+* a worker that crashes on its own is replaced the same way and its scan is retried once on the
+  new worker (a crash can be the machine's, not the content's); a capture that crashes a worker
+  twice fails with :class:`ScanFailed`, so it cannot take down every worker in turn and the
+  caller's flow goes on.
+
+The allow/block lists the workers' reputation layers use arrive as a
+:class:`~malwaresnipper.engine.lists.ListSnapshot` (:meth:`ScanPool.update_lists`), sent to each
+worker before its next scan.
 
 Fairness: waiting scans are queued per site (registrable domain) and served round-robin, and one
 site never occupies more than ``workers - 1`` workers at once (with two workers or more). So a
@@ -41,6 +47,7 @@ from typing import Any
 from ..engine.capture import Capture
 from ..engine.config import EngineConfig
 from ..engine.engine import Progress
+from ..engine.lists import ListSnapshot
 from ..engine.psl import registrable_domain
 from ..engine.verdict import Verdict
 
@@ -52,7 +59,11 @@ ProgressCallback = Callable[[Progress], None]
 WORKER_NICENESS = 5
 
 
-class ScanTimeout(Exception):
+class ScanError(Exception):
+    """A scan that gave no verdict. Callers tell the kinds apart by type, never by name."""
+
+
+class ScanTimeout(ScanError):
     """The scan took longer than the pool's timeout; its worker was killed and replaced.
 
     ``ran_s`` is how long it had been running in a worker (0 when it timed out still queued:
@@ -64,14 +75,14 @@ class ScanTimeout(Exception):
         self.ran_s = ran_s
 
 
-class ScanFailed(Exception):
-    """The worker died or the engine could not be built; the worker is replaced."""
+class ScanFailed(ScanError):
+    """The worker died (twice on this capture) or the engine could not be built; the worker is replaced."""
 
 
 # -- the worker process ------------------------------------------------------------------------
 
 
-def _worker_main(conn: Connection, config: EngineConfig, lists: tuple[list[str], list[str]] | None) -> None:
+def _worker_main(conn: Connection, config: EngineConfig, lists: ListSnapshot | None) -> None:
     """Build the engine once, then answer scan requests until told to stop or the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the gateway, which stops us
     try:
@@ -81,10 +92,11 @@ def _worker_main(conn: Connection, config: EngineConfig, lists: tuple[list[str],
         pass
     try:
         from ..engine.engine import RiskEngine
+        from ..engine.layers import reputation
 
         engine = RiskEngine(config)
         if lists is not None:
-            _apply_lists(engine, *lists)
+            reputation.use_lists(lists)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which logs it
         conn.send(("init_error", f"{type(exc).__name__}: {exc}"))
         return
@@ -102,7 +114,7 @@ def _worker_main(conn: Connection, config: EngineConfig, lists: tuple[list[str],
         if kind == "stop":
             return
         if kind == "lists":
-            _apply_lists(engine, message[1], message[2])
+            reputation.use_lists(message[1])
             continue
         if kind == "scan":
             job_id, capture = message[1], message[2]
@@ -112,27 +124,6 @@ def _worker_main(conn: Connection, config: EngineConfig, lists: tuple[list[str],
 
             verdict = engine.scan(capture, progress=progress)
             conn.send(("result", job_id, verdict.to_dict()))
-
-
-def _apply_lists(engine: Any, allow: list[str], block: list[str]) -> None:
-    """Hand the API-managed entries to the reputation layer(s) of this worker."""
-    try:
-        from ..engine.layers import reputation
-
-        reputation.update_lists(allow, block)
-        return
-    except (ImportError, AttributeError):
-        pass
-    except Exception:  # noqa: BLE001 - a bad entry must not kill the worker
-        log.exception("update_lists failed")
-        return
-    for layer in engine.layers:
-        update = getattr(layer, "update_lists", None)
-        if update is not None:
-            try:
-                update(allow, block)
-            except Exception:  # noqa: BLE001
-                log.exception("update_lists failed in %s", layer.name)
 
 
 # -- the parent side ---------------------------------------------------------------------------
@@ -322,7 +313,7 @@ class _Worker:
                 raise BrokenPipeError("worker is not running")
             if self.lists_version != self.pool._lists_version and self.pool._lists is not None:
                 lists_version = self.pool._lists_version
-                self.conn.send(("lists", *self.pool._lists))
+                self.conn.send(("lists", self.pool._lists))
                 self.lists_version = lists_version
             self.conn.send(("scan", job.job_id, job.capture))
         except (OSError, BrokenPipeError):
@@ -395,7 +386,9 @@ class ScanPool:
         self._ids = itertools.count(1)
         self._closing = False
         self._started = False
-        self._lists: tuple[list[str], list[str]] | None = None
+        self._lists: ListSnapshot | None = None
+        #: bumped per update_lists: which lists each worker has is tracked by this count, not by
+        #: the snapshot's version (a pool may outlive the service that numbered its snapshots)
         self._lists_version = 0
         self._init_error = ""
         self._in_flight = 0
@@ -459,17 +452,10 @@ class ScanPool:
             if self._site_in_flight[job.site] <= 0:
                 del self._site_in_flight[job.site]
 
-    def update_lists(self, allow: list[str], block: list[str]) -> None:
-        """Give every worker these API-managed list entries (before its next scan)."""
-        self._lists = (list(allow), list(block))
+    def update_lists(self, snapshot: ListSnapshot) -> None:
+        """Give every worker this snapshot of the API-managed lists (before its next scan)."""
+        self._lists = snapshot
         self._lists_version += 1
-
-    def kill_worker(self, index: int = 0) -> int | None:
-        """Kill one worker process (operators and tests use this to check recovery); its pid."""
-        worker = self._workers[index]
-        pid = worker.pid
-        worker.kill()
-        return pid
 
     async def close(self) -> None:
         """Stop the workers; queued scans fail with ScanFailed."""

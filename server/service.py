@@ -13,8 +13,14 @@ names it, and the proxy in block mode refuses its pages without scanning them (f
 that site: waiting would let them through on the block budget or starve the pool). The pool's
 round-robin per site (``scanner.py``) keeps such a site from delaying the others meanwhile.
 
-The API-managed allow/block lists live here in memory (``is_allowed``/``is_blocked`` are fast
-and do no I/O), are persisted in the store, and are pushed to the pool's workers on change.
+The allow/block lists are the :class:`~.lists.ListService`'s (``service.lists``): it publishes
+them as a versioned snapshot, which is pushed to the pool's workers and which the proxy checks
+requests against. Every job carries the list version it was submitted under, and a job is reused
+(deduplicated) only under that same version.
+
+What the proxy needs of this service is the :class:`ScanClient` protocol; its scans fail with the
+pool's typed errors (:class:`~.scanner.ScanTimeout`, :class:`~.scanner.ScanFailed`, both
+:class:`~.scanner.ScanError`).
 """
 
 from __future__ import annotations
@@ -25,19 +31,20 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from .. import __version__
 from ..engine.capture import Capture
 from ..engine.engine import Progress
+from ..engine.lists import ListSnapshot
 from ..engine.verdict import Verdict
 from ..settings import Settings
 from .events import EVENT_SCHEMA_VERSION, EventBus, InMemoryEventBus
+from .lists import ListService
 from .metrics import Metrics
-from .scanner import ScanPool, site_of
-from .store import LIST_KINDS, LIST_NAMES, NewScan, ScanResult, ScanStore, StoreUnavailable, iso_ts, open_store
+from .scanner import ScanPool, ScanTimeout, site_of
+from .store import NewScan, ScanResult, ScanStore, StoreUnavailable, iso_ts, open_store
 
 log = logging.getLogger(__name__)
 
@@ -56,25 +63,50 @@ SITE_QUARANTINE_S = 600.0
 class ScanJob:
     """A submitted scan: its id now, its verdict later."""
 
-    def __init__(self, scan_id: str, *, deduplicated: bool = False,
-                 future: asyncio.Future[Verdict] | None = None, block_on_malicious: bool = False) -> None:
+    def __init__(self, scan_id: str, *, lists_version: int, deduplicated: bool = False,
+                 future: asyncio.Future[Verdict] | None = None, blocks_until: float | None = None) -> None:
         self.scan_id = scan_id
+        #: the list version it was submitted under: it is reused only while that version is in force
+        self.lists_version = lists_version
         self.deduplicated = deduplicated
-        #: Read when the verdict arrives: the proxy clears it when it gave up waiting and let the
-        #: response through, so SCAN_COMPLETE does not claim a block that did not happen.
-        self.block_on_malicious = block_on_malicious
+        #: until when (``time.monotonic()``) a response waits for this verdict (see ScanService.submit)
+        self.blocks_until = blocks_until
         self._future: asyncio.Future[Verdict] = future or asyncio.get_running_loop().create_future()
         self.submitted = time.time()
 
     async def verdict(self, timeout: float | None = None) -> Verdict:
-        """The verdict; ``asyncio.TimeoutError`` on timeout, the pool's error if the scan failed."""
+        """The verdict; ``asyncio.TimeoutError`` on timeout, the pool's :class:`~.scanner.ScanError` if the scan failed."""
         return await asyncio.wait_for(asyncio.shield(self._future), timeout)
 
     def done(self) -> bool:
         return self._future.done()
 
     def _as_duplicate(self) -> ScanJob:
-        return ScanJob(self.scan_id, deduplicated=True, future=self._future)
+        return ScanJob(self.scan_id, lists_version=self.lists_version, deduplicated=True, future=self._future)
+
+
+class ScanClient(Protocol):
+    """What the proxy needs of the scan service (:class:`ScanService` is the implementation)."""
+
+    lists: ListService
+    proxy_address: tuple[str, int] | None
+
+    async def submit(self, capture: Capture, *, method: str, page_scan_id: str | None = None,
+                     blocks_until: float | None = None) -> ScanJob: ...
+
+    async def record_unscanned(self, capture: Capture, reason: str, *, method: str = "PROXY",
+                               detail: str = "", page_scan_id: str | None = None) -> str: ...
+
+    async def add_list_entry(self, name: str, entry: str, kind: str, note: str = "") -> dict[str, Any]: ...
+
+    def quarantined(self, url: str) -> str | None: ...
+
+    @property
+    def queue_depth(self) -> int: ...
+
+    def site_depth(self, host: str) -> int: ...
+
+    async def count(self, name: str, amount: int = 1) -> None: ...
 
 
 def make_pool(settings: Settings) -> ScanPool:
@@ -107,7 +139,9 @@ class ScanService:
     """Owns the ScanPool, the event bus and the store (see module docstring)."""
 
     def __init__(self, settings: Settings, *, pool: Any = None, store: ScanStore | None = None,
-                 read_events: bool = True) -> None:
+                 read_events: bool = True, lists: ListService | None = None) -> None:
+        """``lists``: the proxy's list service (holding the config files' entries it checks
+        requests against); by default one with the API entries only."""
         self.settings = settings
         self.gateway_id = settings.gateway_name
         self.store: ScanStore = store or open_store(settings.store, settings.data_path, gateway_id=self.gateway_id)
@@ -116,7 +150,7 @@ class ScanService:
         self._pool = pool
         self._dedupe: OrderedDict[str, ScanJob] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._lists: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in LIST_NAMES}
+        self.lists = lists or ListService()
         self._retention_task: asyncio.Task[None] | None = None
         self.started_at = time.time()
         self.model_versions: dict[str, str] = {}
@@ -125,8 +159,6 @@ class ScanService:
         #: the dashboard's empty state so a user points the browser at the right port.
         self.proxy_address: tuple[str, int] | None = None
         self._started = False
-        self._lists_reload: asyncio.Task[None] | None = None
-        self._lists_dirty = False
         self._id_prefix = uuid.uuid4().hex[:16]
         self._id_counter = 0
         #: site -> times its scans were killed for running too long; site -> quarantined until
@@ -143,15 +175,15 @@ class ScanService:
         self.settings.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         await self.store.open()
         await self.bus.start()
-        await self._load_lists()
-        # Another gateway sharing this store changed a list: reload within a second.
-        await self.store.watch_lists(self._lists_changed_elsewhere)
         if self._pool is None:
             self._pool = make_pool(self.settings)
-            start_workers = getattr(self._pool, "start", None)
-            if start_workers is not None:
-                start_workers()  # spawn the workers now, not on the first scan
-        self._push_lists()
+        start_workers = getattr(self._pool, "start", None)
+        if start_workers is not None:
+            start_workers()  # spawn the workers now, not on the first scan
+        # The store's entries, then every change (here or on another gateway sharing the store)
+        # as a new snapshot: to the workers, and announced to the dashboards.
+        await self.lists.attach(self.store, self._lists_changed)
+        self._push_lists(self.lists.snapshot)
         self.metrics.gauge("malwaresnipper_scan_queue_depth", "Scans waiting for or running in a worker.",
                            lambda: self.queue_depth)
         self.metrics.gauge("malwaresnipper_events_dropped_total",
@@ -182,9 +214,7 @@ class ScanService:
                 await self._pool.close()
             except Exception:  # noqa: BLE001
                 log.exception("closing the scan pool failed")
-        if self._lists_reload is not None:
-            self._lists_reload.cancel()
-            await asyncio.gather(self._lists_reload, return_exceptions=True)
+        await self.lists.detach()
         await self.bus.stop()
         await self.store.close()
 
@@ -202,7 +232,13 @@ class ScanService:
 
     @property
     def queue_depth(self) -> int:
+        """Scans waiting for or running in a worker."""
         return int(getattr(self._pool, "queue_depth", 0) or 0)
+
+    def site_depth(self, host: str) -> int:
+        """Scans of this host's site waiting for or running in a worker."""
+        depth = getattr(self._pool, "site_depth", None)
+        return int(depth(host)) if depth is not None else 0
 
     def health(self) -> dict[str, Any]:
         models = dict(getattr(self._pool, "model_versions", None) or {}) or dict(self.model_versions)
@@ -227,21 +263,28 @@ class ScanService:
         capture: Capture,
         *,
         method: str,
-        block_on_malicious: bool = False,
         page_scan_id: str | None = None,
+        blocks_until: float | None = None,
     ) -> ScanJob:
-        """Record and start a scan (see module docstring). Returns once the record is committed."""
+        """Record and start a scan (see module docstring). Returns once the record is committed.
+
+        ``blocks_until``: a response waits for this verdict until then (``time.monotonic()``;
+        ``math.inf``: however long it takes), and a MALICIOUS verdict arriving by then is
+        recorded as blocked. None: nothing waits (monitor mode, the extension).
+        """
         method = method.upper()
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, not {method!r}")
         key = content_key(capture)
         now = time.time()
+        lists_version = self.lists.version
         earlier = self._dedupe.get(key)
         window = self.settings.proxy.dedupe_window_s
-        if earlier is not None and now - earlier.submitted <= window and not _failed(earlier):
+        if (earlier is not None and now - earlier.submitted <= window and not _failed(earlier)
+                and earlier.lists_version == lists_version):
             self.metrics.dedupe_hits += 1
             return earlier._as_duplicate()
-        job = ScanJob(self._new_scan_id(), block_on_malicious=block_on_malicious)
+        job = ScanJob(self._new_scan_id(), lists_version=lists_version, blocks_until=blocks_until)
         await self._record_new(NewScan(
             scan_id=job.scan_id, ts=now, url=capture.url, domain=capture.host,
             title=capture.title, method=method, content_hash=key, gateway_id=self.gateway_id,
@@ -318,16 +361,16 @@ class ScanService:
                                 page_scan_id)
             raise
         except Exception as exc:  # noqa: BLE001 - ScanTimeout, ScanFailed, anything: recorded, not raised
-            reason = "timeout" if "timeout" in type(exc).__name__.lower() else "failed"
+            reason = "timeout" if isinstance(exc, ScanTimeout) else "failed"
             # only scans that ran long count against the site (a long wait in the queue is load)
-            if reason == "timeout" and getattr(exc, "ran_s", 0.0) >= self._pool_timeout_s() / 2:
+            if isinstance(exc, ScanTimeout) and exc.ran_s >= self._pool_timeout_s() / 2:
                 self._note_timeout(capture.host)
             self._finish_failed(job, base, f"{reason}: {type(exc).__name__}: {exc}"[:500], reason, page_scan_id, exc)
             return
         elapsed_ms = (time.time() - started) * 1000.0
-        # The gateway clears job.block_on_malicious when its budget ran out and the response
-        # went through unblocked, so the record says what really happened.
-        blocked = bool(job.block_on_malicious and verdict.is_malicious)
+        # Blocked only if a response was still waiting for it: one whose budget ran out went on
+        # unblocked, and the record must say what really happened.
+        blocked = verdict.is_malicious and job.blocks_until is not None and time.monotonic() <= job.blocks_until
         verdict_dict = verdict.to_dict()
         if verdict.model_versions:
             self.model_versions = dict(verdict.model_versions)
@@ -476,68 +519,33 @@ class ScanService:
         """Bump a persisted counter (e.g. the proxy's ``unscanned_too_large``)."""
         await self.store.incr_counter(name, amount)
 
-    # -- lists -------------------------------------------------------------------------------
+    # -- lists (the API's; see ListService) -------------------------------------------------------
 
     def list_items(self, name: str) -> list[dict[str, Any]]:
-        return list(self._lists[name].values())
+        return self.lists.items(name)
 
     async def add_list_entry(self, name: str, entry: str, kind: str, note: str = "") -> dict[str, Any]:
-        if name not in LIST_NAMES or kind not in LIST_KINDS:
-            raise ValueError("unknown list or kind")
-        item = await self.store.add_entry(name, entry, kind, note)
-        self._lists[name][entry] = item
-        self._lists_changed()
-        return item
+        """Add an entry (normalised); ValueError when it is not a ``kind`` or the list is unknown."""
+        return await self.lists.add(name, entry, kind, note)
 
-    async def remove_list_entry(self, name: str, entry: str) -> bool:
-        removed = await self.store.remove_entry(name, entry)
-        if self._lists[name].pop(entry, None) is not None or removed:
-            self._lists_changed()
-            return True
-        return False
+    async def remove_list_entry(self, name: str, entry: str) -> str | None:
+        """Remove an entry (as written, or in its normal form); the entry removed, or None."""
+        return await self.lists.remove(name, entry)
 
-    def _lists_changed(self) -> None:
-        self._push_lists()
-        # Verdicts cached for dedupe were computed under the old lists.
-        self._dedupe.clear()
+    def _lists_changed(self, snapshot: ListSnapshot) -> None:
+        """A new list snapshot: to the workers, and announced to the dashboards. Jobs submitted
+        under the old version are no longer reused (see submit)."""
+        self._push_lists(snapshot)
         self.bus.broadcast({"type": "lists_changed"})
 
-    async def _load_lists(self) -> None:
-        fresh: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in LIST_NAMES}
-        for name in LIST_NAMES:
-            for item in await self.store.list_entries(name):
-                fresh[name][item["entry"]] = item
-        self._lists = fresh
-
-    def _lists_changed_elsewhere(self) -> None:
-        """The store says a list changed (maybe on another gateway): reload, coalescing bursts."""
-        self._lists_dirty = True
-        if self._lists_reload is None or self._lists_reload.done():
-            self._lists_reload = asyncio.create_task(self._reload_lists())
-
-    async def _reload_lists(self) -> None:
-        while self._lists_dirty:
-            self._lists_dirty = False
-            try:
-                await self._load_lists()
-            except Exception as exc:  # noqa: BLE001 - keep the lists we have; the next change retries
-                log.warning("could not reload the allow/block lists: %r", exc)
-                return
-            self._lists_changed()
-
-    def _push_lists(self) -> None:
+    def _push_lists(self, snapshot: ListSnapshot) -> None:
+        """The workers get ``snapshot`` before their next scan."""
         if self._pool is None:
             return
         try:
-            self._pool.update_lists(list(self._lists["allow"]), list(self._lists["block"]))
+            self._pool.update_lists(snapshot)
         except Exception:  # noqa: BLE001
             log.exception("could not push the lists to the scan pool")
-
-    def is_allowed(self, url: str) -> bool:
-        return _matches(self._lists["allow"], url)
-
-    def is_blocked(self, url: str) -> bool:
-        return _matches(self._lists["block"], url)
 
 
 def _log_write_error(fut: asyncio.Future[Any]) -> None:
@@ -564,26 +572,3 @@ def make_bus(settings: Settings, store: ScanStore, *, read: bool = True) -> Even
 
 def _failed(job: ScanJob) -> bool:
     return job.done() and job._future.exception() is not None
-
-
-def _matches(entries: dict[str, dict[str, Any]], url: str) -> bool:
-    """True when ``url`` or its host (or a parent domain of it) is in ``entries``."""
-    if not entries:
-        return False
-    if url in entries:
-        return True
-    try:
-        host = (urlsplit(url).hostname or "").lower().rstrip(".")
-    except ValueError:
-        return False
-    for candidate in _parent_domains(host):
-        item = entries.get(candidate)
-        if item is not None and item["kind"] == "domain":
-            return True
-    return False
-
-
-def _parent_domains(host: str) -> Iterable[str]:
-    parts = host.split(".")
-    for i in range(len(parts)):
-        yield ".".join(parts[i:])

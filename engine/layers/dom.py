@@ -106,7 +106,7 @@ class _Analysis:
         #: False for a placeholder address (``eval`` of corpus pages, which have none): then no
         #: check may compare the page's own site or scheme with anything (a form's target, a
         #: brand's domains, where the links go), or it would report facts about the placeholder.
-        self.origin_known = not capture.extra.get("synthetic_url")
+        self.origin_known = not capture.synthetic_url
         self.findings: list[Finding] = []
         self.password_forms = [i for i, f in enumerate(dom.forms) if f.has_password]
         self.card_forms = [i for i, f in enumerate(dom.forms) if f.has_card]

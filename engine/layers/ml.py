@@ -143,7 +143,7 @@ class MlLayer:
 
         wanted = []
         # ``synthetic_url``: a placeholder address (``eval`` of scripts and pages) is not scored.
-        if capture.scheme in ("http", "https") and not capture.extra.get("synthetic_url"):
+        if capture.scheme in ("http", "https") and not capture.synthetic_url:
             skip = url_model_skip_reason(capture.host)
             if skip:
                 details["url_model_skipped"] = skip

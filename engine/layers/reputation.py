@@ -3,7 +3,7 @@
 Three sources of judgement, in this order:
 
 1. **Blocklists** (files from ``[reputation] blocklist_files`` plus the entries the API manages,
-   see :func:`update_lists`): a blocklisted domain (or parent domain), URL, script sha256 or
+   see :func:`use_lists`): a blocklisted domain (or parent domain), URL, script sha256 or
    script source is a CRITICAL indicator (``reputation.blocklisted_*``), which forces MALICIOUS.
    A block always beats an allow: a blocklisted script on an allowlisted site is a compromise.
 2. **Allowlists**: a listed domain or URL sets ``details["allowlisted"] = True`` with an INFO
@@ -36,11 +36,11 @@ from ..lists import (
     Brand,
     ListEntries,
     ListHit,
+    ListSnapshot,
     bundled_brands,
-    entries_from_strings,
+    config_lists,
+    first_address_hit,
     load_brands,
-    load_list_file,
-    merge,
     owned_by,
 )
 from ..findings import Finding, Strength, catalogue, combine
@@ -48,27 +48,31 @@ from ..results import Evidence, Indicator, LayerResult, snippet
 
 # -- API-managed entries (process-wide) ----------------------------------------------------------
 
-_EMPTY = ListEntries()
-_dynamic: tuple[ListEntries, ListEntries] = (_EMPTY, _EMPTY)
+_pushed = ListSnapshot()
+
+
+def use_lists(snapshot: ListSnapshot) -> None:
+    """Use ``snapshot``'s API-managed entries in every reputation layer of this process.
+
+    The scan workers call this when the list service publishes a new snapshot (one assignment:
+    a scan sees the old entries or the new ones, never half of each).
+    """
+    global _pushed
+    _pushed = snapshot
 
 
 def update_lists(allow: Iterable[str], block: Iterable[str]) -> dict[str, int]:
-    """Replace the API-managed allow and block entries of every reputation layer in this process.
-
-    Each entry is a domain (matches its subdomains too), a URL or a 64-hex sha256; which one is
-    detected. Raises :class:`ValueError` naming the bad entry, and then nothing is replaced.
-    The gateway's workers call this when the API's lists change. Returns the entry counts.
-    """
-    global _dynamic
-    allow_entries = entries_from_strings(list(allow), classification="allowlisted", source="API allowlist")
-    block_entries = entries_from_strings(list(block), source="API blocklist")
-    _dynamic = (allow_entries, block_entries)  # one assignment: readers see old or new, never half
-    return {"allow": len(allow_entries), "block": len(block_entries)}
+    """Replace the API-managed entries with these strings (each a domain, matching its subdomains
+    too, a URL or a 64-hex sha256). Raises :class:`ValueError` naming the bad entry, and then
+    nothing is replaced. Returns the entry counts."""
+    snapshot = ListSnapshot.from_strings(list(allow), list(block), version=_pushed.version + 1)
+    use_lists(snapshot)
+    return {"allow": len(snapshot.allow), "block": len(snapshot.block)}
 
 
 def dynamic_lists() -> tuple[ListEntries, ListEntries]:
     """The current API-managed ``(allow, block)`` entries."""
-    return _dynamic
+    return _pushed.allow, _pushed.block
 
 
 # -- homoglyph folding ---------------------------------------------------------------------------
@@ -156,9 +160,7 @@ class ReputationLayer:
 
     def __init__(self, config: EngineConfig) -> None:
         rep = config.reputation
-        self._allow = merge(load_list_file(config.resolve(p), default_classification="allowlisted")
-                            for p in rep.allowlist_files)
-        self._block = merge(load_list_file(config.resolve(p)) for p in rep.blocklist_files)
+        self._allow, self._block = config_lists(config)
         brands = list(bundled_brands()) if rep.use_bundled_brands else []
         if rep.protected_brands_file:
             brands += load_brands(config.resolve(rep.protected_brands_file))
@@ -192,12 +194,12 @@ class ReputationLayer:
 
     def analyze(self, capture: Capture, features: Features) -> LayerResult:
         f = features.url
-        dyn_allow, dyn_block = _dynamic
-        blocks = self._block_indicators(capture, features, f, (self._block, dyn_block))
+        pushed = _pushed
+        blocks = self._block_indicators(capture, features, f, (self._block, pushed.block))
         if blocks:
             return LayerResult(layer=self.name, score=100.0, indicators=tuple(blocks),
                                details={"allowlisted": False, "blocklisted": True})
-        allowed = self._allow_indicator(f, (self._allow, dyn_allow))
+        allowed = self._allow_indicator(f, (self._allow, pushed.allow))
         if allowed is not None:
             return LayerResult(layer=self.name, score=0.0, indicators=(allowed,),
                                details={"allowlisted": True})
@@ -221,21 +223,17 @@ class ReputationLayer:
         for entries in lists:
             if not len(entries):
                 continue
-            url_hit = entries.match_url(capture.url)
-            if url_hit:
-                found.append(_list_indicator("reputation.blocklisted_url", url_hit[1], capture.url, "url"))
-            dom_hit = entries.match_domain(f.host) if f.host else None
-            if dom_hit and not url_hit:
-                found.append(_list_indicator("reputation.blocklisted_domain", dom_hit[1], f.host, "url",
-                                             domain=dom_hit[0]))
+            page = entries.match_address(capture.url, f.host)
+            if page is not None and page.kind == "url":
+                found.append(_list_indicator("reputation.blocklisted_url", page.hit, capture.url, "url"))
+            elif page is not None:
+                found.append(_list_indicator("reputation.blocklisted_domain", page.hit, f.host, "url",
+                                             domain=page.key))
             for script in capture.scripts:
-                if script.url:
-                    hit = entries.match_url(script.url)
-                    dom = entries.match_domain(_host_of(script.url))
-                    chosen = hit[1] if hit else dom[1] if dom else None
-                    if chosen:
-                        found.append(_list_indicator("reputation.blocklisted_script", chosen, script.url,
-                                                     script.location, variant="address"))
+                source = entries.match_address(script.url, _host_of(script.url)) if script.url else None
+                if source is not None:
+                    found.append(_list_indicator("reputation.blocklisted_script", source.hit, script.url or "",
+                                                 script.location, variant="address"))
             if entries.sha256:
                 for view in features.scripts:
                     hit_hash = entries.match_sha256(view.script.sha256)
@@ -245,16 +243,12 @@ class ReputationLayer:
         return found
 
     def _allow_indicator(self, f: UrlFeatures, lists: tuple[ListEntries, ...]) -> Indicator | None:
-        for entries in lists:
-            if not len(entries):
-                continue
-            url_hit = entries.match_url(f.url)
-            if url_hit:
-                return _list_indicator("reputation.allowlisted_url", url_hit[1], f.url, "url")
-            dom_hit = entries.match_domain(f.host) if f.host else None
-            if dom_hit:
-                return _list_indicator("reputation.allowlisted_domain", dom_hit[1], f.host, "url", domain=dom_hit[0])
-        return None
+        hit = first_address_hit(lists, f.url, f.host)
+        if hit is None:
+            return None
+        if hit.kind == "url":
+            return _list_indicator("reputation.allowlisted_url", hit.hit, f.url, "url")
+        return _list_indicator("reputation.allowlisted_domain", hit.hit, f.host, "url", domain=hit.key)
 
     # -- look-alikes ----------------------------------------------------------------------------
 

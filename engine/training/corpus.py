@@ -178,9 +178,9 @@ def capture_for(sample: Sample, limits: CaptureLimits | None = None) -> Capture:
     # The corpus has no URL for scripts and pages: the placeholder is marked synthetic (a made-up
     # address says nothing about the sample): the URL model does not score it and the dom layer
     # compares nothing with the page's own site.
-    extra = {"synthetic_url": True}
     if sample.kind == "html" or sample.format == "html":
         return Capture.build(page_url, source=Source.CLI, html=sample.text, content_type="text/html",
-                             limits=limits, extra=extra)
+                             limits=limits, synthetic_url=True)
     return Capture.build(page_url, source=Source.CLI, limits=limits, content_type="application/javascript",
-                         scripts=[{"text": sample.text, "url": page_url + ".js", "inline": False}], extra=extra)
+                         scripts=[{"text": sample.text, "url": page_url + ".js", "inline": False}],
+                         synthetic_url=True)

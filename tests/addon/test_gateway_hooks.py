@@ -20,6 +20,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from malwaresnipper.addon.gateway import HEADER, Gateway
 from malwaresnipper.engine.config import EngineConfig
 from malwaresnipper.server.scanner import ScanPool
+from support_addons import done, request, response, responseheaders, running, through
 
 DROPPER = b"""<html><head><title>Invoice</title></head><body><script>
 var sh = new ActiveXObject("WScript.Shell");
@@ -57,10 +58,10 @@ async def gateway(tmp_path: Path, shared_pool):
     gw = Gateway(pool=shared_pool)
     with taddons.context(gw) as tctx:
         tctx.configure(gw, malwaresnipper_data_dir=str(tmp_path / "data"), malwaresnipper_services=False)
-        await gw.running()
-        assert gw.service is not None
+        await running(gw)
+        assert gw.lifecycle.service is not None
         yield gw, tctx
-        await gw.done()
+        await done(gw)
 
 
 def make_flow(url_host: str = "site.example", path: str = "/", *, headers: dict | None = None,
@@ -71,24 +72,11 @@ def make_flow(url_host: str = "site.example", path: str = "/", *, headers: dict 
     return tflow.tflow(req=req)
 
 
-async def through(gw: Gateway, flow: http.HTTPFlow, body: bytes, headers: dict[str, str]) -> http.HTTPFlow:
-    """Run the request, responseheaders and response hooks as mitmproxy would."""
-    await gw.request(flow)
-    if flow.response is not None:  # answered at request time
-        return flow
-    flow.response = http.Response.make(200, b"", headers)
-    flow.response.raw_content = body  # as sent on the wire (make() would encode it again)
-    gw.responseheaders(flow)
-    if not flow.response.stream:
-        await gw.response(flow)
-    return flow
-
-
 async def test_monitor_mode_never_touches_the_response_and_records_the_verdict(gateway):
     gw, tctx = gateway
     flow = await through(gw, make_flow(path="/invoice"), DROPPER, {"content-type": "text/html"})
     assert flow.response.content == DROPPER and HEADER not in flow.response.headers
-    await asyncio.wait_for(asyncio.gather(*gw._tasks), 30)
+    await asyncio.wait_for(asyncio.gather(*gw.lifecycle.tasks), 30)
     items, total = await _history(gw)
     assert total == 1 and items[0]["threat_level"] == "MALICIOUS" and items[0]["blocked"] is False
 
@@ -103,7 +91,7 @@ async def test_block_mode_replaces_a_malicious_page_and_passes_a_benign_one(gate
     assert bad.response.status_code == 403 and "MalwareSnipper blocked this page" in page
     assert "https://site.example/invoice" in page and "<script" not in page.lower()
     assert "script-src" not in bad.response.headers["content-security-policy"]
-    assert gw.counters["blocked_page"] == 1
+    assert gw.lifecycle.counters["blocked_page"] == 1
 
 
 async def test_block_mode_replaces_a_malicious_script_with_an_inert_one(gateway):
@@ -136,19 +124,19 @@ async def test_skipped_responses_stream_untouched_and_are_counted(gateway):
     gw, tctx = gateway
     tctx.configure(gw, malwaresnipper_mode="block", malwaresnipper_max_body_bytes=10_000)
     big = make_flow(path="/big.html")
-    await gw.request(big)
+    await request(gw, big)
     big.response = http.Response.make(200, b"", {"content-type": "text/html"})
     big.response.headers["content-length"] = "50000"
-    gw.responseheaders(big)
+    responseheaders(gw, big)
     assert big.response.stream  # streams: too large to hold (tapped, so it is scanned after it passed)
     assert big.response.stream(b"<html>chunk") == b"<html>chunk", "the body goes on unchanged"
     assert big.response.headers[HEADER] == "unscanned; reason=too_large"
     img = make_flow(path="/a.png")
-    await gw.request(img)
+    await request(gw, img)
     img.response = http.Response.make(200, b"\x89PNG", {"content-type": "image/png"})
-    gw.responseheaders(img)
+    responseheaders(gw, img)
     assert img.response.stream is True
-    assert gw.counters["unscanned_too_large"] == 1 and gw.counters["unscanned_not_html_js"] == 1
+    assert gw.lifecycle.counters["unscanned_too_large"] == 1 and gw.lifecycle.counters["unscanned_not_html_js"] == 1
 
 
 async def test_a_small_compressed_body_that_inflates_past_the_cap_is_scanned_in_full(gateway):
@@ -163,7 +151,7 @@ async def test_a_small_compressed_body_that_inflates_past_the_cap_is_scanned_in_
     spaces = await through(gw, make_flow(path="/spaces"), gzip.compress(b"<html>" + b" " * 6_000_000 + b"<p>hi"),
                            {"content-type": "text/html", "content-encoding": "gzip"})
     assert spaces.response.status_code == 200 and spaces.response.headers[HEADER].startswith("BENIGN")
-    assert gw.counters["unscanned_too_large"] == 0
+    assert gw.lifecycle.counters["unscanned_too_large"] == 0
     items, _ = await _history(gw)
     padded_scan = next(i for i in items if i["url"].endswith("/padded"))
     assert padded_scan["threat_level"] == "MALICIOUS" and padded_scan["blocked"] is True
@@ -175,15 +163,15 @@ async def test_a_page_too_large_to_hold_is_scanned_after_it_streamed_and_recorde
                    malwaresnipper_budget_ms=15_000)
     body = DROPPER.replace(b"<body>", b"<body>" + b"<p>filler text</p>" * 5_000)
     flow = make_flow(path="/huge.html")
-    await gw.request(flow)
+    await request(gw, flow)
     flow.response = http.Response.make(200, b"", {"content-type": "text/html"})
     flow.response.headers["content-length"] = str(len(body))
-    gw.responseheaders(flow)
+    responseheaders(gw, flow)
     sent = b"".join(flow.response.stream(body[i : i + 4096]) for i in range(0, len(body), 4096))
     sent += flow.response.stream(b"")
     assert sent == body, "streamed through unchanged"
-    await gw.response(flow)
-    await asyncio.wait_for(asyncio.gather(*gw._tasks), 60)
+    await response(gw, flow)
+    await asyncio.wait_for(asyncio.gather(*gw.lifecycle.tasks), 60)
     items, _ = await _history(gw)
     scan = next(i for i in items if i["url"].endswith("/huge.html"))
     # the middle was not seen: incomplete, so not BENIGN; the dropper at the end is found anyway
@@ -195,16 +183,16 @@ async def test_fail_closed_refuses_a_page_too_large_to_hold(gateway):
     tctx.configure(gw, malwaresnipper_mode="block", malwaresnipper_max_body_bytes=10_000,
                    malwaresnipper_fail_closed=True)
     flow = make_flow(path="/huge2.html")
-    await gw.request(flow)
+    await request(gw, flow)
     flow.response = http.Response.make(200, b"", {"content-type": "text/html"})
     flow.response.headers["content-length"] = "50000"
-    gw.responseheaders(flow)
+    responseheaders(gw, flow)
     assert flow.response.status_code == 403
     sent = flow.response.stream(b"<script>evil()</script>" * 100) + flow.response.stream(b"")
     assert b"evil()" not in sent and b"MalwareSnipper blocked this page" in sent
     assert int(flow.response.headers["content-length"]) == len(sent)
-    await gw.response(flow)
-    await asyncio.wait_for(asyncio.gather(*gw._tasks), 30)
+    await response(gw, flow)
+    await asyncio.wait_for(asyncio.gather(*gw.lifecycle.tasks), 30)
     items, _ = await _history(gw)
     record = next(i for i in items if i["url"].endswith("/huge2.html"))
     assert record["status"] == "unscanned" and record["threat_level"] == "UNKNOWN"
@@ -213,14 +201,14 @@ async def test_fail_closed_refuses_a_page_too_large_to_hold(gateway):
 async def test_a_quarantined_site_is_refused_in_block_mode_and_recorded(gateway):
     gw, tctx = gateway
     tctx.configure(gw, malwaresnipper_mode="block", malwaresnipper_budget_ms=15_000)
-    gw.service._note_timeout("site.example")
-    gw.service._note_timeout("site.example")
+    gw.lifecycle.service._note_timeout("site.example")
+    gw.lifecycle.service._note_timeout("site.example")
     page = await through(gw, make_flow(path="/next"), BENIGN, {"content-type": "text/html"})
     assert page.response.status_code == 403 and "Not scanned" in page.response.get_text()
     script = await through(gw, make_flow(path="/x.js", headers={"sec-fetch-dest": "script"}), b"var a=1;",
                            {"content-type": "application/javascript"})
     assert script.response.get_text().startswith("/* MalwareSnipper blocked this script")
-    await asyncio.wait_for(asyncio.gather(*gw._tasks), 30)
+    await asyncio.wait_for(asyncio.gather(*gw.lifecycle.tasks), 30)
     items, _ = await _history(gw)
     record = next(i for i in items if i["url"].endswith("/next"))
     assert record["status"] == "unscanned" and record["threat_level"] == "UNKNOWN"
@@ -232,13 +220,13 @@ async def test_own_traffic_and_allowlisted_sites_are_never_scanned(gateway):
     gw, tctx = gateway
     tctx.configure(gw, malwaresnipper_mode="block", malwaresnipper_budget_ms=15_000)
     own = make_flow(url_host="127.0.0.1")
-    own.request.port = gw.effective.settings.server.api_port
+    own.request.port = gw.options.effective.settings.server.api_port
     await through(gw, own, DROPPER, {"content-type": "text/html"})
     assert own.response.content == DROPPER and own.response.stream is True
-    await gw.service.add_list_entry("allow", "trusted.example", "domain")
+    await gw.lifecycle.service.add_list_entry("allow", "trusted.example", "domain")
     allowed = await through(gw, make_flow(url_host="www.trusted.example"), DROPPER, {"content-type": "text/html"})
     assert allowed.response.content == DROPPER
-    assert gw.counters["unscanned_own_traffic"] == 1 and gw.counters["unscanned_allowlisted"] == 1
+    assert gw.lifecycle.counters["unscanned_own_traffic"] == 1 and gw.lifecycle.counters["unscanned_allowlisted"] == 1
     _, total = await _history(gw)
     assert total == 0
 
@@ -246,9 +234,9 @@ async def test_own_traffic_and_allowlisted_sites_are_never_scanned(gateway):
 async def test_blocklisted_url_is_answered_at_request_time(gateway):
     gw, tctx = gateway
     tctx.configure(gw, malwaresnipper_mode="block")
-    await gw.service.add_list_entry("block", "known-bad.example", "domain")
+    await gw.lifecycle.service.add_list_entry("block", "known-bad.example", "domain")
     flow = make_flow(url_host="cdn.known-bad.example", path="/x")
-    await gw.request(flow)
+    await request(gw, flow)
     assert flow.response is not None and flow.response.status_code == 403
     assert "blocklist" in flow.response.get_text()
 
@@ -267,7 +255,7 @@ def confirm_url(page: str, action: str) -> str:
 async def confirm_page(gw: Gateway, block_page: str, action: str) -> tuple[str, str]:
     """GET the gateway's confirmation page linked from a block page: (block id, token)."""
     get = make_flow(CONTROL, confirm_url(block_page, action))
-    await gw.request(get)
+    await request(gw, get)
     assert get.response.status_code == 200, get.response.get_text()
     text = get.response.get_text()
     return (text.split('name="block" value="')[1].split('"')[0], text.split('name="token" value="')[1].split('"')[0])
@@ -290,17 +278,17 @@ async def test_proceed_once_and_always_allow(gateway):
     # a GET never redeems (it only shows the page again); a forged token, and the right token
     # sent from another origin, are refused
     get = make_flow(CONTROL, f"/confirm?block={block}&action=proceed&token={token}", method="GET")
-    await gw.request(get)
+    await request(gw, get)
     assert get.response.status_code == 200 and "Location" not in get.response.headers
     for flow in (post_confirm(block, "proceed", "forged"),
                  post_confirm(block, "proceed", token, origin="https://site.example")):
-        await gw.request(flow)
+        await request(gw, flow)
         assert flow.response.status_code == 403
     still = await through(gw, make_flow(path="/invoice"), DROPPER, {"content-type": "text/html"})
     assert still.response.status_code == 403
     block, token = await confirm_page(gw, page, "proceed")  # the refused attempts spent it
     proceed = post_confirm(block, "proceed", token)
-    await gw.request(proceed)
+    await request(gw, proceed)
     assert proceed.response.status_code == 303
     assert proceed.response.headers["location"] == "https://site.example/invoice"
     once = await through(gw, make_flow(path="/invoice"), DROPPER, {"content-type": "text/html"})
@@ -308,18 +296,18 @@ async def test_proceed_once_and_always_allow(gateway):
     again = await through(gw, make_flow(path="/invoice"), DROPPER, {"content-type": "text/html"})
     assert again.response.status_code == 403  # ...then blocked again
     replay = post_confirm(block, "proceed", token)  # the same token cannot be replayed
-    await gw.request(replay)
+    await request(gw, replay)
     assert replay.response.status_code == 403
 
     block2, token2 = await confirm_page(gw, again.response.get_text(), "allow")
     wrong_action = post_confirm(block2, "proceed", token2)  # a token confirms one action only
-    await gw.request(wrong_action)
+    await request(gw, wrong_action)
     assert wrong_action.response.status_code == 403
     block2, token2 = await confirm_page(gw, again.response.get_text(), "allow")
     allow = post_confirm(block2, "allow", token2)
-    await gw.request(allow)
+    await request(gw, allow)
     assert allow.response.status_code == 303
-    assert [i["entry"] for i in gw.service.list_items("allow")] == ["site.example"]
+    assert [i["entry"] for i in gw.lifecycle.service.list_items("allow")] == ["site.example"]
     for _ in range(2):
         later = await through(gw, make_flow(path="/invoice"), DROPPER, {"content-type": "text/html"})
         assert later.response.content == DROPPER
@@ -342,18 +330,18 @@ async def test_a_script_fetching_a_blocked_page_gets_no_way_past_it(gateway):
                                                                            "sec-fetch-dest": "document"}),
                               DROPPER, {"content-type": "text/html"})
     assert "action=proceed" in navigated.response.get_text()
-    await gw.service.add_list_entry("block", "listed.example", "domain")
+    await gw.lifecycle.service.add_list_entry("block", "listed.example", "domain")
     try:
         listed = make_flow("listed.example", "/")
-        await gw.request(listed)
+        await request(gw, listed)
         text = listed.response.get_text()
         assert listed.response.status_code == 403 and "action=proceed" in text and "action=allow" not in text
         block = text.split("block=")[1].split("&")[0]
         ask = make_flow(CONTROL, f"/confirm?block={block}&action=allow")
-        await gw.request(ask)
+        await request(gw, ask)
         assert ask.response.status_code == 403 and "blocklist" in ask.response.get_text()
     finally:
-        await gw.service.remove_list_entry("block", "listed.example")
+        await gw.lifecycle.service.remove_list_entry("block", "listed.example")
 
 
 async def test_timeout_fails_open_or_closed(gateway):
@@ -364,7 +352,7 @@ async def test_timeout_fails_open_or_closed(gateway):
     tctx.configure(gw, malwaresnipper_fail_closed=True)
     closed = await through(gw, make_flow(path="/slow-2"), BENIGN + b"<!-- 2 -->", {"content-type": "text/html"})
     assert closed.response.status_code == 403 and "did not finish" in closed.response.get_text()
-    assert gw.counters["fail_open"] == 1 and gw.counters["fail_closed"] == 1
+    assert gw.lifecycle.counters["fail_open"] == 1 and gw.lifecycle.counters["fail_closed"] == 1
 
 
 def test_bad_options_are_refused_with_a_clear_error(tmp_path, shared_pool):
@@ -383,16 +371,16 @@ def test_bad_options_are_refused_with_a_clear_error(tmp_path, shared_pool):
         good = tmp_path / "good.toml"
         good.write_text("[proxy]\nmode = 'block'\nblock_budget_ms = 250\n")
         tctx.configure(gw, malwaresnipper_config=str(good))
-        assert gw.effective.mode == "block" and gw.effective.budget_s == 0.25
+        assert gw.options.effective.mode == "block" and gw.options.effective.budget_s == 0.25
         tctx.configure(gw, malwaresnipper_budget_ms=400)  # a changed option beats the file
-        assert gw.effective.budget_s == 0.4
+        assert gw.options.effective.budget_s == 0.4
 
 
 async def _history(gw: Gateway) -> tuple[list[dict], int]:
     from malwaresnipper.server.store import ScanFilter
 
-    await gw.service.bus.flush()
-    return await gw.service.store.list_scans(ScanFilter(), 50, 0)
+    await gw.lifecycle.service.bus.flush()
+    return await gw.lifecycle.service.store.list_scans(ScanFilter(), 50, 0)
 
 
 @pytest.mark.parametrize("pass_unscanned", [False, True])
@@ -410,14 +398,14 @@ async def test_a_taken_api_port_stops_the_gateway_with_the_reason_unless_told_to
             tctx.configure(gw, malwaresnipper_data_dir=str(tmp_path / "data"), malwaresnipper_services=True,
                            malwaresnipper_api_port=port, malwaresnipper_events_port=0,
                            malwaresnipper_mode="block", malwaresnipper_pass_unscanned=pass_unscanned)
-            await gw.running()
+            await running(gw)
             try:
-                assert gw.service is None and not gw.start_pending
-                assert f"127.0.0.1:{port}" in gw.start_error and "--api-port" in gw.start_error
+                assert gw.lifecycle.service is None and not gw.lifecycle.start_pending
+                assert f"127.0.0.1:{port}" in gw.lifecycle.start_error and "--api-port" in gw.lifecycle.start_error
                 [record] = [r for r in caplog.records if "NOT running" in r.getMessage()]
                 # mitmdump and `malwaresnipper run` stop on an error logged while starting
                 assert record.levelno == (logging.WARNING if pass_unscanned else logging.ERROR)
-                assert gw.start_error in record.getMessage()
+                assert gw.lifecycle.start_error in record.getMessage()
                 # block mode without a scanner: fail open says so on the response ...
                 flow = await through(gw, make_flow(path="/invoice"), DROPPER, {"content-type": "text/html"})
                 assert flow.response.status_code == 200
@@ -427,7 +415,7 @@ async def test_a_taken_api_port_stops_the_gateway_with_the_reason_unless_told_to
                 flow = await through(gw, make_flow(path="/invoice2"), BENIGN, {"content-type": "text/html"})
                 assert flow.response.status_code == 403 and b"scan service is not running" in flow.response.content
             finally:
-                await gw.done()
+                await done(gw)
 
 
 async def test_a_script_destination_scans_whatever_type_the_script_claims(gateway):
@@ -443,11 +431,11 @@ async def test_a_script_destination_scans_whatever_type_the_script_claims(gatewa
     assert data.response.content == DROPPER_JS and data.response.headers["vary"] == "Sec-Fetch-Dest"
     # an <img> never runs it: streamed untouched, and the cache may not replay it elsewhere
     img = make_flow(path="/data", headers={"sec-fetch-dest": "image"})
-    await gw.request(img)
+    await request(gw, img)
     img.response = http.Response.make(200, DROPPER_JS, {"content-type": "application/json", "vary": "Accept"})
-    gw.responseheaders(img)
+    responseheaders(gw, img)
     assert img.response.stream is True and img.response.headers["vary"] == "Accept, Sec-Fetch-Dest"
-    assert gw.counters["unscanned_not_rendered"] == 1
+    assert gw.lifecycle.counters["unscanned_not_rendered"] == 1
 
 
 async def test_unscanned_passes_in_block_mode_are_recorded(gateway):
@@ -460,18 +448,18 @@ async def test_unscanned_passes_in_block_mode_are_recorded(gateway):
                             {"content-type": "text/html", "content-encoding": "gzip"})
     png = await through(gw, make_flow(path="/a.png"), b"\x89PNG....", {"content-type": "image/png"})
     assert bomb.response.status_code == corrupt.response.status_code == png.response.status_code == 200
-    await asyncio.wait_for(asyncio.gather(*gw._tasks), 30)
+    await asyncio.wait_for(asyncio.gather(*gw.lifecycle.tasks), 30)
     items, total = await _history(gw)
     by_url = {i["url"]: i for i in items}
     assert total == 2, items  # the image is not an unscanned pass: the browser does not render it
     corrupt_item = by_url["https://site.example/corrupt"]
     assert corrupt_item["threat_level"] == "UNKNOWN" and corrupt_item["status"] == "unscanned", corrupt_item
-    assert gw.service.metrics.unscanned["decode_error"] == 1 and gw.counters["unscanned_decode_error"] == 1
+    assert gw.lifecycle.service.metrics.unscanned["decode_error"] == 1 and gw.lifecycle.counters["unscanned_decode_error"] == 1
     # the bomb is no unscanned pass any more: it is decoded as a stream, its whitespace set aside
     # (addon/bigbody.py), and scanned whole
     bomb_item = by_url["https://site.example/bomb"]
     assert bomb_item["status"] == "complete", bomb_item
-    assert gw.service.metrics.unscanned["too_large"] == 0
+    assert gw.lifecycle.service.metrics.unscanned["too_large"] == 0
 
 
 async def test_a_corrupt_tail_does_not_hide_the_head(gateway):
@@ -481,4 +469,4 @@ async def test_a_corrupt_tail_does_not_hide_the_head(gateway):
     flow = await through(gw, make_flow(path="/cut"), body[: len(body) // 2] + b"\0garbage" * 50,
                          {"content-type": "text/html", "content-encoding": "gzip"})
     assert flow.response.status_code == 403
-    assert gw.counters["decoded_partly"] == 1
+    assert gw.lifecycle.counters["decoded_partly"] == 1

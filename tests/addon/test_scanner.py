@@ -9,6 +9,7 @@ import pytest
 
 from malwaresnipper.engine.capture import Capture
 from malwaresnipper.engine.config import EngineConfig
+from malwaresnipper.engine.lists import ListSnapshot
 from malwaresnipper.engine.verdict import ThreatLevel
 from malwaresnipper.server.scanner import ScanPool, ScanTimeout
 
@@ -87,10 +88,10 @@ def test_list_updates_reach_the_workers(pool_loop):
     url = "https://totally-unlisted-host.example/landing"
     before = run(loop, pool.scan(Capture.build(url)))
     assert before.threat_level is not ThreatLevel.MALICIOUS
-    pool.update_lists([], ["totally-unlisted-host.example"])
+    pool.update_lists(ListSnapshot.from_strings([], ["totally-unlisted-host.example"], version=1))
     after = run(loop, pool.scan(Capture.build(url + "?again")))
     assert after.threat_level is ThreatLevel.MALICIOUS
-    pool.update_lists([], [])
+    pool.update_lists(ListSnapshot(version=2))
 
 
 # -- fairness ------------------------------------------------------------------------------------

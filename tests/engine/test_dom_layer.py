@@ -113,11 +113,11 @@ def test_a_placeholder_address_makes_no_claim_about_the_pages_own_site() -> None
     real = ids(scan("https://secure-account-verify.example-login.com/signin", html))
     assert {"dom.brand_credential_mismatch", "dom.form_action_external", "dom.cloned_brand_page",
             "dom.saved_brand_page", "dom.refresh_to_brand", "dom.hidden_iframe_external"} <= real
-    placeholder = scan("https://sample.invalid/row-1", html, extra={"synthetic_url": True})
+    placeholder = scan("https://sample.invalid/row-1", html, synthetic_url=True)
     # what the page itself shows still counts; where it is (or is not) does not
     assert ids(placeholder) == {"dom.password_form", "dom.right_click_disabled", "dom.hidden_iframe"}
     http_page = ORDINARY_LOGIN.replace('action="/login"', 'action="http://forum.gardening.example/login"')
-    assert ids(scan("https://sample.invalid/row-2", http_page, extra={"synthetic_url": True})) == {"dom.password_form"}
+    assert ids(scan("https://sample.invalid/row-2", http_page, synthetic_url=True)) == {"dom.password_form"}
 
 
 def test_bare_credential_page() -> None:

@@ -4,6 +4,8 @@ dedupe, the blocked flag, and failures recorded instead of raised."""
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from pathlib import Path
 
 import pytest
@@ -44,12 +46,20 @@ async def statuses_for(svc: ScanService, scan_id: str) -> list[dict]:
                 return out
 
 
+def blocked(service: ScanService, url: str) -> bool:
+    return service.lists.lookup(url).blocked is not None
+
+
+def allowed(service: ScanService, url: str) -> bool:
+    return service.lists.lookup(url).allowed is not None
+
+
 async def test_proxy_submission_and_blocklist_reaching_the_workers(service: ScanService) -> None:
-    assert not service.is_blocked("https://login.evil-bank.example/x")
+    assert not blocked(service, "https://login.evil-bank.example/x")
     await service.add_list_entry("block", "evil-bank.example", "domain", "test")
-    assert service.is_blocked("https://login.evil-bank.example/x")
-    assert not service.is_blocked("https://evil-bank.example.org/")
-    job = await service.submit(page("https://login.evil-bank.example/x"), method="PROXY", block_on_malicious=True)
+    assert blocked(service, "https://login.evil-bank.example/x")
+    assert not blocked(service, "https://evil-bank.example.org/")
+    job = await service.submit(page("https://login.evil-bank.example/x"), method="PROXY", blocks_until=math.inf)
     verdict = await job.verdict(timeout=30)
     assert verdict.threat_level.value == "MALICIOUS"  # the worker's reputation layer saw the API list
     events = await statuses_for(service, job.scan_id)
@@ -59,16 +69,17 @@ async def test_proxy_submission_and_blocklist_reaching_the_workers(service: Scan
     assert record["blocked"] is True and record["method"] == "PROXY"
 
     await service.remove_list_entry("block", "evil-bank.example")
-    assert not service.is_blocked("https://login.evil-bank.example/x")
+    assert not blocked(service, "https://login.evil-bank.example/x")
     again = await service.submit(page("https://login.evil-bank.example/x"), method="PROXY")
     assert not again.deduplicated  # list changes invalidate earlier verdicts
     assert (await again.verdict(timeout=30)).threat_level.value != "MALICIOUS"
 
 
-async def test_cleared_block_flag_and_dedupe(service: ScanService) -> None:
+async def test_a_verdict_after_the_response_went_on_is_not_recorded_as_a_block_and_dedupe(
+        service: ScanService) -> None:
     await service.add_list_entry("block", "bad.example", "domain")
-    job = await service.submit(page("https://bad.example/"), method="PROXY", block_on_malicious=True)
-    job.block_on_malicious = False  # the proxy gave up waiting and let the response through
+    # the response waited until now, no longer: the verdict arrives after it went on unblocked
+    job = await service.submit(page("https://bad.example/"), method="PROXY", blocks_until=time.monotonic())
     assert (await job.verdict(timeout=30)).is_malicious
     events = await statuses_for(service, job.scan_id)
     assert events[-1]["blocked"] is False
@@ -79,13 +90,46 @@ async def test_cleared_block_flag_and_dedupe(service: ScanService) -> None:
     assert total == 1
 
 
-async def test_allowlist_is_fast_and_exact(service: ScanService) -> None:
+async def test_request_time_lists_match_as_the_engine_does(service: ScanService) -> None:
+    """The proxy's request-time check and the engine read entries one way (engine/lists.py):
+    a URL entry names its resource whatever the host's case or a default port, a domain entry
+    its subdomains, and what the API stores is that normal form."""
+    item = await service.add_list_entry("block", "https://Evil.example/Login", "url")
+    assert item["entry"] == "https://evil.example/Login"
+    assert blocked(service, "https://evil.example/Login") and blocked(service, "https://EVIL.example:443/Login")
+    assert blocked(service, "http://evil.example/Login")  # a feed's http:// URL is the resource seen over https
+    assert not blocked(service, "https://evil.example/login") and not blocked(service, "https://evil.example/")
     await service.add_list_entry("allow", "https://intranet.example/app", "url")
-    await service.add_list_entry("allow", "corp.example", "domain")
-    assert service.is_allowed("https://intranet.example/app")
-    assert not service.is_allowed("https://intranet.example/other")
-    assert service.is_allowed("https://a.b.corp.example/")
-    assert not service.is_allowed("https://notcorp.example/") and not service.is_allowed("not a url")
+    await service.add_list_entry("allow", "*.Corp.Example.", "domain")
+    assert {i["entry"] for i in service.list_items("allow")} == {"https://intranet.example/app", "corp.example"}
+    assert allowed(service, "https://intranet.example/app") and not allowed(service, "https://intranet.example/other")
+    assert allowed(service, "https://a.b.corp.example/") and allowed(service, "https://corp.example/")
+    assert not allowed(service, "https://notcorp.example/") and not allowed(service, "not a url")
+    # what the scan worker's reputation layer says about the same address
+    verdict = await (await service.submit(page("https://EVIL.example/Login"), method="EXTENSION")).verdict(timeout=30)
+    assert verdict.is_malicious and any(i.id == "reputation.blocklisted_url" for i in verdict.indicators)
+
+
+async def test_a_block_beats_an_allow_at_request_time_as_in_the_engine(service: ScanService) -> None:
+    await service.add_list_entry("allow", "shop.example", "domain")
+    await service.add_list_entry("block", "https://shop.example/skimmer.js", "url")
+    lookup = service.lists.lookup("https://shop.example/skimmer.js")
+    assert lookup.blocked is not None and lookup.allowed is None
+    assert allowed(service, "https://shop.example/cart")
+
+
+async def test_every_list_change_is_a_new_version_and_ends_dedupe(service: ScanService) -> None:
+    before = service.lists.version
+    first = await service.submit(page("https://versions.example/"), method="EXTENSION")
+    await first.verdict(timeout=30)
+    assert first.lists_version == before
+    assert (await service.submit(page("https://versions.example/"), method="EXTENSION")).deduplicated
+    await service.add_list_entry("allow", "unrelated.example", "domain")
+    assert service.lists.version == before + 1 and service.lists.snapshot.version == before + 1
+    again = await service.submit(page("https://versions.example/"), method="EXTENSION")
+    assert not again.deduplicated and again.lists_version == before + 1
+    await service.remove_list_entry("allow", "Unrelated.Example")  # removed by its normal form
+    assert service.lists.version == before + 2 and service.list_items("allow") == []
 
 
 class BrokenPool:
@@ -96,7 +140,7 @@ class BrokenPool:
     async def scan(self, capture, progress=None):
         raise RuntimeError("worker died (exit code -9)")
 
-    def update_lists(self, allow, block) -> None:
+    def update_lists(self, snapshot) -> None:
         pass
 
     async def close(self) -> None:
@@ -186,5 +230,33 @@ async def test_timed_out_scans_are_failed_records_and_only_long_runs_count_again
         items, _ = await svc.store.list_scans(ScanFilter(), 10, 0)
         assert {i["threat_level"] for i in items} == {"UNKNOWN"}
         assert (svc.quarantined("https://slow.example/next") is not None) is quarantined
+    finally:
+        await svc.stop()
+
+
+class TimeoutNamedPool(BrokenPool):
+    """A pool whose scan fails with an error that is not the pool's timeout, though its name says
+    "timeout" (a socket or asyncio timeout inside the engine, say)."""
+
+    timeout_s = 5.0
+
+    async def scan(self, capture, progress=None):
+        raise TimeoutError("a timeout that is not the pool's")
+
+
+async def test_a_failure_is_classified_by_type_not_by_its_name(tmp_path: Path) -> None:
+    """Only the pool's ScanTimeout is a timeout (and counts against the site); any other error,
+    whatever its class is called, is a failure."""
+    svc = ScanService(Settings(data_dir=str(tmp_path)), pool=TimeoutNamedPool())
+    await svc.start()
+    try:
+        for i in range(2):
+            job = await svc.submit(page(f"https://named.example/{i}"), method="PROXY")
+            with pytest.raises(TimeoutError, match="not the pool's"):
+                await job.verdict(timeout=10)
+            await svc.store.flush()
+            record = await svc.store.get_scan(job.scan_id)
+            assert record["status"] == "failed" and record["error"].startswith("failed:"), record["error"]
+        assert svc.quarantined("https://named.example/next") is None
     finally:
         await svc.stop()

@@ -19,7 +19,7 @@ class IdlePool:
 
     queue_depth = 0
 
-    def update_lists(self, allow, block) -> None:
+    def update_lists(self, snapshot) -> None:
         pass
 
     async def close(self) -> None:

@@ -1,5 +1,5 @@
-"""Options mean what the user set: an option given a value overrides the config file, even when
-that value equals the built-in default; an option left alone defers to the file."""
+"""The options addon, alone in a taddons context: an option given a value overrides the config
+file, even when that value equals the built-in default; an option left alone defers to the file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from mitmproxy import exceptions, hooks
 from mitmproxy.test import taddons
 
-from malwaresnipper.addon.gateway import Gateway
+from malwaresnipper.addon.options import GatewayOptions
 
 
 def config(tmp_path: Path, text: str) -> str:
@@ -22,7 +22,7 @@ FILE = "[proxy]\nmode = 'block'\nworkers = 1\nfail_closed = true\n[server]\napi_
 
 
 def test_an_option_set_to_its_default_still_beats_the_config_file(tmp_path: Path) -> None:
-    gw = Gateway()
+    gw = GatewayOptions()
     with taddons.context(gw) as tctx:
         tctx.configure(gw, malwaresnipper_config=config(tmp_path, FILE))
         settings = gw.effective.settings
@@ -37,7 +37,7 @@ def test_an_option_set_to_its_default_still_beats_the_config_file(tmp_path: Path
 
 
 def test_a_refused_value_does_not_count_as_set(tmp_path: Path) -> None:
-    gw = Gateway()
+    gw = GatewayOptions()
     with taddons.context(gw) as tctx:
         tctx.configure(gw, malwaresnipper_config=config(tmp_path, FILE))
         with pytest.raises(exceptions.OptionsError, match="'panic' is not one of"):
@@ -52,7 +52,7 @@ def test_a_refused_value_does_not_count_as_set(tmp_path: Path) -> None:
 def test_values_set_before_the_addon_saw_them_count_too(tmp_path: Path) -> None:
     """mitmdump applies `--set` before a script's addon is configured, then configures it with
     every option at once (so does `malwaresnipper run`)."""
-    gw = Gateway()
+    gw = GatewayOptions()
     with taddons.context(gw) as tctx:
         tctx.options.update(malwaresnipper_config=config(tmp_path, FILE), malwaresnipper_mode="monitor")
         gw.effective = None  # as if configure had not run for that update (the script loader's case)
@@ -61,16 +61,29 @@ def test_values_set_before_the_addon_saw_them_count_too(tmp_path: Path) -> None:
         assert gw.effective.settings.proxy.workers == 1  # not given: the file's
 
 
-async def test_running_configures_an_addon_that_was_never_configured(tmp_path: Path) -> None:
-    """mitmproxy calls configure only on a change: an embedding master that changes no option
-    must still start the services (the README's `malwaresnipper run` was such a master)."""
-    gw = Gateway()
+def test_a_bad_list_file_is_refused_at_once_and_the_lists_are_loaded_once(tmp_path: Path) -> None:
+    """A list that half-loads would silently stop protecting: a bad line is an options error."""
+    bad = tmp_path / "block.txt"
+    bad.write_text("evil.example\nnot a domain at all\n")
+    gw = GatewayOptions()
     with taddons.context(gw) as tctx:
-        tctx.options.update(malwaresnipper_data_dir=str(tmp_path / "data"), malwaresnipper_services=False,
-                            malwaresnipper_workers=1)
-        gw.effective = None
-        await gw.running()
-        try:
-            assert gw.effective is not None and gw.service is not None
-        finally:
-            await gw.done()
+        with pytest.raises(exceptions.OptionsError, match="block.txt:2"):
+            tctx.configure(gw, malwaresnipper_config=config(tmp_path, f'[engine.reputation]\nblocklist_files = ["{bad}"]\n'))
+        bad.write_text("evil.example\n")
+        tctx.configure(gw, malwaresnipper_config=config(tmp_path, f'[engine.reputation]\nblocklist_files = ["{bad}"]\n'))
+        allow, block = gw.effective.config_lists
+        assert block.match_domain("www.evil.example") and not len(allow)
+
+
+def test_the_stream_threshold_follows_the_body_cap_unless_the_user_set_their_own(tmp_path: Path) -> None:
+    gw = GatewayOptions()
+    with taddons.context(gw) as tctx:
+        if "stream_large_bodies" not in tctx.options:  # mitmproxy 11 defines it in proxyserver only
+            tctx.options.add_option("stream_large_bodies", str | None, None, "")  # type: ignore[arg-type]
+        tctx.configure(gw, malwaresnipper_max_body_bytes=12345)
+        assert tctx.options.stream_large_bodies == "12345"
+        tctx.configure(gw, malwaresnipper_max_body_bytes=56789)
+        assert tctx.options.stream_large_bodies == "56789"
+        tctx.options.update(stream_large_bodies="10m")  # the user's own choice stays
+        tctx.configure(gw, malwaresnipper_max_body_bytes=9999)
+        assert tctx.options.stream_large_bodies == "10m"
