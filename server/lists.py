@@ -34,6 +34,7 @@ from ..engine.lists import (
     ListHit,
     ListSnapshot,
     first_address_hit,
+    merge,
     normalise_entry,
 )
 from .store import LIST_KINDS, LIST_NAMES, ScanStore
@@ -68,6 +69,8 @@ class ListService:
         self._on_change: OnChange | None = None
         self._reload: asyncio.Task[None] | None = None
         self._dirty = False
+        #: the ``[[feeds]]`` entries in force, ``(allow, block)`` (see :mod:`.feeds`)
+        self._feeds = (ListEntries(), ListEntries())
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -147,6 +150,12 @@ class ListService:
                 return candidate
         return None
 
+    def use_feeds(self, allow: ListEntries, block: ListEntries) -> None:
+        """Put these feed entries in force beside the API's, as one new snapshot (so a scan or a
+        request check sees the old feeds or the new ones, never a mix)."""
+        self._feeds = (allow, block)
+        self._publish()
+
     def allow_for_now(self, host: str) -> None:
         """Allow ``host`` until the gateway stops (when the store cannot take the entry)."""
         self._for_now.add(host)
@@ -187,6 +196,11 @@ class ListService:
         """A new snapshot of the API entries, one version on."""
         allow = _entries(self._items["allow"], _HITS["allow"], extra=self._for_now)
         block = _entries(self._items["block"], _HITS["block"])
+        feed_allow, feed_block = self._feeds
+        if len(feed_allow):
+            allow = merge((allow, feed_allow))
+        if len(feed_block):
+            block = merge((block, feed_block))
         self._snapshot = ListSnapshot(self._snapshot.version + 1, allow, block)
         if self._on_change is not None:
             try:

@@ -53,6 +53,8 @@ class Metrics:
         self.unscanned: Counter[str] = Counter()
         self.http: Counter[int] = Counter()
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+        #: more exposition lines, read at scrape time (labelled series such as the feeds')
+        self.collectors: list[Callable[[], list[str]]] = []
 
     def scan_done(self, level: str, method: str, seconds: float) -> None:
         self.scans[(level, method)] += 1
@@ -99,8 +101,17 @@ class Metrics:
             except Exception:  # noqa: BLE001 - a broken gauge must not break the scrape
                 continue
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value:g}"]
+        for collect in self.collectors:
+            try:
+                lines += collect()
+            except Exception:  # noqa: BLE001 - a broken collector must not break the scrape
+                continue
         return "\n".join(lines) + "\n"
 
 
 def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+#: How a label value is written in the exposition (for collectors).
+escape_label = _esc
