@@ -383,3 +383,52 @@ kind = "allow"
             load_settings(_write(tmp_path, "[[feeds]]\n" + body + "\n"))
     with pytest.raises(ConfigError, match="x appears more than once"):
         load_settings(_write(tmp_path, '[[feeds]]\nname = "x"\nformat = "domains"\nsource = "a.txt"\n' * 2))
+
+
+# -- through the service: real scan workers, the API's health and /metrics -------------------------
+
+
+async def test_a_feed_entry_reaches_the_scan_workers_and_names_the_feed(tmp_path: Path, feed_server: FeedServer) -> None:
+    """The verdict of a page a block feed lists is MALICIOUS, computed in a real worker process
+    from the snapshot the list service pushed, and its evidence names the feed; health and
+    /metrics show the feed, and a failed refresh shows there too."""
+    import aiohttp
+
+    from malwaresnipper.server.app import start_services
+    from malwaresnipper.settings import ProxySettings, ServerSettings, Settings, StoreSettings
+
+    settings = Settings(data_dir=str(tmp_path), server=ServerSettings(api_port=0, events_port=0),
+                        proxy=ProxySettings(workers=1, scan_timeout_ms=60_000),
+                        store=StoreSettings(path=str(tmp_path / "h.sqlite3")),
+                        feeds=[feed(feed_server, "urlhaus", "/urlhaus.csv", "urlhaus_csv", refresh_s=3600.0)])
+    running = await start_services(settings, events=False)
+    try:
+        assert running.feeds is not None
+        deadline = time.monotonic() + 20
+        while running.feeds.feeds["urlhaus"].state.entries == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        auth = {"Authorization": f"Bearer {running.token}"}
+        page = {"url": "http://evil.example/bins/x86", "html": "<html><body><p>hello</p></body></html>"}
+        async with aiohttp.ClientSession(headers=auth) as s:
+            async with s.post(running.api_url + "/api/v1/scans?wait=true", json=page) as resp:
+                assert resp.status == 200, await resp.text()
+                verdict = (await resp.json())["verdict"]
+            assert verdict["threat_level"] == "MALICIOUS", verdict
+            assert "feed urlhaus:6" in str(verdict), verdict
+            feed_server.fail["/urlhaus.csv"] = 500
+            await running.feeds.refresh("urlhaus")
+            async with s.get(running.api_url + "/api/v1/health") as resp:
+                [shown] = (await resp.json())["feeds"]
+            assert shown["name"] == "urlhaus" and shown["entries"] == 2 and shown["stale"] is True
+            assert "HTTP 500" in shown["last_error"]
+            async with s.get(running.api_url + "/metrics") as resp:
+                text = await resp.text()
+            assert 'malwaresnipper_feed_refresh_failures_total{feed="urlhaus"} 1' in text
+            assert 'malwaresnipper_feed_entries{feed="urlhaus"} 2' in text
+            # still in force after the failure
+            other = {**page, "html": "<html><body><p>hello again</p></body></html>"}
+            async with s.post(running.api_url + "/api/v1/scans?wait=true", json=other) as resp:
+                assert (await resp.json())["verdict"]["threat_level"] == "MALICIOUS"
+    finally:
+        await running.stop()
+    assert running.feeds._session is None
