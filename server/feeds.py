@@ -45,6 +45,9 @@ MAX_REDIRECTS = 5
 FIRST_RETRY_S = 30.0
 _USER_AGENT = "MalwareSnipper-feeds/1"
 
+#: What describes a saved copy (as opposed to the counters of the process that saved it).
+_COPY_FIELDS = ("etag", "last_modified", "fetched_at", "sha256", "file_stamp")
+
 OnEntries = Callable[[ListEntries, ListEntries], None]
 
 
@@ -105,17 +108,22 @@ class Feed:
         s = self.settings
         return parse_feed(s.format, body, name=s.name, kind=s.kind, max_errors=s.max_errors)
 
-    def load_saved_state(self) -> None:
-        """The saved state, if it is this feed's (same source and format)."""
+    def saved_state(self) -> dict[str, Any] | None:
+        """The state saved beside the last good copy, if it is this feed's (same source and format)."""
         try:
             saved = json.loads(self.state_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return
+            return None
         if not isinstance(saved, dict) or saved.get("source") != self.settings.source \
                 or saved.get("format") != self.settings.format:
-            return  # the feed was reconfigured: its old copy is another feed's
-        known = {k: v for k, v in saved.items() if k in FeedState.__dataclass_fields__ and k not in ("name", "kind")}
-        self.state = FeedState(**{**asdict(self.state), **known, "in_force": "none"})
+            return None  # the feed was reconfigured: its old copy is another feed's
+        return {k: v for k, v in saved.items() if k in FeedState.__dataclass_fields__ and k not in ("name", "kind")}
+
+    def load_saved_state(self) -> None:
+        """Take the saved state as this feed's (its counters too); nothing is in force yet."""
+        saved = self.saved_state()
+        if saved is not None:
+            self.state = FeedState(**{**asdict(self.state), **saved, "in_force": "none"})
 
     def save_state(self) -> None:
         _write_atomically(self.state_path, json.dumps(asdict(self.state), indent=1).encode())
@@ -235,6 +243,11 @@ class FeedManager:
 
     async def _refresh(self, feed: Feed) -> bool:
         """One refresh of ``feed``; True when a new copy is in force, False when it is unchanged."""
+        if await self._adopt_newer_saved_copy(feed):
+            feed.state.refreshes += 1
+            log.info("feed %s: adopted the copy saved at %s", feed.settings.name,
+                     time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(feed.state.fetched_at)))
+            return True
         if feed.is_url:
             got = await self._download(feed)
             if got is None:
@@ -319,22 +332,36 @@ class FeedManager:
         log.warning("feed %s: refresh failed: %s; %s", feed.settings.name, reason, keeping)
 
     async def _load_saved(self, feed: Feed) -> None:
-        """Put the saved copy of ``feed`` in force, if there is a good one."""
+        """At start: take the saved state and put the saved copy in force, if it is good."""
         await asyncio.to_thread(feed.load_saved_state)
-        if not feed.state.sha256:
-            return
+        if feed.state.sha256 and not await self._use_saved_copy(feed, asdict(feed.state)):
+            feed.state.etag = feed.state.last_modified = feed.state.file_stamp = feed.state.sha256 = ""
+            feed.state.entries = 0
+
+    async def _adopt_newer_saved_copy(self, feed: Feed) -> bool:
+        """Put in force a copy saved since ours by another process (``malwaresnipper feeds update``)."""
+        saved = await asyncio.to_thread(feed.saved_state)
+        if (saved is None or not saved.get("sha256") or saved["sha256"] == feed.state.sha256
+                or float(saved.get("fetched_at") or 0) <= feed.state.fetched_at):
+            return False
+        return await self._use_saved_copy(feed, saved)
+
+    async def _use_saved_copy(self, feed: Feed, saved: dict[str, Any]) -> bool:
+        """Parse the saved body (it must match ``saved``'s digest) and put it in force."""
         try:
             body = await asyncio.to_thread(feed.body_path.read_bytes)
-            if hashlib.sha256(body).hexdigest() != feed.state.sha256:
+            if hashlib.sha256(body).hexdigest() != saved.get("sha256"):
                 raise FeedFormatError("the saved copy does not match its recorded digest")
             parsed = await asyncio.to_thread(feed.parse, body)
         except (OSError, FeedFormatError) as exc:
             log.warning("feed %s: saved copy not used: %s", feed.settings.name, exc)
-            feed.state.etag = feed.state.last_modified = feed.state.file_stamp = ""
-            return
+            return False
         feed.entries = parsed.entries
-        feed.state.entries = len(parsed.entries)
+        for key in _COPY_FIELDS:
+            setattr(feed.state, key, saved.get(key, getattr(feed.state, key)))
+        feed.state.entries, feed.state.unreadable_rows = len(parsed.entries), parsed.errors
         feed.state.in_force = "saved copy"
+        return True
 
     async def _publish(self) -> None:
         """Every feed's entries together, as one ``(allow, block)`` pair, to the list service."""
