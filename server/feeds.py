@@ -85,7 +85,8 @@ class FeedState:
     def public(self) -> dict[str, Any]:
         """The health answer's view (no validators: they say nothing to an operator)."""
         out = asdict(self)
-        for key in ("etag", "last_modified", "file_stamp", "consecutive_failures"):
+        # no source: health answers without a token, and a feed URL may carry an API key
+        for key in ("source", "etag", "last_modified", "file_stamp", "consecutive_failures"):
             out.pop(key)
         out["stale"] = bool(self.last_error)
         return out
