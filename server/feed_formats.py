@@ -115,7 +115,11 @@ class _Collector:
             self.error(line, f"{text.strip()[:100]!r} is a {normal.kind}, not a {expect}")
             return
         cls = ALLOWLISTED if self.kind == "allow" else (classification or self.default)
-        hit = ListHit(cls, self.source, line) if line is not None else self.hits.setdefault(cls, ListHit(cls, self.source))
+        # One hit per classification, not one per line: the snapshot holding these entries is
+        # pickled to every scan worker, and a million distinct hits take seconds to pickle.
+        hit = self.hits.get(cls)
+        if hit is None:
+            hit = self.hits[cls] = ListHit(cls, self.source)
         self.buckets[normal.kind].setdefault(normal.key, hit)
         self.result.rows += 1
 

@@ -19,12 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
+import pickle
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +37,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 
-from ..engine.lists import ListEntries, merge
+from ..engine.lists import ListEntries, ListHit, merge
 from ..settings import FeedSettings, Settings
 from .feed_formats import FeedFormatError, FeedParse, check_source, parse_feed
 from .metrics import Metrics, escape_label
@@ -41,6 +46,10 @@ log = logging.getLogger(__name__)
 
 #: Redirects followed per download (each one checked like the configured source).
 MAX_REDIRECTS = 5
+#: Bodies at least this large are parsed in a separate process, smaller ones in a thread.
+PARSE_IN_PROCESS_BYTES = 2_000_000
+#: Keys per chunk sent back by the parser process (see :func:`_parse_packed`).
+_CHUNK_KEYS = 20_000
 #: After a failed refresh, the next try comes after this (doubling, at most ``refresh_s``).
 FIRST_RETRY_S = 30.0
 _USER_AGENT = "MalwareSnipper-feeds/1"
@@ -105,9 +114,10 @@ class Feed:
         self.state = FeedState(settings.name, settings.format, settings.kind, settings.source)
         self.entries = ListEntries()
 
-    def parse(self, body: bytes) -> FeedParse:
+    def parser(self, body: bytes) -> functools.partial[FeedParse]:
+        """The parse of ``body`` as a picklable call (it may run in another process)."""
         s = self.settings
-        return parse_feed(s.format, body, name=s.name, kind=s.kind, max_errors=s.max_errors)
+        return functools.partial(parse_feed, s.format, body, name=s.name, kind=s.kind, max_errors=s.max_errors)
 
     def saved_state(self) -> dict[str, Any] | None:
         """The state saved beside the last good copy, if it is this feed's (same source and format)."""
@@ -140,6 +150,7 @@ class FeedManager:
         self._on_entries = on_entries
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
+        self._process: ProcessPoolExecutor | None = None
         self._publish_lock = asyncio.Lock()
         self._refresh_locks = {name: asyncio.Lock() for name in self.feeds}
         if metrics is not None:
@@ -169,6 +180,9 @@ class FeedManager:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._process is not None:
+            process, self._process = self._process, None
+            await asyncio.to_thread(process.shutdown, wait=True, cancel_futures=True)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -211,7 +225,7 @@ class FeedManager:
                 raise
             except (FeedFetchError, FeedFormatError, OSError, aiohttp.ClientError, TimeoutError) as exc:
                 self._failed(feed, _describe(exc))
-            except Exception as exc:  # noqa: BLE001 - a feed must never take the gateway down
+            except Exception as exc:
                 log.exception("feed %s: refresh failed unexpectedly", name)
                 self._failed(feed, _describe(exc))
             else:
@@ -264,8 +278,8 @@ class FeedManager:
                 return False
             body, stamp = read
             etag = last_modified = ""
-        parsed = await asyncio.to_thread(feed.parse, body)
-        digest = hashlib.sha256(body).hexdigest()
+        parsed = await self._parse(feed, body)
+        digest = await asyncio.to_thread(_sha256, body)
         await asyncio.to_thread(_write_atomically, feed.body_path, body)
         feed.entries = parsed.entries
         state = feed.state
@@ -308,12 +322,13 @@ class FeedManager:
                     raise FeedFetchError(f"HTTP {resp.status} {resp.reason or ''}".strip())
                 if resp.content_length is not None and resp.content_length > s.max_bytes:
                     raise FeedFetchError(f"the body is {resp.content_length} bytes, over max_bytes = {s.max_bytes}")
-                body = bytearray()
+                chunks, size = [], 0
                 async for chunk in resp.content.iter_chunked(1 << 16):
-                    body += chunk
-                    if len(body) > s.max_bytes:
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > s.max_bytes:
                         raise FeedFetchError(f"the body is over max_bytes = {s.max_bytes}")
-                return bytes(body), resp.headers.get("ETag", ""), resp.headers.get("Last-Modified", "")
+                return b"".join(chunks), resp.headers.get("ETag", ""), resp.headers.get("Last-Modified", "")
         raise FeedFetchError(f"more than {MAX_REDIRECTS} redirects")
 
     def _client(self) -> aiohttp.ClientSession:
@@ -351,9 +366,9 @@ class FeedManager:
         """Parse the saved body (it must match ``saved``'s digest) and put it in force."""
         try:
             body = await asyncio.to_thread(feed.body_path.read_bytes)
-            if hashlib.sha256(body).hexdigest() != saved.get("sha256"):
+            if await asyncio.to_thread(_sha256, body) != saved.get("sha256"):
                 raise FeedFormatError("the saved copy does not match its recorded digest")
-            parsed = await asyncio.to_thread(feed.parse, body)
+            parsed = await self._parse(feed, body)
         except (OSError, FeedFormatError) as exc:
             log.warning("feed %s: saved copy not used: %s", feed.settings.name, exc)
             return False
@@ -363,6 +378,22 @@ class FeedManager:
         feed.state.entries, feed.state.unreadable_rows = len(parsed.entries), parsed.errors
         feed.state.in_force = "saved copy"
         return True
+
+    async def _parse(self, feed: Feed, body: bytes) -> FeedParse:
+        """Parse ``body`` off the event loop: a small one in a thread, a large one in a process
+        (a thread holding the GIL through one long C call, splitting 30 MB of lines say, would
+        stall the loop for a tenth of a second)."""
+        loop = asyncio.get_running_loop()
+        if len(body) < PARSE_IN_PROCESS_BYTES:
+            return await loop.run_in_executor(None, feed.parser(body))
+        if self._process is None:
+            self._process = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            parsed, chunks = await loop.run_in_executor(self._process, _parse_packed, feed.parser(body))
+        except BrokenProcessPool:
+            self._process = None
+            raise FeedFetchError("the parser process died") from None
+        return await loop.run_in_executor(None, _unpack, parsed, chunks)
 
     async def _publish(self) -> None:
         """Every feed's entries together, as one ``(allow, block)`` pair, to the list service."""
@@ -378,6 +409,37 @@ def _combine(feeds: list[Feed]) -> tuple[ListEntries, ListEntries]:
     allow = merge(f.entries for f in feeds if f.settings.kind == "allow")
     block = merge(f.entries for f in feeds if f.settings.kind == "block")
     return allow, block
+
+
+def _parse_packed(parse: functools.partial[FeedParse]) -> tuple[FeedParse, list[tuple[str, ListHit, bytes]]]:
+    """In the parser process: the parse, its entries sent back as separately pickled chunks of
+    keys. One pickle of a million entries would be unpickled here in one C call that holds the
+    GIL, and so stalls the event loop, for a tenth of a second or more; chunks let it run between."""
+    parsed = parse()
+    chunks: list[tuple[str, ListHit, bytes]] = []
+    for kind in ("domains", "urls", "sha256"):
+        by_hit: dict[ListHit, list[str]] = {}
+        for key, hit in getattr(parsed.entries, kind).items():
+            by_hit.setdefault(hit, []).append(key)
+        for hit, keys in by_hit.items():
+            for start in range(0, len(keys), _CHUNK_KEYS):
+                chunks.append((kind, hit, pickle.dumps(keys[start:start + _CHUNK_KEYS], pickle.HIGHEST_PROTOCOL)))
+    parsed.entries = ListEntries()
+    return parsed, chunks
+
+
+def _unpack(parsed: FeedParse, chunks: list[tuple[str, ListHit, bytes]]) -> FeedParse:
+    """In a thread: the entries :func:`_parse_packed` sent, one chunk at a time."""
+    parts: dict[str, dict[str, ListHit]] = {"domains": {}, "urls": {}, "sha256": {}}
+    hits: dict[ListHit, ListHit] = {}
+    for kind, hit, data in chunks:
+        parts[kind].update(dict.fromkeys(pickle.loads(data), hits.setdefault(hit, hit)))
+    parsed.entries = ListEntries(parts["domains"], parts["urls"], parts["sha256"])
+    return parsed
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _read_file(path: Path, max_bytes: int, known_stamp: str) -> tuple[bytes, str] | None:

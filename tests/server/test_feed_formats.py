@@ -51,7 +51,7 @@ def test_urlhaus_csv_reads_urls_and_threat_column() -> None:
     assert out.entries.urls["//evil.example/bins/x86"].classification == "malware"
     assert out.entries.urls["//phish.example/login?a=1"].classification == "phishing"
     hit = out.entries.urls["//evil.example/bins/x86"]
-    assert hit.source == "feed t" and hit.where == "feed t:6"
+    assert hit.source == "feed t" and hit.where == "feed t"
 
 
 def test_openphish_and_plain_lists() -> None:
