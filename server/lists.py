@@ -201,7 +201,7 @@ class ListService:
         if self._on_change is not None:
             try:
                 self._on_change(self._snapshot)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a listener's failure must not undo the change
                 log.exception("a list-change listener failed")
 
 
