@@ -225,7 +225,7 @@ class FeedManager:
                 raise
             except (FeedFetchError, FeedFormatError, OSError, aiohttp.ClientError, TimeoutError) as exc:
                 self._failed(feed, _describe(exc))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a feed must never take the gateway down
                 log.exception("feed %s: refresh failed unexpectedly", name)
                 self._failed(feed, _describe(exc))
             else:
