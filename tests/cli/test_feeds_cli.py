@@ -13,6 +13,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
 from malwaresnipper.cli.main import main
 from malwaresnipper.server.feeds import FeedManager
 from malwaresnipper.server.lists import ListService

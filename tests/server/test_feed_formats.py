@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from malwaresnipper.engine.lists import ALLOWLISTED
 from malwaresnipper.server.feed_formats import (
     FEED_FORMATS,

@@ -18,11 +18,13 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+
 from malwaresnipper.engine.errors import ConfigError
 from malwaresnipper.server.feeds import FeedManager
 from malwaresnipper.server.lists import ListService
 from malwaresnipper.server.metrics import Metrics
 from malwaresnipper.settings import FeedSettings, load_settings
+
 from test_feed_formats import (
     HOSTS,
     OPENPHISH,
@@ -467,3 +469,29 @@ async def test_a_large_feed_is_parsed_off_the_event_loop(tmp_path: Path) -> None
     # Parsed on the loop, this body stalls it for 3 s or more; off it, the worst tick measured
     # 45-60 ms on a quiet machine. The bound is loose because the test machine is shared.
     assert worst < 1.0, f"the event loop stalled {worst * 1000:.0f} ms"
+
+
+def test_feed_entries_sit_beside_the_lists_own_entries(tmp_path: Path) -> None:
+    """The list service's own entries and the feeds' are in one snapshot; each refresh of the
+    feeds replaces only the feeds' part."""
+    from malwaresnipper.engine.lists import entries_from_strings
+
+    lists = ListService()
+    lists.allow_for_now("mine.example")
+    lists.use_feeds(entries_from_strings(["partner.example"], source="feed ok"),
+                    entries_from_strings(["evil.example"], source="feed bad"))
+    assert lists.lookup("https://mine.example/").allowed is not None
+    assert lists.lookup("https://partner.example/").allowed.hit.source == "feed ok"
+    assert blocked_by(lists, "https://evil.example/") == "feed bad"
+    lists.use_feeds(entries_from_strings([], source="feed ok"), entries_from_strings(["worse.example"], source="feed bad"))
+    assert lists.lookup("https://mine.example/").allowed is not None  # still there
+    assert lists.lookup("https://partner.example/").allowed is None
+    assert blocked_by(lists, "https://evil.example/") is None and blocked_by(lists, "https://worse.example/") == "feed bad"
+
+
+def test_a_relative_file_source_is_read_from_the_settings_folder(tmp_path: Path) -> None:
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "mine.txt").write_text("mine.example\n")
+    settings = load_settings(_write(tmp_path, '[[feeds]]\nname = "mine"\nformat = "domains"\nsource = "lists/mine.txt"\n'))
+    manager = FeedManager.for_settings(settings)
+    assert manager.feeds["mine"].path == tmp_path / "lists" / "mine.txt"
