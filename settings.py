@@ -10,6 +10,7 @@ Layout of the file (every section optional, every key optional)::
     [store]             # scan history
     [events]            # event bus
     [[alerts]]          # alert sinks: webhook, syslog, JSON Lines file (docs/alerts.md); one table each
+    [[feeds]]           # threat-intelligence feeds that refresh themselves (one table per feed)
 
 An unknown key anywhere is an error naming the key and the file.
 """
@@ -17,6 +18,7 @@ An unknown key anywhere is an error naming the key and the file.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -291,6 +293,47 @@ def _http_url(where: str, name: str, value: str) -> None:
 
 
 @dataclass(frozen=True)
+class FeedSettings:
+    """One ``[[feeds]]`` entry: a list the gateway downloads (or reads) and refreshes itself."""
+
+    #: names the feed in indicators (``feed <name>``), status, metrics and the saved copy's file
+    name: str = ""
+    #: one of ``server.feed_formats.FEED_FORMATS``
+    format: str = ""
+    #: an ``https://`` URL, or a file path (relative to the settings file)
+    source: str = ""
+    #: ``block`` or ``allow``
+    kind: str = "block"
+    refresh_s: float = 3600.0
+    #: a download larger than this is refused (the last good copy stays in force)
+    max_bytes: int = 50_000_000
+    #: unreadable rows tolerated per download; one more and the download is refused
+    max_errors: int = 100
+    timeout_s: float = 60.0
+    #: accept ``http://127.0.0.1`` / ``http://[::1]`` sources (local mirrors and tests); other
+    #: ``http://`` sources are always refused
+    allow_http_loopback: bool = False
+
+    def __post_init__(self) -> None:
+        from .server.feed_formats import FEED_FORMATS, FEED_KINDS, check_source
+
+        where = f"feeds.{self.name}" if self.name else "feeds"
+        if not _FEED_NAME.match(self.name):
+            raise ConfigError(f"[{where}] name must be 1-64 letters, digits, '-' or '_', got {self.name!r}")
+        _one_of(where, "format", self.format, FEED_FORMATS)
+        _one_of(where, "kind", self.kind, FEED_KINDS)
+        for name, low in (("refresh_s", 10), ("max_bytes", 1024), ("max_errors", 0), ("timeout_s", 1)):
+            _at_least(where, name, getattr(self, name), low)
+        try:
+            check_source(self.source, allow_http_loopback=self.allow_http_loopback)
+        except ValueError as exc:
+            raise ConfigError(f"[{where}] source: {exc}") from None
+
+
+_FEED_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
 class Settings:
     engine: EngineConfig = field(default_factory=EngineConfig)
     proxy: ProxySettings = field(default_factory=ProxySettings)
@@ -298,6 +341,7 @@ class Settings:
     store: StoreSettings = field(default_factory=StoreSettings)
     events: EventSettings = field(default_factory=EventSettings)
     alerts: list[AlertSettings] = field(default_factory=list)
+    feeds: list[FeedSettings] = field(default_factory=list)
     data_dir: str = ""
     #: The file these settings came from ('' for defaults); engine paths resolve against it.
     source: str = field(default="", metadata={"internal": True})
@@ -307,6 +351,10 @@ class Settings:
         for label in labels:
             if labels.count(label) > 1:
                 raise ConfigError(f"two [[alerts]] sinks are named {label!r}: give each its own name")
+        names = [feed.name for feed in self.feeds]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ConfigError(f"[[feeds]] names must be unique: {', '.join(twice)} appears more than once")
 
     @property
     def gateway_name(self) -> str:

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "malwaresnipper.cli.known_code",
     "malwaresnipper.cli.extension",
     "malwaresnipper.cli.serve",
+    "malwaresnipper.cli.feeds",
 ]
 
 

@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import ssl
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from .alerts import AlertDispatcher
 from .api import build_app
 from .auth import HostPolicy, OriginPolicy, check_tls, load_or_create_token
 from .events import EventStreamServer
+from .feeds import FeedManager, running_feeds
 from .lists import ListService
 from .service import ScanService
 
@@ -133,7 +135,10 @@ class RunningServices:
     runner: web.AppRunner | None = None
     events: EventStreamServer | None = None
     alerts: AlertDispatcher | None = None
+    #: the ``[[feeds]]`` refresher (None without feeds)
+    feeds: FeedManager | None = None
     _stopped: bool = field(default=False, repr=False)
+    _tasks: AsyncExitStack = field(default_factory=AsyncExitStack, repr=False)
 
     async def stop(self) -> None:
         """Stop accepting, let scans finish briefly, flush the store. Safe to call twice."""
@@ -144,6 +149,7 @@ class RunningServices:
             await self.runner.cleanup()
         if self.events is not None:
             await self.events.stop()
+        await self._tasks.aclose()
         await self.service.stop()
         if self.alerts is not None:  # after the service: its last verdicts still alert
             await self.alerts.stop()
@@ -191,6 +197,10 @@ async def start_services(
             service.metrics.gauge("malwaresnipper_alert_feed_overflows_total",
                                   "Times the alert feed fell behind the event bus and lost events.",
                                   lambda: alerts.feed_overflows)
+        # The feeds refresh in the background for as long as the services run, whether or not
+        # this gateway serves the API (the proxy alone still blocks what they list).
+        running.feeds = await running._tasks.enter_async_context(
+            running_feeds(settings, service.lists, service.metrics, service.health_parts))
         # The origin policy needs the real API port, known only once bound (port 0).
         origins = OriginPolicy(api_port, settings.server.allowed_origins, host=host)
         hosts = HostPolicy(host, settings.server.allowed_hosts)

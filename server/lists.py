@@ -69,6 +69,8 @@ class ListService:
         self._on_change: OnChange | None = None
         self._reload: asyncio.Task[None] | None = None
         self._dirty = False
+        #: the ``[[feeds]]`` entries in force, ``(allow, block)`` (see :mod:`.feeds`)
+        self._feeds = (ListEntries(), ListEntries())
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -146,6 +148,12 @@ class ListService:
                 return candidate
         return None
 
+    def use_feeds(self, allow: ListEntries, block: ListEntries) -> None:
+        """Put these feed entries in force beside the API's, as one new snapshot (so a scan or a
+        request check sees the old feeds or the new ones, never a mix)."""
+        self._feeds = (allow, block)
+        self._publish()
+
     def allow_for_now(self, host: str) -> None:
         """Allow ``host`` until the gateway stops (when the store cannot take the entry)."""
         self._for_now.add(host)
@@ -186,12 +194,33 @@ class ListService:
         """A new snapshot of the API entries, one version on."""
         allow = _entries(self._items["allow"], _HITS["allow"], extra=self._for_now)
         block = _entries(self._items["block"], _HITS["block"])
+        feed_allow, feed_block = self._feeds
+        allow, block = _over(allow, feed_allow), _over(block, feed_block)
         self._snapshot = ListSnapshot(self._snapshot.version + 1, allow, block)
         if self._on_change is not None:
             try:
                 self._on_change(self._snapshot)
             except Exception:  # noqa: BLE001 - a listener's failure must not undo the change
                 log.exception("a list-change listener failed")
+
+
+def _over(api: ListEntries, feeds: ListEntries) -> ListEntries:
+    """The API's entries over the feeds' (an API entry wins, as the first listing does in
+    :func:`~malwaresnipper.engine.lists.merge`), built by dict copies rather than entry by entry:
+    this runs on the event loop, and a feed may hold a million entries."""
+    if not len(feeds):
+        return api
+    if not len(api):
+        return feeds
+
+    def over(api_part: Mapping[str, ListHit], feed_part: Mapping[str, ListHit]) -> Mapping[str, ListHit]:
+        if not api_part:
+            return feed_part
+        out = dict(feed_part)
+        out.update(api_part)
+        return out
+
+    return ListEntries(over(api.domains, feeds.domains), over(api.urls, feeds.urls), over(api.sha256, feeds.sha256))
 
 
 def _entries(items: Mapping[str, Mapping[str, Any]], hit: ListHit, extra: set[str] | None = None) -> ListEntries:

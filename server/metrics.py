@@ -58,6 +58,8 @@ class Metrics:
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
         #: Producers of labelled families (the alert sinks): () -> [(name, help, samples)].
         self.families: list[Callable[[], list[tuple[str, str, Samples]]]] = []
+        #: more exposition lines, read at scrape time (labelled series such as the feeds')
+        self.collectors: list[Callable[[], list[str]]] = []
 
     def scan_done(self, level: str, method: str, seconds: float) -> None:
         self.scans[(level, method)] += 1
@@ -111,8 +113,17 @@ class Metrics:
                 for labels, value in samples:
                     text = ",".join(f'{key}="{_esc(val)}"' for key, val in sorted(labels.items()))
                     lines.append(f"{name}{{{text}}} {value:g}")
+        for collect in self.collectors:
+            try:
+                lines += collect()
+            except Exception:  # noqa: BLE001 - a broken collector must not break the scrape
+                continue
         return "\n".join(lines) + "\n"
 
 
 def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+#: How a label value is written in the exposition (for collectors).
+escape_label = _esc

@@ -31,6 +31,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -158,6 +159,8 @@ class ScanService:
         #: Where the proxy listens, when one runs in this process (the addon sets it): shown by
         #: the dashboard's empty state so a user points the browser at the right port.
         self.proxy_address: tuple[str, int] | None = None
+        #: more sections of :meth:`health`, by key (the feeds' status)
+        self.health_parts: dict[str, Callable[[], Any]] = {}
         self._started = False
         self._id_prefix = uuid.uuid4().hex[:16]
         self._id_counter = 0
@@ -242,7 +245,7 @@ class ScanService:
 
     def health(self) -> dict[str, Any]:
         models = dict(getattr(self._pool, "model_versions", None) or {}) or dict(self.model_versions)
-        return {
+        health = {
             "status": "ok",
             "version": __version__,
             "engine_version": __version__,
@@ -255,6 +258,9 @@ class ScanService:
             "store": {"backend": self.settings.store.backend, "available": bool(self.store.available)},
             "proxy": {"host": self.proxy_address[0], "port": self.proxy_address[1]} if self.proxy_address else None,
         }
+        for key, part in self.health_parts.items():
+            health[key] = part()
+        return health
 
     # -- scanning ----------------------------------------------------------------------------
 
