@@ -161,14 +161,20 @@ async def start_services(
     api: bool = True,
     events: bool = True,
 ) -> RunningServices:
-    """Start everything; port 0 picks a free port. Raises ConfigError (non-loopback without TLS)
-    or OSError (port in use) before leaving anything running."""
+    """Start everything; port 0 picks a free port. Raises ConfigError (non-loopback without TLS,
+    a rule file that does not load) or OSError (port in use) before leaving anything running."""
     host = host or settings.server.host
     api_port = settings.server.api_port if api_port is None else api_port
     events_port = settings.server.events_port if events_port is None else events_port
     tls = check_tls(host, settings.server.tls_cert, settings.server.tls_key)
     ssl_ctx = _ssl_context(*tls) if tls else None
     token = load_or_create_token(settings.data_path)
+
+    # The workers compile the signature rules (TOML and YARA) for themselves; a broken rule file
+    # must stop start-up here, naming its file and line, not leave workers that never start.
+    from ..engine.layers.signatures import check_signature_rules
+
+    await asyncio.to_thread(check_signature_rules, settings.engine)
 
     # A gateway without an event server has nobody to deliver events to: it only appends them.
     service = ScanService(settings, pool=pool, read_events=events)
