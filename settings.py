@@ -9,6 +9,7 @@ Layout of the file (every section optional, every key optional)::
     [server]            # aiohttp API + dashboard, websockets event stream
     [store]             # scan history
     [events]            # event bus
+    [[alerts]]          # alert sinks: webhook, syslog, JSON Lines file (docs/alerts.md); one table each
 
 An unknown key anywhere is an error naming the key and the file.
 """
@@ -17,8 +18,10 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from .engine.config import EngineConfig, from_mapping, read_toml
 from .engine.errors import ConfigError
@@ -28,6 +31,19 @@ DEFAULT_CONFIG_NAME = "malwaresnipper.toml"
 PROXY_MODES = ("monitor", "block")
 STORE_BACKENDS = ("sqlite", "postgres")
 EVENT_BACKENDS = ("memory", "redis")
+ALERT_KINDS = ("webhook", "syslog", "file")
+#: The lowest threat level an ``[[alerts]]`` sink may ask for (BENIGN and UNKNOWN never alert).
+ALERT_LEVELS = ("SUSPICIOUS", "MALICIOUS")
+ALERT_SOURCES = ("proxy", "extension")
+WEBHOOK_FORMATS = ("generic", "slack")
+SYSLOG_TRANSPORTS = ("udp", "tcp", "tls")
+#: RFC 5424 facility names and their codes.
+SYSLOG_FACILITIES = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7,
+    "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11, "ntp": 12, "security": 13, "console": 14,
+    "local0": 16, "local1": 17, "local2": 18, "local3": 19, "local4": 20, "local5": 21, "local6": 22,
+    "local7": 23,
+}
 
 
 def _one_of(section: str, name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -152,6 +168,128 @@ class EventSettings:
             _at_least("events", name, getattr(self, name), low)
 
 
+#: The keys only one kind of ``[[alerts]]`` sink reads; the others must leave them at their default.
+ALERT_KIND_KEYS: dict[str, tuple[str, ...]] = {
+    "webhook": ("url", "secret", "secret_env", "format", "timeout_s", "ca_file"),
+    "syslog": ("host", "port", "transport", "facility", "app_name", "timeout_s", "ca_file"),
+    "file": ("path",),
+}
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """One ``[[alerts]]`` table: where alerts go and which verdicts make one (docs/alerts.md)."""
+
+    #: ``webhook``, ``syslog`` or ``file`` (JSON Lines in Elastic Common Schema field names).
+    kind: str = ""
+    #: Names the sink in /metrics and logs; '' means the kind. Unique among the sinks.
+    name: str = ""
+    #: The lowest level that alerts: ``SUSPICIOUS`` or ``MALICIOUS``.
+    min_level: str = "MALICIOUS"
+    #: Only responses the proxy really replaced (block mode).
+    blocked_only: bool = False
+    #: Which submissions alert: ``proxy``, ``extension``.
+    sources: list[str] = field(default_factory=lambda: list(ALERT_SOURCES))
+    #: Alerts waiting for this sink; when full the oldest is dropped (counted), scanning never waits.
+    queue_size: int = 1000
+    #: Delivery attempts after the first failed one, with exponential back-off; then dead-lettered.
+    retries: int = 5
+    backoff_s: float = 1.0
+    backoff_max_s: float = 60.0
+    #: Base of the dashboard link in each alert; '' means the gateway's own API address.
+    dashboard_url: str = ""
+    # webhook
+    url: str = ""
+    #: HMAC-SHA256 key for the X-MalwareSnipper-Signature header, or the environment variable
+    #: holding it (which keeps it out of the file). A webhook needs one of them.
+    secret: str = field(default="", repr=False)
+    secret_env: str = ""
+    #: ``generic`` (the verdict summary) or ``slack`` (a Slack/Mattermost incoming-webhook body).
+    format: str = "generic"
+    timeout_s: float = 10.0
+    #: CA bundle that signs the receiver's certificate (https, syslog over TLS); '' = the system's.
+    ca_file: str = ""
+    # syslog
+    host: str = ""
+    #: 0 means 514 for udp and tcp, 6514 for tls.
+    port: int = 0
+    transport: str = "udp"
+    facility: str = "local0"
+    app_name: str = "malwaresnipper"
+    # file
+    #: '' means ``<data_dir>/alerts.ndjson``; relative paths are relative to the config file.
+    path: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+    def __post_init__(self) -> None:
+        where = f"[[alerts]] {self.label!r}" if self.kind or self.name else "[[alerts]]"
+
+        def one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+            if value not in allowed:
+                raise ConfigError(f"{where}: {name} = {value!r} is not one of {', '.join(repr(a) for a in allowed)}")
+
+        if not self.kind:
+            raise ConfigError(f"{where}: kind is missing (one of {', '.join(repr(k) for k in ALERT_KINDS)})")
+        one_of("kind", self.kind, ALERT_KINDS)
+        one_of("min_level", self.min_level, ALERT_LEVELS)
+        for source in self.sources:
+            one_of("sources", source, ALERT_SOURCES)
+        if not self.sources:
+            raise ConfigError(f"{where}: sources is empty: nothing would ever alert")
+        for name, low in (("queue_size", 1), ("retries", 0), ("backoff_s", 0), ("backoff_max_s", 0),
+                          ("timeout_s", 0.1)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"{where}: {name} must be >= {low:g}, got {getattr(self, name)!r}")
+        defaults = {f.name: _field_default(f) for f in fields(AlertSettings)}
+        own = ALERT_KIND_KEYS[self.kind]
+        for other, keys in ALERT_KIND_KEYS.items():
+            for key in keys:
+                if key not in own and getattr(self, key) != defaults[key]:
+                    raise ConfigError(f"{where}: {key} does not apply to kind {self.kind!r} (it is for {other!r})")
+        if self.dashboard_url:
+            _http_url(where, "dashboard_url", self.dashboard_url)
+        if self.kind == "webhook":
+            _http_url(where, "url", self.url)
+            one_of("format", self.format, WEBHOOK_FORMATS)
+            if self.secret and self.secret_env:
+                raise ConfigError(f"{where}: set secret or secret_env, not both")
+            if not (self.secret or self.secret_env):
+                raise ConfigError(f"{where}: a webhook needs secret or secret_env (the HMAC key of the "
+                                  "X-MalwareSnipper-Signature header its receiver verifies)")
+        elif self.kind == "syslog":
+            if not self.host:
+                raise ConfigError(f"{where}: host is missing (the syslog receiver)")
+            one_of("transport", self.transport, SYSLOG_TRANSPORTS)
+            if not 0 <= self.port <= 65535:
+                raise ConfigError(f"{where}: port must be a port number (0-65535), got {self.port!r}")
+            one_of("facility", self.facility, tuple(SYSLOG_FACILITIES))
+            if not self.app_name or len(self.app_name) > 48 or not all(33 <= ord(c) <= 126 for c in self.app_name):
+                raise ConfigError(f"{where}: app_name must be 1-48 printable ASCII characters without spaces "
+                                  f"(RFC 5424), got {self.app_name!r}")
+
+    @property
+    def syslog_port(self) -> int:
+        return self.port or (6514 if self.transport == "tls" else 514)
+
+
+def _field_default(f: Any) -> Any:
+    return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
+def _http_url(where: str, name: str, value: str) -> None:
+    """An ``http://`` or ``https://`` URL with a host: anything else is a clear error."""
+    try:
+        parts = urlsplit(value)
+        parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {name} = {value!r} is not a valid URL ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{where}: {name} = {value!r} must be an http:// or https:// URL with a host")
+
+
 @dataclass(frozen=True)
 class Settings:
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -159,9 +297,16 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     events: EventSettings = field(default_factory=EventSettings)
+    alerts: list[AlertSettings] = field(default_factory=list)
     data_dir: str = ""
     #: The file these settings came from ('' for defaults); engine paths resolve against it.
     source: str = field(default="", metadata={"internal": True})
+
+    def __post_init__(self) -> None:
+        labels = [a.label for a in self.alerts]
+        for label in labels:
+            if labels.count(label) > 1:
+                raise ConfigError(f"two [[alerts]] sinks are named {label!r}: give each its own name")
 
     @property
     def gateway_name(self) -> str:

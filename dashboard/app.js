@@ -122,6 +122,15 @@ function start() {
   if (!charts) charts = new Charts();
   showView(state.view);
   stream.start();
+  openFromHash();
+}
+
+// A link to one scan (alerts carry them): <dashboard>/#scan=<scan id> opens its detail once signed in.
+const SCAN_LINK = /^#scan=([A-Za-z0-9_-]{1,64})$/;
+
+function openFromHash() {
+  const match = SCAN_LINK.exec(window.location.hash);
+  if (match && token.get()) openDetail(match[1]);
 }
 
 function showView(name) {
@@ -628,6 +637,7 @@ function init() {
   $("#export-jsonl").addEventListener("click", () => exportHistory("jsonl"));
   for (const form of $$(".list-form")) form.addEventListener("submit", addEntry);
   window.addEventListener("online", () => stream.nudge());
+  window.addEventListener("hashchange", openFromHash);
   showConnection("offline", "signed out");
   if (token.get()) start();
 }

@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from ..settings import Settings
+from .alerts import AlertDispatcher
 from .api import build_app
 from .auth import HostPolicy, OriginPolicy, check_tls, load_or_create_token
 from .events import EventStreamServer
@@ -130,6 +131,7 @@ class RunningServices:
     events_url: str
     runner: web.AppRunner | None = None
     events: EventStreamServer | None = None
+    alerts: AlertDispatcher | None = None
     _stopped: bool = field(default=False, repr=False)
 
     async def stop(self) -> None:
@@ -142,6 +144,8 @@ class RunningServices:
         if self.events is not None:
             await self.events.stop()
         await self.service.stop()
+        if self.alerts is not None:  # after the service: its last verdicts still alert
+            await self.alerts.stop()
 
 
 def _ssl_context(cert: str, key: str) -> ssl.SSLContext:
@@ -176,11 +180,20 @@ async def start_services(
 
     await asyncio.to_thread(check_signature_rules, settings.engine)
 
-    # A gateway without an event server has nobody to deliver events to: it only appends them.
-    service = ScanService(settings, pool=pool, read_events=events)
+    # Built first: a sink that cannot be built (a secret_env not set) stops us before anything runs.
+    alerts = AlertDispatcher.from_settings(settings)
+    # A gateway without an event server or alerts has nobody to deliver events to: it only appends them.
+    service = ScanService(settings, pool=pool, read_events=events or alerts.active)
     await service.start()
     running = RunningServices(service=service, token=token, api_url="", events_url="")
     try:
+        if alerts.active:
+            running.alerts = alerts
+            await alerts.start(service.bus, gateway_id=service.gateway_id)
+            service.metrics.families.append(alerts.metric_families)
+            service.metrics.gauge("malwaresnipper_alert_feed_overflows_total",
+                                  "Times the alert feed fell behind the event bus and lost events.",
+                                  lambda: alerts.feed_overflows)
         # The origin policy needs the real API port, known only once bound (port 0).
         origins = OriginPolicy(api_port, settings.server.allowed_origins, host=host)
         hosts = HostPolicy(host, settings.server.allowed_hosts)
@@ -202,6 +215,7 @@ async def start_services(
             scheme = "https" if ssl_ctx else "http"
             shown = f"[{host}]" if ":" in host else host
             running.api_url = f"{scheme}://{shown}:{api_port}"
+            alerts.dashboard_base = running.api_url
         if events:
             stream = EventStreamServer(
                 service.bus, service.snapshot,

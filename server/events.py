@@ -227,6 +227,12 @@ def text_frame(text: str) -> bytes:
     return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
 
 
+def frame_text(frame: bytes) -> str:
+    """The JSON text of a frame built by :func:`text_frame`, for subscribers that are not sockets."""
+    length = frame[1] & 0x7F
+    return frame[2 if length < 126 else 4 if length == 126 else 10:].decode()
+
+
 class BatchingConnection(ServerConnection):
     """A ServerConnection that writes a batch of prebuilt event frames with one socket write.
 

@@ -10,6 +10,9 @@ import bisect
 from collections import Counter
 from collections.abc import Callable
 
+#: A labelled metric read at scrape time: its samples as (labels, value).
+Samples = list[tuple[dict[str, str], float]]
+
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -53,6 +56,8 @@ class Metrics:
         self.unscanned: Counter[str] = Counter()
         self.http: Counter[int] = Counter()
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+        #: Producers of labelled families (the alert sinks): () -> [(name, help, samples)].
+        self.families: list[Callable[[], list[tuple[str, str, Samples]]]] = []
 
     def scan_done(self, level: str, method: str, seconds: float) -> None:
         self.scans[(level, method)] += 1
@@ -99,6 +104,13 @@ class Metrics:
             except Exception:  # noqa: BLE001 - a broken gauge must not break the scrape
                 continue
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value:g}"]
+        for produce in self.families:
+            for name, help_text, samples in produce():
+                kind = "counter" if name.endswith("_total") else "gauge"
+                lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+                for labels, value in samples:
+                    text = ",".join(f'{key}="{_esc(val)}"' for key, val in sorted(labels.items()))
+                    lines.append(f"{name}{{{text}}} {value:g}")
         return "\n".join(lines) + "\n"
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import RuleError
@@ -58,14 +59,19 @@ def rule_spec(rule: Rule | YaraRule) -> FindingSpec:
     if isinstance(rule, YaraRule):
         doc = f"YARA rule {rule.namespace}.{rule.identifier} ({rule.source}): matches {', '.join(rule.targets)}."
     else:
-        # The bundled file is named, not its path on this machine (docs/findings.md is published).
-        source = "bundled" if rule.source in ("", str(DEFAULT_RULES_FILE)) else rule.source
-        doc = f"Signature rule {rule.id} ({source}): matches {', '.join(rule.targets)}."
+        doc = f"Signature rule {rule.id} ({_rule_file_name(rule)}): matches {', '.join(rule.targets)}."
     return FindingSpec(
         id=f"signatures.{rule.id}", layer="signatures", title=rule.description.replace("{", "{{").replace("}", "}}"),
         severity=rule.severity, points=100.0 * SEVERITY_WEIGHT[rule.severity], category=rule.category,
         classification=rule.classification, strength=Strength(rule.strength), doc=doc,
     )
+
+
+def _rule_file_name(rule: Rule) -> str:
+    """Where a rule comes from, the same on every machine for the bundled rules (the catalogue page is generated)."""
+    if not rule.source or Path(rule.source) == DEFAULT_RULES_FILE:
+        return "bundled default rules"
+    return rule.source
 
 
 class SignaturesLayer:

@@ -117,6 +117,8 @@ def test_documented_config_is_complete_and_valid(tmp_path: Path) -> None:
         for f in dataclasses.fields(cls):
             if f.metadata.get("internal"):
                 continue
+            if typing.get_origin(hints[f.name]) is list and f"[[{prefix}{f.name}]]" in block.group(1):
+                continue  # an array of tables (none by default) has its own section and test
             if f.name not in table:
                 missing.append(prefix + f.name)
             elif dataclasses.is_dataclass(hints[f.name]):

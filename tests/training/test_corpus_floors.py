@@ -35,6 +35,9 @@ FILES = ("js_corpus.train.jsonl.gz", "js_corpus_v2.train.jsonl.gz", "url_corpus.
 
 pytestmark = [
     pytest.mark.corpus,
+    # one retrain of every model (18 fits) in the module's fixture: 4-5 minutes on a quiet 2-core
+    # machine, more while other jobs share it; the suite's default 300 s is for single tests
+    pytest.mark.timeout(1500),
     pytest.mark.skipif(
         not all((DATA / f).exists() for f in FILES),
         reason=f"labelled corpus (v1 and v2 files) not found at {DATA} (set MALWARESNIPPER_DATA)",
