@@ -7,7 +7,9 @@ does not say:
 
 * **what a rule runs on** (:func:`rule_targets`): the tags ``url``, ``html`` and ``script``
   (any case, any combination) choose the texts a rule is offered; a rule without any of them
-  runs on the HTML and on each script. Conditions can narrow that further with two external
+  takes its namespace's target when the namespace (its file's name) is ``url``, ``html`` or
+  ``script`` (``rules/script.yar``), and otherwise runs on the HTML and on each script.
+  Conditions can narrow that further with two external
   variables, set before each text is scanned: ``target`` (``"url"``, ``"html"`` or
   ``"script"``) and ``url`` (the address of the page the text belongs to);
 * **what a match means**: the metadata ``description``, ``severity``, ``classification``,
@@ -232,11 +234,14 @@ def load_yara_rules(paths: Sequence[str | Path]) -> YaraRuleSet:
     return result.rules
 
 
-def rule_targets(tags: Iterable[str]) -> tuple[str, ...]:
-    """The texts a rule runs on, from its tags (see the module docstring)."""
+def rule_targets(tags: Iterable[str], namespace: str = "") -> tuple[str, ...]:
+    """The texts a rule runs on: its target tags, else its namespace when that names a target,
+    else :data:`DEFAULT_TARGETS` (see the module docstring)."""
     lowered = {tag.lower() for tag in tags}
     chosen = tuple(t for t in TARGETS if t in lowered)
-    return chosen or DEFAULT_TARGETS
+    if chosen:
+        return chosen
+    return (namespace.lower(),) if namespace.lower() in TARGETS else DEFAULT_TARGETS
 
 
 def _rule_from(compiled: Any, source: str) -> YaraRule:
@@ -259,7 +264,7 @@ def _rule_from(compiled: Any, source: str) -> YaraRule:
         identifier=compiled.identifier,
         description=meta.get("description") or f"YARA rule {compiled.namespace}.{compiled.identifier} matched",
         severity=severity,
-        targets=rule_targets(compiled.tags),
+        targets=rule_targets(compiled.tags, compiled.namespace),
         classification=meta.get("classification"),
         category=meta.get("category", "signature"),
         strength=meta.get("strength", default_strength(severity)),

@@ -164,6 +164,25 @@ def test_tags_choose_the_texts_and_variables_narrow_them(tmp_path: Path) -> None
     assert "V_Checkout" in locations(scan(layer, alone))
 
 
+def test_a_namespace_named_after_a_target_chooses_it_and_tags_still_win(tmp_path: Path) -> None:
+    """rules/url.yar runs on URLs only, rules/script.yar on scripts only; a tag overrides the file."""
+    write(tmp_path, 'rule N_Url { strings: $m = "marker" condition: $m }\n', "rules/url.yar")
+    write(tmp_path, 'rule N_Script { strings: $m = "marker" condition: $m }\n'
+                    'rule N_ScriptTaggedHtml : html { strings: $m = "marker" condition: $m }\n', "rules/Script.yar")
+    write(tmp_path, 'rule N_Other { strings: $m = "marker" condition: $m }\n', "rules/scripts_extra.yar")
+    layer = SignaturesLayer(config(tmp_path, "rules"))
+    assert {r.id: r.targets for r in layer.yara_rules} == {
+        "yara.url.N_Url": ("url",), "yara.Script.N_Script": ("script",),
+        "yara.Script.N_ScriptTaggedHtml": ("html",), "yara.scripts_extra.N_Other": ("html", "script")}
+    page = Capture.build(
+        "https://shop.example/marker",
+        html='<html><body><p>marker</p><script>var a = "marker";</script></body></html>',
+    )
+    found = locations(scan(layer, page))
+    assert found == {"N_Url": {"url"}, "N_Script": {"script #1 (inline)"}, "N_ScriptTaggedHtml": {"html"},
+                     "N_Other": {"html", "script #1 (inline)"}}
+
+
 # -- evidence --------------------------------------------------------------------------------
 
 
