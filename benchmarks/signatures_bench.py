@@ -160,7 +160,8 @@ def main() -> None:
         write_toml(rules, toml_file)
         write_yara(rules, yara_file)
 
-        print(f"{args.rules} synthetic rules (2 literals + 1 regex each); yara-x {YARA_X_VERSION}")
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"{args.rules} synthetic rules (2 literals + 1 regex each); yara-x {YARA_X_VERSION}; load average {load}")
         print("\n1. compilation (best of 3)")
         compile_toml = best_of(3, lambda: RuleSet(parse_rule_file(toml_file), use_re2=True))
         compile_fallback = best_of(3, lambda: RuleSet(parse_rule_file(toml_file), use_re2=False))
