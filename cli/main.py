@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "malwaresnipper.cli.evaluate",
     "malwaresnipper.cli.cv",
     "malwaresnipper.cli.findings",
+    "malwaresnipper.cli.rules",
     "malwaresnipper.cli.known_code",
     "malwaresnipper.cli.extension",
     "malwaresnipper.cli.serve",

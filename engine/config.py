@@ -81,10 +81,13 @@ class Reputation:
 
 @dataclass(frozen=True)
 class Signatures:
-    """Signature rule files (TOML). The bundled default rules load unless switched off."""
+    """Signature rules: TOML rule files (the bundled default rules load unless switched off) and
+    YARA rule files or folders of them (``engine/yara_rules.py``, docs/yara.md), relative to the
+    config file."""
 
     rule_files: list[str] = field(default_factory=list)
     include_default_rules: bool = True
+    yara_files: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -37,11 +37,13 @@ class Severity(IntEnum):
             raise ValueError(f"unknown severity {value!r} (expected one of {names})") from None
 
 
-def snippet(text: str, start: int = 0, end: int | None = None, context: int = 30) -> str:
+def snippet(text: str, start: int = 0, end: int | None = None, context: int = 30, *, escape: bool = False) -> str:
     """A short piece of ``text`` around ``[start, end)``, for evidence.
 
     The snippet is raw page text: whoever renders it must escape it (the dashboard inserts it as
-    text only). Control characters are replaced so that a log line stays one line.
+    text only). Control characters are replaced so that a log line stays one line; with
+    ``escape``, every character that does not print (controls, zero-width and bidi marks, odd
+    spaces) is written as ``\\n``, ``\\xNN`` or ``\\uNNNN`` instead, for matches of byte patterns (YARA).
     """
     if end is None:
         end = start
@@ -50,10 +52,23 @@ def snippet(text: str, start: int = 0, end: int | None = None, context: int = 30
     if hi - lo > MAX_SNIPPET:
         hi = lo + MAX_SNIPPET
     piece = text[lo:hi]
-    piece = "".join(ch if ch >= " " or ch == "\t" else " " for ch in piece)
+    if escape:
+        piece = "".join(ch if ch.isprintable() else _escaped(ch) for ch in piece)
+    else:
+        piece = "".join(ch if ch >= " " or ch == "\t" else " " for ch in piece)
     prefix = "…" if lo > 0 else ""
     suffix = "…" if hi < len(text) else ""
     return f"{prefix}{piece}{suffix}"
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(ch: str) -> str:
+    if ch in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[ch]
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 @dataclass(frozen=True, slots=True)

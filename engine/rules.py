@@ -142,19 +142,30 @@ def parse_rule_file(path: str | Path) -> list[Rule]:
     """Parse one TOML rule file into validated rules, or raise :class:`RuleError`."""
     path = Path(path)
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        text = path.read_bytes().decode("utf-8")
+        data = tomllib.loads(text)
     except FileNotFoundError:
         raise RuleError(f"{path}: no such rule file") from None
+    except UnicodeDecodeError as exc:
+        raise RuleError(f"{path}: not UTF-8: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise RuleError(f"{path}: invalid TOML: {exc}") from None
     except OSError as exc:
         raise RuleError(f"{path}: cannot read: {exc}") from None
-    return parse_rules(data, source=str(path))
+    return parse_rules(data, source=str(path), lines=rule_header_lines(text))
 
 
-def parse_rules(data: Any, *, source: str) -> list[Rule]:
-    """Validate the parsed TOML of one rule file (``source`` names it in errors)."""
+def rule_header_lines(text: str) -> list[int]:
+    """The line number of each ``[[rule]]`` header, so errors can say where a rule starts."""
+    return [number for number, line in enumerate(text.splitlines(), 1) if _RULE_HEADER.match(line)]
+
+
+_RULE_HEADER = re.compile(r"^\s*\[\[\s*rule\s*\]\]\s*(#.*)?$")
+
+
+def parse_rules(data: Any, *, source: str, lines: Sequence[int] = ()) -> list[Rule]:
+    """Validate the parsed TOML of one rule file (``source`` names it in errors; ``lines``, the
+    line of each ``[[rule]]`` header, adds where the faulty rule starts)."""
     if not isinstance(data, dict):
         raise RuleError(f"{source}: expected a table at the top level")
     unknown = [k for k in data if k != "rule"]
@@ -165,12 +176,18 @@ def parse_rules(data: Any, *, source: str) -> list[Rule]:
         raise RuleError(f"{source}: 'rule' must be an array of tables ([[rule]])")
     rules: list[Rule] = []
     ids: set[str] = set()
+    # Line numbers only when each table of the array has its own header (not `rule = [...]`).
+    where = list(lines) if len(lines) == len(raw_rules) else []
     for index, raw in enumerate(raw_rules):
-        rule = _parse_rule(raw, source, index)
+        at_line = f" (line {where[index]})" if where else ""
+        try:
+            rule = _parse_rule(raw, source, index)
+        except RuleError as exc:
+            raise RuleError(f"{exc}{at_line}") from None
         if rule is None:
             continue
         if rule.id in ids:
-            raise RuleError(f"{source}: rule '{rule.id}': duplicate id in the same file")
+            raise RuleError(f"{source}: rule '{rule.id}': duplicate id in the same file{at_line}")
         ids.add(rule.id)
         rules.append(rule)
     return rules
@@ -238,7 +255,7 @@ def _parse_rule(raw: Any, source: str, index: int) -> Rule | None:
                 f"bad condition {condition!r}: N must be between 1 and the number of patterns "
                 f"({len(patterns)})"
             )
-    strength = raw.get("strength", "decisive" if severity is Severity.CRITICAL else "trait")
+    strength = raw.get("strength", default_strength(severity))
     if strength not in RULE_STRENGTHS:
         raise fail(f"bad strength {strength!r} (expected one of {', '.join(RULE_STRENGTHS)})")
     if not enabled:
@@ -256,6 +273,12 @@ def _parse_rule(raw: Any, source: str, index: int) -> Rule | None:
         source=source,
         strength=strength,
     )
+
+
+def default_strength(severity: Severity) -> str:
+    """What a rule's match proves when the rule does not say: a critical rule is decisive (it
+    forces MALICIOUS), any other a trait. TOML and YARA rules share this default."""
+    return "decisive" if severity is Severity.CRITICAL else "trait"
 
 
 def _parse_patterns(raw: Any, fail: Any, case_sensitive: bool) -> tuple[Pattern, ...]:

@@ -173,15 +173,21 @@ async def start_services(
     events: bool = True,
     lists: ListService | None = None,
 ) -> RunningServices:
-    """Start everything; port 0 picks a free port. Raises ConfigError (non-loopback without TLS)
-    or OSError (port in use) before leaving anything running. ``lists``: the proxy's list service
-    (see :class:`~.service.ScanService`)."""
+    """Start everything; port 0 picks a free port. Raises ConfigError (non-loopback without TLS,
+    a rule file that does not load) or OSError (port in use) before leaving anything running.
+    ``lists``: the proxy's list service (see :class:`~.service.ScanService`)."""
     host = host or settings.server.host
     api_port = settings.server.api_port if api_port is None else api_port
     events_port = settings.server.events_port if events_port is None else events_port
     tls = check_tls(host, settings.server.tls_cert, settings.server.tls_key)
     ssl_ctx = _ssl_context(*tls) if tls else None
     token = load_or_create_token(settings.data_path)
+
+    # The workers compile the signature rules (TOML and YARA) for themselves; a broken rule file
+    # must stop start-up here, naming its file and line, not leave workers that never start.
+    from ..engine.layers.signatures import check_signature_rules
+
+    await asyncio.to_thread(check_signature_rules, settings.engine)
 
     # Built first: a sink that cannot be built (a secret_env not set) stops us before anything runs.
     alerts = AlertDispatcher.from_settings(settings)

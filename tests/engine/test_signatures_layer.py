@@ -272,6 +272,7 @@ def test_bad_rule_errors_name_file_rule_and_problem(tmp_path: Path, changes: dic
     error = bad_rule(tmp_path, **changes)
     assert "rule 'my_rule'" in str(error)
     assert expected in str(error)
+    assert str(error).endswith("(line 2)")  # where the faulty rule's [[rule]] header is
     assert isinstance(error, ConfigError)  # callers that catch config errors catch these too
 
 
@@ -281,6 +282,19 @@ def test_bad_id_and_missing_keys(tmp_path: Path) -> None:
     path = write(tmp_path, '[[rule]]\nid = "r1"\ndescription = "d"\ntarget = "url"\npatterns = ["x"]\n')
     with pytest.raises(RuleError, match=r"rule 'r1': missing required key 'severity'"):
         parse_rule_file(path)
+
+
+def test_error_lines_count_every_rule_header(tmp_path: Path) -> None:
+    good = '[[rule]]  # first\nid = "a"\ndescription = "d"\nseverity = "low"\ntarget = "url"\npatterns = ["x"]\n'
+    off = good.replace('"a"', '"off"').replace("# first", "") + "enabled = false\n"
+    bad = good.replace('"a"', '"b"').replace('"low"', '"loud"').replace("# first", "")
+    path = write(tmp_path, good + "\n" + off + "\n" + bad)
+    with pytest.raises(RuleError, match=r"rule 'b': bad severity.*\(line 16\)$"):
+        parse_rule_file(path)
+    # an inline array of tables has no headers: the error names the rule, without a line
+    inline = write(tmp_path, 'rule = [{id = "c", description = "d", severity = "loud", target = "url", patterns = ["x"]}]\n')
+    with pytest.raises(RuleError, match=r"rule 'c': bad severity.*critical\)$"):
+        parse_rule_file(inline)
 
 
 def test_duplicate_ids(tmp_path: Path) -> None:
