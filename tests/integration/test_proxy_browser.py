@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 CHROMIUM = Path("/usr/bin/chromium")
 #: A benign-looking page of the attacker's site whose script tries every way a page can reach to
 #: get its own blocked page (/dropper.html) let through, then reports what it got in its title.
-ATTACK_PAGE = b"""<!DOCTYPE html><html><head><title>Recipes</title></head><body>
+ATTACK_PAGE = rb"""<!DOCTYPE html><html><head><title>Recipes</title></head><body>
 <p>Our favourite recipes</p><button id="more">More recipes</button><script>
 const seen = [];
 const grab = (text, re) => ((text || "").match(re) || [])[1];
