@@ -285,7 +285,7 @@ def _http_url(where: str, name: str, value: str) -> None:
     """An ``http://`` or ``https://`` URL with a host: anything else is a clear error."""
     try:
         parts = urlsplit(value)
-        parts.port
+        parts.port  # noqa: B018 - reading .port is the check: ValueError on a bad port
     except ValueError as exc:
         raise ConfigError(f"{where}: {name} = {value!r} is not a valid URL ({exc})") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:

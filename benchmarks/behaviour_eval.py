@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     per_100kb: list[float] = []
     filtered_seconds = 0.0
     total_seconds = 0.0
-    passed = Counter()
+    passed: Counter[str] = Counter()
     show = {s for s in args.show.split(",") if s}
     for index, row in enumerate(rows(args.data)):
         if args.limit and index >= args.limit:

@@ -53,7 +53,8 @@ def _rows(path: Path, limit_chars: int = 400_000) -> Iterator[dict]:
 
 def load_corpus(data: Path, rng: random.Random) -> tuple[list[str], list[str], list[str]]:
     """(html pages, benign scripts, malicious scripts) as text, in memory only."""
-    benign, malicious = [], []
+    benign: list[str] = []
+    malicious: list[str] = []
     for row in _rows(data / "js_corpus.train.jsonl.gz"):
         if row.get("format") == "js":
             (benign if row["label"] == "benign" else malicious).append(row["content"])

@@ -100,8 +100,9 @@ class Client:
             self.last_seq = snapshot["seq"]
             self.ready.set()
             try:
-                async for text in ws:
+                async for message in ws:
                     now = time.perf_counter()
+                    text = message if isinstance(message, str) else message.decode()
                     m = SEQ.search(text)
                     if m is None:
                         continue  # lists_changed
@@ -110,7 +111,10 @@ class Client:
                         self.gaps += 1
                     self.last_seq = seq
                     if '"status":"SCAN_COMPLETE"' in text:
-                        scan_id = SCAN.search(text).group(1)
+                        found = SCAN.search(text)
+                        if found is None:
+                            continue
+                        scan_id = found.group(1)
                         self.complete_at[scan_id] = now
                         ev = self.waiters.get(scan_id)
                         if ev is not None:
@@ -204,7 +208,7 @@ class Deployment:
             api_port, events_port = free_port(), free_port()
             (home / "malwaresnipper.toml").write_text(config)
             env = dict(os.environ, MALWARESNIPPER_HOME=str(home), MALWARESNIPPER_TOKEN="bench-token")
-            log = open(home / "gateway.log", "wb")
+            log = open(home / "gateway.log", "wb")  # noqa: SIM115 - the gateway writes it until stop() closes it
             prof = ["-m", "cProfile", "-o", f"{profile}.{name}{n}"] if profile else []
             self.procs.append(subprocess.Popen(
                 [sys.executable, *prof, "-m", "malwaresnipper.cli.main", "serve",
@@ -283,7 +287,7 @@ def start_redis() -> tuple[subprocess.Popen, str, Path]:
     port = free_port()
     proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(workdir),
                              "--appendonly", "yes", "--save", ""],
-                            stdout=open(workdir / "redis.log", "wb"), stderr=subprocess.STDOUT)
+                            stdout=open(workdir / "redis.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115 - lives with redis
     for _ in range(100):
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:

@@ -45,7 +45,7 @@ JS_FILES = ("js_corpus.train.jsonl.gz", "js_corpus_v2.train.jsonl.gz")
 
 
 def load_rows(data: Path) -> list[dict]:
-    rows = []
+    rows: list[dict] = []
     for name in JS_FILES:
         if (data / name).exists():
             with gzip.open(data / name, "rt", encoding="utf-8") as handle:
@@ -161,7 +161,7 @@ def malicious(known: KnownCode, rows: list[dict]) -> None:
     statuses: Counter[tuple[str, str]] = Counter()
     for row in rows:
         statuses[(row["category"], known.match(row["content"]).status.value)] += 1
-    per_status = Counter()
+    per_status: Counter[str] = Counter()
     for (_, status), n in statuses.items():
         per_status[status] += n
     print(f"  {len(rows)} rows: " + ", ".join(f"{k} {v}" for k, v in sorted(per_status.items())))

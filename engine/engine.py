@@ -24,7 +24,7 @@ from .features import Features
 from .findings import catalogue
 from .known_code import KnownCode
 from .layers.base import Layer, registered_layers
-from .results import Evidence, Indicator, LayerResult, Severity
+from .results import Evidence, Indicator, LayerResult
 from .verdict import Verdict, build_verdict, combine_scores
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class RiskEngine:
         incomplete: list[str] = [f"cut: {note}" for note in capture.truncations]
         for index, layer in enumerate(self.layers):
             if time.process_time() - cpu_started > budget_s:
-                skipped = [l.name for l in self.layers[index:]]
+                skipped = [later.name for later in self.layers[index:]]
                 extra.append(_budget_indicator(skipped, self.config.limits.time_budget_ms))
                 incomplete.append(
                     f"the {self.config.limits.time_budget_ms} ms time budget ran out: "

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import string
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -34,10 +33,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+import tomllib
 
 from .errors import ConfigError
 from .results import Evidence, Indicator, Severity

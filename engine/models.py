@@ -215,7 +215,8 @@ class ModelBundle:
         from scipy.special import expit
 
         weights, intercept = linear
-        return expit(X @ weights + intercept).tolist()
+        probabilities: list[float] = expit(X @ weights + intercept).tolist()
+        return probabilities
 
     @cached_property
     def _binary_logistic(self) -> tuple[Any, float] | None:

@@ -122,7 +122,7 @@ class AlertSink:
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._idle.wait(), grace_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -155,7 +155,7 @@ class AlertSink:
                 await self.deliver(batch)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a sink's bug is a failed delivery: counted, retried, dead-lettered
                 self.failed += 1
                 error = exc if isinstance(exc, DeliveryError) else DeliveryError(f"{type(exc).__name__}: {exc}")
                 if not error.retry or attempt >= self.config.retries:
@@ -249,7 +249,7 @@ class WebhookSink(AlertSink):
                     status = resp.status
                     location = resp.headers.get("Location", "")
                     retry_after = resp.headers.get("Retry-After", "")
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 raise DeliveryError(f"POST {_safe(url)}: {type(exc).__name__}: {exc}") from None
             if 200 <= status < 300:
                 return
@@ -334,7 +334,7 @@ class SyslogSink(AlertSink):
                     self.config.host, self.config.syslog_port, ssl=self._ssl,
                     server_hostname=self.config.host if self._ssl else None,
                 ), self.config.timeout_s)
-            except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+            except (TimeoutError, OSError, ssl.SSLError) as exc:
                 raise DeliveryError(f"{where}: cannot connect: {type(exc).__name__}: {exc}") from None
             self._writer = writer
             self.connected = True
@@ -346,7 +346,7 @@ class SyslogSink(AlertSink):
         try:
             self._writer.write(b"".join(octet_counted(m) for m in messages))
             await asyncio.wait_for(self._writer.drain(), self.config.timeout_s)
-        except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+        except (TimeoutError, OSError, ssl.SSLError) as exc:
             await self._drop_connection()
             raise DeliveryError(f"{where}: send failed: {type(exc).__name__}: {exc}") from None
 
@@ -370,7 +370,7 @@ class SyslogSink(AlertSink):
             self._writer.close()
             try:
                 await asyncio.wait_for(self._writer.wait_closed(), 1.0)
-            except (OSError, asyncio.TimeoutError, ssl.SSLError):
+            except (TimeoutError, OSError, ssl.SSLError):
                 pass
             self._writer = None
 

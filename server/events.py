@@ -326,7 +326,7 @@ class EventStreamServer:
             self.server.close()
             try:
                 await asyncio.wait_for(self.server.wait_closed(), 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("event stream: some connections did not close in time")
             self.server = None
 
@@ -376,7 +376,7 @@ class EventStreamServer:
         header_ok = isinstance(conn, BatchingConnection) and conn.header_authed
         try:
             raw = await asyncio.wait_for(conn.recv(), HELLO_TIMEOUT_S)
-        except (asyncio.TimeoutError, ConnectionClosed):
+        except (TimeoutError, ConnectionClosed):
             self.refused += 1
             await conn.close(CLOSE_UNAUTHORIZED, "unauthorized")
             return

@@ -35,7 +35,7 @@ class Histogram:
     def lines(self, name: str) -> list[str]:
         out = []
         running = 0
-        for bound, count in zip(self.buckets, self.counts):
+        for bound, count in zip(self.buckets, self.counts, strict=False):
             running += count
             out.append(f'{name}_bucket{{le="{bound}"}} {running}')
         out.append(f'{name}_bucket{{le="+Inf"}} {self.total}')

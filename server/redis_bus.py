@@ -18,10 +18,11 @@ are not events: an acknowledged scan is in the store whatever happens to Redis.
 Reading
 -------
 Each event server reads the whole stream through its own consumer group (``XREADGROUP``; the
-``XACK`` of a batch goes in the same round trip as the next read), so after a restart it resumes where its group stopped, and delivers each entry to its
-subscribers once, in stream order. A batch re-sent after a lost reply is not appended twice (the
-script remembers each process's last event number), and an entry Redis hands out twice (pending
-entries after a restart) is recognised by its per-process counter and skipped.
+``XACK`` of a batch goes in the same round trip as the next read), so after a restart it resumes
+where its group stopped, and delivers each entry to its subscribers once, in stream order. A
+batch re-sent after a lost reply is not appended twice (the script remembers each process's last
+event number), and an entry Redis hands out twice (pending entries after a restart) is
+recognised by its per-process counter and skipped.
 Replay for reconnecting clients reads ``XRANGE`` by ``seq``.
 """
 
@@ -159,7 +160,7 @@ class RedisEventBus(Fanout):
         """Give the writer a moment to drain the buffer, then stop (what is left is logged)."""
         try:
             await asyncio.wait_for(self._drained(), 5.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.error("redis event bus: stopping with %d events not yet in Redis (lost)", len(self._buffer))
         # redis-py may turn a cancellation inside a command into a connection error, which the
         # loops would retry: the flag ends them whatever the cancellation became.

@@ -475,7 +475,7 @@ class _Analysis:
                 items.append((node.start_byte, 1 if name == "fn" else 0, name, node))
         items.sort(key=lambda x: (x[0], x[1], -x[3].end_byte))
         # Base64 alphabets inside a function make it an encoder (custom btoa).
-        b64_at = []
+        b64_at: list[int] = []
         pos = self.data.find(_B64_ALPHABET)
         while pos >= 0 and len(b64_at) < 20:
             b64_at.append(pos)
@@ -569,14 +569,14 @@ class _Analysis:
                 left = node.child_by_field_name("left")
                 right = node.child_by_field_name("right")
                 op = "=" if name == "assign" else "+="
-                key = self.static_path(left, scope)
-                if key is not None:
-                    self._site(key, right, scope, op)
+                lhs_key = self.static_path(left, scope)
+                if lhs_key is not None:
+                    self._site(lhs_key, right, scope, op)
                     if right is not None and right.id in self.fn_scope:
-                        self.fn_keys.setdefault(self.fn_scope[right.id], set()).add(key)
-                    if "." in key[1]:
+                        self.fn_keys.setdefault(self.fn_scope[right.id], set()).add(lhs_key)
+                    if "." in lhs_key[1]:
                         # A property written into an object taints the object: JSON.stringify(o).
-                        self._site((key[0], key[1].split(".", 1)[0]), right, scope, "prop")
+                        self._site((lhs_key[0], lhs_key[1].split(".", 1)[0]), right, scope, "prop")
                 elif left is not None and left.type == "subscript_expression":
                     root = self.static_path(left.child_by_field_name("object"), scope)
                     if root is not None:
@@ -1980,12 +1980,12 @@ def _string_method(receiver: V, method: str | None, args: list[V]) -> V | None:
                 length = ints[1] if len(ints) > 1 else len(s)
                 return V(s=s[start:start + max(0, length)], hidden=hidden)
             if method == "substring":
-                a = max(0, ints[0]) if ints else 0
-                b = max(0, ints[1]) if len(ints) > 1 else len(s)
-                return V(s=s[min(a, b):max(a, b)], hidden=hidden)
-            a = ints[0] if ints else 0
-            b = ints[1] if len(ints) > 1 else len(s)
-            return V(s=s[a:b], hidden=hidden)
+                lo = max(0, ints[0]) if ints else 0
+                hi = max(0, ints[1]) if len(ints) > 1 else len(s)
+                return V(s=s[min(lo, hi):max(lo, hi)], hidden=hidden)
+            lo = ints[0] if ints else 0
+            hi = ints[1] if len(ints) > 1 else len(s)
+            return V(s=s[lo:hi], hidden=hidden)
         if method == "charCodeAt":
             i = int(a0.n) if a0.n is not None else 0
             return V(n=float(ord(s[i]))) if 0 <= i < len(s) else EMPTY
@@ -2159,7 +2159,7 @@ def behaviour_facts(text: str, windows: Sequence[Window] | None = None, *, _dept
     if windows is not None and tuple(windows) != ((0, len(text)),):
         parts = [behaviour_facts(text[lo:hi], _depth=_depth, _deadline=_deadline) for lo, hi in windows]
         facts = [Fact(f.kind, f.offset + lo, f.end + lo, f.detail, f.host, f.url, f.carries, f.encodings, f.fields,
-                      f.hidden, f.relative) for (lo, _), part in zip(windows, parts) for f in part.facts]
+                      f.hidden, f.relative) for (lo, _), part in zip(windows, parts, strict=False) for f in part.facts]
         skipped = "; ".join(sorted({p.skipped for p in parts if p.skipped}))
         return ScriptFacts(facts=tuple(facts), analysed=all(p.analysed for p in parts), skipped=skipped,
                            truncated=any(p.truncated for p in parts), parse_errors=any(p.parse_errors for p in parts),
@@ -2367,13 +2367,13 @@ def page_behaviour(scripts: Sequence[ScriptRef], page_host: str = "") -> list[Be
                     writers.setdefault(marker, []).append((ref.location, f))
     for _ in range(4):
         changed = False
-        for marker, labels in writes.items():
+        for marker, written in writes.items():
             extra: set[str] = set()
-            for label in labels:
+            for label in written:
                 if label != marker and label in writes:
                     extra |= writes[label]
-            if not extra <= labels:
-                labels |= extra
+            if not extra <= written:
+                written |= extra
                 changed = True
         if not changed:
             break
@@ -2454,13 +2454,13 @@ def page_behaviour(scripts: Sequence[ScriptRef], page_host: str = "") -> list[Be
                 break
     sent_markers = {lab for ref in scripts for f in ref.facts.of(SEND) for lab in f.carries}
     for marker, entries in writers.items():
-        labels = writes.get(marker, set())
-        if marker not in sent_markers and FORM in labels and labels & {CARD, ALL_FIELDS} and not marker.startswith("global:"):
+        staged_fields = frozenset(writes.get(marker, ()))
+        if marker not in sent_markers and FORM in staged_fields and staged_fields & {CARD, ALL_FIELDS} and not marker.startswith("global:"):
             loc, w = entries[0]
             findings.append(BehaviourFinding(
-                "form_data_staged", f"Script copies {_describe_fields(frozenset(labels))} into {w.detail.split(' (')[0]}",
+                "form_data_staged", f"Script copies {_describe_fields(staged_fields)} into {w.detail.split(' (')[0]}",
                 "LOW", 15.0, "skimmer", None, (BehaviourEvidence(loc, w.offset, w.end, w.detail),),
-                fields=tuple(sorted(labels & FORM_LABELS))))
+                fields=tuple(sorted(staged_fields & FORM_LABELS))))
     for ref in scripts:
         for f in ref.facts.facts:
             if f.kind == EXEC_DECODED:

@@ -195,7 +195,4 @@ def site_owned_by(site: str, brand_name: str) -> bool:
     """Whether registrable domain ``site`` belongs to the brand called ``brand_name``."""
     site = site.lower().strip(".")
     label = site.split(".", 1)[0]
-    for brand in BRANDS:
-        if brand.name == brand_name and (site in brand.domains or label in brand.labels):
-            return True
-    return False
+    return any(brand.name == brand_name and (site in brand.domains or label in brand.labels) for brand in BRANDS)

@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TypedDict
 import re
 
 import ahocorasick
@@ -687,7 +688,7 @@ def _charcode_run_offset(collapsed: bytes, tries: int = 64) -> int:
         start = pos
         while start > 0 and collapsed[start - 1] == 48:
             start -= 1
-        if start == 0 or not (collapsed[start - 1] in _NAME_BYTES):
+        if start == 0 or collapsed[start - 1] not in _NAME_BYTES:
             run = _CHARCODE_RUN.match(collapsed, start, start + 200)
             if run:
                 return start
@@ -695,7 +696,21 @@ def _charcode_run_offset(collapsed: bytes, tries: int = 64) -> int:
     return -1
 
 
-def _identifier_stats_small(sample: bytes) -> dict[str, float | int]:
+class _IdentifierStats(TypedDict, total=False):
+    """The name statistics of a script, as JsFeatures fields (none when it has no names)."""
+
+    identifier_count: int
+    identifier_avg_length: float
+    identifier_max_length: int
+    identifier_short_ratio: float
+    identifier_long_ratio: float
+    identifier_unique_ratio: float
+    identifier_digit_ratio: float
+    identifier_case_switch_ratio: float
+    identifier_random_ratio: float
+
+
+def _identifier_stats_small(sample: bytes) -> _IdentifierStats:
     """The same statistics as the numpy path, in plain Python: cheaper for a short script."""
     tokens = _TOKEN_RE.findall(sample)
     names = [t for t in tokens if not 48 <= t[0] <= 57]
@@ -716,7 +731,7 @@ def _identifier_stats_small(sample: bytes) -> dict[str, float | int]:
             shape = name.translate(_CLASS_SHAPE)
             cap_share = shape.count(b"3") / size
             rise_rate = shape.count(b"23") / size
-            change_rate = sum(1 for a, b in zip(shape, shape[1:]) if a != b) / size
+            change_rate = sum(1 for a, b in zip(shape, shape[1:], strict=False) if a != b) / size
             mixed = 0.3 <= cap_share <= 0.7 and rise_rate >= 0.15
             soup = 0.2 <= cap_share <= 0.8 and change_rate >= 0.45
             hits += mixed or soup
@@ -734,7 +749,7 @@ def _identifier_stats_small(sample: bytes) -> dict[str, float | int]:
     }
 
 
-def _identifier_stats(data: bytes) -> dict[str, float | int]:
+def _identifier_stats(data: bytes) -> _IdentifierStats:
     """Name statistics on at most IDENT_SAMPLE_BYTES, taken as evenly spaced chunks.
 
     Fully vectorised (numpy over the bytes): per-token Python loops would cost more than the

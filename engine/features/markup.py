@@ -307,9 +307,8 @@ class _OpenElements:
             flags = _FOREIGN_POINT_FLAGS if special else 0
             self.foreign_open += 1
         else:
-            flags = _FLAGS.get(name)
-            if flags is None:
-                flags = _FLAGS[name] = _html_flags(name)
+            known = _FLAGS.get(name)
+            flags = known if known is not None else _FLAGS.setdefault(name, _html_flags(name))
         self.names.append(name)
         self.flags.append(flags)
         self.ns.append(ns)
@@ -546,6 +545,7 @@ def bound_nesting(html: str, limit: int = MAX_NESTING, small_page_tags: int = SM
                     continue
                 # this one and the end tags right after it that close left-out elements
                 run = _END_RUN.match(html, pos)
+                assert run is not None  # the pattern is a starred group: it matches the empty string
                 following = _TAG.findall(html, pos, run.end()) if run is not None and run.end() > pos else []
                 taken = 0
                 while groups is not None:
@@ -730,6 +730,7 @@ class HtmlReducer:
                 pos = n
                 break
             m = _PLAIN_RUN.match(buf, pos)
+            assert m is not None  # the pattern is a starred group: it matches the empty string
             if m.end() > pos:
                 out.append(buf[pos : m.end()])
                 pos = m.end()

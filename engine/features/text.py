@@ -54,9 +54,9 @@ def js_tokens(text: str) -> dict[str, float]:
         text = text[:JS_HEAD_CHARS] + "\n" + text[-JS_TAIL_CHARS:]
     tokens, head = _js_tokens_and_head(text)
     counts = Counter(tokens)
-    out = dict(zip(counts, map(math.log1p, counts.values())))
-    pairs = Counter(map(" ".join, zip(head, islice(head, 1, None))))
-    out.update(zip(pairs, map(math.log1p, pairs.values())))
+    out = dict(zip(counts, map(math.log1p, counts.values()), strict=False))
+    pairs = Counter(map(" ".join, zip(head, islice(head, 1, None), strict=False)))
+    out.update(zip(pairs, map(math.log1p, pairs.values()), strict=False))
     out.update(_shape_tokens(text))
     return out
 
@@ -260,7 +260,7 @@ def page_tokens(clean_html: str) -> dict[str, float]:
     title = _TITLE.search(clean_html)
     if title:
         counts.update(map("ti:".__add__, _WORD.findall(title.group(1).lower())))
-    out = dict(zip(counts, map(math.log1p, counts.values())))
+    out = dict(zip(counts, map(math.log1p, counts.values()), strict=False))
     if PAGE_CHAR_WEIGHT > 0:
         s = clean_html
         if len(s) > PAGE_CHAR_HEAD + PAGE_CHAR_TAIL:
@@ -273,7 +273,7 @@ def page_tokens(clean_html: str) -> dict[str, float]:
         token_norm = math.hypot(*out.values()) or 1.0
         gram_norm = math.hypot(*values) or 1.0
         factor = PAGE_CHAR_WEIGHT * token_norm / gram_norm
-        out.update(zip(grams, map(factor.__mul__, values)))
+        out.update(zip(grams, map(factor.__mul__, values), strict=False))
     return out
 
 

@@ -313,7 +313,8 @@ def _extract(url: str) -> UrlFeatures:
     if "%" in host:
         parse_error = parse_error or "percent-encoded host"
     host_fields = _host_fields(host)
-    host = host_fields["host"] or host  # the punycode form, as it goes over the wire
+    punycode = host_fields["host"]
+    host = punycode if isinstance(punycode, str) and punycode else host  # the form that goes over the wire
     path_depth = path.count("/") - (1 if path.endswith("/") and len(path) > 1 else 0)
     lower_path = path.lower()
     last_segment = lower_path.rsplit("/", 1)[-1]

@@ -230,7 +230,7 @@ def fingerprint(text: str) -> Fingerprint:
     parts = form.split(STATEMENT_SEPARATOR)
     encoded = [part.encode("utf-8", "surrogatepass") for part in parts]
     ends = [
-        i + 1 for i, (crc, data) in enumerate(zip(map(zlib.crc32, encoded), encoded))
+        i + 1 for i, (crc, data) in enumerate(zip(map(zlib.crc32, encoded), encoded, strict=False))
         if not crc & CHUNK_MASK and len(data) >= MIN_BOUNDARY_STATEMENT
     ]
     if not ends or ends[-1] != len(parts):

@@ -299,7 +299,7 @@ def corpus_sources(paths: Iterable[str | Path]) -> Iterable[SourceFile]:
     for path in paths:
         path = Path(path)
         opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
+        with opener(path, "rt", encoding="utf-8") as handle:
             for line in handle:
                 row = json.loads(line)
                 if row.get("label") != "benign" or row.get("category") != "library" or row.get("format", "js") != "js":

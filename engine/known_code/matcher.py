@@ -206,7 +206,7 @@ class KnownCode:
             # The unseen rest is foreign as far as anyone knows: the script's end is scanned too.
             spans.append((chunk_start[-1], len(text)))
         best: tuple[float, LibraryFile | None] = (0.0, None)
-        for db, ix in zip(self.databases, indexes):
+        for db, ix in zip(self.databases, indexes, strict=False):
             file_index, weight = db.best_file(np.where(known, ix, -1), weights)
             if file_index >= 0 and weight > best[0]:
                 best = (weight, db.files[file_index])
@@ -220,7 +220,7 @@ def _drop_short_runs(known: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``known`` with runs of known chunks lighter than :data:`MIN_KNOWN_RUN` set to False."""
     out = known.copy()
     edges = np.flatnonzero(np.diff(np.concatenate(([0], known.astype(np.int8), [0]))))
-    for start, end in zip(edges[::2].tolist(), edges[1::2].tolist()):
+    for start, end in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=False):
         if weights[start:end].sum() < MIN_KNOWN_RUN:
             out[start:end] = False
     return out

@@ -2,8 +2,9 @@
 
 Each script is judged on its own: :func:`assess_script` turns the script's
 :class:`~malwaresnipper.engine.features.javascript.JsFeatures` into catalogue findings
-(``engine/data/findings.toml``: title, severity, points) and combines them with the one noisy-OR (two independent signs of obfuscation weigh more than one). The
-layer's score is the worst script's score.
+(``engine/data/findings.toml``: title, severity, points) and combines them with the one noisy-OR
+(two independent signs of obfuscation weigh more than one). The layer's score is the worst
+script's score.
 
 The hard case is minified library code: short names, long lines, ``Function("return this")``,
 numeric tables, ``fromCharCode`` in codecs. None of these is scored on its own. What scores is what
@@ -224,7 +225,8 @@ def assess_script(text: str, f: JsFeatures, page_host: str = "") -> ScriptAssess
     if c("packer"):
         pass  # the packer finding already is "eval of decoded code"; do not count it twice
     elif sink and decoder:
-        add(_hit("eval_decoded", f.offset(sink) if sink != "new_function" else text.find("new Function("), 40, "obfuscated" if obfuscated else "plain"))
+        where = f.offset(sink) if sink != "new_function" else text.find("new Function(")
+        add(_hit("eval_decoded", where, 40, "obfuscated" if obfuscated else "plain"))
     elif sink in ("eval", "function_ctor", "new_function") and obfuscated:
         add(_hit("eval_obfuscated", f.offset(sink) if sink != "new_function" else text.find("new Function("), 40))
     elif sink == "string_timer":

@@ -2,17 +2,16 @@
 
 Each heuristic is a finding of the catalogue (``engine/data/findings.toml``: title, severity,
 points); the layer's score is their noisy-OR (:func:`~malwaresnipper.engine.findings.combine`),
-so one weak sign stays weak and several add up. Every
-heuristic was checked against the URL corpus: those worth 20 points or more fire on at most
-0.1 % of its benign URLs (the weak ones, such as a sign-in word in the path, on under 3 %), and
-an ordinary URL (a search page, a repository, a CDN asset) fires none and scores 0. Brand look-alikes belong to the reputation layer; this layer only uses
-the brand list to know whose hosts may legitimately say "login".
+so one weak sign stays weak and several add up. Every heuristic was checked against the URL
+corpus: those worth 20 points or more fire on at most 0.1 % of its benign URLs (the weak ones,
+such as a sign-in word in the path, on under 3 %), and an ordinary URL (a search page, a
+repository, a CDN asset) fires none and scores 0. Brand look-alikes belong to the reputation
+layer; this layer only uses the brand list to know whose hosts may legitimately say "login".
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import ClassVar
 
 from ..capture import Capture
@@ -95,7 +94,7 @@ class UrlLayer:
             start = max(start, 0)
             end = start + len(where) if where else min(len(url), 60)
             hits.append(found(f"url.{name}", Evidence(snippet(url, start, end), "url", start), variant=variant,
-                              **values))
+                              points=None, **values))
 
         if f.scheme == "javascript":
             add("javascript_scheme")
@@ -190,134 +189,4 @@ class UrlLayer:
             add("risky_download", "." + f.file_extension, extension=f.file_extension)
         if f.url_length > 300:
             add("long_url", length=f.url_length)
-        return hits
-        if f.scheme == "data":
-            media = f.path.split(",", 1)[0].lower()
-            if media.startswith(_ACTIVE_DATA_TYPES) or not media or media.startswith(";"):
-                add("data_scheme", "The whole page is hidden inside the address (a data: URL), "
-                    "a trick used to show phishing pages without a web site",
-                    Severity.HIGH, 60, classification="phishing")
-            return hits
-        if not f.host:
-            return hits
-
-        brand_host = owned_by(f.host, self._brand_domains) is not None
-
-        if f.ip_kind in ("integer", "hex", "octal", "mixed"):
-            add("obfuscated_ip_host", "The site's IP address is written in a disguised form "
-                f"({f.ip_kind}) that browsers still open", Severity.HIGH, 70, f.host)
-        elif f.is_ip and not f.ip_private:
-            add("ip_host", "The site is reached by a bare IP address instead of a domain name",
-                Severity.MEDIUM, 45, f.host)
-
-        if f.userinfo:
-            add("userinfo_in_authority", "Text before an '@' in the address pretends to be the "
-                f"site; the browser really goes to {f.host}", Severity.HIGH, 55,
-                f.userinfo + "@", classification="phishing")
-
-        if f.mixed_script:
-            add("mixed_script_host", "The domain mixes letters of different alphabets (for example "
-                f"Latin and Cyrillic) to look like another name: {f.host_unicode}",
-                Severity.HIGH, 60, f.host, classification="phishing")
-        elif f.punycode or f.non_ascii_host:
-            add("punycode_host", f"The domain uses international characters and displays as "
-                f"{f.host_unicode}", Severity.LOW, 20, f.host)
-
-        if not f.is_ip:
-            if f.subdomain_depth >= 4:
-                add("deep_subdomains", f"The host name has {f.subdomain_depth} levels of "
-                    "subdomains, a way to push the real domain out of sight",
-                    Severity.MEDIUM, 30, f.subdomain)
-            elif f.subdomain_depth == 3:
-                add("deep_subdomains", "The host name has 3 levels of subdomains",
-                    Severity.LOW, 15, f.subdomain)
-            if f.tld_in_subdomain and not brand_host:
-                add("domain_in_subdomain", "The host name starts with what looks like another "
-                    f"domain; the real domain is {f.registrable_domain}", Severity.MEDIUM, 35,
-                    f.subdomain, classification="phishing")
-            if f.host_length > 60:
-                add("long_host", f"The host name is unusually long ({f.host_length} characters)",
-                    Severity.LOW, 20, f.host)
-            elif f.host_length > 40:
-                add("long_host", f"The host name is long ({f.host_length} characters)",
-                    Severity.LOW, 10, f.host)
-            if f.host_hyphen_count >= 4:
-                add("many_hyphens", f"The host name has {f.host_hyphen_count} hyphens",
-                    Severity.LOW, 15, f.host)
-            if f.host_digit_ratio > 0.3 and len(f.domain_label) >= 6:
-                add("digit_heavy_host", "The host name is mostly digits", Severity.LOW, 10, f.host)
-            if f.free_tld:
-                add("risky_tld", f"The domain is on .{f.tld}, a free TLD mostly used for abuse",
-                    Severity.MEDIUM, 35, "." + f.tld)
-            elif f.risky_tld:
-                add("risky_tld", f"The domain is on .{f.tld}, a TLD with a high share of abuse",
-                    Severity.LOW, 20, "." + f.tld)
-            if f.dynamic_dns:
-                add("dynamic_dns", f"The site uses a free dynamic-DNS name ({f.dynamic_dns}) that "
-                    "can point at any machine", Severity.MEDIUM, 30, f.dynamic_dns)
-            elif f.free_hosting and not brand_host:
-                add("free_hosting", f"The site is on a free hosting platform ({f.free_hosting}) "
-                    "where anyone can publish a page in minutes", Severity.LOW, 15, f.free_hosting)
-            if f.shortener:
-                add("shortener", "The link goes through a URL shortener that hides its "
-                    "destination", Severity.LOW, 20, f.host, category="redirect")
-
-        if not brand_host:
-            words = f.credential_words_host
-            if words:
-                in_label = [w for w in words if w in f.domain_label]
-                if in_label:
-                    add("credential_words_domain", "The domain name itself uses sign-in words ("
-                        + ", ".join(words[:3]) + ") and is not the site of a known brand",
-                        Severity.MEDIUM, 50 if len(words) >= 2 else 35, in_label[0],
-                        classification="phishing")
-                else:
-                    add("credential_words_host", "The host name uses sign-in words ("
-                        + ", ".join(words[:3]) + ") but is not the site of a known brand",
-                        Severity.LOW, 25 if len(words) >= 2 else 15, words[0],
-                        classification="phishing")
-            asset = f.file_extension in _STATIC_ASSETS
-            path_words = () if asset else f.credential_words_path
-            if path_words:
-                script_page = f.file_extension in _SCRIPT_PAGES
-                points = 25 if len(path_words) >= 2 else 12
-                add("credential_words_path", "The address asks for sign-in or account details ("
-                    + ", ".join(path_words[:3]) + ")"
-                    + (f" through a .{f.file_extension} script" if script_page else ""),
-                    Severity.LOW, max(points, 30) if script_page else points, path_words[0],
-                    classification="phishing")
-                if f.brand_in_path and not _only_in_slugs(f.path, (*f.brand_in_path, *path_words)):
-                    add("brand_and_credential_path", "The path names a brand ("
-                        + ", ".join(f.brand_in_path[:3]) + ") and asks for sign-in on a site "
-                        f"that is not the brand's ({f.registrable_domain})", Severity.MEDIUM, 35,
-                        f.brand_in_path[0], classification="phishing")
-            if f.brand_in_path:
-                add("brand_in_path", "The path names a brand (" + ", ".join(f.brand_in_path[:3])
-                    + f") on a site that is not the brand's ({f.registrable_domain})",
-                    Severity.LOW, 8, f.brand_in_path[0])
-            cms_folder = next((d for d in _CMS_FOLDERS if d in f.path), None)
-            if f.cms_folder_page or (cms_folder and not asset and (path_words or f.brand_in_path)):
-                where = cms_folder or next((d for d in ("/wp-", "/.well-known/") if d in f.path), "/")
-                add("page_in_cms_folder", "A page is served from inside a web site's code folder "
-                    f"({where.strip('/')}), where phishing kits are planted on hacked sites",
-                    Severity.MEDIUM, 40, where, classification="phishing")
-            if f.email_in_url:
-                add("email_in_url", "The address carries an e-mail address, as phishing links do "
-                    "to pre-fill the victim's account", Severity.LOW, 20, "@" if "@" in f.url else "%40",
-                    classification="phishing")
-            if f.tld_in_path:
-                found = _DOMAIN_IN_PATH.search(f.path.lower())
-                add("domain_in_path", "The path contains another domain name", Severity.LOW, 10,
-                    found.group(0) if found else None)
-
-        local = f.ip_private or f.host == "localhost" or f.host.endswith(_LOCAL_SUFFIXES)
-        if f.port is not None and f.port not in _COMMON_PORTS and not local:
-            points = 10 if f.port in _ALT_WEB_PORTS else 20
-            add("odd_port", f"The site uses an unusual port ({f.port})", Severity.LOW, points,
-                f":{f.port}")
-        if f.risky_extension:
-            add("risky_download", f"The address downloads a program or script (.{f.file_extension})",
-                Severity.MEDIUM, 40, "." + f.file_extension, classification="malware")
-        if f.url_length > 300:
-            add("long_url", f"The address is very long ({f.url_length} characters)", Severity.LOW, 5)
         return hits

@@ -237,7 +237,7 @@ def run_cv(
         tasks = _tasks({k: by_kind[k] for k in kinds}, plan)
         try:
             with Progress(sum(len(t[2]) for t in tasks), "cv: engine on held-out rows", enabled=not quiet) as bar:
-                for (fold, kind, _), rows in zip(tasks, run_tasks(_scan_task, tasks, jobs=jobs)):
+                for (fold, kind, _), rows in zip(tasks, run_tasks(_scan_task, tasks, jobs=jobs), strict=False):
                     bar.update(len(rows))
                     for row in rows:
                         row["fold"] = fold
@@ -288,7 +288,7 @@ def _model_probabilities(cv: CrossValidation) -> dict[str, dict[str, tuple[float
 
 def _write_oof(out: TextIO, kind: str, samples: Sequence[Sample], rows: Sequence[dict[str, Any] | None],
                model_prob: Mapping[str, tuple[float, int]]) -> None:
-    for s, row in zip(samples, rows):
+    for s, row in zip(samples, rows, strict=False):
         if row is None:
             continue
         prob = model_prob.get(s.id)
@@ -308,11 +308,12 @@ def _kind_report(kind: str, samples: Sequence[Sample], rows: Sequence[dict[str, 
                  model_prob: Mapping[str, tuple[float, int]], cv: CrossValidation,
                  thresholds: Mapping[str, float]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Engine and model metrics of one kind: pooled, per fold, and the first-class figures."""
-    ok = [i for i, r in enumerate(rows) if r is not None and "error" not in r]
+    done = {i: r for i, r in enumerate(rows) if r is not None and "error" not in r}
+    ok = list(done)
     cuts = breakdowns(kind, samples)
 
     def engine_metrics(idx: Sequence[int]) -> dict[str, Any]:
-        return risk_metrics(kind, [samples[i] for i in idx], [rows[i]["risk"] for i in idx], thresholds,
+        return risk_metrics(kind, [samples[i] for i in idx], [done[i]["risk"] for i in idx], thresholds,
                             cuts={k: [v[i] for i in idx] for k, v in cuts.items()})
 
     with_model = [i for i in ok if samples[i].id in model_prob]
@@ -327,10 +328,10 @@ def _kind_report(kind: str, samples: Sequence[Sample], rows: Sequence[dict[str, 
 
     pooled_engine = engine_metrics(ok)
     pooled_model = model_metrics(with_model, None) if with_model else None
-    per_fold_figures = []
+    per_fold_figures: list[dict[str, float | None]] = []
     for fold in range(cv.plan.folds):
-        e_idx = [i for i in ok if rows[i]["fold"] == fold]
-        m_idx = [i for i in with_model if rows[i]["fold"] == fold]
+        e_idx = [i for i in ok if done[i]["fold"] == fold]
+        m_idx = [i for i in with_model if done[i]["fold"] == fold]
         if not e_idx or len({samples[i].y for i in e_idx}) < 2:
             per_fold_figures.append({})  # keeps per_fold aligned with the fold numbers
             continue
@@ -340,15 +341,15 @@ def _kind_report(kind: str, samples: Sequence[Sample], rows: Sequence[dict[str, 
     mean, spread = mean_and_spread(per_fold_figures)
     figures = {
         name: {"pooled": value, "mean": mean.get(name), "std": spread.get(name),
-               "min": min((f[name] for f in per_fold_figures if f.get(name) is not None), default=None),
-               "max": max((f[name] for f in per_fold_figures if f.get(name) is not None), default=None),
+               "min": min((v for f in per_fold_figures if (v := f.get(name)) is not None), default=None),
+               "max": max((v for f in per_fold_figures if (v := f.get(name)) is not None), default=None),
                "per_fold": [f.get(name) for f in per_fold_figures]}
         for name, value in pooled_figures.items()
     }
     errors = Counter(str(r["error"]).split(":")[0][:60] for r in rows if r is not None and "error" in r)
     report = {
         "n": len(samples), "not_scannable": dict(errors),
-        "fold_sizes": [sum(1 for i in ok if rows[i]["fold"] == f) for f in range(cv.plan.folds)],
+        "fold_sizes": [sum(1 for i in ok if done[i]["fold"] == f) for f in range(cv.plan.folds)],
         "engine": pooled_engine, "model": pooled_model,
         "calibration_per_fold": [cv.calibration(kind, exclude_fold=f) for f in range(cv.plan.folds)],
     }

@@ -54,8 +54,8 @@ def rate(scores: Sequence[float], threshold: float | None) -> float | None:
 
 def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
     """Area under the ROC curve (ties count half); None unless both classes are present."""
-    pos = [s for y, s in zip(labels, scores) if y == 1]
-    neg = [s for y, s in zip(labels, scores) if y == 0]
+    pos = [s for y, s in zip(labels, scores, strict=False) if y == 1]
+    neg = [s for y, s in zip(labels, scores, strict=False) if y == 0]
     if not pos or not neg:
         return None
     # Rank-sum (Mann-Whitney) with average ranks for ties.
@@ -70,14 +70,14 @@ def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
         for k in range(i, j + 1):
             ranks[order[k]] = avg
         i = j + 1
-    pos_rank_sum = sum(r for r, y in zip(ranks, labels) if y == 1)
+    pos_rank_sum = sum(r for r, y in zip(ranks, labels, strict=False) if y == 1)
     n_pos, n_neg = len(pos), len(neg)
     return (pos_rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
 def _at(labels: Sequence[int], scores: Sequence[float], threshold: float) -> dict[str, float | None]:
-    tp = sum(1 for y, s in zip(labels, scores) if y == 1 and s >= threshold)
-    fp = sum(1 for y, s in zip(labels, scores) if y == 0 and s >= threshold)
+    tp = sum(1 for y, s in zip(labels, scores, strict=False) if y == 1 and s >= threshold)
+    fp = sum(1 for y, s in zip(labels, scores, strict=False) if y == 0 and s >= threshold)
     n_pos = sum(1 for y in labels if y == 1)
     n_neg = len(labels) - n_pos
     return {
@@ -107,8 +107,8 @@ def compute_metrics(
     """
     labels = [int(y) for y in labels]
     scores = [float(s) for s in scores]
-    negatives = [s for y, s in zip(labels, scores) if y == 0]
-    positives = [s for y, s in zip(labels, scores) if y == 1]
+    negatives = [s for y, s in zip(labels, scores, strict=False) if y == 0]
+    positives = [s for y, s in zip(labels, scores, strict=False) if y == 1]
     tpr_at_fpr: dict[str, Any] = {}
     fpr_thresholds: dict[str, float | None] = {}
     for target in FPR_TARGETS:
@@ -140,7 +140,7 @@ def _per_group(
     """For each group (rows whose group is None are left out): its label side, count and the
     share flagged at each operating point (recall for malicious groups, FPR for benign ones)."""
     by_group: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    for y, s, g in zip(labels, scores, groups):
+    for y, s, g in zip(labels, scores, groups, strict=False):
         if g is not None:
             by_group[g].append((y, s))
     out: dict[str, Any] = {}
@@ -156,8 +156,8 @@ def _per_group(
         }
         for name, t in thresholds.items():
             entry[f"at_{name}"] = rate(group_scores, float(t))
-        for target, t in fpr_thresholds.items():
-            entry[f"at_fpr_{target}"] = rate(group_scores, t)
+        for target, fpr_t in fpr_thresholds.items():
+            entry[f"at_fpr_{target}"] = rate(group_scores, fpr_t)
         out[group] = entry
     return out
 
@@ -199,7 +199,7 @@ def mean_and_spread(rows: Sequence[Mapping[str, float | None]]) -> tuple[dict[st
     mean: dict[str, float | None] = {}
     spread: dict[str, float | None] = {}
     for key in dict.fromkeys(k for r in rows for k in r):
-        values = [r[key] for r in rows if r.get(key) is not None]
+        values = [v for r in rows if (v := r.get(key)) is not None]
         mean[key] = statistics.fmean(values) if values else None
         spread[key] = statistics.pstdev(values) if len(values) > 1 else None
     return mean, spread
@@ -252,7 +252,7 @@ def breakdowns(kind: str, samples: Sequence[Sample]) -> dict[str, list[str | Non
                          else "links in smaller v2 lists" for src in sources]
         out["path"] = [f"{s.label}/{url_path_kind(s.text)}" for s in samples]
         out["source_path"] = [f"{src} | {url_path_kind(s.text)}" if s.y == 0 else None
-                              for src, s in zip(out["source"], samples)]
+                              for src, s in zip(out["source"], samples, strict=False)]
     elif kind == "html":
         out["source"] = [short_source(s) for s in samples]
         out["format"] = [f"{s.label}/{s.format or 'html'}" for s in samples]

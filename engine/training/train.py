@@ -157,7 +157,7 @@ def augment_login_urls(prepared: Prepared) -> None:
     domain's group."""
     import hashlib
 
-    for sample, added in zip(list(prepared.samples), list(prepared.augmented)):
+    for sample, added in zip(list(prepared.samples), list(prepared.augmented), strict=False):
         if added or sample.label != "benign" or "top" not in str(sample.meta.get("source", "")).lower():
             continue
         base = sample.text.rstrip("/")
@@ -175,7 +175,7 @@ def augment_login_urls(prepared: Prepared) -> None:
 
 def featurize_all(kind: str, texts: Sequence[str], *, label: str, quiet: bool = False) -> list[ModelInput]:
     out: list[ModelInput] = []
-    skip_numeric = [] if NUMERIC_WEIGHT_BY_KIND.get(kind, 0.1) <= 0 else None
+    skip_numeric: list[str] | None = [] if NUMERIC_WEIGHT_BY_KIND.get(kind, 0.1) <= 0 else None
     with Progress(len(texts), label, enabled=not quiet) as bar:
         for text in texts:
             out.append(featurize(kind, text, numeric_keys=skip_numeric))
@@ -409,7 +409,7 @@ def page_maxima(bundle: ModelBundle, pages: PageScripts, fold: int | None) -> di
     out = {int(k): 0.0 for k in wanted}
     rows = np.flatnonzero(np.isin(pages.owner, wanted))
     if len(rows):
-        for k, p in zip(pages.owner[rows], bundle.predict_matrix(pages.tokens[rows])):
+        for k, p in zip(pages.owner[rows], bundle.predict_matrix(pages.tokens[rows]), strict=False):
             out[int(k)] = max(out[int(k)], p)
     return out
 
@@ -578,7 +578,7 @@ def oof_metrics(cv: CrossValidation, kind: str) -> dict[str, Any]:
 # -- writing models ----------------------------------------------------------------------------
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     """Write through a temporary file in the same folder, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

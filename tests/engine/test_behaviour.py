@@ -358,7 +358,7 @@ def _rc4_encode(text: str, key: str) -> str:
 def test_obfuscator_io_rc4_string_table_with_rotation_is_decoded() -> None:
     plain = ["https://rc4.example.net/c", "getElementById", "cc_number", "value", "sendBeacon"]
     keys = ["k1", "Zz", "@#", "q!", "pw"]
-    encoded = [_rc4_encode(p, k) for p, k in zip(plain, keys)]
+    encoded = [_rc4_encode(p, k) for p, k in zip(plain, keys, strict=False)]
     rotation = 2  # the IIFE rotates the table left by 2 at run time: store it rotated right
     stored = encoded[-rotation:] + encoded[:-rotation]
     table = ",".join(f"'{e}'" for e in stored)

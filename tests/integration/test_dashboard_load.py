@@ -174,7 +174,8 @@ def test_page_stays_responsive_with_10000_scans_and_a_burst(browser: Any, big_ga
         total = HISTORY + len(submitted)
         wait_js(page, f"document.querySelector('#stat-total').dataset.value === '{total}'", timeout=60)
         last = submitted[-200:]
-        wait_js(page, "ids => ids.every(id => document.querySelector(`#feed-body .feed-row[data-scan-id='${id}'][data-status=SCAN_COMPLETE]`))",
+        wait_js(page, "ids => ids.every(id => document.querySelector("
+                "`#feed-body .feed-row[data-scan-id='${id}'][data-status=SCAN_COMPLETE]`))",
                 last, timeout=60)
         drained_s = time.monotonic() - started
         figures = page.evaluate("""() => {

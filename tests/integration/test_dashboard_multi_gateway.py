@@ -4,7 +4,6 @@ that gateway B ran, through Redis Streams and PostgreSQL, and says which gateway
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dashboard_fixtures import (
+from dashboard_fixtures import (  # noqa: F401 - fixtures are used by name
     Gateway,
     PageWatch,
     browser,

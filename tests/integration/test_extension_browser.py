@@ -364,7 +364,7 @@ class Overlay:
 
         def walk(node: dict[str, Any]) -> None:
             attrs = node.get("attributes", [])
-            pairs = dict(zip(attrs[::2], attrs[1::2]))
+            pairs = dict(zip(attrs[::2], attrs[1::2], strict=False))
             if "data-ms" in pairs:
                 found[pairs["data-ms"]] = {"nodeId": node["nodeId"], "text": text_of(node)}
             for child in node.get("children", []) + node.get("shadowRoots", []):
@@ -581,7 +581,7 @@ def test_loopback_private_paused_and_allowlisted_pages_are_never_sent(gateway: G
     for url, reason in skipped.items():
         response = page.goto(url)
         assert response is not None and response.ok, url
-        state = wait_until(lambda: browser.tab_state(url), 10, f"the worker to see {url}")
+        state = wait_until(lambda: browser.tab_state(url), 10, f"the worker to see {url}")  # noqa: B023 - called at once
         assert state["status"] == "skipped" and state["reason"] == reason, state
         assert browser.badge(state["tabId"]) == ""
     # A page sent after them arrives; none of them was sent before it.
@@ -601,7 +601,8 @@ def _load_times(page: Any, urls: list[str], pause_s: float) -> list[float]:
     times = []
     for url in urls:
         page.goto(url, wait_until="load")
-        times.append(page.evaluate("() => { const n = performance.getEntriesByType('navigation')[0]; return n.loadEventEnd - n.startTime; }"))
+        times.append(page.evaluate(
+            "() => { const n = performance.getEntriesByType('navigation')[0]; return n.loadEventEnd - n.startTime; }"))
         time.sleep(pause_s)
     return times
 
@@ -638,7 +639,8 @@ def test_gateway_down_pages_load_normally_then_queued_captures_arrive(gateway: G
         page = browser.context.new_page()
         for url in queued:
             page.goto(url)
-            wait_until(lambda: (s := browser.tab_state(url)) and s["status"] == "queued", 15, f"{url} to be queued")
+            wait_until(lambda: (s := browser.tab_state(url)) and s["status"] == "queued", 15,  # noqa: B023 - called at once
+                       f"{url} to be queued")
         assert browser.badge(browser.tab_state(queued[-1])["tabId"]) == "…"
         session = wait_until(lambda: (s := browser.session()).get("queueIndex") and s, 10, "the queue")
         index = session["queueIndex"]
@@ -651,7 +653,7 @@ def test_gateway_down_pages_load_normally_then_queued_captures_arrive(gateway: G
         gateway.start()
     # When the gateway comes back the worker reconnects by itself and sends the queue.
     for url in queued:
-        wait_until(lambda: gateway.scans_for(url), 60, f"the queued capture of {url} to arrive")
+        wait_until(lambda: gateway.scans_for(url), 60, f"the queued capture of {url} to arrive")  # noqa: B023 - called at once
     wait_until(lambda: browser.session().get("queueLength", 0) == 0, 10, "the queue to empty")
     assert not [k for k in browser.session() if k.startswith("q:")]
     state = browser.wait_verdict(queued[-1])

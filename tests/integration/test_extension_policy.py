@@ -119,7 +119,7 @@ def test_capture_policy_table(options_page: Any) -> None:
     )
     wrong = [
         (url, extra, expected, got)
-        for (url, extra, expected), got in zip(CASES, results)
+        for (url, extra, expected), got in zip(CASES, results, strict=False)
         if got != {"capture": expected == "", "reason": expected}
     ]
     assert not wrong, "\n".join(f"{url} {extra}: expected {expected!r}, got {got}" for url, extra, expected, got in wrong)

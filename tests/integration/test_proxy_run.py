@@ -50,7 +50,7 @@ def test_run_starts_proxy_api_and_events_and_says_where(tmp_path):
     threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
     try:
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not any("Press Ctrl-C" in l for l in lines):
+        while time.monotonic() < deadline and not any("Press Ctrl-C" in line for line in lines):
             assert proc.poll() is None, "".join(lines)
             time.sleep(0.1)
         out = "".join(lines)
@@ -61,7 +61,7 @@ def test_run_starts_proxy_api_and_events_and_says_where(tmp_path):
         assert health["status"] == "ok"
         assert health["proxy"] == {"host": "127.0.0.1", "port": proxy_port}  # the dashboard's empty state shows it
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any("scan worker 0 ready" in l for l in lines):
+        while time.monotonic() < deadline and not any("scan worker 0 ready" in line for line in lines):
             time.sleep(0.1)
         s = Client(f"127.0.0.1:{proxy_port}", tmp_path / "conf" / "mitmproxy-ca-cert.pem")
         r = s.get(upstream.url("/dropper.html", tls=True), timeout=30)

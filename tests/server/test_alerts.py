@@ -45,7 +45,7 @@ from malwaresnipper.settings import (
 )
 from support_ports import free_port
 from test_alert_formats import HOSTILE_TITLE, HOSTILE_URL, complete_event
-from test_redis_bus import shared_redis_stream
+from test_redis_bus import shared_redis_stream  # noqa: F401 - a fixture, used by name
 
 SECRET = "test-secret-\u00e9"
 FAST = {"backoff_s": 0.05, "backoff_max_s": 0.2}

@@ -60,7 +60,6 @@ async def test_a_body_that_never_finishes_gets_408(services: RunningServices, mo
     assert head.startswith(b"HTTP/1.1 408"), head
     assert asyncio.get_running_loop().time() - started < 5
     writer.close()
-    async with aiohttp.ClientSession() as s:
-        async with s.get(services.api_url + "/api/v1/scans",
-                         headers={"Authorization": f"Bearer {services.token}"}) as resp:
-            assert resp.status == 200 and (await resp.json())["total"] == 0
+    async with aiohttp.ClientSession() as s, s.get(services.api_url + "/api/v1/scans",
+                     headers={"Authorization": f"Bearer {services.token}"}) as resp:
+        assert resp.status == 200 and (await resp.json())["total"] == 0

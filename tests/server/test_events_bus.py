@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from malwaresnipper.server.events import InMemoryEventBus, Subscription, text_frame
+from malwaresnipper.server.store import SqliteScanStore
 
 
 def payload(frame: bytes) -> str:
@@ -15,7 +16,6 @@ def payload(frame: bytes) -> str:
     length = frame[1] & 0x7F
     offset = 2 if length < 126 else 4 if length == 126 else 10
     return frame[offset:].decode()
-from malwaresnipper.server.store import SqliteScanStore
 
 
 async def test_events_are_delivered_in_order_and_only_once_logged(tmp_path: Path) -> None:

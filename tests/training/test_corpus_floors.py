@@ -133,7 +133,7 @@ def test_whole_engine_on_one_held_out_fold(retrained: tuple[Path, dict[str, Any]
     for kind, samples in by_kind.items():
         held = [s for s in samples if plan.fold_of(s.group) == 0]
         rows = [scan_row(engine, s) for s in held]
-        ok = [(s, r) for s, r in zip(held, rows) if "error" not in r]
+        ok = [(s, r) for s, r in zip(held, rows, strict=False) if "error" not in r]
         metrics = risk_metrics(kind, [s for s, _ in ok], [r["risk"] for _, r in ok],
                                {"suspicious": engine.config.thresholds.suspicious,
                                 "malicious": engine.config.thresholds.malicious})
