@@ -25,7 +25,7 @@ from .scanplan import ScanPlan
 try:  # brotli is a dependency, but a missing codec must only disable that encoding
     import brotli
 except ImportError:  # pragma: no cover
-    brotli = None  # type: ignore[assignment]
+    brotli = None
 try:
     import zstandard
 except ImportError:  # pragma: no cover - optional

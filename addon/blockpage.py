@@ -39,7 +39,8 @@ h1{font-size:1.5rem;margin:0 0 .5rem;color:#b71c1c}
 li{margin:.3rem 0}.sev{font-weight:600;text-transform:lowercase}
 .actions{display:flex;gap:.75rem;flex-wrap:wrap;margin-top:1.5rem}
 .actions form{margin:0}
-a.button,button{font:inherit;padding:.55rem 1rem;border-radius:6px;border:1px solid #888;background:#fff;color:#1d1d1f;cursor:pointer;text-decoration:none}
+a.button,button{font:inherit;padding:.55rem 1rem;border-radius:6px;border:1px solid #888;background:#fff;color:#1d1d1f;\
+cursor:pointer;text-decoration:none}
 a.primary,button.primary{background:#1565c0;color:#fff;border-color:#1565c0}
 small{color:#555}
 details{margin-top:1.5rem;color:#333}summary{cursor:pointer;color:#555}

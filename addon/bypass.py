@@ -17,6 +17,7 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 BLOCK_TTL_S = 600.0
 TOKEN_TTL_S = 600.0
@@ -97,6 +98,6 @@ class BypassTokens:
         return expires is not None and expires >= time.monotonic()
 
 
-def _trim(table: OrderedDict[str, object]) -> None:
+def _trim(table: OrderedDict[str, Any]) -> None:
     while len(table) > MAX_ENTRIES:
         table.popitem(last=False)

@@ -26,7 +26,7 @@ import webencodings
 try:  # brotli is a dependency, but a missing codec must only disable that encoding
     import brotli
 except ImportError:  # pragma: no cover
-    brotli = None  # type: ignore[assignment]
+    brotli = None
 try:
     import zstandard
 except ImportError:  # pragma: no cover - optional
@@ -320,8 +320,8 @@ def decode_text(data: bytes, header_charset: str | None, *, kind: str = "html") 
     """
     found = _bom(data)
     if found is not None:
-        encoding, body = found
-        return DecodedText(decode_as(body, encoding), encoding, "bom")
+        bom_encoding, body = found
+        return DecodedText(decode_as(body, bom_encoding), bom_encoding, "bom")
     encoding = encoding_for_label(header_charset)
     source = "header"
     certain = kind == "html"  # a page's header charset is final; a script's may be ignored

@@ -290,4 +290,4 @@ def _plan(flow: http.HTTPFlow) -> ScanPlan:
             vary = flow.response.headers.get("vary", "")
             if "sec-fetch-dest" not in vary.lower() and vary.strip() != "*":
                 flow.response.headers["vary"] = f"{vary}, Sec-Fetch-Dest" if vary.strip() else "Sec-Fetch-Dest"
-    return plan  # type: ignore[no-any-return]
+    return plan

@@ -54,7 +54,8 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from proxy_bench import (
+# A sibling script (benchmarks/ is not a package), found through the path entry above.
+from proxy_bench import (  # type: ignore[import-not-found]
     children,
     cpu_seconds,
     free_port,

@@ -93,7 +93,7 @@ def synthetic_script(size: int, seed: int = 7) -> str:
     """Plausible application JavaScript (functions, DOM calls, strings) of ``size`` characters."""
     rng = random.Random(seed)
     names = ["cart", "item", "price", "total", "user", "menu", "modal", "slider", "form", "query", "token", "render"]
-    parts = []
+    parts: list[str] = []
     while sum(map(len, parts)) < size:
         a, b, c = rng.sample(names, 3)
         n = rng.randint(0, 9999)

@@ -85,13 +85,14 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_run(args, settings, config_path, confdir, ca))
+        return asyncio.run(_run(args, settings, config_path.resolve() if config_path else None, confdir, ca))
     except MalwareSnipperError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
 
 async def _run(args: argparse.Namespace, settings: Any, config_path: Path | None, confdir: Path, ca: Any) -> int:
+    """``config_path`` comes resolved (the addon reads it from another working directory)."""
     import logging
 
     from mitmproxy import exceptions, hooks, options
@@ -118,7 +119,7 @@ async def _run(args: argparse.Namespace, settings: Any, config_path: Path | None
     master.addons.add(gateway, announcer)
     updates: dict[str, Any] = {}
     if config_path is not None:
-        updates["malwaresnipper_config"] = str(config_path.resolve())
+        updates["malwaresnipper_config"] = str(config_path)
     if args.mode:
         updates["malwaresnipper_mode"] = args.mode
     if args.api_port is not None:

@@ -198,7 +198,7 @@ class Capture:
             raise CaptureError(
                 f"source must be one of {[s.value for s in Source]}, not {source!r}"
             ) from None
-        truncations: list[str] = [str(t) for t in truncations]
+        cut: list[str] = [str(t) for t in truncations]
         reduced: list[str] = [str(r) for r in reductions]
 
         if isinstance(html, (bytes, bytearray)):
@@ -210,17 +210,17 @@ class Capture:
             fitted = fit_html(html, limits.max_page_chars)
             html = fitted.text
             reduced += fitted.reductions
-            truncations += fitted.truncations
+            cut += fitted.truncations
 
         built_scripts: list[Script] = []
         if isinstance(scripts, (str, bytes, Mapping)):
             raise CaptureError("scripts must be a list")
         for index, raw in enumerate(scripts):
             if index >= limits.max_scripts:
-                truncations.append(f"only the first {limits.max_scripts} scripts were kept")
+                cut.append(f"only the first {limits.max_scripts} scripts were kept")
                 break
             script = _script_from(raw, index)
-            built_scripts.append(_cap_script(script, limits, truncations, reduced))
+            built_scripts.append(_cap_script(script, limits, cut, reduced))
 
         title = _optional_str(title, "title")
         return cls(
@@ -232,7 +232,7 @@ class Capture:
             headers=_headers_from(headers),
             content_type=_optional_str(content_type, "content_type"),
             dom=_dom_from(dom, limits) if dom is not None else None,
-            truncations=tuple(truncations),
+            truncations=tuple(cut),
             page_url=validate_url(page_url) if page_url else None,
             synthetic_url=bool(synthetic_url),
             reductions=tuple(reduced),

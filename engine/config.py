@@ -9,7 +9,6 @@ gateway's settings (``malwaresnipper.settings``) for its own sections.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -17,10 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10 is not supported, kept for tomli users
-    import tomli as tomllib
+import tomllib
 
 from .capture import CaptureLimits
 from .errors import ConfigError
@@ -215,7 +211,7 @@ def from_mapping(
 def _convert(hint: Any, value: Any, *, source: str, key: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return from_mapping(hint, value, source=source, prefix=f"{key}.")
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from . import psl
@@ -327,8 +327,8 @@ def load_list_file(path: str | Path, *, default_classification: str = DEFAULT_CL
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(f"{path}:{line}: not UTF-8 text") from None
+        bad_line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}:{bad_line}: not UTF-8 text") from None
     lines = text.splitlines()
     if _is_csv(path, lines):
         return _load_csv(path, lines, default_classification)
@@ -370,7 +370,7 @@ def _load_csv(path: Path, lines: list[str], classification: str) -> ListEntries:
     """A CSV list, read by one ``csv.reader`` (rows never span lines in these feeds)."""
     buckets: dict[str, dict[str, ListHit]] = {"domain": {}, "url": {}, "sha256": {}}
     source = str(path)
-    state = {"lineno": 0, "classification": classification}
+    state: dict[str, Any] = {"lineno": 0, "classification": classification}
     columns = _CsvReader()
 
     def data_lines() -> Iterator[str]:

@@ -24,7 +24,6 @@ file behaves the same on every install.
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,10 +34,7 @@ import ahocorasick
 from .errors import RuleError
 from .results import Severity
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+import tomllib
 
 try:  # google-re2: linear-time regex matching with multi-pattern sets.
     import re2 as _re2
@@ -48,12 +44,10 @@ except ImportError:  # pragma: no cover - exercised through the forced fallback 
     _re2 = None
     HAVE_RE2 = False
 
-if sys.version_info >= (3, 11):
-    import re._constants as _sre_constants
-    import re._parser as _sre_parser
-else:  # pragma: no cover
-    import sre_constants as _sre_constants
-    import sre_parse as _sre_parser
+# The stdlib's own regex parser (what the ``re`` fallback would compile) checks each pattern's
+# shape; typeshed has no stubs for these private modules.
+import re._constants as _sre_constants  # type: ignore[import-not-found]
+import re._parser as _sre_parser  # type: ignore[import-not-found]
 
 TARGETS = ("url", "html", "script")
 RULE_KEYS = frozenset(
@@ -481,9 +475,9 @@ def _char_matches(item: tuple[Any, Any], ch: str) -> bool:
     op, arg = item
     code = ord(ch)
     if op is c.LITERAL:
-        return arg == code
+        return bool(arg == code)
     if op is c.NOT_LITERAL:
-        return arg != code
+        return bool(arg != code)
     if op is c.ANY:
         return ch != "\n"
     if op is c.IN:

@@ -193,7 +193,10 @@ def compile_yara(paths: Iterable[str | Path]) -> Compiled:
     for name, value in EXTERNALS.items():
         compiler.define_global(name, value)
     for key, pattern in META_VALUES.items():
-        compiler.allowed_metadata(key, yara_x.MetaType.STRING, False, True, pattern)
+        # By keyword: yara-x's stub lists the parameters in another order than the extension takes
+        # them, and types MetaType's members as int.
+        compiler.allowed_metadata(key, yara_x.MetaType.STRING, required=False, error=True,  # type: ignore[arg-type]
+                                  regexp=pattern)
     for folder in dict.fromkeys(path.resolve().parent for path in files):
         compiler.add_include_dir(str(folder))  # `include "x.yar"` is relative to the file's folder
     origins: dict[str, str] = {}

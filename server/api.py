@@ -17,7 +17,7 @@ import mimetypes
 import time
 import unicodedata
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +236,7 @@ async def post_scan(request: web.Request, *, legacy: bool = False) -> web.Respon
     budget = service.settings.proxy.scan_timeout_ms / 1000.0 + 1.0
     try:
         verdict = await job.verdict(timeout=budget)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return web.json_response({"scan_id": job.scan_id, "status": "pending",
                                   "deduplicated": job.deduplicated}, status=202)
     except Exception as exc:  # noqa: BLE001 - the scan failed; the record says so too
@@ -262,7 +262,7 @@ def _time_param(request: web.Request, name: str) -> float | None:
     except ValueError:
         raise BadRequest("invalid_parameter", f"?{name}= must be an ISO 8601 time or seconds since the epoch") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
 
 

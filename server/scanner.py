@@ -432,7 +432,7 @@ class ScanPool:
         self._jobs.put(job)
         try:
             return await asyncio.wait_for(asyncio.shield(job.future), timeout=self.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.timeouts += 1
             if not job.future.done():
                 job.future.cancel()

@@ -326,10 +326,10 @@ class ScanService:
         if not proxied and not self.store.available:
             # Refused outright, not queued: a client told 503 must not find the scan recorded later.
             raise StoreUnavailable("the history store is unreachable; the scan was not accepted")
-        if not await self._committed(self.store.insert_scan(scan), wait_s=PROXY_STORE_WAIT_S if proxied else STORE_WAIT_S):
-            if not proxied:
-                raise StoreUnavailable("the history store did not commit in time; the scan was not "
-                                       "acknowledged (it may still be recorded)")
+        committed = await self._committed(self.store.insert_scan(scan), wait_s=PROXY_STORE_WAIT_S if proxied else STORE_WAIT_S)
+        if not committed and not proxied:
+            raise StoreUnavailable("the history store did not commit in time; the scan was not "
+                                   "acknowledged (it may still be recorded)")
 
     async def _committed(self, write: Any, *, wait_s: float) -> bool:
         """Wait for ``write`` to commit, unless the store is down or slow: then False, and the
@@ -339,7 +339,7 @@ class ScanService:
             try:
                 await asyncio.wait_for(asyncio.shield(fut), wait_s)
                 return True
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         fut.add_done_callback(_log_write_error)
         return False

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..capture import DomFacts
 from ..features.brands import brand_counts, brand_of_site, brands_in_title, site_owned_by
@@ -120,7 +120,7 @@ class _Analysis:
         text = page.text if page is not None else dom.text_excerpt
         self.text_lower = text[:50_000].lower()
 
-    def add(self, name: str, evidence: tuple[Evidence, ...] = (), variant: str = "", **values: object) -> None:
+    def add(self, name: str, evidence: tuple[Evidence, ...] = (), variant: str = "", **values: Any) -> None:
         """Record finding ``dom.<name>``; a second one of the same kind adds evidence, not score."""
         finding = catalogue().finding(f"dom.{name}", *evidence, variant=variant, **values)
         for index, existing in enumerate(self.findings):

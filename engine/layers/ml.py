@@ -219,7 +219,7 @@ class MlLayer:
             numeric = dict(features.js(views[i]).vector()) if bundle.numeric_keys else {}
             inputs.append(featurize("js", views[i].text, numeric_keys=bundle.numeric_keys, numeric=numeric))
         # One batched call; a row's probability does not depend on the other rows of the batch.
-        fresh = dict(zip(missing, bundle.predict(inputs)))
+        fresh = dict(zip(missing, bundle.predict(inputs), strict=True))
         probs = [fresh[i] if prob is None else prob for i, prob in enumerate(cached)]
         if model:
             for i, prob in fresh.items():
@@ -297,4 +297,4 @@ def _score_for(threshold: float, weight: float) -> float:
     if weight <= 0:
         return min(100.0, threshold + 0.01)
     t = min(max(threshold / 100.0, 0.0), 0.999)
-    return min(100.0, 100.0 * (1.0 - (1.0 - t) ** (1.0 / weight)) + 0.01)
+    return min(100.0, 100.0 * (1.0 - float((1.0 - t) ** (1.0 / weight))) + 0.01)

@@ -24,7 +24,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import ahocorasick
 
@@ -357,7 +357,7 @@ class ReputationLayer:
         return []
 
 
-def _found(finding_id: str, variant: str = "", **values: object) -> Finding:
+def _found(finding_id: str, variant: str = "", **values: Any) -> Finding:
     return catalogue().finding(finding_id, variant=variant, **values)
 
 

@@ -90,7 +90,8 @@ class SignaturesLayer:
         self.yara_rules: list[YaraRule] = self.yara.rules if self.yara is not None else []
         _check_unique_ids(self.rules, self.yara_rules)
         #: each rule is a catalogue entry of its own (signatures.<id>)
-        self.catalogue = catalogue().extended(rule_spec(rule) for rule in [*self.rules, *self.yara_rules])
+        every_rule: list[Rule | YaraRule] = [*self.rules, *self.yara_rules]
+        self.catalogue = catalogue().extended(rule_spec(rule) for rule in every_rule)
         #: one text's YARA scan may take at least the engine's whole time budget (see YaraScanner)
         self.yara_timeout_s = math.ceil(config.limits.time_budget_ms / 1000) + 1
 

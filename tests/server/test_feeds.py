@@ -304,7 +304,7 @@ async def test_the_background_task_fetches_at_once_then_on_schedule(tmp_path: Pa
     await m.start()
     try:
         deadline = time.monotonic() + 10
-        while blocked_by(lists, "https://grow0.example/") is None and time.monotonic() < deadline:
+        while blocked_by(lists, "https://grow0.example/") is None and time.monotonic() < deadline:  # noqa: ASYNC110 - polls state that has no event
             await asyncio.sleep(0.05)
         assert blocked_by(lists, "https://grow0.example/") == "feed grows"
         await asyncio.sleep(0.5)
@@ -407,7 +407,7 @@ async def test_a_feed_entry_reaches_the_scan_workers_and_names_the_feed(tmp_path
     try:
         assert running.feeds is not None
         deadline = time.monotonic() + 20
-        while running.feeds.feeds["urlhaus"].state.entries == 0 and time.monotonic() < deadline:
+        while running.feeds.feeds["urlhaus"].state.entries == 0 and time.monotonic() < deadline:  # noqa: ASYNC110 - polls state that has no event
             await asyncio.sleep(0.05)
         auth = {"Authorization": f"Bearer {running.token}"}
         page = {"url": "http://evil.example/bins/x86", "html": "<html><body><p>hello</p></body></html>"}
