@@ -39,7 +39,6 @@ import hashlib
 import json
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -56,12 +55,13 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # A sibling script (benchmarks/ is not a package), found through the path entry above.
 from proxy_bench import (  # type: ignore[import-not-found]
+    VARIANTS,
     children,
     cpu_seconds,
     free_port,
-    start_mitmdump,
+    start_variants,
+    stop_all,
     wait_port,
-    wait_ready,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -249,23 +249,14 @@ def start_upstream(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], i
 
 
 async def main(args: argparse.Namespace, upstream: subprocess.Popen[bytes], upstream_port: int) -> int:
-    variants = (("bare", None), ("monitor", "monitor"), ("block", "block"))
+    variants = VARIANTS
     tallies = {name: Tally() for name, _ in variants}
     numbers = iter(range(10**9))  # one sequence for all variants: every page load anywhere is new
     procs: list[subprocess.Popen[bytes]] = []
     try:
         await wait_port(upstream_port, timeout=180)
         with tempfile.TemporaryDirectory(prefix="browse-bench-") as tmpdir:
-            ports: dict[str, int] = {}
-            pids: dict[str, int] = {}
-            for name, mode in variants:
-                proc, port, api_port = start_mitmdump(Path(tmpdir), mode)
-                procs.append(proc)
-                pids[name] = proc.pid
-                await wait_port(port)
-                if mode is not None:
-                    await wait_ready(api_port)
-                ports[name] = port
+            ports, pids = await start_variants(Path(tmpdir), procs)
             for name, _ in variants:
                 await browse(ports[name], upstream_port, args.warmup, args.concurrency, numbers, Tally())
             for round_no in range(args.rounds):
@@ -282,15 +273,7 @@ async def main(args: argparse.Namespace, upstream: subprocess.Popen[bytes], upst
                     print(f"round {round_no + 1} {name:8s} {loads / args.seconds:7.1f} page loads/s  "
                           f"p50 {pct(mine, 0.5):7.1f} ms  p99 {pct(mine, 0.99):7.1f} ms", flush=True)
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        upstream.terminate()
-        upstream.wait(timeout=10)
+        stop_all(procs, upstream)
 
     print()
     print(f"benign pages + {args.per_page} of {args.scripts} benign scripts each (Zipf), gzip, every page load new; "

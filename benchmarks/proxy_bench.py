@@ -115,6 +115,39 @@ async def wait_ready(api_port: int, timeout: float = 60.0) -> None:
     raise RuntimeError("the gateway's API never came up")
 
 
+#: The variants every proxy benchmark compares, in the order of each round.
+VARIANTS: tuple[tuple[str, str | None], ...] = (("bare", None), ("monitor", "monitor"), ("block", "block"))
+
+
+async def start_variants(tmp: Path, procs: list[subprocess.Popen[bytes]]) -> tuple[dict[str, int], dict[str, int]]:
+    """Start one mitmdump per variant (appended to ``procs`` at once, so a failure still stops them);
+    their proxy ports and process ids by name, once each answers (and its scan services are up)."""
+    ports: dict[str, int] = {}
+    pids: dict[str, int] = {}
+    for name, mode in VARIANTS:
+        proc, port, api_port = start_mitmdump(tmp, mode)
+        procs.append(proc)
+        pids[name] = proc.pid
+        await wait_port(port)
+        if mode is not None:
+            await wait_ready(api_port)
+        ports[name] = port
+    return ports, pids
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]], upstream: subprocess.Popen[bytes]) -> None:
+    """SIGTERM every proxy (killed after 20 s), then the upstream."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    upstream.terminate()
+    upstream.wait(timeout=10)
+
+
 async def load(proxy_port: int, upstream_port: int, seconds: float, concurrency: int, unique: bool) -> list[float]:
     """Latencies (s) of every request completed in ``seconds``."""
     proxy = f"http://127.0.0.1:{proxy_port}"
@@ -179,7 +212,7 @@ async def main() -> int:
     parser.add_argument("--unique", action="store_true", help="every page load distinct (no verdict reuse)")
     args = parser.parse_args()
 
-    variants = (("bare", None), ("monitor", "monitor"), ("block", "block"))
+    variants = VARIANTS
     upstream_port = free_port()
     upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM_CODE, str(upstream_port)])  # noqa: ASYNC220 - Popen returns at once
     latencies: dict[str, list[float]] = {name: [] for name, _ in variants}
@@ -192,16 +225,7 @@ async def main() -> int:
     try:
         await wait_port(upstream_port)
         with tempfile.TemporaryDirectory(prefix="proxy-bench-") as tmpdir:
-            ports: dict[str, int] = {}
-            pids: dict[str, int] = {}
-            for name, mode in variants:
-                proc, port, api_port = start_mitmdump(Path(tmpdir), mode)
-                procs.append(proc)
-                pids[name] = proc.pid
-                await wait_port(port)
-                if mode is not None:
-                    await wait_ready(api_port)
-                ports[name] = port
+            ports, pids = await start_variants(Path(tmpdir), procs)
             for name, _ in variants:
                 await load(ports[name], upstream_port, args.warmup, args.concurrency, args.unique)
             # Interleaved rounds: whatever else the machine does hits every variant alike.
@@ -217,15 +241,7 @@ async def main() -> int:
                     print(f"round {round_no + 1} {name:8s} {len(lat) / args.seconds:8.1f} req/s  "
                           f"p50 {pct(lat, 0.5):7.2f} ms  p99 {pct(lat, 0.99):7.2f} ms", flush=True)
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        upstream.terminate()
-        upstream.wait(timeout=10)
+        stop_all(procs, upstream)
 
     results = {
         name: {"rps": statistics.median(rates[name]), "p50": pct(latencies[name], 0.5),
