@@ -148,9 +148,10 @@ def test_bad_input_never_raises() -> None:
         assert all(math.isfinite(v) for v in f.vector().values())
 
 
-def test_a_non_string_is_reported_not_raised() -> None:
+def test_a_non_string_is_read_as_its_text_not_raised() -> None:
     f = extract_js_features(12345)  # type: ignore[arg-type]
-    assert f.error is None or isinstance(f.error, str)
+    assert f.error is None and f.length == 5
+    assert f.vector() == extract_js_features("12345").vector()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

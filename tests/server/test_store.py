@@ -260,8 +260,19 @@ async def test_a_duplicate_scan_id_keeps_the_first_record(store: ScanStore, back
     assert total == 1 and items[0]["domain"] == "first.example"
 
 
-async def test_watch_lists_is_callable(store: ScanStore) -> None:
-    await store.watch_lists(lambda: None)  # SQLite: nothing to watch; PostgreSQL: listening
+async def test_another_gateways_list_change_reaches_the_watcher(backend: str, make_store: StoreFactory) -> None:
+    """PostgreSQL: a list change made through another store (another gateway) calls the watcher.
+    SQLite: one process owns the file, so there is nothing to watch and the watcher stays quiet."""
+    mine, theirs = await make_store(), await make_store()
+    changed = asyncio.Event()
+    await mine.watch_lists(changed.set)
+    await theirs.add_entry("blocklist", "evil.example", "domain", "from another gateway")
+    if backend == "postgres":
+        await asyncio.wait_for(changed.wait(), timeout=10)
+    else:
+        await asyncio.sleep(0.3)
+        assert not changed.is_set()
+    assert [e["entry"] for e in await mine.list_entries("blocklist")] == ["evil.example"]
 
 
 # -- SQLite only ------------------------------------------------------------------------------
