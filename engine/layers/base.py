@@ -6,8 +6,8 @@ then answers :meth:`Layer.analyze` for each capture with a :class:`LayerResult`.
 where a capture came from beyond what the :class:`Capture` says, and share parsed data through
 :class:`Features` so the HTML is parsed once per scan, not once per layer.
 
-One contract test (``tests/engine/test_layer_contract.py``) runs over every class in
-:data:`LAYERS`.
+One contract test (``tests/engine/test_layer_contract.py``) runs over every class
+:func:`registered_layers` returns.
 """
 
 from __future__ import annotations
