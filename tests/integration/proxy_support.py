@@ -134,6 +134,24 @@ ENGINE_TOML = ""
 
 
 
+#: Debian's Chromium (never a Playwright download).
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def launch_chromium(playwright: Any, gw: Gateway) -> Any:
+    """Headless Chromium whose every request (loopback too) goes through ``gw``'s proxy, trusting
+    the CA mitmdump created by its SPKI, as `malwaresnipper ca` prints it."""
+    from malwaresnipper.addon.certs import ensure_ca
+
+    spki = ensure_ca(gw.confdir).spki_sha256_b64
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True,
+        proxy={"server": f"http://127.0.0.1:{gw.proxy_port}", "bypass": "<-loopback>"},
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--proxy-bypass-list=<-loopback>", f"--ignore-certificate-errors-spki-list={spki}"],
+    )
+
+
 def make_self_signed(directory: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1/localhost (the upstream's), as PEM files."""
     from cryptography import x509

@@ -8,15 +8,12 @@ site's own scripts cannot use them to let the site through.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
-from proxy_support import Route, Upstream, default_routes, make_self_signed, start_gateway
+from proxy_support import CHROMIUM, default_routes, launch_chromium, make_self_signed, Route, start_gateway, Upstream
 
-from malwaresnipper.addon.certs import ensure_ca
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-CHROMIUM = Path("/usr/bin/chromium")
 #: A benign-looking page of the attacker's site whose script tries every way a page can reach to
 #: get its own blocked page (/dropper.html) let through, then reports what it got in its title.
 ATTACK_PAGE = rb"""<!DOCTYPE html><html><head><title>Recipes</title></head><body>
@@ -69,14 +66,8 @@ def setup(tmp_path_factory):
     upstream = Upstream(routes)
     upstream.start(cert, key)
     gw = start_gateway(tmp, cert, options=["malwaresnipper_mode=block", "malwaresnipper_budget_ms=10000"])
-    spki = ensure_ca(gw.confdir).spki_sha256_b64  # the CA mitmdump created, as `malwaresnipper ca` prints it
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            proxy={"server": f"http://127.0.0.1:{gw.proxy_port}", "bypass": "<-loopback>"},
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--proxy-bypass-list=<-loopback>", f"--ignore-certificate-errors-spki-list={spki}"],
-        )
+        browser = launch_chromium(pw, gw)
         try:
             yield browser, gw, upstream
         finally:

@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import gzip
 import os
-from pathlib import Path
 
 import pytest
-from proxy_support import BENIGN, DROPPER, Route, Upstream, make_self_signed, start_gateway
+from proxy_support import BENIGN, CHROMIUM, DROPPER, launch_chromium, make_self_signed, Route, start_gateway, Upstream
 
-from malwaresnipper.addon.certs import ensure_ca
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
-CHROMIUM = Path("/usr/bin/chromium")
 
 MARK = "window.__pwned = (window.__pwned || 0) + 1; document.title = 'PWNED';\n"
 EVIL_PAGE = DROPPER.replace(b"<script>", b"<script>" + MARK.encode(), 1)
@@ -117,14 +114,8 @@ def setup(tmp_path_factory):
     upstream = Upstream(routes)
     upstream.start(cert, key)
     gw = start_gateway(tmp, cert, options=["malwaresnipper_mode=block", "malwaresnipper_budget_ms=15000"])
-    spki = ensure_ca(gw.confdir).spki_sha256_b64
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            proxy={"server": f"http://127.0.0.1:{gw.proxy_port}", "bypass": "<-loopback>"},
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--proxy-bypass-list=<-loopback>", f"--ignore-certificate-errors-spki-list={spki}"],
-        )
+        browser = launch_chromium(pw, gw)
         try:
             yield browser, gw, upstream
         finally:

@@ -7,16 +7,13 @@ Each payload would announce itself if it ran (the page's title, a global the hos
 from __future__ import annotations
 
 import gzip
-from pathlib import Path
 
 import pytest
-from proxy_support import DROPPER, DROPPER_JS, Route, Upstream, make_self_signed, start_gateway
+from proxy_support import CHROMIUM, DROPPER, DROPPER_JS, launch_chromium, make_self_signed, Route, start_gateway, Upstream
 from test_proxy_limits import PHISH, deep
 
-from malwaresnipper.addon.certs import ensure_ca
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-CHROMIUM = Path("/usr/bin/chromium")
 
 ANNOUNCE = b'<script>document.title = "payload ran"</script>'
 PADDED_PAGE = DROPPER.replace(b"<body>", b"<body><!--" + b"x" * 2_100_000 + b"-->" + ANNOUNCE)
@@ -42,14 +39,8 @@ def setup(tmp_path_factory):
     })
     upstream.start(cert, key)
     gw = start_gateway(tmp, cert, options=["malwaresnipper_mode=block", "malwaresnipper_budget_ms=5000"])
-    spki = ensure_ca(gw.confdir).spki_sha256_b64
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            proxy={"server": f"http://127.0.0.1:{gw.proxy_port}", "bypass": "<-loopback>"},
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--proxy-bypass-list=<-loopback>", f"--ignore-certificate-errors-spki-list={spki}"],
-        )
+        browser = launch_chromium(pw, gw)
         try:
             yield browser, gw, upstream
         finally:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from proxy_support import TOKEN, Route, Upstream, free_port, make_self_signed, start_gateway
+from proxy_support import CHROMIUM, TOKEN, free_port, launch_chromium, make_self_signed, Route, start_gateway, Upstream
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 CLI = [sys.executable, "-m", "malwaresnipper.cli.main"]
@@ -34,7 +34,6 @@ SHOP = (b'<!doctype html><html><head><title>Shop</title></head><body><h1 id="h">
         b'<script src="/clean.js"></script><script src="/skim.js"></script></body></html>')
 CLEAN_JS = b'document.title += " clean-ran"; // spring-sale\n'
 SKIM_JS = b'document.title += " skimmer-ran"; var campaign = "zx-skim-7781";\n'
-CHROMIUM = Path("/usr/bin/chromium")
 PAGE = (b'<!doctype html><html><head><title>Shop</title></head><body><h1>Shop</h1>'
         b'<script>var campaign = "zx-skim-7781"; console.log(campaign);</script></body></html>')
 
@@ -86,21 +85,14 @@ def test_in_chromium_the_script_a_yara_rule_matches_never_runs(tmp_path: Path, u
         pytest.skip("Debian's chromium is not installed at /usr/bin/chromium")
     from playwright.sync_api import sync_playwright
 
-    from malwaresnipper.addon.certs import ensure_ca
 
     (tmp_path / "campaigns.yar").write_text(RULES, encoding="utf-8")
     gw = start_gateway(tmp_path, upstream.cert,
                        options=["malwaresnipper_mode=block", "malwaresnipper_budget_ms=10000"],
                        config_toml='[engine.signatures]\nyara_files = ["campaigns.yar"]\n')
     try:
-        spki = ensure_ca(gw.confdir).spki_sha256_b64
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True,
-                proxy={"server": f"http://127.0.0.1:{gw.proxy_port}", "bypass": "<-loopback>"},
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                      "--proxy-bypass-list=<-loopback>", f"--ignore-certificate-errors-spki-list={spki}"],
-            )
+            browser = launch_chromium(pw, gw)
             try:
                 page = browser.new_page()
                 messages: list[str] = []
