@@ -136,7 +136,7 @@ async function main() {
     $(id).addEventListener("click", async () => {
       $("report-status").textContent = "Sending…";
       const answer = await chrome.runtime.sendMessage({ type: "report", tabId, verdict }).catch((err) => ({ ok: false, error: String(err) }));
-      $("report-status").textContent = answer && answer.ok ? `Thank you: reported as ${verdict}.` : (answer && answer.error) || "The gateway could not be reached.";
+      $("report-status").textContent = answer && answer.ok ? `You reported this page as ${verdict}.` : (answer && answer.error) || "The gateway could not be reached.";
     });
   }
   // Wake the worker: it reconnects to the event stream if it was stopped.

@@ -62,7 +62,7 @@ def test_overlay_and_popup_reports_and_overrides_reach_the_gateway(gateway: Gate
     popup.goto(f"{browser.origin}/popup.html?tab={state['tabId']}")
     expect(popup.locator("#tab-report")).to_be_visible(timeout=15000)
     popup.click("#report-dangerous")
-    expect(popup.locator("#report-status")).to_have_text("Thank you: reported as dangerous.", timeout=15000)
+    expect(popup.locator("#report-status")).to_have_text("You reported this page as dangerous.", timeout=15000)
     reports = gateway.scan(scan_id)["reports"]
     assert [(r["verdict"], r["source"]) for r in reports] == [("safe", "extension"), ("dangerous", "extension")]
 
