@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 
 import aiohttp
+import jsonschema
 import pytest
 from test_api_support import Gateway, small_page
 
@@ -71,6 +72,14 @@ async def test_a_report_and_an_override_are_recorded_shown_counted_and_announced
                          headers=gateway.headers()) as resp:
             lines = [json.loads(line) for line in (await resp.text()).splitlines()]
         assert lines[0]["feedback"] == {"safe": 0, "dangerous": 1, "overrides": 1}
+
+        # the answers are what openapi.json says they are
+        _, doc = await gateway.call(s, "GET", "/api/v1/openapi.json")
+        assert {"/api/v1/scans/{scan_id}/reports", "/api/v1/scans/{scan_id}/overrides"} <= set(doc["paths"])
+        for name, value in (("Report", report), ("Override", override), ("ScanRecord", record),
+                            ("Summary", page["items"][0])):
+            jsonschema.Draft202012Validator({"$ref": f"#/components/schemas/{name}",
+                                             "components": doc["components"]}).validate(value)
 
         async with s.get(gateway.base_url + "/metrics", headers=gateway.headers()) as resp:
             text = await resp.text()
