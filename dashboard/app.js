@@ -557,8 +557,8 @@ function listButton(report, message) {
 function feedbackMark(feedback) {
   if (!feedback) return "";
   const parts = [];
-  if (feedback.safe) parts.push(`${feedback.safe} safe`);
-  if (feedback.dangerous) parts.push(`${feedback.dangerous} dangerous`);
+  if (feedback.safe) parts.push(`${feedback.safe} reported safe`);
+  if (feedback.dangerous) parts.push(`${feedback.dangerous} reported dangerous`);
   if (feedback.overrides) parts.push(`${feedback.overrides} override${feedback.overrides === 1 ? "" : "s"}`);
   return parts.length ? el("span", { class: "badge feedback-mark", title: "reports and overrides", text: parts.join(" · ") }) : "";
 }

@@ -6,6 +6,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from support_postgres import postgres_dsn  # noqa: F401 - a fixture
 from test_store import backend, make_store, new_scan, result, store  # noqa: F401 - fixtures
 
 from malwaresnipper.server.store import MIGRATIONS, ScanFilter, ScanStore, SqliteScanStore
@@ -81,3 +82,43 @@ async def test_version_3_file_gains_the_feedback_tables(tmp_path: Path) -> None:
     finally:
         await st.close()
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 4
+
+
+async def test_pg_feedback_queries_use_the_scan_id_indexes(postgres_dsn: str) -> None:  # noqa: F811 - fixture
+    """The statements behind the detail view and the history marker, run as the store runs them,
+    never fall back to a sequential scan of reports or overrides."""
+    import psycopg
+
+    from malwaresnipper.server import store_sql
+    from malwaresnipper.server.store_postgres import PostgresScanStore, run_program
+
+    st = PostgresScanStore(postgres_dsn)
+    await st.open()
+    try:
+        await st.insert_scan(new_scan(1))
+        await st.add_report("s1", "safe", "api")
+        await st.add_override("s1", "proceed_once", "gateway")
+    finally:
+        await st.close()
+    d = store_sql.POSTGRES
+    programs = [store_sql.get_scan(d, "s1"),
+                store_sql.with_feedback(d, [{"scan_id": "s1"}, {"scan_id": "s2"}])]
+
+    def one(step: object) -> object:
+        return (yield step)
+
+    explained = []
+    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as c:
+        await c.execute("SET enable_seqscan = off")
+        for program in programs:
+            reply = None
+            while True:
+                try:
+                    step = program.send(reply)
+                except StopIteration:
+                    break
+                plan = "\n".join(r[0] for r in await (await c.execute("EXPLAIN " + step.sql, step.args)).fetchall())
+                assert "Seq Scan" not in plan, (step.sql, plan)
+                explained.append(step.sql)
+                reply = await run_program(c, one(step))
+    assert sum("reports" in sql for sql in explained) == 2 and sum("overrides" in sql for sql in explained) == 2
