@@ -150,5 +150,14 @@ def test_proceed_once_is_recorded_and_shows_in_history(setup):
     dash.locator(f"#history-body tr[data-scan-id='{scan_id}']").click()
     dash.wait_for_selector("#detail-feedback table.overrides tr[data-action=proceed_once]")
     assert "gateway" in dash.inner_text("#detail-feedback table.overrides")
+    # the analyst reports from the detail view; the view and the history marker follow
+    dash.fill("#detail-feedback .report-comment", "confirmed dropper")
+    dash.click("#report-dangerous")
+    dash.wait_for_selector("#detail-feedback table.reports tr[data-verdict=dangerous]", timeout=15_000)
+    reports = gw.api(f"/api/v1/scans/{scan_id}")["reports"]
+    assert [(r["verdict"], r["source"], r["comment"]) for r in reports][-1] == (
+        "dangerous", "dashboard", "confirmed dropper")
+    wait_js(dash, "id => (document.querySelector(`#history-body tr[data-scan-id='${id}'] .feedback-mark`) || {})"
+            ".textContent?.includes('reported dangerous')", scan_id, timeout=15)
     page.close()
     dash.close()
