@@ -90,3 +90,28 @@ def test_bad_since_and_missing_history_exit_2(tmp_path: Path, capsys: pytest.Cap
     assert main(["feedback", "export", "--config", str(_config(tmp_path))]) == 2
     assert "no history" in capsys.readouterr().err
     assert main(["feedback", "export", "--config", str(_config(tmp_path)), "--since", "last week"]) == 2
+
+
+def test_export_reads_a_postgresql_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from support_postgres import fresh_database_sync
+
+    from malwaresnipper.server.store_postgres import PostgresScanStore
+
+    with fresh_database_sync() as dsn:
+        async def fill() -> None:
+            store = PostgresScanStore(dsn, gateway_id="gw-a")
+            await store.open()
+            try:
+                await store.insert_scan(NewScan(scan_id="p1", ts=time.time(), url="https://pg.example.com/x",
+                                                domain="pg.example.com", title=None, method="PROXY", content_hash="p"))
+                await store.add_report("p1", "dangerous", "dashboard", "seen in the wild")
+            finally:
+                await store.close()
+
+        asyncio.run(fill())
+        config = tmp_path / "malwaresnipper.toml"
+        config.write_text(f'data_dir = "{tmp_path / "data"}"\n\n[store]\nbackend = "postgres"\ndsn = "{dsn}"\n')
+        assert main(["feedback", "export", "--config", str(config)]) == 0
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [(r["scan_id"], r["label"], r["url_norm"], r["comment"]) for r in rows] == [
+            ("p1", "malicious", "https://pg.example.com/x", "seen in the wild")]
