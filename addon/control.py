@@ -13,6 +13,7 @@ always-allow and report is recorded with the scan whose verdict it is about.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,8 @@ from .replies import client_of, notice, top_level_navigation
 
 log = logging.getLogger("malwaresnipper.gateway")
 
+#: How long the report form's answer waits for the history store (a PostgreSQL outage holds writes).
+REPORT_WAIT_S = 5.0
 _EXPIRED = ("This link has expired", "Go back and load the page again to get a fresh block page.")
 
 
@@ -100,7 +103,7 @@ class Control:
         if action == "report":
             comment = (form.get("comment") or [""])[0].strip()[:REPORT_COMMENT_MAX]
             recorded = await self._record(block.scan_id, lambda s, scan_id: s.add_report(
-                scan_id, "safe", "blockpage", comment))
+                scan_id, "safe", "blockpage", comment), wait_s=REPORT_WAIT_S)
             log.warning("malwaresnipper: user reported %s as safe (scan %s)", block.url[:300], block.scan_id)
             if not recorded:
                 return notice(503, "The report could not be recorded",
@@ -111,25 +114,35 @@ class Control:
             self.bypass.allow_once(block.url, client)
             self.lifecycle.count("proceed_once")
             log.warning("malwaresnipper: user chose to proceed once to %s", block.url[:300])
-            await self._record(block.scan_id, lambda s, scan_id: s.add_override(scan_id, "proceed_once", "gateway"))
+            # Recorded in the background: the user's way on never waits for the history store.
+            self.lifecycle.spawn(self._record(block.scan_id, lambda s, scan_id: s.add_override(
+                scan_id, "proceed_once", "gateway")))
         else:
             host = (urlsplit(block.url).hostname or "").lower()
             await self._allow_site(host)
             self.lifecycle.count("always_allow")
             log.warning("malwaresnipper: user added %s to the allowlist", host)
-            await self._record(block.scan_id, lambda s, scan_id: s.add_override(scan_id, "always_allow", "gateway"))
+            self.lifecycle.spawn(self._record(block.scan_id, lambda s, scan_id: s.add_override(
+                scan_id, "always_allow", "gateway")))
         return http.Response.make(303, b"", {"Location": block.url, "Cache-Control": "no-store",
                                              "Referrer-Policy": "no-referrer"})
 
     async def _record(self, scan_id: str | None,
-                      write: Callable[[ScanClient, str], Awaitable[dict[str, Any] | None]]) -> bool:
+                      write: Callable[[ScanClient, str], Awaitable[dict[str, Any] | None]],
+                      *, wait_s: float | None = None) -> bool:
         """Record feedback on ``scan_id`` through the scan service; False when it could not be
-        (no scan, no service, the store down): the user's choice itself still holds."""
+        (no scan, no service, the store down or slower than ``wait_s``): the user's choice itself
+        still holds."""
         service = self.lifecycle.service
         if service is None or not scan_id:
             return False
         try:
-            return await write(service, scan_id) is not None
+            async with asyncio.timeout(wait_s):
+                return await write(service, scan_id) is not None
+        except TimeoutError:
+            log.warning("malwaresnipper: the history store did not record feedback on scan %s within %.0f s",
+                        scan_id, wait_s or 0)
+            return False
         except Exception:  # noqa: BLE001 - a record must never undo what the user confirmed
             log.exception("could not record feedback on scan %s", scan_id)
             return False

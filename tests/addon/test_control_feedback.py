@@ -4,6 +4,7 @@ and a confirmed proceed-once or always-allow is recorded with the scan it overro
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 import time
@@ -102,6 +103,7 @@ async def test_proceed_once_and_always_allow_are_recorded_with_the_scan(gateway)
     ok = post(block, "allow", await token_for(addon, block, "allow"))
     await request(addon, ok)
     assert ok.response.status_code == 303
+    await asyncio.gather(*life.tasks)  # recorded in the background: the redirect never waits for it
     record = await life.service.store.get_scan("scan-1")
     assert [(o["action"], o["source"], o["url"]) for o in record["overrides"]] == [
         ("proceed_once", "gateway", BLOCKED), ("always_allow", "gateway", BLOCKED)]

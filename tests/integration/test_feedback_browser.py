@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -132,8 +133,10 @@ def test_proceed_once_is_recorded_and_shows_in_history(setup):
     with page.expect_navigation():
         page.click("button:has-text('Proceed once')")
     assert page.title() == "Your invoice"
-    record = gw.api(f"/api/v1/scans/{scan_id}")
-    assert [(o["action"], o["source"]) for o in record["overrides"]] == [("proceed_once", "gateway")]
+    deadline = time.monotonic() + 15  # recorded in the background: the way on never waits for it
+    while not (overrides := gw.api(f"/api/v1/scans/{scan_id}")["overrides"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [(o["action"], o["source"]) for o in overrides] == [("proceed_once", "gateway")]
     metrics = gw.session().get(f"http://127.0.0.1:{gw.api_port}/metrics",
                                headers={"Authorization": f"Bearer {TOKEN}"}).text
     assert 'malwaresnipper_overrides_total{action="proceed_once",source="gateway"} 1' in metrics
