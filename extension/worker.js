@@ -369,7 +369,7 @@ async function onOverlayAction(tab, url, msg) {
     const current = await state.getTab(tab.id);
     await state.setTab(tab.id, { ...(current || {}), url, status: "allowed" });
     await setBadge(tab.id, "allowed");
-    await recordOverride(tab.id, url, "always_allow");
+    recordOverride(tab.id, url, "always_allow").catch(() => undefined); // the user never waits for the record
     return { ok: true };
   }
   return { ok: false, error: "unknown action" };
