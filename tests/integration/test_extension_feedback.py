@@ -63,6 +63,9 @@ def test_overlay_and_popup_reports_and_overrides_reach_the_gateway(gateway: Gate
     expect(popup.locator("#tab-report")).to_be_visible(timeout=15000)
     popup.click("#report-dangerous")
     expect(popup.locator("#report-status")).to_have_text("You reported this page as dangerous.", timeout=15000)
+    if folder:
+        popup.set_viewport_size({"width": 420, "height": 640})
+        popup.screenshot(path=str(Path(folder) / "extension-popup-reported.png"), full_page=True)
     reports = gateway.scan(scan_id)["reports"]
     assert [(r["verdict"], r["source"]) for r in reports] == [("safe", "extension"), ("dangerous", "extension")]
 
