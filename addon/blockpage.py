@@ -29,6 +29,10 @@ CONTROL_HOST = "malwaresnipper.invalid"
 CONTROL_ORIGIN = f"http://{CONTROL_HOST}"
 #: Paths on CONTROL_HOST.
 CONFIRM_PATH = "/confirm"
+#: "Report a mistake": the confirmation of a report that a blocked page is safe.
+REPORT_PATH = "/report"
+#: Longest report comment taken from the report form (the store's limit).
+REPORT_COMMENT_MAX = 1000
 
 _STYLE = """
 body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;background:#fdf3f2;color:#1d1d1f;margin:0}
@@ -106,9 +110,14 @@ class BypassLinks:
 
     block_id: str
     may_allow: bool
+    #: The block has a scan, so "Report a mistake" can say which verdict was wrong.
+    may_report: bool = False
 
     def href(self, action: str) -> str:
         return f"{CONTROL_ORIGIN}{CONFIRM_PATH}?{urlencode({'block': self.block_id, 'action': action})}"
+
+    def report_href(self) -> str:
+        return f"{CONTROL_ORIGIN}{REPORT_PATH}?{urlencode({'block': self.block_id, 'verdict': 'safe'})}"
 
 
 def _back_href(referer: str | None) -> str:
@@ -142,6 +151,11 @@ def render_block_page(
     what = esc(classification.replace("_", " ")) if classification and classification not in ("unknown", "benign") else "malicious"
     score = f" Risk score {risk_score:.0f}/100." if risk_score is not None else ""
     ref = f"<p><small>Scan {esc(scan_id)}</small></p>" if scan_id else ""
+    report = ""
+    if links is not None and links.may_report:
+        report = (f'<p class="report"><a href="{esc(links.report_href(), quote=True)}">Report a mistake: this page '
+                  "is safe</a><br><small>Tells the gateway's administrator; you confirm on the gateway's own page."
+                  "</small></p>")
     details = ""
     if links is not None:
         ways = [f'<p><a href="{esc(links.href("proceed"), quote=True)}">Proceed once to this page (unsafe)</a>'
@@ -173,6 +187,7 @@ def render_block_page(
 <div class="actions">
 <a class="button primary" href="{esc(_back_href(referer), quote=True)}">Go back</a>
 </div>
+{report}
 {details}
 {ref}
 </main></body></html>
@@ -215,6 +230,40 @@ def render_confirm_page(*, url: str, reasons: Sequence[str], action: str, token:
 <input type="hidden" name="token" value="{esc(token, quote=True)}">
 <button type="submit">{esc(button)}</button></form>
 </div>
+</main></body></html>
+"""
+
+
+def render_report_page(*, url: str, reasons: Sequence[str], token: str, block_id: str) -> str:
+    """The gateway's own page where the user confirms "this blocked page is safe" (a form with a
+    one-time token, as a bypass's; an optional comment for the analyst)."""
+    esc = html.escape
+    items = "\n".join(f"<li>{esc(text)}</li>" for text in reasons[:5]) or "<li>It was found malicious.</li>"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>Report a mistake - MalwareSnipper</title>
+<style>{_STYLE}</style></head>
+<body><main>
+<h1>Report a mistake: this page is safe?</h1>
+<p>MalwareSnipper blocked this page:</p>
+<p class="url">{esc(url)}</p>
+<ul>
+{items}
+</ul>
+<p>Your report goes to the gateway's administrator with the scan of this page. The page stays blocked
+until they allow it.</p>
+<form method="post" action="{REPORT_PATH}">
+<input type="hidden" name="block" value="{esc(block_id, quote=True)}">
+<input type="hidden" name="action" value="report">
+<input type="hidden" name="token" value="{esc(token, quote=True)}">
+<p><label for="comment">Why is it safe? (optional)</label><br>
+<textarea id="comment" name="comment" rows="3" cols="50" maxlength="{REPORT_COMMENT_MAX}"></textarea></p>
+<div class="actions">
+<a class="button" href="{esc(url if url.startswith(("http://", "https://")) else "about:blank", quote=True)}">Cancel</a>
+<button type="submit" class="primary">Report: this page is safe</button>
+</div></form>
 </main></body></html>
 """
 

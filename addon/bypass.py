@@ -9,6 +9,9 @@ one-time token minted, for one recorded block, one action and one client address
 needs a top-level user navigation (``Sec-Fetch-*``, when the browser sends them) from that same
 origin. "Proceed once" then grants exactly one pass: the next response for that URL to that
 client goes through, then the block applies again. Nothing here is a global switch.
+
+"Report a mistake" (action ``report``) goes through the same confirmation, so a page's script
+cannot file reports on the user's behalf either; it is offered only for a block that has a scan.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ BLOCK_TTL_S = 600.0
 TOKEN_TTL_S = 600.0
 PASS_TTL_S = 60.0
 MAX_ENTRIES = 10_000
-ACTIONS = ("proceed", "allow")
+ACTIONS = ("proceed", "allow", "report")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,9 @@ class Block:
     #: False when the user's own blocklist blocked it: an allowlist entry must not undo that
     may_allow: bool
     expires: float
+    #: The scan whose verdict made the block (None for a request-time blocklist hit): what an
+    #: override or a report is recorded against.
+    scan_id: str | None = None
 
 
 class BypassTokens:
@@ -50,10 +56,11 @@ class BypassTokens:
         self._tokens: OrderedDict[str, tuple[str, str, str, float]] = OrderedDict()
         self._passes: dict[tuple[str, str], float] = {}
 
-    def record_block(self, url: str, client: str, *, reasons: tuple[str, ...] = (), may_allow: bool = True) -> str:
+    def record_block(self, url: str, client: str, *, reasons: tuple[str, ...] = (), may_allow: bool = True,
+                     scan_id: str | None = None) -> str:
         """An id for a block page's links. Not a secret: it authorises nothing by itself."""
         block_id = secrets.token_urlsafe(12)
-        self._blocks[block_id] = Block(url, client, reasons, may_allow, time.monotonic() + self.block_ttl_s)
+        self._blocks[block_id] = Block(url, client, reasons, may_allow, time.monotonic() + self.block_ttl_s, scan_id)
         _trim(self._blocks)
         return block_id
 
@@ -82,7 +89,7 @@ class BypassTokens:
         if minted_for != action or minted_client != client or expires < time.monotonic():
             return None
         block = self.block(block_id, client)
-        if block is None or (action == "allow" and not block.may_allow):
+        if block is None or (action == "allow" and not block.may_allow) or (action == "report" and not block.scan_id):
             return None
         return block
 

@@ -5,24 +5,34 @@ shows the confirmation page and mints a one-time token; a POST of its form, from
 only, redeems it. Nothing a blocked site can read or send gets past here: the block page it can
 read holds only a block id; the token is minted on this page, which no other origin can read (no
 CORS, CORP same-origin, no framing). Requests to this host never go upstream.
+
+"Report a mistake" (``REPORT_PATH``) works the same way: its form's token is minted on this
+origin only, so a blocked page's script cannot file a report. Each confirmed proceed-once,
+always-allow and report is recorded with the scan whose verdict it is about.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from mitmproxy import http
 
+from ..server.service import ScanClient
 from . import blockpage
-from .blockpage import CONFIRM_PATH, CONTROL_HOST, CONTROL_ORIGIN
+from .blockpage import CONFIRM_PATH, CONTROL_HOST, CONTROL_ORIGIN, REPORT_COMMENT_MAX, REPORT_PATH
 from .bypass import BypassTokens
 from .lifecycle import Lifecycle
 from .replies import client_of, notice, top_level_navigation
 
 log = logging.getLogger("malwaresnipper.gateway")
 
+#: How long the report form's answer waits for the history store (a PostgreSQL outage holds writes).
+REPORT_WAIT_S = 5.0
 _EXPIRED = ("This link has expired", "Go back and load the page again to get a fresh block page.")
 
 
@@ -40,7 +50,10 @@ class Control:
             return
         flow.metadata["malwaresnipper_skip"] = "control"
         req = flow.request
-        if req.path.split("?", 1)[0] != CONFIRM_PATH:
+        path = req.path.split("?", 1)[0]
+        if path == REPORT_PATH and req.method in ("GET", "POST"):
+            flow.response = self._report_page(flow) if req.method == "GET" else await self._confirmed(flow)
+        elif path != CONFIRM_PATH:
             flow.response = notice(404, "Not found", "There is nothing here.")
         elif req.method == "GET":
             flow.response = self._confirmation_page(flow)
@@ -64,6 +77,17 @@ class Control:
                                              token=self.bypass.mint(block_id, action, client), block_id=block_id)
         return http.Response.make(200, page.encode("utf-8"), blockpage.confirm_headers(block.url))
 
+    def _report_page(self, flow: http.HTTPFlow) -> http.Response:
+        """The page asking the user to confirm "this blocked page is safe", with its token."""
+        req, client = flow.request, client_of(flow)
+        block_id = req.query.get("block", "")
+        block = self.bypass.block(block_id, client)
+        if block is None or not block.scan_id or not top_level_navigation(req):
+            return notice(403, *_EXPIRED)
+        page = blockpage.render_report_page(url=block.url, reasons=block.reasons, block_id=block_id,
+                                            token=self.bypass.mint(block_id, "report", client))
+        return http.Response.make(200, page.encode("utf-8"), blockpage.CONFIRM_HEADERS)
+
     async def _confirmed(self, flow: http.HTTPFlow) -> http.Response:
         """The confirmation form, posted: redeem its token, grant what it confirms, go back."""
         req, client = flow.request, client_of(flow)
@@ -76,17 +100,52 @@ class Control:
             log.warning("malwaresnipper: refused a bypass request from %s (bad or replayed token, or not "
                         "sent by the gateway's own page)", client)
             return notice(403, *_EXPIRED)
+        if action == "report":
+            comment = (form.get("comment") or [""])[0].strip()[:REPORT_COMMENT_MAX]
+            recorded = await self._record(block.scan_id, lambda s, scan_id: s.add_report(
+                scan_id, "safe", "blockpage", comment), wait_s=REPORT_WAIT_S)
+            log.warning("malwaresnipper: user reported %s as safe (scan %s)", block.url[:300], block.scan_id)
+            if not recorded:
+                return notice(503, "The report could not be recorded",
+                              "The gateway's history is unreachable right now; try again in a moment.")
+            return notice(200, "Thank you: your report was recorded",
+                          "The gateway's administrator will review it. The page stays blocked until they allow it.")
         if action == "proceed":
             self.bypass.allow_once(block.url, client)
             self.lifecycle.count("proceed_once")
             log.warning("malwaresnipper: user chose to proceed once to %s", block.url[:300])
+            # Recorded in the background: the user's way on never waits for the history store.
+            self.lifecycle.spawn(self._record(block.scan_id, lambda s, scan_id: s.add_override(
+                scan_id, "proceed_once", "gateway")))
         else:
             host = (urlsplit(block.url).hostname or "").lower()
             await self._allow_site(host)
             self.lifecycle.count("always_allow")
             log.warning("malwaresnipper: user added %s to the allowlist", host)
+            self.lifecycle.spawn(self._record(block.scan_id, lambda s, scan_id: s.add_override(
+                scan_id, "always_allow", "gateway")))
         return http.Response.make(303, b"", {"Location": block.url, "Cache-Control": "no-store",
                                              "Referrer-Policy": "no-referrer"})
+
+    async def _record(self, scan_id: str | None,
+                      write: Callable[[ScanClient, str], Awaitable[dict[str, Any] | None]],
+                      *, wait_s: float | None = None) -> bool:
+        """Record feedback on ``scan_id`` through the scan service; False when it could not be
+        (no scan, no service, the store down or slower than ``wait_s``): the user's choice itself
+        still holds."""
+        service = self.lifecycle.service
+        if service is None or not scan_id:
+            return False
+        try:
+            async with asyncio.timeout(wait_s):
+                return await write(service, scan_id) is not None
+        except TimeoutError:
+            log.warning("malwaresnipper: the history store did not record feedback on scan %s within %.0f s",
+                        scan_id, wait_s or 0)
+            return False
+        except Exception:  # noqa: BLE001 - a record must never undo what the user confirmed
+            log.exception("could not record feedback on scan %s", scan_id)
+            return False
 
     async def _allow_site(self, host: str) -> None:
         """Put ``host`` on the allowlist (where the dashboard can remove it again); a list change,

@@ -34,8 +34,8 @@ class Replies:
         links = None
         if top_level_navigation(flow.request):
             block_id = self.bypass.record_block(url, client_of(flow), reasons=tuple(t for _, t in reasons),
-                                                may_allow=may_allow)
-            links = BypassLinks(block_id, may_allow)
+                                                may_allow=may_allow, scan_id=scan_id)
+            links = BypassLinks(block_id, may_allow, may_report=scan_id is not None)
         page = blockpage.render_block_page(
             url=url, reasons=reasons, risk_score=risk, classification=classification, links=links,
             referer=flow.request.headers.get("referer"), scan_id=scan_id,

@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "malwaresnipper.cli.extension",
     "malwaresnipper.cli.serve",
     "malwaresnipper.cli.feeds",
+    "malwaresnipper.cli.feedback",
 ]
 
 

@@ -156,6 +156,11 @@ function handleSnapshot(msg, { resumed }) {
 
 function handleMessage(msg) {
   if (msg.type === "lists_changed" && state.view === "lists") loadLists();
+  if (msg.type === "feedback_changed") {
+    // A report or an override was recorded: the open detail and the history marker show it.
+    if (state.detailId && msg.scan_id === state.detailId) openDetail(state.detailId);
+    if (state.view === "history") loadHistory();
+  }
 }
 
 function scheduleFlush() {
@@ -459,6 +464,8 @@ function renderDetail(scan) {
     ));
   }
 
+  renderFeedback(scan);
+
   // The scripts the engine analysed.
   const scripts = Array.isArray(verdict.scripts) ? verdict.scripts : [];
   body.append(el("h3", { text: `Scripts analysed (${scripts.length})` }));
@@ -473,6 +480,87 @@ function renderDetail(scan) {
       ))),
     ));
   }
+}
+
+// ---------------------------------------------------------------- feedback: reports and overrides
+
+const OVERRIDE_TEXT = { proceed_once: "Proceed once", proceed_anyway: "Proceed anyway", always_allow: "Always allow" };
+const SOURCE_TEXT = { blockpage: "block page", extension: "extension", dashboard: "dashboard", api: "API", gateway: "gateway" };
+
+/** Reports ("this page is safe/dangerous") and overrides of this scan, and the report buttons. */
+function renderFeedback(scan) {
+  const body = $("#detail-body");
+  const reports = Array.isArray(scan.reports) ? scan.reports : [];
+  const overrides = Array.isArray(scan.overrides) ? scan.overrides : [];
+  const comment = el("input", { type: "text", name: "comment", class: "report-comment", title: "comment (optional)" });
+  comment.placeholder = "comment (optional)";
+  comment.maxLength = 1000;
+  const message = el("p", { class: "muted report-message", role: "status" });
+  const send = (verdict) => async () => {
+    try {
+      await api(`/api/v1/scans/${encodeURIComponent(scan.scan_id)}/reports`, { method: "POST", body: { verdict, comment: comment.value, source: "dashboard" } });
+      if (state.detailId === scan.scan_id) openDetail(scan.scan_id);
+    } catch (err) {
+      setText(message, `Could not record the report: ${err.message}`);
+    }
+  };
+  body.append(el("section", { class: "feedback", id: "detail-feedback" },
+    el("h3", { text: `Reports (${reports.length})` }),
+    el("div", { class: "report-actions" },
+      el("button", { type: "button", class: "secondary", id: "report-safe", on: { click: send("safe") } }, "Report: safe"),
+      el("button", { type: "button", class: "secondary", id: "report-dangerous", on: { click: send("dangerous") } }, "Report: dangerous"),
+      comment),
+    message,
+    reports.length ? el("table", { class: "reports" },
+      el("thead", {}, el("tr", {}, ...["Time", "Says", "From", "Comment", ""].map((h) => el("th", { text: h })))),
+      el("tbody", {}, ...reports.map((r) => el("tr", { dataset: { reportId: r.report_id, verdict: r.verdict } },
+        el("td", { class: "time", text: dateTimeText(r.ts) }),
+        el("td", {}, el("span", { class: `badge report-${r.verdict === "safe" ? "safe" : "dangerous"}`, text: r.verdict === "safe" ? "safe" : "dangerous" })),
+        el("td", { text: SOURCE_TEXT[r.source] ?? String(r.source ?? "") }),
+        el("td", { class: "report-text", text: r.comment ?? "" }),
+        el("td", {}, listButton(r, message)),
+      ))),
+    ) : el("p", { class: "muted", text: "No reports: nobody said this verdict was wrong." }),
+    el("h3", { text: `Overrides (${overrides.length})` }),
+    overrides.length ? el("table", { class: "overrides" },
+      el("thead", {}, el("tr", {}, ...["Time", "Action", "From"].map((h) => el("th", { text: h })))),
+      el("tbody", {}, ...overrides.map((o) => el("tr", { dataset: { action: o.action } },
+        el("td", { class: "time", text: dateTimeText(o.ts) }),
+        el("td", { text: OVERRIDE_TEXT[o.action] ?? String(o.action ?? "") }),
+        el("td", { text: SOURCE_TEXT[o.source] ?? String(o.source ?? "") }),
+      ))),
+    ) : el("p", { class: "muted", text: "No overrides: nobody went past this verdict." }),
+  ));
+}
+
+/** One click from a report to a list entry: "safe" allows the page's site, "dangerous" blocks it. */
+function listButton(report, message) {
+  const host = hostOf(report.url);
+  if (!host) return "";
+  const list = report.verdict === "safe" ? "allow" : "block";
+  const button = el("button", { type: "button", class: "secondary report-to-list" }, list === "allow" ? `Allow ${host}` : `Block ${host}`);
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      await api(`/api/v1/lists/${list}`, { method: "POST", body: { entry: host, kind: "domain", note: `from report ${report.report_id} on scan ${report.scan_id}` } });
+      setText(button, list === "allow" ? "Allowed" : "Blocked");
+      setText(message, `${host} is on the ${list}list.`);
+    } catch (err) {
+      button.disabled = false;
+      setText(message, `Could not add ${host} to the ${list}list: ${err.message}`);
+    }
+  });
+  return button;
+}
+
+/** The history row's marker: how many reports (by what they say) and overrides a scan has. */
+function feedbackMark(feedback) {
+  if (!feedback) return "";
+  const parts = [];
+  if (feedback.safe) parts.push(`${feedback.safe} reported safe`);
+  if (feedback.dangerous) parts.push(`${feedback.dangerous} reported dangerous`);
+  if (feedback.overrides) parts.push(`${feedback.overrides} override${feedback.overrides === 1 ? "" : "s"}`);
+  return parts.length ? el("span", { class: "badge feedback-mark", title: "reports and overrides", text: parts.join(" · ") }) : "";
 }
 
 async function allowCurrentSite() {
@@ -527,6 +615,7 @@ async function loadHistory() {
       el("td", {}, item.blocked ? el("span", { class: "badge blocked", text: "blocked" }) : "no"),
       el("td", {}, el("div", { class: "page-url", text: item.url ?? "" }), el("div", { class: "page-title", text: item.title ?? "" })),
       el("td", { class: "top-indicator", text: topIndicatorText(item.top_indicator) }),
+      el("td", { class: "feedback-cell" }, feedbackMark(item.feedback)),
     ));
   }
   const first = items.length ? state.history.offset + 1 : 0;

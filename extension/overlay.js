@@ -21,6 +21,9 @@
     button:focus-visible { outline: 3px solid #2563eb; outline-offset: 2px; }
     .error { color: #b91c1c; margin: 12px 0 0; min-height: 1em; }
     .brand { font-size: 12px; color: #666; margin-top: 16px; }
+    .reports { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; margin-top: 14px; font-size: 14px; color: #444; }
+    button.report { font-size: 14px; padding: 4px 10px; background: #fff; }
+    .reported { font-size: 14px; color: #166534; margin: 8px 0 0; min-height: 1em; }
   `;
 
   let current = null; // { host, observer }
@@ -67,7 +70,13 @@
     const error = element("p", { class: "error", "data-ms": "error", role: "status" });
     const buttons = element("div", { class: "buttons" });
     buttons.append(leave, proceed, allow);
-    card.append(buttons, error, element("p", { class: "brand" }, "MalwareSnipper"));
+    // Reports tell the gateway's administrator the verdict was wrong (or right); they change nothing here.
+    const safe = element("button", { class: "report", "data-ms": "report-safe", type: "button" }, "This page is safe");
+    const dangerous = element("button", { class: "report", "data-ms": "report-dangerous", type: "button" }, "This page is dangerous");
+    const reported = element("p", { class: "reported", "data-ms": "reported", role: "status" });
+    const reports = element("div", { class: "reports" });
+    reports.append(element("span", {}, "Tell the administrator:"), safe, dangerous);
+    card.append(buttons, error, reports, reported, element("p", { class: "brand" }, "MalwareSnipper"));
     backdrop.append(card);
     root.append(backdrop);
 
@@ -97,6 +106,23 @@
         error.textContent = (answer && answer.error) || "The gateway could not be reached.";
       }
     }));
+
+    for (const [button, action] of [[safe, "report_safe"], [dangerous, "report_dangerous"]]) {
+      button.addEventListener("click", trusted(async () => {
+        safe.disabled = dangerous.disabled = true;
+        let answer;
+        try {
+          answer = await onAction(action);
+        } catch (err) {
+          answer = { ok: false, error: String((err && err.message) || err) };
+        }
+        if (answer && answer.ok) reported.textContent = "Thank you: your report was sent to the gateway.";
+        else {
+          safe.disabled = dangerous.disabled = false;
+          reported.textContent = (answer && answer.error) || "The gateway could not be reached.";
+        }
+      }));
+    }
 
     // Keep the warning in place if the page removes it.
     const observer = new MutationObserver(() => {

@@ -57,6 +57,9 @@ function renderTab(tab) {
   const verdict = $("tab-verdict");
   const list = $("tab-indicators");
   list.replaceChildren();
+  // A report needs the gateway's scan of this page.
+  $("tab-report").hidden = !(tab && tab.scan_id);
+  if (tab && tab.reported) $("report-status").textContent = `You reported this page as ${tab.reported}.`;
   if (!tab) {
     verdict.dataset.level = "none";
     verdict.textContent = "No page scanned in this tab.";
@@ -129,6 +132,13 @@ async function main() {
     const settings = await loadSettings();
     chrome.tabs.create({ url: `${settings.gatewayUrl}/` });
   });
+  for (const [id, verdict] of [["report-safe", "safe"], ["report-dangerous", "dangerous"]]) {
+    $(id).addEventListener("click", async () => {
+      $("report-status").textContent = "Sending…";
+      const answer = await chrome.runtime.sendMessage({ type: "report", tabId, verdict }).catch((err) => ({ ok: false, error: String(err) }));
+      $("report-status").textContent = answer && answer.ok ? `You reported this page as ${verdict}.` : (answer && answer.error) || "The gateway could not be reached.";
+    });
+  }
   // Wake the worker: it reconnects to the event stream if it was stopped.
   chrome.runtime.sendMessage({ type: "popup_opened" }).catch(() => undefined);
 }

@@ -352,7 +352,11 @@ async function onOverlayAction(tab, url, msg) {
   }
   if (msg.action === "proceed") {
     await state.markProceeded(tab.id, url);
+    await recordOverride(tab.id, url, "proceed_anyway");
     return { ok: true };
+  }
+  if (msg.action === "report_safe" || msg.action === "report_dangerous") {
+    return reportTab(tab.id, url, msg.action === "report_safe" ? "safe" : "dangerous");
   }
   if (msg.action === "allow_site") {
     const host = new URL(url).hostname;
@@ -365,9 +369,38 @@ async function onOverlayAction(tab, url, msg) {
     const current = await state.getTab(tab.id);
     await state.setTab(tab.id, { ...(current || {}), url, status: "allowed" });
     await setBadge(tab.id, "allowed");
+    recordOverride(tab.id, url, "always_allow").catch(() => undefined); // the user never waits for the record
     return { ok: true };
   }
   return { ok: false, error: "unknown action" };
+}
+
+// ---------------------------------------------------------------- feedback: reports and overrides
+
+/** The scan this tab's verdict came from, if it is about `url` (the worker's own record, never
+ * an id a page could hand us). */
+async function scanOfTab(tabId, url) {
+  const tab = await state.getTab(tabId);
+  return tab && tab.scan_id && (url === undefined || tab.url === url) ? tab.scan_id : "";
+}
+
+/** Record on the gateway that the user went past its warning (best effort: the page stays open). */
+async function recordOverride(tabId, url, action) {
+  const scanId = await scanOfTab(tabId, url);
+  if (!scanId) return;
+  const res = await gateway.recordOverride(await loadSettings(), scanId, action);
+  if (!res.ok) console.warn(`MalwareSnipper: the gateway did not record the override: ${res.error}`);
+}
+
+/** "This page is safe" / "This page is dangerous" on the scan of this tab's page. */
+async function reportTab(tabId, url, verdict) {
+  const scanId = await scanOfTab(tabId, url);
+  if (!scanId) return { ok: false, error: "This page has no scan to report on yet." };
+  const res = await gateway.reportScan(await loadSettings(), scanId, verdict);
+  if (!res.ok) return { ok: false, error: `The gateway did not record the report: ${res.error}` };
+  const current = await state.getTab(tabId);
+  if (current) await state.setTab(tabId, { ...current, reported: verdict });
+  return { ok: true };
 }
 
 // ---------------------------------------------------------------- wiring
@@ -381,6 +414,9 @@ chrome.runtime.onMessage.addListener((msg, sender, sendResponse) => {
   else if (msg.type === "capture" && topFrame) work = onCapture(sender.tab, sender.url, msg.capture);
   else if (msg.type === "overlay_action" && topFrame) work = onOverlayAction(sender.tab, sender.url, msg);
   else if (msg.type === "popup_opened" && extensionPage) work = ensureConnected().then(() => ({ ok: true }));
+  else if (msg.type === "report" && extensionPage && Number.isInteger(msg.tabId) && ["safe", "dangerous"].includes(msg.verdict)) {
+    work = reportTab(msg.tabId, undefined, msg.verdict);
+  }
   else if (msg.type === "settings_saved" && extensionPage) {
     // storage.onChanged already restarted the stream; this only wakes a stopped worker.
     work = ensureConnected().then(() => ({ ok: true }));

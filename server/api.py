@@ -30,6 +30,7 @@ from .auth import HostPolicy, OriginPolicy, bearer_token, token_matches
 from .captures import BadRequest, capture_from_body, parse_json_body
 from .service import ScanService
 from .store import LIST_KINDS, LIST_NAMES, ScanFilter, StoreUnavailable
+from .store_sql import MAX_COMMENT, REPORT_VERDICTS
 
 log = logging.getLogger(__name__)
 
@@ -313,6 +314,58 @@ async def get_scan(request: web.Request) -> web.Response:
     return web.json_response(record)
 
 
+# -- feedback: reports and overrides --------------------------------------------------------
+
+#: Who may file a report through the API (the block page's reports come through the gateway).
+API_REPORT_SOURCES = ("dashboard", "extension", "api")
+#: What the extension may record through the API ("proceed once" is the gateway's own).
+API_OVERRIDE_ACTIONS = ("proceed_anyway", "always_allow")
+
+
+def _object_body(body: Any, example: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest("invalid_body", f"the body must be a JSON object like {example}")
+    return body
+
+
+def _choice(body: dict[str, Any], name: str, choices: tuple[str, ...], default: str | None = None) -> str:
+    value = body.get(name, default)
+    if not isinstance(value, str) or value not in choices:
+        raise BadRequest("invalid_field", f"\"{name}\" must be one of {', '.join(choices)}")
+    return value
+
+
+async def post_report(request: web.Request) -> web.Response:
+    """``POST /api/v1/scans/{id}/reports``: "this page is safe" / "this page is dangerous"."""
+    scan_id = request.match_info["scan_id"]
+    body = _object_body(await _json_body(request), '{"verdict": "safe", "comment": "our intranet"}')
+    verdict = _choice(body, "verdict", REPORT_VERDICTS)
+    source = _choice(body, "source", API_REPORT_SOURCES, "api")
+    comment = body.get("comment", "")
+    if comment is None:
+        comment = ""
+    if not isinstance(comment, str):
+        raise BadRequest("invalid_field", "\"comment\" must be a string")
+    if len(comment) > MAX_COMMENT:
+        raise BadRequest("invalid_field", f"\"comment\" is longer than {MAX_COMMENT} characters")
+    item = await request.app[SERVICE].add_report(scan_id, verdict, source, comment.strip())
+    if item is None:
+        return error(404, "not_found", f"no scan with id {scan_id[:64]!r}")
+    return web.json_response(item, status=201)
+
+
+async def post_override(request: web.Request) -> web.Response:
+    """``POST /api/v1/scans/{id}/overrides``: the extension's "Proceed anyway" / "Always allow"."""
+    scan_id = request.match_info["scan_id"]
+    body = _object_body(await _json_body(request), '{"action": "proceed_anyway"}')
+    action = _choice(body, "action", API_OVERRIDE_ACTIONS)
+    source = _choice(body, "source", ("extension",), "extension")
+    item = await request.app[SERVICE].add_override(scan_id, action, source)
+    if item is None:
+        return error(404, "not_found", f"no scan with id {scan_id[:64]!r}")
+    return web.json_response(item, status=201)
+
+
 async def stats(request: web.Request) -> web.Response:
     window = _int_param(request, "window_s", 86_400, 60, 366 * 86_400)
     bucket = _int_param(request, "bucket_s", 3_600, 10, 366 * 86_400)
@@ -327,6 +380,8 @@ async def health(request: web.Request) -> web.Response:
 
 EXPORT_FIELDS = ("scan_id", "ts", "url", "domain", "title", "method", "status", "risk_score",
                  "threat_level", "classification", "blocked", "top_indicator")
+#: The CSV columns of each row's feedback marker (JSON Lines rows carry ``feedback`` whole).
+FEEDBACK_FIELDS = ("reports_safe", "reports_dangerous", "overrides")
 
 
 async def export(request: web.Request) -> web.StreamResponse:
@@ -345,9 +400,11 @@ async def export(request: web.Request) -> web.StreamResponse:
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(EXPORT_FIELDS)
+        writer.writerow(EXPORT_FIELDS + FEEDBACK_FIELDS)
         for i, row in enumerate(rows):
-            writer.writerow([_csv_cell(row, f) for f in EXPORT_FIELDS])
+            marker = row.get("feedback") or {}
+            writer.writerow([_csv_cell(row, f) for f in EXPORT_FIELDS]
+                            + [marker.get("safe", 0), marker.get("dangerous", 0), marker.get("overrides", 0)])
             if i % 500 == 499:
                 await response.write(buf.getvalue().encode())
                 buf.seek(0)
@@ -523,6 +580,8 @@ def build_app(service: ScanService, *, token: str, origins: OriginPolicy, hosts:
     r.add_post("/api/v1/scans", post_scan)
     r.add_get("/api/v1/scans", list_scans)
     r.add_get("/api/v1/scans/{scan_id}", get_scan)
+    r.add_post("/api/v1/scans/{scan_id}/reports", post_report)
+    r.add_post("/api/v1/scans/{scan_id}/overrides", post_override)
     r.add_post("/api/scan-realtime", post_scan_legacy)
     r.add_get("/api/v1/stats", stats)
     r.add_get("/api/v1/health", health)

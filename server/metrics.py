@@ -1,7 +1,7 @@
 """Prometheus text exposition of the gateway's counters, written by hand (format 0.0.4).
 
 Only what an operator watches: scans by threat level and source, scan latency, queue depth,
-connected event clients, dropped events, HTTP answers by status.
+connected event clients, dropped events, HTTP answers by status, reports and overrides.
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ class Metrics:
         #: content passed on without a verdict, by reason (``ScanService.record_unscanned``)
         self.unscanned: Counter[str] = Counter()
         self.http: Counter[int] = Counter()
+        #: reports on verdicts, by (verdict, source); overrides of verdicts, by (action, source)
+        self.reports: Counter[tuple[str, str]] = Counter()
+        self.overrides: Counter[tuple[str, str]] = Counter()
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
         #: Producers of labelled families (the alert sinks): () -> [(name, help, samples)].
         self.families: list[Callable[[], list[tuple[str, str, Samples]]]] = []
@@ -99,6 +102,18 @@ class Metrics:
         ]
         for code, n in sorted(self.http.items()):
             lines.append(f'malwaresnipper_http_responses_total{{code="{code}"}} {n}')
+        lines += [
+            "# HELP malwaresnipper_reports_total Reports that a verdict was wrong, by what they say and where from.",
+            "# TYPE malwaresnipper_reports_total counter",
+        ]
+        for (verdict, source), n in sorted(self.reports.items()):
+            lines.append(f'malwaresnipper_reports_total{{verdict="{_esc(verdict)}",source="{_esc(source)}"}} {n}')
+        lines += [
+            "# HELP malwaresnipper_overrides_total Blocks or warnings the user went past, by action and where.",
+            "# TYPE malwaresnipper_overrides_total counter",
+        ]
+        for (action, source), n in sorted(self.overrides.items()):
+            lines.append(f'malwaresnipper_overrides_total{{action="{_esc(action)}",source="{_esc(source)}"}} {n}')
         for name, (help_text, read) in sorted(self.gauges.items()):
             kind = "counter" if name.endswith("_total") else "gauge"
             try:

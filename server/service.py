@@ -46,6 +46,7 @@ from .lists import ListService
 from .metrics import Metrics
 from .scanner import ScanPool, ScanTimeout, site_of
 from .store import NewScan, ScanResult, ScanStore, StoreUnavailable, iso_ts, open_store
+from .store_sql import MAX_COMMENT
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,10 @@ class ScanClient(Protocol):
                                detail: str = "", page_scan_id: str | None = None) -> str: ...
 
     async def add_list_entry(self, name: str, entry: str, kind: str, note: str = "") -> dict[str, Any]: ...
+
+    async def add_report(self, scan_id: str, verdict: str, source: str, comment: str = "") -> dict[str, Any] | None: ...
+
+    async def add_override(self, scan_id: str, action: str, source: str) -> dict[str, Any] | None: ...
 
     def quarantined(self, url: str) -> str | None: ...
 
@@ -524,6 +529,26 @@ class ScanService:
     async def count(self, name: str, amount: int = 1) -> None:
         """Bump a persisted counter (e.g. the proxy's ``unscanned_too_large``)."""
         await self.store.incr_counter(name, amount)
+
+    # -- feedback: reports and overrides ---------------------------------------------------------
+
+    async def add_report(self, scan_id: str, verdict: str, source: str, comment: str = "") -> dict[str, Any] | None:
+        """Record a report ("this page is safe/dangerous") on a scan, count it and tell the
+        dashboards; None when the scan is unknown."""
+        item = await self.store.add_report(scan_id, verdict, source, comment[:MAX_COMMENT], gateway_id=self.gateway_id)
+        if item is not None:
+            self.metrics.reports[(verdict, source)] += 1
+            self.bus.broadcast({"type": "feedback_changed", "scan_id": scan_id, "kind": "report"})
+        return item
+
+    async def add_override(self, scan_id: str, action: str, source: str) -> dict[str, Any] | None:
+        """Record that the user went past a scan's verdict (proceed once/anyway, always allow),
+        count it and tell the dashboards; None when the scan is unknown."""
+        item = await self.store.add_override(scan_id, action, source, gateway_id=self.gateway_id)
+        if item is not None:
+            self.metrics.overrides[(action, source)] += 1
+            self.bus.broadcast({"type": "feedback_changed", "scan_id": scan_id, "kind": "override"})
+        return item
 
     # -- lists (the API's; see ListService) -------------------------------------------------------
 

@@ -20,6 +20,7 @@ import asyncio
 import concurrent.futures
 import functools
 import json
+import secrets
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
@@ -256,7 +257,45 @@ SCHEMA: list[Migration] = [
     CREATE INDEX scans_pending ON scans(gateway_id) WHERE status = 'pending';
     """,
     ),
+    # 4: feedback on verdicts: reports ("this page is safe/dangerous") and overrides (the user
+    #    went past a block); both kept with the scan they are about and removed with it
+    Migration(
+        """
+    CREATE TABLE reports (
+        report_id {text} PRIMARY KEY,{row_id}
+        scan_id {text} NOT NULL,
+        ts {real} NOT NULL,
+        verdict {text} NOT NULL,
+        source {text} NOT NULL,
+        url {text} NOT NULL,
+        comment {text} NOT NULL DEFAULT '',
+        gateway_id {text} NOT NULL DEFAULT ''
+    );
+    CREATE INDEX reports_scan ON reports(scan_id);
+    CREATE INDEX reports_ts ON reports(ts{tiebreak});
+    CREATE TABLE overrides (
+        override_id {text} PRIMARY KEY,{row_id}
+        scan_id {text} NOT NULL,
+        ts {real} NOT NULL,
+        action {text} NOT NULL,
+        source {text} NOT NULL,
+        url {text} NOT NULL,
+        gateway_id {text} NOT NULL DEFAULT ''
+    );
+    CREATE INDEX overrides_scan ON overrides(scan_id);
+    CREATE INDEX overrides_ts ON overrides(ts{tiebreak});
+    """,
+    ),
 ]
+
+#: What a report says about a scan's page, and who filed it.
+REPORT_VERDICTS = ("safe", "dangerous")
+REPORT_SOURCES = ("blockpage", "extension", "dashboard", "api")
+#: How the user went past a block, and where.
+OVERRIDE_ACTIONS = ("proceed_once", "proceed_anyway", "always_allow")
+OVERRIDE_SOURCES = ("gateway", "extension")
+#: Longest report comment kept (characters).
+MAX_COMMENT = 1000
 
 
 def migrations(d: Dialect) -> list[str]:
@@ -364,6 +403,24 @@ def detail(row: Any) -> dict[str, Any]:
     }
 
 
+def report(row: Any) -> dict[str, Any]:
+    """A report as the API shows it, from a ``reports`` row."""
+    return {"report_id": row["report_id"], "scan_id": row["scan_id"], "ts": iso_ts(row["ts"]),
+            "verdict": row["verdict"], "source": row["source"], "url": row["url"], "comment": row["comment"],
+            "gateway_id": row["gateway_id"]}
+
+
+def override(row: Any) -> dict[str, Any]:
+    """An override as the API shows it, from an ``overrides`` row."""
+    return {"override_id": row["override_id"], "scan_id": row["scan_id"], "ts": iso_ts(row["ts"]),
+            "action": row["action"], "source": row["source"], "url": row["url"], "gateway_id": row["gateway_id"]}
+
+
+def no_feedback() -> dict[str, int]:
+    """The history row's feedback marker: reports by verdict and overrides, counted."""
+    return {"safe": 0, "dangerous": 0, "overrides": 0}
+
+
 def list_entry(row: Any) -> dict[str, Any]:
     """An allow/block list entry as the API shows it, from a ``lists`` row."""
     return {"entry": row["entry"], "kind": row["kind"], "note": row["note"], "ts": iso_ts(row["ts"])}
@@ -440,6 +497,35 @@ def add_entry(d: Dialect, name: str, entry: str, kind: str, note: str, now: floa
     )
 
 
+def add_report(d: Dialect, report_id: str, scan_id: str, verdict: str, source: str, comment: str,
+               gateway_id: str, now: float) -> Program[dict[str, Any] | None]:
+    """Record a report on scan ``scan_id`` (its URL is the scan's); None when there is no such scan."""
+    found = yield d.tuples("SELECT url FROM scans WHERE scan_id=?", (scan_id,))
+    if not found:
+        return None
+    row = {"report_id": report_id, "scan_id": scan_id, "ts": now, "verdict": verdict, "source": source,
+           "url": found[0][0], "comment": comment, "gateway_id": gateway_id}
+    # A retried PostgreSQL batch may run this twice: the same report_id is one report.
+    yield d.run("INSERT INTO reports(report_id, scan_id, ts, verdict, source, url, comment, gateway_id)"
+                " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (report_id) DO NOTHING",
+                (report_id, scan_id, now, verdict, source, row["url"], comment, gateway_id))
+    return report(row)
+
+
+def add_override(d: Dialect, override_id: str, scan_id: str, action: str, source: str, gateway_id: str,
+                 now: float) -> Program[dict[str, Any] | None]:
+    """Record that the user went past scan ``scan_id``'s verdict; None when there is no such scan."""
+    found = yield d.tuples("SELECT url FROM scans WHERE scan_id=?", (scan_id,))
+    if not found:
+        return None
+    row = {"override_id": override_id, "scan_id": scan_id, "ts": now, "action": action, "source": source,
+           "url": found[0][0], "gateway_id": gateway_id}
+    yield d.run("INSERT INTO overrides(override_id, scan_id, ts, action, source, url, gateway_id)"
+                " VALUES (?,?,?,?,?,?,?) ON CONFLICT (override_id) DO NOTHING",
+                (override_id, scan_id, now, action, source, row["url"], gateway_id))
+    return override(row)
+
+
 def remove_entry(d: Dialect, name: str, entry: str) -> Program[int]:
     return int((yield d.run("DELETE FROM lists WHERE list=? AND entry=?", (name, entry))))
 
@@ -468,6 +554,11 @@ def apply_retention(d: Dialect, cutoff: float | None, rows: int) -> Program[int]
             yield d.run("DELETE FROM scan_indicators WHERE ts <= ?", (edge[0][0],))
         # The event log (about eight events per scan) is bounded alongside.
         yield d.run("DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?", (rows * 10,))
+    if removed:
+        # Feedback goes with the scan it is about (a report filed today on an old scan too).
+        for table in ("reports", "overrides"):
+            yield d.run(f"DELETE FROM {table} WHERE NOT EXISTS"
+                        f" (SELECT 1 FROM scans WHERE scans.scan_id = {table}.scan_id)")
     return removed
 
 
@@ -476,7 +567,52 @@ def apply_retention(d: Dialect, cutoff: float | None, rows: int) -> Program[int]
 
 def get_scan(d: Dialect, scan_id: str) -> Program[dict[str, Any] | None]:
     rows = yield d.rows("SELECT * FROM scans WHERE scan_id=?", (scan_id,))
-    return detail(rows[0]) if rows else None
+    if not rows:
+        return None
+    record = detail(rows[0])
+    reports = yield d.rows(f"SELECT * FROM reports WHERE scan_id=? ORDER BY ts, {d.insertion_order}", (scan_id,))
+    overrides = yield d.rows(f"SELECT * FROM overrides WHERE scan_id=? ORDER BY ts, {d.insertion_order}", (scan_id,))
+    record["reports"] = [report(r) for r in reports]
+    record["overrides"] = [override(r) for r in overrides]
+    return record
+
+
+#: Scan ids per feedback count query (well under both drivers' parameter limits).
+FEEDBACK_CHUNK = 500
+
+
+def with_feedback(d: Dialect, items: list[dict[str, Any]]) -> Program[list[dict[str, Any]]]:
+    """Give each scan summary its ``feedback`` marker (reports by verdict, overrides), counted
+    for those scans only: by the ``scan_id`` indexes, never over the whole tables."""
+    for item in items:
+        item["feedback"] = no_feedback()
+    by_id = {item["scan_id"]: item for item in items}
+    ids = list(by_id)
+    for start in range(0, len(ids), FEEDBACK_CHUNK):
+        chunk = ids[start:start + FEEDBACK_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        counts = yield d.tuples(f"SELECT scan_id, verdict, COUNT(*) FROM reports WHERE scan_id IN ({marks})"
+                                " GROUP BY scan_id, verdict", chunk)
+        for scan_id, verdict, n in counts:
+            if verdict in REPORT_VERDICTS:
+                by_id[scan_id]["feedback"][verdict] = int(n)
+        counts = yield d.tuples(f"SELECT scan_id, COUNT(*) FROM overrides WHERE scan_id IN ({marks})"
+                                " GROUP BY scan_id", chunk)
+        for scan_id, n in counts:
+            by_id[scan_id]["feedback"]["overrides"] = int(n)
+    return items
+
+
+def feedback_reports(d: Dialect, since: float | None, limit: int) -> Program[list[dict[str, Any]]]:
+    """Reports, oldest first (what ``feedback export`` labels), each with its scan's verdict
+    (threat level, classification) when the scan is still kept."""
+    where, args = ("WHERE r.ts >= ?", [since]) if since is not None else ("", [])
+    rows = yield d.rows(
+        "SELECT r.*, s.threat_level AS scan_level, s.classification AS scan_classification, s.method AS scan_method"
+        f" FROM reports r LEFT JOIN scans s ON s.scan_id = r.scan_id {where}"
+        f" ORDER BY r.ts, r.{d.insertion_order} LIMIT ?", [*args, limit])
+    return [{**report(r), "scan_threat_level": r["scan_level"], "scan_classification": r["scan_classification"],
+             "scan_method": r["scan_method"]} for r in rows]
 
 
 def list_scans(d: Dialect, flt: ScanFilter, limit: int, offset: int) -> Program[tuple[list[dict[str, Any]], int]]:
@@ -486,19 +622,19 @@ def list_scans(d: Dialect, flt: ScanFilter, limit: int, offset: int) -> Program[
         f"SELECT * FROM scans{where} ORDER BY ts DESC, {d.insertion_order} DESC LIMIT ? OFFSET ?",
         [*args, limit, offset],
     )
-    return [summary(r) for r in rows], int(total)
+    return (yield from with_feedback(d, [summary(r) for r in rows])), int(total)
 
 
 def export_rows(d: Dialect, flt: ScanFilter, limit: int) -> Program[list[dict[str, Any]]]:
     where, args = filter_clause(flt, d)
     rows = yield d.rows(f"SELECT * FROM scans{where} ORDER BY ts DESC, {d.insertion_order} DESC LIMIT ?",
                         [*args, limit])
-    return [summary(r) for r in rows]
+    return (yield from with_feedback(d, [summary(r) for r in rows]))
 
 
 def recent(d: Dialect, limit: int) -> Program[list[dict[str, Any]]]:
     rows = yield d.rows(f"SELECT * FROM scans ORDER BY ts DESC, {d.insertion_order} DESC LIMIT ?", (limit,))
-    return [summary(r) for r in rows]
+    return (yield from with_feedback(d, [summary(r) for r in rows]))
 
 
 def stats(d: Dialect, now: float, window_s: float, bucket_s: float) -> Program[dict[str, Any]]:
@@ -662,6 +798,27 @@ class SqlScanStore:
 
     async def remove_entry(self, name: str, entry: str) -> bool:
         return bool(await self._write(lambda: remove_entry(self.dialect, name, entry), lists_changed=True))
+
+    # -- feedback ----------------------------------------------------------------------------
+
+    async def add_report(self, scan_id: str, verdict: str, source: str, comment: str = "",
+                         *, gateway_id: str = "") -> dict[str, Any] | None:
+        """Record a report on a scan; None when the scan is unknown."""
+        now, report_id = time.time(), secrets.token_hex(8)
+        gateway = gateway_id or self.gateway_id
+        return await self._write(lambda: add_report(self.dialect, report_id, scan_id, verdict, source,
+                                                    comment, gateway, now))
+
+    async def add_override(self, scan_id: str, action: str, source: str,
+                           *, gateway_id: str = "") -> dict[str, Any] | None:
+        """Record an override of a scan's verdict; None when the scan is unknown."""
+        now, override_id = time.time(), secrets.token_hex(8)
+        gateway = gateway_id or self.gateway_id
+        return await self._write(lambda: add_override(self.dialect, override_id, scan_id, action, source,
+                                                      gateway, now))
+
+    async def feedback_reports(self, since: float | None = None, limit: int = 1_000_000) -> list[dict[str, Any]]:
+        return await self._read(feedback_reports(self.dialect, since, limit))
 
     # -- counters ----------------------------------------------------------------------------
 

@@ -60,6 +60,18 @@ export const allowSite = (settings, host) =>
     body: { entry: host, kind: "domain", note: "allowed from the browser extension" },
   });
 
+/** "This page is safe" / "This page is dangerous" about the gateway's scan `scanId`. */
+export const reportScan = (settings, scanId, verdict) =>
+  callGateway(settings, "POST", `/api/v1/scans/${encodeURIComponent(scanId)}/reports`, {
+    body: { verdict, source: "extension" },
+  });
+
+/** The user went past the warning about scan `scanId` ("proceed_anyway" or "always_allow"). */
+export const recordOverride = (settings, scanId, action) =>
+  callGateway(settings, "POST", `/api/v1/scans/${encodeURIComponent(scanId)}/overrides`, {
+    body: { action, source: "extension" },
+  });
+
 export const getAllowlist = (settings) => callGateway(settings, "GET", "/api/v1/lists/allow", { timeoutMs: 5000 });
 
 /** Check the address and the token: health (no auth), then an authenticated call. */
