@@ -439,6 +439,30 @@ def complete_scan(d: Dialect, result: ScanResult, now: float) -> Program[None]:
     )
 
 
+def rejudge_scan(d: Dialect, result: ScanResult) -> Program[int]:
+    """A completed scan's verdict re-judged (a page with its scripts' verdicts folded in): level,
+    score, reasons and ``scripts_blocked`` replaced; its status, timing and ``blocked`` kept.
+    Returns the rows changed (0: not a completed scan)."""
+    top = None
+    if result.indicators:
+        first = result.indicators[0]
+        top = json.dumps({"id": first.get("id"), "title": first.get("title"), "severity": first.get("severity")})
+    changed = yield d.run(
+        "UPDATE scans SET risk_score=?, threat_level=?, classification=?, scripts_blocked=?, top_indicator=?,"
+        " verdict=? WHERE scan_id=? AND status='complete'",
+        (result.risk_score, result.threat_level, result.classification, bool(result.scripts_blocked), top,
+         json.dumps(result.verdict) if result.verdict is not None else None, result.scan_id))
+    if not changed:
+        return 0
+    found = yield d.tuples("SELECT ts FROM scans WHERE scan_id=?", (result.scan_id,))
+    yield d.run("DELETE FROM scan_indicators WHERE scan_id=?", (result.scan_id,))
+    yield d.run_many(
+        "INSERT INTO scan_indicators(scan_id, ts, indicator_id, title, category, severity) VALUES (?,?,?,?,?,?)",
+        indicator_rows(result, found[0][0]),
+    )
+    return int(changed)
+
+
 def append_events(d: Dialect, rows: Sequence[tuple[int, float, str | None, str]]) -> Program[None]:
     yield d.run_many("INSERT INTO events(seq, ts, scan_id, body) VALUES (?,?,?,?)", rows)
     # The larger seq: several gateways may write one log, and the counter never goes back.
@@ -666,6 +690,9 @@ class SqlScanStore:
     def complete_scan(self, result: ScanResult) -> asyncio.Future[None]:
         now = time.time()
         return self._write(lambda: complete_scan(self.dialect, result, now))
+
+    def rejudge_scan(self, result: ScanResult) -> asyncio.Future[int]:
+        return self._write(lambda: rejudge_scan(self.dialect, result))
 
     async def get_scan(self, scan_id: str) -> dict[str, Any] | None:
         return await self._read(get_scan(self.dialect, scan_id))
