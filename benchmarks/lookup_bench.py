@@ -25,6 +25,8 @@ from typing import Any
 from malwaresnipper.engine.lists import url_key
 from malwaresnipper.server.store import NewScan, ScanResult, SqliteScanStore
 
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+
 
 async def fill(store: Any, n: int) -> list[tuple[str, str]]:
     """``n`` completed scans; returns (url, sha256) of each."""
@@ -79,8 +81,8 @@ async def main() -> None:
         finally:
             await store.close()
     if args.postgres:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from support_postgres import fresh_database
+        sys.path.insert(0, str(TESTS))
+        from support_postgres import fresh_database  # type: ignore[import-not-found]
 
         from malwaresnipper.server.store_postgres import PostgresScanStore
 
