@@ -3,8 +3,8 @@
 A page is served before the verdicts of the scripts it loads may be known (the browser fetches
 them afterwards), so the notice is armed in the page and fired by the script's replacement:
 
-* In block mode every HTML page with external scripts gets a tiny loader as the first element of
-  its ``<head>``. It listens for one event whose name carries a token (an HMAC of the page's
+* In block mode every HTML page that has a ``<script>`` (external, or inline that may add one)
+  gets a tiny loader as the first element of its ``<head>``. It listens for one event whose name carries a token (an HMAC of the page's
   origin under a key of this gateway process), then removes its own ``<script>`` element.
 * The inert script that replaces a MALICIOUS script (:mod:`.replies`) dispatches that event, with
   the blocked script's URL; the script request's ``Referer`` (at least the page's origin, under
@@ -23,7 +23,9 @@ request no page to name: the script is still replaced, without a notice.
 
 Content-Security-Policy: a page whose CSP names a script nonce gets the loader with that nonce; a
 page whose CSP would refuse inline script otherwise gets the loader's hash added to its
-``script-src`` (an ``'unsafe-inline'`` policy without nonces or hashes already allows it).
+``script-src`` (an ``'unsafe-inline'`` policy without nonces or hashes already allows it). A CSP
+given in a ``<meta>`` element is not edited: if it refuses the loader, there is no notice (the
+script is still replaced).
 """
 
 from __future__ import annotations
@@ -170,15 +172,18 @@ def allow_loader(headers: http.Headers, script_hash: str) -> tuple[str | None, b
     return nonce, True
 
 
+_ANY_SCRIPT = re.compile(r"<script\b", re.I)
+
+
 def inject(response: http.Response, page_url: str) -> bool:
     """Put the loader first in the page's ``<head>`` (see the module docstring); False when the
-    response is not an HTML page we can edit."""
+    response is not an HTML page that runs scripts (none to replace: no loader needed)."""
     ctype = (response.headers.get("content-type") or "").lower()
     origin = origin_of(page_url)
     if origin is None or "text/html" not in ctype:
         return False
     text = response.get_text(strict=False)
-    if text is None:
+    if text is None or not _ANY_SCRIPT.search(text):
         return False
     script = loader(origin)
     digest = "sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()

@@ -33,7 +33,6 @@ from ..engine.verdict import Verdict
 from .flowurl import pretty_url
 from . import pagenotice
 from .lifecycle import Lifecycle, log_task_error
-from .linking import script_urls
 from .options import GatewayOptions
 from .recent import RecentVerdicts
 from .replies import HEADER, Replies
@@ -274,16 +273,8 @@ class Scanning:
         else:
             flow.response.headers[HEADER] = (f"{verdict.threat_level.value}; risk={verdict.risk_score:.1f}"
                                              + ("" if verdict.complete else "; incomplete"))
-            if kind == "html" and self._may_load_scripts(flow):
+            if kind == "html":  # a script of it may be replaced: arm the in-page notice
                 pagenotice.inject(flow.response, url)
-
-    @staticmethod
-    def _may_load_scripts(flow: http.HTTPFlow) -> bool:
-        """A page that loads external scripts (one of which may be replaced): it gets the loader
-        of the in-page notice (addon/pagenotice.py)."""
-        assert flow.response is not None
-        raw = flow.response.get_text(strict=False) or ""
-        return bool(script_urls(raw[:1_000_000], pretty_url(flow.request), limit=1))
 
 
 def _plan(flow: http.HTTPFlow) -> ScanPlan:

@@ -25,7 +25,8 @@ def loader_hash() -> str:
 
 
 def test_loader_goes_first_in_head_and_carries_the_pages_token() -> None:
-    resp = response('<!doctype html><html lang="en"><HEAD data-x=1><title>T</title></head><body>x</body></html>')
+    resp = response('<!doctype html><html lang="en"><HEAD data-x=1><title>T</title></head>'
+                    '<body><script>var x;</script></body></html>')
     assert pagenotice.inject(resp, PAGE)
     text = resp.text or ""
     assert text.startswith('<!doctype html><html lang="en"><HEAD data-x=1><script>(function(){')
@@ -33,8 +34,12 @@ def test_loader_goes_first_in_head_and_carries_the_pages_token() -> None:
     assert "attachShadow" in text and "mode:'closed'" in text and pagenotice.NOTICE_URL in text
     assert text.index("</script>") < text.index("<title>")
     # without <head>, after <html>; without either, first
-    bare = response("<p>hi</p>")
-    assert pagenotice.inject(bare, PAGE) and (bare.text or "").startswith("<script>")
+    bare = response('<p>hi</p><script src="/a.js"></script>')
+    assert pagenotice.inject(bare, PAGE) and (bare.text or "").startswith("<script>(function(){")
+    # a page that runs no script has nothing to replace: left alone
+    static = response("<html><head><title>T</title></head><body>text</body></html>")
+    assert not pagenotice.inject(static, PAGE)
+    assert static.text == "<html><head><title>T</title></head><body>text</body></html>"
 
 
 def test_not_html_is_left_alone() -> None:
@@ -63,27 +68,29 @@ def test_the_inert_scripts_trigger_names_the_referers_page() -> None:
 
 def test_a_nonce_csp_lends_its_nonce_and_is_not_changed() -> None:
     csp = "script-src 'nonce-abc123' 'strict-dynamic'; object-src 'none'"
-    resp = response("<html><head></head></html>", [csp])
+    resp = response("<html><head></head><script src=/a.js></script></html>", [csp])
     pagenotice.inject(resp, PAGE)
     assert '<script nonce="abc123">' in (resp.text or "")
     assert resp.headers.get_all("content-security-policy") == [csp]
 
 
 def test_a_strict_csp_gets_the_loaders_hash_only() -> None:
-    resp = response("<html><head></head></html>", ["default-src 'self'; img-src *", "script-src 'none'"])
+    resp = response("<html><head></head><script src=/a.js></script></html>",
+                    ["default-src 'self'; img-src *", "script-src 'none'"])
     pagenotice.inject(resp, PAGE)
     first, second = resp.headers.get_all("content-security-policy")
     digest = loader_hash()
     assert first == f"default-src 'self'; img-src *; script-src 'self' '{digest}'"
     assert second == f"script-src '{digest}'"
-    hashed = response("<html><head></head></html>", ["script-src 'self' 'sha256-AAAA' 'unsafe-inline'"])
+    hashed = response("<html><head></head><script src=/a.js></script></html>",
+                      ["script-src 'self' 'sha256-AAAA' 'unsafe-inline'"])
     pagenotice.inject(hashed, PAGE)
     assert hashed.headers["content-security-policy"] == f"script-src 'self' 'sha256-AAAA' 'unsafe-inline' '{digest}'"
 
 
 def test_unsafe_inline_or_no_csp_is_not_touched() -> None:
     for csp in ([], ["script-src 'self' 'unsafe-inline'"], ["img-src 'self'"]):
-        resp = response("<html><head></head></html>", csp)
+        resp = response("<html><head></head><script src=/a.js></script></html>", csp)
         pagenotice.inject(resp, PAGE)
         assert resp.headers.get_all("content-security-policy") == csp
         assert "<script>(function(){" in (resp.text or "")
