@@ -20,7 +20,9 @@ SKIM_SHA = hashlib.sha256(SKIM_TEXT.encode()).hexdigest()
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    gw = Gateway(tmp_path_factory.mktemp("gw-lookup"), config="[server]\nrate_limit_per_minute = 0\n")
+    # a generous scan budget: the first scan waits for the worker to start on a busy machine
+    gw = Gateway(tmp_path_factory.mktemp("gw-lookup"),
+                 config="[server]\nrate_limit_per_minute = 0\n[proxy]\nscan_timeout_ms = 30000\n")
     gw.start()
     try:
         yield gw
@@ -43,7 +45,7 @@ async def test_lookup_answers_the_newest_known_verdicts(gateway: Gateway) -> Non
         assert script["verdict"]["threat_level"] == "MALICIOUS"
         page = await _scan(gateway, s, {"url": "https://shop-lookup.example/checkout", "title": "Checkout",
                                         "html": "<html><body><h1>Checkout</h1></body></html>"})
-        body = {"scripts": [{"url": "http://CDN.skim-lookup.example:443/pay.js"},
+        body = {"scripts": [{"url": "http://CDN.skim-lookup.example/pay.js#top"},
                             {"sha256": SKIM_SHA.upper()},
                             {"url": "https://cdn.unknown-lookup.example/a.js", "sha256": "0" * 64}],
                 "pages": ["https://shop-lookup.example/checkout#pay", "https://never-seen.example/"]}
