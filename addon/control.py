@@ -27,12 +27,20 @@ from . import blockpage
 from .blockpage import CONFIRM_PATH, CONTROL_HOST, CONTROL_ORIGIN, REPORT_COMMENT_MAX, REPORT_PATH
 from .bypass import BypassTokens
 from .lifecycle import Lifecycle
+from .pagenotice import NOTICE_PATH
 from .replies import client_of, notice, top_level_navigation
 
 log = logging.getLogger("malwaresnipper.gateway")
 
 #: How long the report form's answer waits for the history store (a PostgreSQL outage holds writes).
 REPORT_WAIT_S = 5.0
+NOTICE_EXPLANATION = (
+    "A page you opened loads a script that this gateway judged dangerous (for example one that copies "
+    "what you type into a payment form and sends it to someone else). The gateway replaced that script "
+    "with a harmless one, so the rest of the page works, but the site itself may have been tampered with: "
+    "be careful about entering card details or passwords there. The gateway's dashboard has the details "
+    "of both scans."
+)
 _EXPIRED = ("This link has expired", "Go back and load the page again to get a fresh block page.")
 
 
@@ -51,6 +59,9 @@ class Control:
         flow.metadata["malwaresnipper_skip"] = "control"
         req = flow.request
         path = req.path.split("?", 1)[0]
+        if path == NOTICE_PATH:  # the in-page notice's "What does this mean?"
+            flow.response = notice(200, "MalwareSnipper blocked a dangerous script", NOTICE_EXPLANATION)
+            return
         if path == REPORT_PATH and req.method in ("GET", "POST"):
             flow.response = self._report_page(flow) if req.method == "GET" else await self._confirmed(flow)
         elif path != CONFIRM_PATH:

@@ -8,12 +8,18 @@ the script that made it malicious, and a script's scan point at its page, we rem
 
 A script request is linked to its page by, in order: the ``Referer`` header when it names a page
 we saw, else the latest page on the same client connection (HTTP/2 multiplexes a page and its
-scripts on one connection; HTTP/1.1 browsers reuse it). ``Sec-Fetch-Dest: script`` tells us the
+scripts on one connection; HTTP/1.1 browsers reuse it), else the latest page of the ``Referer``'s
+origin (a cross-origin script request carries only the page's origin under browsers' default
+``strict-origin-when-cross-origin`` policy). ``Sec-Fetch-Dest: script`` tells us the
 request is for a script even when the content type lies.
 
 When a page arrives whose ``<script src>`` we have already seen (a reload, or another page of the
 site), the script's text goes into the page's capture, so the engine's evidence for the page names
-the script (``script https://...``).
+the script (``script https://...``). A script already judged MALICIOUS is the exception: its text
+stays out of the page's capture and its verdict is folded into the page's instead
+(:func:`~malwaresnipper.engine.verdict.with_malicious_scripts`), so that a page is judged (and, in
+block mode, served with the script replaced) the same way whether or not the script's verdict was
+known when the page arrived.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
+
+from ..engine.verdict import ScriptVerdict
 
 MAX_PAGES = 2_000
 MAX_SCRIPT_BYTES = 32 * 1024 * 1024
@@ -39,6 +47,15 @@ class PageRef:
 
 def _strip_fragment(url: str) -> str:
     return url.split("#", 1)[0]
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url`` ('' when it has none)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}" if parts.netloc else ""
 
 
 def script_urls(html: str, page_url: str, limit: int = MAX_SCRIPTS_PER_PAGE) -> list[str]:
@@ -72,12 +89,16 @@ class PageLinker:
         self.max_script_bytes = max_script_bytes
         self._pages: OrderedDict[str, PageRef] = OrderedDict()
         self._by_client: OrderedDict[str, PageRef] = OrderedDict()
+        self._by_origin: OrderedDict[str, PageRef] = OrderedDict()
         self._scripts: OrderedDict[str, str] = OrderedDict()
         self._script_bytes = 0
+        #: script URL -> its MALICIOUS verdict (the latest verdict of that URL said so)
+        self._malicious: OrderedDict[str, ScriptVerdict] = OrderedDict()
 
     def page_seen(self, url: str, client_id: str, scan_id: str | None = None) -> None:
         ref = PageRef(_strip_fragment(url), scan_id)
-        for table, key in ((self._pages, ref.url), (self._by_client, client_id)):
+        for table, key in ((self._pages, ref.url), (self._by_client, client_id),
+                           (self._by_origin, _origin(ref.url))):
             table[key] = ref
             table.move_to_end(key)
             while len(table) > self.max_pages:
@@ -91,6 +112,10 @@ class PageLinker:
                 return ref
         if client_id is not None:
             ref = self._by_client.get(client_id)
+            if ref is not None:
+                return ref
+        if referer:
+            ref = self._by_origin.get(_origin(referer))
             if ref is not None:
                 return ref
         if referer and urlsplit(referer).scheme in ("http", "https"):
@@ -110,12 +135,30 @@ class PageLinker:
             _, dropped = self._scripts.popitem(last=False)
             self._script_bytes -= len(dropped)
 
+    def script_judged(self, url: str, verdict: ScriptVerdict | None) -> None:
+        """Remember a script URL's latest verdict: ``verdict`` when MALICIOUS, None otherwise."""
+        url = _strip_fragment(url)
+        self._malicious.pop(url, None)
+        if verdict is not None:
+            self._malicious[url] = verdict
+            while len(self._malicious) > self.max_pages:
+                self._malicious.popitem(last=False)
+
+    def malicious_scripts(self, html: str, page_url: str) -> list[ScriptVerdict]:
+        """The page's external scripts whose latest verdict was MALICIOUS."""
+        if not self._malicious:
+            return []
+        return [v for url in script_urls(html, page_url) if (v := self._malicious.get(url)) is not None]
+
     def known_scripts(self, html: str, page_url: str) -> list[dict[str, object]]:
-        """The page's external scripts whose text we already have, as Capture script mappings."""
+        """The page's external scripts whose text we already have, as Capture script mappings
+        (not those judged MALICIOUS: their verdicts are folded into the page's)."""
         if not self._scripts:
             return []
         out: list[dict[str, object]] = []
         for url in script_urls(html, page_url):
+            if url in self._malicious:
+                continue
             text = self._scripts.get(url)
             if text is not None:
                 out.append({"url": url, "text": text, "inline": False})

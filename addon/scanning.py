@@ -31,6 +31,7 @@ from mitmproxy import http
 
 from ..engine.verdict import Verdict
 from .flowurl import pretty_url
+from . import pagenotice
 from .lifecycle import Lifecycle, log_task_error
 from .options import GatewayOptions
 from .recent import RecentVerdicts
@@ -257,6 +258,8 @@ class Scanning:
         if verdict.is_malicious:
             self.lifecycle.count("blocked_script" if kind == "js" else "blocked_page")
             flow.response = self.replies.for_verdict(flow, url=url, kind=kind, verdict=verdict, scan_id=scan_id)
+            if kind == "js":  # the page that loaded it shows its notice (addon/pagenotice.py)
+                pagenotice.add_trigger(flow.response, flow.request.headers.get("referer"), url)
             log.warning("malwaresnipper: blocked %s %s (%s, risk %.1f)", "script" if kind == "js" else "page",
                         url[:300], verdict.classification, verdict.risk_score)
         elif not verdict.complete and eff is not None and eff.fail_closed:
@@ -270,6 +273,8 @@ class Scanning:
         else:
             flow.response.headers[HEADER] = (f"{verdict.threat_level.value}; risk={verdict.risk_score:.1f}"
                                              + ("" if verdict.complete else "; incomplete"))
+            if kind == "html":  # a script of it may be replaced: arm the in-page notice
+                pagenotice.inject(flow.response, url)
 
 
 def _plan(flow: http.HTTPFlow) -> ScanPlan:

@@ -20,6 +20,7 @@ from ..engine.capture import Capture, Source
 from ..engine.errors import CaptureError
 from ..engine.verdict import ThreatLevel, Verdict
 from ..server.scanner import ScanTimeout
+from ..server.service import script_verdict
 from .decode import BodyTooLarge, DecodeError
 from .flowurl import pretty_url
 from .lifecycle import Lifecycle
@@ -152,8 +153,34 @@ class Submissions:
         except Exception as exc:  # noqa: BLE001 - ScanTimeout, ScanFailed: the record says which
             error = "timeout" if isinstance(exc, ScanTimeout) else "error"
             return Outcome(kind=body.kind, scan_id=job.scan_id, error=error, lists_version=job.lists_version)
+        if body.kind == "js":
+            self.linker.script_judged(info.url, script_verdict(capture, job.scan_id, verdict)
+                                      if verdict.is_malicious else None)
+        else:
+            verdict = await self.fold_known_scripts(info, body.text, job.scan_id, verdict,
+                                                    blocking=blocks_until is not None)
         self.log_verdict(info, body.kind, verdict, job.scan_id, page)
         return Outcome(kind=body.kind, scan_id=job.scan_id, verdict=verdict, lists_version=job.lists_version)
+
+    async def fold_known_scripts(self, info: FlowInfo, html: str, scan_id: str, verdict: Verdict, *,
+                                 blocking: bool) -> Verdict:
+        """A page's verdict with the verdicts of its scripts already judged MALICIOUS (their texts
+        were left out of its capture): re-judged in the service, so its record says so too; in
+        block mode those scripts will be replaced, and the page is recorded "scripts blocked"."""
+        known = self.linker.malicious_scripts(html, info.url)
+        service = self.lifecycle.service
+        if not known or service is None or verdict.is_malicious:
+            return verdict
+        for script in known:
+            try:
+                folded = await service.fold_script(scan_id, script, blocked=blocking)
+            except Exception:  # noqa: BLE001 - the page's own verdict stands; logged
+                log.warning("malwaresnipper: could not fold script %s into page %s", script.url[:300],
+                            info.url[:300], exc_info=True)
+                continue
+            if folded is not None:
+                verdict = folded
+        return verdict
 
     def capture(self, info: FlowInfo, body: DecodedBody) -> Capture | None:
         """The capture of a decoded body (None, recorded, when it cannot be built)."""

@@ -193,6 +193,14 @@ function flush() {
   }
 }
 
+/** "blocked" (the page or script was replaced), "scripts blocked" (a page served with its
+ *  MALICIOUS scripts replaced), or "no". */
+function blockedBadge(scan) {
+  if (scan.blocked) return el("span", { class: "badge blocked", text: "blocked" });
+  if (scan.scripts_blocked) return el("span", { class: "badge blocked", text: "scripts blocked" });
+  return "no";
+}
+
 /** Fold one event into the feed model; true when the row must be redrawn. */
 function applyEvent(event) {
   if (typeof event.scan_id !== "string" || !(event.status in STATUS_RANK)) return false;
@@ -202,6 +210,15 @@ function applyEvent(event) {
     state.feed.set(event.scan_id, entry);
   }
   const data = entry.data;
+  if (event.status === "SCAN_UPDATE" && event.rejudged === true) {
+    // A finished page re-judged with a MALICIOUS script it loads (docs/events.md): its new level.
+    Object.assign(data, {
+      status: "SCAN_COMPLETE", progress: 100, url: event.url ?? data.url, title: event.title ?? data.title,
+      method: event.method ?? data.method, risk_score: event.risk_score, threat_level: event.threat_level,
+      classification: event.classification, scripts_blocked: Boolean(event.scripts_blocked),
+    });
+    return true;
+  }
   const rank = STATUS_RANK[event.status];
   // A replayed STARTED/UPDATE must never take a finished scan back to "scanning".
   if (STATUS_RANK[data.status] === 2 && rank < 2) return false;
@@ -246,6 +263,7 @@ function applySummary(summary) {
     threat_level: summary.threat_level,
     classification: summary.classification,
     blocked: Boolean(summary.blocked),
+    scripts_blocked: Boolean(summary.scripts_blocked),
     error: summary.status === "failed" ? "the scan failed" : summary.status === "unscanned" ? "unscanned" : null,
   });
   renderRow(entry);
@@ -290,9 +308,10 @@ function renderRow(entry) {
   }
   setText(cells.score, data.status === "SCAN_COMPLETE" ? scoreText(data.risk_score) : scoreText(data.partial_score));
   setText(cells.source, data.method || "");
-  if (cells.blocked.dataset.blocked !== String(Boolean(data.blocked))) {
-    cells.blocked.dataset.blocked = String(Boolean(data.blocked));
-    cells.blocked.replaceChildren(data.blocked ? el("span", { class: "badge blocked", text: "blocked" }) : "no");
+  const blockedState = data.blocked ? "true" : data.scripts_blocked ? "scripts" : "false";
+  if (cells.blocked.dataset.blocked !== blockedState) {
+    cells.blocked.dataset.blocked = blockedState;
+    cells.blocked.replaceChildren(blockedBadge(data));
   }
   setText(cells.url, data.url || "");
   if (cells.url.title !== (data.url || "")) cells.url.title = data.url || "";  // the full URL, as text
@@ -425,7 +444,7 @@ function renderDetail(scan) {
       verdict.classification ? ` · ${verdict.classification}` : ""),
     fact("Source", scan.method || ""),
     fact("Gateway", scan.gateway_id || ""),
-    fact("Blocked", scan.blocked ? el("span", { class: "badge blocked", text: "blocked" }) : "no"),
+    fact("Blocked", blockedBadge(scan)),
     fact("Scan time", `${Number(verdict.duration_ms || 0).toFixed(1)} ms`),
     fact("Content", `${Number(verdict.scanned_chars || 0).toLocaleString()} characters${verdict.truncated ? " (truncated)" : ""}`),
     fact("Engine", verdict.engine_version || ""),
@@ -612,7 +631,7 @@ async function loadHistory() {
       el("td", {}, levelBadge(item.threat_level, "—")),
       el("td", { class: "num", text: scoreText(item.risk_score) }),
       el("td", { text: item.method ?? "" }),
-      el("td", {}, item.blocked ? el("span", { class: "badge blocked", text: "blocked" }) : "no"),
+      el("td", {}, blockedBadge(item)),
       el("td", {}, el("div", { class: "page-url", text: item.url ?? "" }), el("div", { class: "page-title", text: item.title ?? "" })),
       el("td", { class: "top-indicator", text: topIndicatorText(item.top_indicator) }),
       el("td", { class: "feedback-cell" }, feedbackMark(item.feedback)),

@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -283,3 +283,59 @@ def uncorroborated_indicator(results: Sequence[LayerResult]) -> Indicator:
     shown = [i for r in results if r.layer in layers for i in r.indicators if i.severity >= Severity.LOW][:5]
     evidence = [Evidence(snippet=i.title[:MAX_SNIPPET], location=i.layer) for i in shown]
     return catalogue().finding("engine.uncorroborated", *evidence, layer=" and ".join(layers)).indicator()
+
+
+# -- a page's verdict with its scripts' ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptVerdict:
+    """A MALICIOUS verdict of one external script a page loads (its own scan)."""
+
+    url: str
+    sha256: str = ""
+    scan_id: str | None = None
+    classification: str = "unknown"
+    #: the script verdict's first reason, shown as evidence on the page
+    headline: str = ""
+
+
+def with_malicious_scripts(verdict: Verdict, scripts: Sequence[ScriptVerdict], *,
+                           suspicious: float) -> Verdict:
+    """``verdict`` (a page's) with the MALICIOUS verdicts of scripts it loads folded in.
+
+    Each script adds one ``engine.malicious_script`` indicator naming its URL and sha256 (a
+    script already named is not added twice), and the page is at least SUSPICIOUS (risk raised to
+    ``suspicious``). Not MALICIOUS: the script is decisive about itself, not about the page, and
+    the gateway replaces it with an inert script wherever it serves it, so the page is served the
+    same way whether or not the script's verdict was known when the page arrived (blocking the
+    page only once the script is known gave one page two experiences). An allowlisted page (the
+    user's decision) stays as it is.
+    """
+    if any(i.id.startswith("reputation.allow") for i in verdict.indicators):
+        return verdict
+    named = {e.snippet for i in verdict.indicators if i.id == "engine.malicious_script" for e in i.evidence}
+    added: list[Indicator] = []
+    for script in scripts:
+        label = script.url[:MAX_SNIPPET]
+        if label in named:
+            continue
+        named.add(label)
+        evidence = [Evidence(snippet=label, location="script url")]
+        if script.sha256:
+            evidence.append(Evidence(snippet=f"sha256 {script.sha256}"[:MAX_SNIPPET], location="script sha256"))
+        if script.scan_id:
+            evidence.append(Evidence(snippet=f"scan {script.scan_id}"[:MAX_SNIPPET], location="script scan"))
+        if script.headline:
+            evidence.append(Evidence(snippet=script.headline[:MAX_SNIPPET], location=f"script {label}"))
+        indicator = catalogue().finding("engine.malicious_script", *evidence, script=label).indicator()
+        if script.classification and script.classification not in ("unknown", "benign"):
+            indicator = replace(indicator, classification=script.classification)
+        added.append(indicator)
+    if not added:
+        return verdict
+    score = max(verdict.risk_score, suspicious)
+    level = verdict.threat_level if verdict.threat_level is not ThreatLevel.BENIGN else ThreatLevel.SUSPICIOUS
+    indicators = sort_indicators([*verdict.indicators, *added])
+    return replace(verdict, risk_score=score, threat_level=level, indicators=indicators,
+                   classification=classify(indicators, level))

@@ -237,11 +237,56 @@ async function send(settings, capture) {
   return res.status === 413 ? gateway.submitCapture(settings, slimmed(capture)) : res;
 }
 
+/** At most this many unread scripts are looked up per page (the gateway takes 100). */
+const MAX_LOOKUP_SCRIPTS = 50;
+
+/**
+ * A cross-origin script served without CORS cannot be read here: the capture carries only its
+ * URL, and the page's verdict cannot include it. The gateway may have judged that script already
+ * (through the proxy, or another page): ask it, and when a script is known MALICIOUS the page's
+ * verdict is a warning naming it. MALICIOUS, not SUSPICIOUS as in the gateway's record: with the
+ * extension alone nothing replaced the script, it runs in this page.
+ */
+async function withKnownScripts(settings, capture, verdict) {
+  const unread = (capture.scripts || [])
+    .filter((s) => s && !s.inline && typeof s.url === "string" && typeof s.text !== "string")
+    .map((s) => s.url)
+    .filter((url) => /^https?:\/\//i.test(url) && url.length <= 2048)
+    .slice(0, MAX_LOOKUP_SCRIPTS);
+  if (!unread.length || verdict.threat_level === "MALICIOUS") return verdict;
+  const res = await gateway.lookupVerdicts(settings, { scripts: unread.map((url) => ({ url })) });
+  if (!res.ok || !res.data || !Array.isArray(res.data.scripts)) return verdict;
+  const bad = res.data.scripts.filter((s) => s && s.known && s.known.threat_level === "MALICIOUS");
+  if (!bad.length) return verdict;
+  const found = bad.map((s) => ({
+    id: "engine.malicious_script",
+    title: `A script this page loads was judged dangerous by your gateway: ${s.url}`,
+    severity: "CRITICAL",
+    layer: "engine",
+    category: "engine",
+    classification: String(s.known.classification || "") || null,
+    strength: "decisive",
+    evidence: [
+      { snippet: String(s.url).slice(0, 160), location: "script url", offset: null },
+      { snippet: `scan ${s.known.scan_id}`, location: "script scan", offset: null },
+    ],
+  }));
+  const classification = String(bad[0].known.classification || "") || verdict.classification;
+  return {
+    ...verdict,
+    threat_level: "MALICIOUS",
+    risk_score: Math.max(Number(verdict.risk_score) || 0, Number(bad[0].known.risk_score) || 0),
+    classification,
+    indicators: [...found, ...(verdict.indicators || [])],
+  };
+}
+
 async function processCapture(settings, tabId, capture) {
   const res = await send(settings, capture);
   if (res.ok && res.data && res.data.verdict) {
     await markOnline();
-    await applyVerdict(tabId, capture.url, res.data.scan_id, res.data.verdict, "EXTENSION");
+    const verdict = await withKnownScripts(settings, capture, res.data.verdict);
+    await applyVerdict(tabId, capture.url, res.data.scan_id, verdict, "EXTENSION");
     if ((await queueLength()) > 0) flushQueue();
     return;
   }
@@ -287,7 +332,8 @@ async function flushQueue() {
   const result = await drain(async (entry) => {
     const res = await send(settings, entry.capture);
     if (res.ok && res.data && res.data.verdict) {
-      await applyVerdict(entry.tabId, entry.capture.url, res.data.scan_id, res.data.verdict, "EXTENSION");
+      const verdict = await withKnownScripts(settings, entry.capture, res.data.verdict);
+      await applyVerdict(entry.tabId, entry.capture.url, res.data.scan_id, verdict, "EXTENSION");
       return true;
     }
     if (res.offline) return false;

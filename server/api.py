@@ -28,6 +28,7 @@ import malwaresnipper
 from ..engine import lists as engine_lists
 from .auth import HostPolicy, OriginPolicy, bearer_token, token_matches
 from .captures import BadRequest, capture_from_body, parse_json_body
+from .lookups import lookup as lookup_verdicts
 from .service import ScanService
 from .store import LIST_KINDS, LIST_NAMES, ScanFilter, StoreUnavailable
 from .store_sql import MAX_COMMENT, REPORT_VERDICTS
@@ -248,6 +249,11 @@ async def post_scan(request: web.Request, *, legacy: bool = False) -> web.Respon
 
 async def post_scan_legacy(request: web.Request) -> web.Response:
     return await post_scan(request, legacy=True)
+
+
+async def post_lookup(request: web.Request) -> web.Response:
+    """Known verdicts of scripts (URL, sha256) and pages (URL): see server/lookups.py."""
+    return web.json_response(await lookup_verdicts(request.app[SERVICE], await _json_body(request)))
 
 
 def _time_param(request: web.Request, name: str) -> float | None:
@@ -582,6 +588,7 @@ def build_app(service: ScanService, *, token: str, origins: OriginPolicy, hosts:
     r.add_get("/api/v1/scans/{scan_id}", get_scan)
     r.add_post("/api/v1/scans/{scan_id}/reports", post_report)
     r.add_post("/api/v1/scans/{scan_id}/overrides", post_override)
+    r.add_post("/api/v1/verdicts/lookup", post_lookup)
     r.add_post("/api/scan-realtime", post_scan_legacy)
     r.add_get("/api/v1/stats", stats)
     r.add_get("/api/v1/health", health)

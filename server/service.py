@@ -36,10 +36,10 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from .. import __version__
-from ..engine.capture import Capture
+from ..engine.capture import Capture, sha256_text
 from ..engine.engine import Progress
-from ..engine.lists import ListSnapshot
-from ..engine.verdict import Verdict
+from ..engine.lists import ListSnapshot, url_key
+from ..engine.verdict import ScriptVerdict, Verdict, with_malicious_scripts
 from ..settings import Settings
 from .events import EVENT_SCHEMA_VERSION, EventBus, InMemoryEventBus
 from .lists import ListService
@@ -104,6 +104,8 @@ class ScanClient(Protocol):
     async def add_report(self, scan_id: str, verdict: str, source: str, comment: str = "") -> dict[str, Any] | None: ...
 
     async def add_override(self, scan_id: str, action: str, source: str) -> dict[str, Any] | None: ...
+    async def fold_script(self, page_scan_id: str, script: ScriptVerdict, *, blocked: bool,
+                          wait_s: float = 10.0) -> Verdict | None: ...
 
     def quarantined(self, url: str) -> str | None: ...
 
@@ -120,6 +122,24 @@ def make_pool(settings: Settings) -> ScanPool:
     return ScanPool(
         settings.engine, workers=settings.proxy.workers, timeout_s=settings.proxy.scan_timeout_ms / 1000.0
     )
+
+
+def script_verdict(capture: Capture, scan_id: str | None, verdict: Verdict) -> ScriptVerdict:
+    """What a page's verdict says of a MALICIOUS script of it (a script capture and its verdict)."""
+    script = capture.scripts[0] if capture.scripts else None
+    return ScriptVerdict(url=capture.url, sha256=(script.sha256 or "") if script else "", scan_id=scan_id,
+                         classification=verdict.classification,
+                         headline=verdict.indicators[0].title if verdict.indicators else "")
+
+
+def body_sha256(capture: Capture) -> str:
+    """The sha256 a lookup finds a scan by: a page's HTML, or a lone external script's text
+    (the network's bytes as UTF-8, as the reputation layer hashes scripts); '' for a URL alone."""
+    if capture.html is not None:
+        return sha256_text(capture.html)
+    if len(capture.scripts) == 1 and not capture.scripts[0].inline and capture.scripts[0].sha256:
+        return capture.scripts[0].sha256
+    return ""
 
 
 def content_key(capture: Capture) -> str:
@@ -172,6 +192,10 @@ class ScanService:
         #: site -> times its scans were killed for running too long; site -> quarantined until
         self._site_timeouts: dict[str, list[float]] = {}
         self._quarantine: dict[str, float] = {}
+        #: scans in flight by id: a script's verdict folded into its page waits for the page's
+        self._running: dict[str, ScanJob] = {}
+        #: one re-judgement at a time (each reads, folds and rewrites a page's record)
+        self._fold_lock = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -299,7 +323,9 @@ class ScanService:
         await self._record_new(NewScan(
             scan_id=job.scan_id, ts=now, url=capture.url, domain=capture.host,
             title=capture.title, method=method, content_hash=key, gateway_id=self.gateway_id,
+            body_sha256=body_sha256(capture),
         ))
+        self._running[job.scan_id] = job
         if window > 0:
             self._dedupe[key] = job
             self._dedupe.move_to_end(key)
@@ -317,7 +343,64 @@ class ScanService:
         task = asyncio.create_task(self._run(job, capture, base, page_scan_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._running.pop(job.scan_id, None))
         return job
+
+    # -- a page's verdict with its scripts' ----------------------------------------------------
+
+    async def fold_script(self, page_scan_id: str, script: ScriptVerdict, *, blocked: bool,
+                          wait_s: float = 10.0) -> Verdict | None:
+        """Re-judge a page with the MALICIOUS verdict of a script it loads
+        (:func:`~malwaresnipper.engine.verdict.with_malicious_scripts`).
+
+        ``blocked``: the gateway replaced the script (block mode), so the page is recorded as
+        "scripts blocked". Waits (up to ``wait_s``) for the page's own scan when it is still
+        running. When the record changes, a ``SCAN_UPDATE`` with ``layer: "scripts"`` and
+        ``rejudged: true`` carries the page's new level. Returns the page's verdict (None: no
+        completed page scan of that id)."""
+        job = self._running.get(page_scan_id)
+        if job is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(job._future), wait_s)
+            except Exception:  # noqa: BLE001 - timed out or failed: the record below says which
+                return None
+        async with self._fold_lock:
+            record = await self.store.get_scan(page_scan_id)
+            if record is None or record["status"] != "complete" or not record.get("verdict"):
+                return None
+            page = Verdict.from_dict(record["verdict"])
+            folded = with_malicious_scripts(page, [script], suspicious=self.settings.engine.thresholds.suspicious)
+            scripts_blocked = bool(record.get("scripts_blocked")) or blocked
+            if folded is page and scripts_blocked == bool(record.get("scripts_blocked")):
+                return page
+            verdict_dict = folded.to_dict()
+            indicators = verdict_dict["indicators"]
+            await self.store.rejudge_scan(ScanResult(
+                scan_id=page_scan_id, status="complete", risk_score=folded.risk_score,
+                threat_level=folded.threat_level.value, classification=folded.classification,
+                blocked=bool(record.get("blocked")), duration_ms=0.0, verdict=verdict_dict,
+                indicators=indicators, scripts_blocked=scripts_blocked,
+            ))
+        base = {"type": "event", "schema": EVENT_SCHEMA_VERSION, "scan_id": page_scan_id, "url": record["url"],
+                "method": record["method"], "title": record["title"], "gateway_id": record.get("gateway_id", "")}
+        self._publish(base, "SCAN_UPDATE", 100, {
+            "layer": "scripts", "rejudged": True,
+            "risk_score": round(folded.risk_score, 4), "threat_level": folded.threat_level.value,
+            "classification": folded.classification, "indicators": indicators,
+            "scripts_blocked": scripts_blocked, "script_scan_id": script.scan_id,
+        })
+        if page.threat_level is not folded.threat_level:
+            log.warning("malwaresnipper: page %s re-judged %s with its script %s (scan %s)", record["url"][:300],
+                        folded.threat_level.value, script.url[:300], script.scan_id)
+        return folded
+
+    async def lookup(self, urls: list[str], sha256s: list[str],
+                     ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        """The newest completed verdicts known by URL (normalised: ``url_key``) and by body sha256:
+        ``({url: verdict}, {sha256: verdict})``, unknown ones absent."""
+        keys = {url: url_key(url) for url in urls}
+        by_key, by_sha = await self.store.lookup_verdicts(list(dict.fromkeys(keys.values())), sha256s)
+        return {url: by_key[key] for url, key in keys.items() if key in by_key}, by_sha
 
     async def _record_new(self, scan: NewScan) -> None:
         """Record an accepted scan; committed before returning, unless the store is down.
@@ -420,6 +503,12 @@ class ScanService:
         # then reads the scan back finds it complete.
         if not job._future.done():
             job._future.set_result(verdict)
+        if page_scan_id and verdict.is_malicious and capture.html is None and capture.scripts:
+            # a script of a page came back MALICIOUS: its page is re-judged with it
+            try:
+                await self.fold_script(page_scan_id, script_verdict(capture, job.scan_id, verdict), blocked=blocked)
+            except Exception:  # noqa: BLE001 - the script's own verdict stands; logged
+                log.exception("could not re-judge page scan %s with script scan %s", page_scan_id, job.scan_id)
 
     async def record_unscanned(self, capture: Capture, reason: str, *, method: str = "PROXY",
                                detail: str = "", page_scan_id: str | None = None) -> str:

@@ -107,6 +107,8 @@ class NewScan:
     content_hash: str
     #: The gateway that accepted the scan ('' when only one gateway writes this history).
     gateway_id: str = ""
+    #: sha256 of the body (a script's text, a page's HTML; '' for a URL alone): what a lookup finds
+    body_sha256: str = ""
 
 
 @dataclass
@@ -123,6 +125,8 @@ class ScanResult:
     verdict: dict[str, Any] | None
     error: str | None = None
     indicators: list[dict[str, Any]] = field(default_factory=list)
+    #: a page whose MALICIOUS scripts the gateway replaced (the page itself was served)
+    scripts_blocked: bool = False
 
 
 class ScanStore(Protocol):
@@ -138,6 +142,9 @@ class ScanStore(Protocol):
     async def close(self) -> None: ...
     def insert_scan(self, scan: NewScan) -> asyncio.Future[None]: ...
     def complete_scan(self, result: ScanResult) -> asyncio.Future[None]: ...
+    def rejudge_scan(self, result: ScanResult) -> asyncio.Future[int]:
+        """Replace a completed scan's verdict (level, reasons, ``scripts_blocked``); 0: not completed."""
+        ...
     def append_events(self, events: Sequence[tuple[int, float, str | None, str]],
                       on_commit: Callable[[], None] | None = None) -> concurrent.futures.Future[None]:
         """Queue events for the log (from any thread); await the result with ``asyncio.wrap_future``
@@ -149,6 +156,10 @@ class ScanStore(Protocol):
     async def get_scan(self, scan_id: str) -> dict[str, Any] | None: ...
     async def list_scans(self, flt: ScanFilter, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]: ...
     async def export_rows(self, flt: ScanFilter, limit: int) -> list[dict[str, Any]]: ...
+    async def lookup_verdicts(self, url_keys: Sequence[str], sha256s: Sequence[str],
+                              ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        """The newest completed verdict by URL key and by body sha256 (see store_sql)."""
+        ...
     async def recent(self, limit: int) -> list[dict[str, Any]]: ...
     async def stats(self, window_s: float, bucket_s: float) -> dict[str, Any]: ...
     async def list_entries(self, name: str) -> list[dict[str, Any]]: ...

@@ -26,6 +26,8 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from ..engine.lists import url_key
+
 if TYPE_CHECKING:
     from .store import NewScan, ScanFilter, ScanResult
 
@@ -286,6 +288,18 @@ SCHEMA: list[Migration] = [
     CREATE INDEX overrides_ts ON overrides(ts{tiebreak});
     """,
     ),
+    # 5: a page's verdict includes its scripts ("scripts blocked"), and known verdicts are looked
+    #    up by normalised URL (engine.lists.url_key) or body sha256 (POST /api/v1/verdicts/lookup).
+    #    Rows from before this version keep '' (they are not found by a lookup).
+    Migration(
+        """
+    ALTER TABLE scans ADD COLUMN url_key {text} NOT NULL DEFAULT '';
+    ALTER TABLE scans ADD COLUMN body_sha256 {text} NOT NULL DEFAULT '';
+    ALTER TABLE scans ADD COLUMN scripts_blocked {bool} NOT NULL DEFAULT {false};
+    CREATE INDEX scans_url_key_ts ON scans(url_key, ts{tiebreak});
+    CREATE INDEX scans_body_sha256_ts ON scans(body_sha256, ts{tiebreak});
+    """,
+    ),
 ]
 
 #: What a report says about a scan's page, and who filed it.
@@ -383,6 +397,7 @@ def summary(row: Any) -> dict[str, Any]:
         "threat_level": row["threat_level"],
         "classification": row["classification"],
         "blocked": bool(row["blocked"]),
+        "scripts_blocked": bool(row["scripts_blocked"]),
         "top_indicator": json.loads(row["top_indicator"]) if row["top_indicator"] else None,
     }
 
@@ -398,6 +413,7 @@ def detail(row: Any) -> dict[str, Any]:
         "method": row["method"],
         "status": row["status"],
         "blocked": bool(row["blocked"]),
+        "scripts_blocked": bool(row["scripts_blocked"]),
         "error": row["error"],
         "verdict": json.loads(row["verdict"]) if row["verdict"] else None,
     }
@@ -447,10 +463,10 @@ def mark_interrupted(d: Dialect, gateway_id: str | None) -> Program[int]:
 
 def insert_scan(d: Dialect, scan: NewScan, gateway_id: str) -> Program[None]:
     yield d.run(
-        "INSERT INTO scans(scan_id, ts, url, domain, rdomain, title, method, status, content_hash, gateway_id)"
-        " VALUES (?,?,?,?,?,?,?,'pending',?,?)" + d.insert_scan_conflict,
+        "INSERT INTO scans(scan_id, ts, url, domain, rdomain, title, method, status, content_hash, gateway_id,"
+        " url_key, body_sha256) VALUES (?,?,?,?,?,?,?,'pending',?,?,?,?)" + d.insert_scan_conflict,
         (scan.scan_id, scan.ts, scan.url, scan.domain, reverse_domain(scan.domain), scan.title,
-         scan.method, scan.content_hash, gateway_id),
+         scan.method, scan.content_hash, gateway_id, url_key(scan.url), scan.body_sha256),
     )
 
 
@@ -460,9 +476,10 @@ def complete_scan(d: Dialect, result: ScanResult, now: float) -> Program[None]:
         first = result.indicators[0]
         top = json.dumps({"id": first.get("id"), "title": first.get("title"), "severity": first.get("severity")})
     update = ("UPDATE scans SET status=?, risk_score=?, threat_level=?, classification=?, blocked=?,"
-              " top_indicator=?, duration_ms=?, verdict=?, error=?, completed_ts=? WHERE scan_id=?")
+              " scripts_blocked=?, top_indicator=?, duration_ms=?, verdict=?, error=?, completed_ts=?"
+              " WHERE scan_id=?")
     args = (result.status, result.risk_score, result.threat_level, result.classification,
-            bool(result.blocked), top, result.duration_ms,
+            bool(result.blocked), bool(result.scripts_blocked), top, result.duration_ms,
             json.dumps(result.verdict) if result.verdict is not None else None,
             result.error, now, result.scan_id)
     if d.returning:
@@ -477,6 +494,30 @@ def complete_scan(d: Dialect, result: ScanResult, now: float) -> Program[None]:
         "INSERT INTO scan_indicators(scan_id, ts, indicator_id, title, category, severity) VALUES (?,?,?,?,?,?)",
         indicator_rows(result, ts),
     )
+
+
+def rejudge_scan(d: Dialect, result: ScanResult) -> Program[int]:
+    """A completed scan's verdict re-judged (a page with its scripts' verdicts folded in): level,
+    score, reasons and ``scripts_blocked`` replaced; its status, timing and ``blocked`` kept.
+    Returns the rows changed (0: not a completed scan)."""
+    top = None
+    if result.indicators:
+        first = result.indicators[0]
+        top = json.dumps({"id": first.get("id"), "title": first.get("title"), "severity": first.get("severity")})
+    changed = yield d.run(
+        "UPDATE scans SET risk_score=?, threat_level=?, classification=?, scripts_blocked=?, top_indicator=?,"
+        " verdict=? WHERE scan_id=? AND status='complete'",
+        (result.risk_score, result.threat_level, result.classification, bool(result.scripts_blocked), top,
+         json.dumps(result.verdict) if result.verdict is not None else None, result.scan_id))
+    if not changed:
+        return 0
+    found = yield d.tuples("SELECT ts FROM scans WHERE scan_id=?", (result.scan_id,))
+    yield d.run("DELETE FROM scan_indicators WHERE scan_id=?", (result.scan_id,))
+    yield d.run_many(
+        "INSERT INTO scan_indicators(scan_id, ts, indicator_id, title, category, severity) VALUES (?,?,?,?,?,?)",
+        indicator_rows(result, found[0][0]),
+    )
+    return int(changed)
 
 
 def append_events(d: Dialect, rows: Sequence[tuple[int, float, str | None, str]]) -> Program[None]:
@@ -625,6 +666,41 @@ def list_scans(d: Dialect, flt: ScanFilter, limit: int, offset: int) -> Program[
     return (yield from with_feedback(d, [summary(r) for r in rows])), int(total)
 
 
+#: What a lookup answers for a known verdict (the newest completed scan of a URL or body).
+_LOOKUP_COLUMNS = "scan_id, ts, url, method, risk_score, threat_level, classification, top_indicator"
+
+
+def known_verdict(row: Any) -> dict[str, Any]:
+    """One answer of ``POST /api/v1/verdicts/lookup``, from a ``scans`` row."""
+    return {
+        "scan_id": row["scan_id"],
+        "ts": iso_ts(row["ts"]),
+        "url": row["url"],
+        "method": row["method"],
+        "risk_score": row["risk_score"],
+        "threat_level": row["threat_level"],
+        "classification": row["classification"],
+        "headline": json.loads(row["top_indicator"]) if row["top_indicator"] else None,
+    }
+
+
+def lookup_verdicts(d: Dialect, url_keys: Sequence[str],
+                    sha256s: Sequence[str]) -> Program[tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]]:
+    """The newest completed verdict of each URL key and of each body sha256 (absent: unknown).
+
+    One index seek each (``scans_url_key_ts``, ``scans_body_sha256_ts``), newest first."""
+    by_url: dict[str, dict[str, Any]] = {}
+    by_sha: dict[str, dict[str, Any]] = {}
+    for column, keys, out in (("url_key", url_keys, by_url), ("body_sha256", sha256s, by_sha)):
+        for key in dict.fromkeys(k for k in keys if k):
+            rows = yield d.rows(
+                f"SELECT {_LOOKUP_COLUMNS} FROM scans WHERE {column}=? AND status='complete'"
+                f" ORDER BY ts DESC, {d.insertion_order} DESC LIMIT 1", (key,))
+            if rows:
+                out[key] = known_verdict(rows[0])
+    return by_url, by_sha
+
+
 def export_rows(d: Dialect, flt: ScanFilter, limit: int) -> Program[list[dict[str, Any]]]:
     where, args = filter_clause(flt, d)
     rows = yield d.rows(f"SELECT * FROM scans{where} ORDER BY ts DESC, {d.insertion_order} DESC LIMIT ?",
@@ -751,6 +827,9 @@ class SqlScanStore:
         now = time.time()
         return self._write(lambda: complete_scan(self.dialect, result, now))
 
+    def rejudge_scan(self, result: ScanResult) -> asyncio.Future[int]:
+        return self._write(lambda: rejudge_scan(self.dialect, result))
+
     async def get_scan(self, scan_id: str) -> dict[str, Any] | None:
         return await self._read(get_scan(self.dialect, scan_id))
 
@@ -759,6 +838,10 @@ class SqlScanStore:
 
     async def export_rows(self, flt: ScanFilter, limit: int) -> list[dict[str, Any]]:
         return await self._read(export_rows(self.dialect, flt, limit))
+
+    async def lookup_verdicts(self, url_keys: Sequence[str], sha256s: Sequence[str],
+                              ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        return await self._read(lookup_verdicts(self.dialect, url_keys, sha256s))
 
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         return await self._read(recent(self.dialect, limit))

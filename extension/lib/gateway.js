@@ -55,6 +55,10 @@ export const getHealth = (settings, timeoutMs = 3000) =>
 export const submitCapture = (settings, capture) =>
   callGateway(settings, "POST", "/api/v1/scans?wait=true", { body: capture });
 
+/** What the gateway already judged of scripts (by URL or sha256) and pages: POST /api/v1/verdicts/lookup. */
+export const lookupVerdicts = (settings, body) =>
+  callGateway(settings, "POST", "/api/v1/verdicts/lookup", { body, timeoutMs: 5000 });
+
 export const allowSite = (settings, host) =>
   callGateway(settings, "POST", "/api/v1/lists/allow", {
     body: { entry: host, kind: "domain", note: "allowed from the browser extension" },

@@ -169,10 +169,17 @@ def test_malicious_external_script_is_replaced_by_inert_script_linked_to_its_pag
     page_scan = block_gw.wait_for_scan(page_url)
     assert script_scan["blocked"] is True
     block_gw.wait_for_log(f"loaded by page {page_url}")
-    # a reload of the page now carries the script, so the page's own verdict names it
+    # a reload is served the same way (issue 16): the page, not a block page; its verdict names
+    # the script it loads (now known MALICIOUS, replaced wherever served) and it is SUSPICIOUS
     with block_gw.session() as s:
         again = s.get(page_url + "?reload=1", timeout=30)
-    assert again.status_code == 403 and "dl.js" in again.text
+    assert again.status_code == 200 and '<script src="/dl.js">' in again.text
+    assert again.headers["X-MalwareSnipper"].startswith("SUSPICIOUS")
+    assert "malwaresnipper-notice" in again.text  # the in-page notice's loader
+    reload_scan = block_gw.wait_for_scan(page_url + "?reload=1")
+    assert reload_scan["threat_level"] == "SUSPICIOUS" and reload_scan["scripts_blocked"] is True
+    assert reload_scan["top_indicator"]["id"] == "engine.malicious_script"
+    assert script_url in reload_scan["top_indicator"]["title"]
     assert page_scan["threat_level"] != "MALICIOUS"
 
 

@@ -4,6 +4,7 @@ dedupe, the blocked flag, and failures recorded instead of raised."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from pathlib import Path
@@ -11,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from malwaresnipper.engine.capture import Capture
-from malwaresnipper.server.service import ScanService
+from malwaresnipper.server.service import ScanService, script_verdict
 from malwaresnipper.server.store import ScanFilter
 from malwaresnipper.settings import ProxySettings, Settings
 from test_events_bus import payload
+
+EVENT_SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "server" / "event_schema.json").read_text())
 
 
 @pytest.fixture
@@ -260,3 +263,62 @@ async def test_a_failure_is_classified_by_type_not_by_its_name(tmp_path: Path) -
         assert svc.quarantined("https://named.example/next") is None
     finally:
         await svc.stop()
+
+
+async def next_message(svc: ScanService, match: object) -> dict:
+    """The next event for which ``match(message)`` is true."""
+    import json
+
+    while True:
+        _seq, frame = await asyncio.wait_for(svc.test_sub.get(), 30)  # type: ignore[attr-defined]
+        message = json.loads(payload(frame))
+        if match(message):  # type: ignore[operator]
+            return message
+
+
+async def test_a_malicious_script_re_judges_its_page(service: ScanService) -> None:
+    """Issue 16: the page that loads a MALICIOUS script is re-judged with it (at least SUSPICIOUS,
+    engine.malicious_script, scripts blocked when the script was replaced), announced as a
+    SCAN_UPDATE of layer "scripts" that the event schema accepts; lookups find both by URL and sha256."""
+    import jsonschema
+
+    shop = await service.submit(page("https://shop.test/checkout", "Pay here"), method="PROXY", blocks_until=math.inf)
+    assert (await shop.verdict(timeout=30)).threat_level.value == "BENIGN"
+    await service.add_list_entry("block", "https://cdn.skim.test/pay.js", "url", "test")
+    skim = Capture.build("https://cdn.skim.test/pay.js", source="proxy",
+                         scripts=[{"url": "https://cdn.skim.test/pay.js", "text": "var x = 1;", "inline": False}],
+                         page_url="https://shop.test/checkout")
+    job = await service.submit(skim, method="PROXY", blocks_until=math.inf, page_scan_id=shop.scan_id)
+    assert (await job.verdict(timeout=30)).is_malicious
+    update = await next_message(service, lambda m: m.get("scan_id") == shop.scan_id and m.get("rejudged"))
+    jsonschema.validate({**update, "seq": 1}, EVENT_SCHEMA)
+    assert update["status"] == "SCAN_UPDATE" and update["layer"] == "scripts" and update["progress"] == 100
+    assert update["threat_level"] == "SUSPICIOUS" and update["scripts_blocked"] is True
+    assert update["script_scan_id"] == job.scan_id
+    record = await service.store.get_scan(shop.scan_id)
+    assert record["scripts_blocked"] is True and record["blocked"] is False
+    assert record["verdict"]["threat_level"] == "SUSPICIOUS"
+    folded = next(i for i in record["verdict"]["indicators"] if i["id"] == "engine.malicious_script")
+    assert "https://cdn.skim.test/pay.js" in folded["title"]
+    sha = skim.scripts[0].sha256
+    assert any(e["snippet"] == f"sha256 {sha}" for e in folded["evidence"])
+    summary = next(s for s in (await service.store.list_scans(ScanFilter(), 10, 0))[0] if s["scan_id"] == shop.scan_id)
+    assert summary["scripts_blocked"] is True and summary["top_indicator"]["id"] == "engine.malicious_script"
+
+    # folding the same script again changes nothing and announces nothing new
+    again = await service.fold_script(shop.scan_id, script_verdict(skim, job.scan_id, await job.verdict()),
+                                      blocked=True)
+    assert again is not None and again.threat_level.value == "SUSPICIOUS"
+    assert sum(i.id == "engine.malicious_script" for i in again.indicators) == 1
+
+    by_url, by_sha = await service.lookup(["http://cdn.skim.test/pay.js", "https://shop.test/checkout#top"], [sha])
+    assert by_url["http://cdn.skim.test/pay.js"]["scan_id"] == job.scan_id
+    assert by_url["http://cdn.skim.test/pay.js"]["threat_level"] == "MALICIOUS"
+    assert by_url["https://shop.test/checkout#top"]["threat_level"] == "SUSPICIOUS"
+    assert by_sha[sha]["scan_id"] == job.scan_id
+
+
+async def test_a_script_verdict_for_an_unknown_page_changes_nothing(service: ScanService) -> None:
+    from malwaresnipper.engine.verdict import ScriptVerdict
+
+    assert await service.fold_script("no-such-scan", ScriptVerdict(url="https://x.test/a.js"), blocked=True) is None

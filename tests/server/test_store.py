@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from support_postgres import TcpProxy, fresh_database, postgres_dsn  # noqa: F401 - postgres_dsn is a fixture
 
+from malwaresnipper.engine.lists import url_key
 from malwaresnipper.server.store import (
     MIGRATIONS,
     NewScan,
@@ -246,6 +247,47 @@ async def test_completing_again_replaces_the_indicators(store: ScanStore) -> Non
     assert stats["top_indicators"] == [{"id": "ind.0", "title": "T0", "category": "phishing", "count": 1}]
     assert stats["indicator_categories"] == [{"category": "phishing", "count": 1}]
     assert (await store.list_scans(ScanFilter(), 10, 0))[0][0]["top_indicator"]["id"] == "ind.0"
+
+
+async def test_known_verdicts_by_url_key_and_sha256_and_scripts_blocked(store: ScanStore) -> None:
+    """Schema 4: the newest COMPLETED scan of a normalised URL or a body sha256 is found (a pending
+    one is not), and a page's "scripts blocked" is kept and shown in its summary and detail."""
+    sha = "cd" * 32
+    base = time.time() - 100
+    await store.insert_scan(NewScan(scan_id="old", ts=base, url="https://cdn.evil.test/pay.js", domain="cdn.evil.test",
+                                    title=None, method="PROXY", content_hash="h-old", body_sha256=sha))
+    await store.complete_scan(result_of("old", "SUSPICIOUS", 50.0))
+    await store.insert_scan(NewScan(scan_id="new", ts=base + 10, url="HTTPS://CDN.Evil.test:443/pay.js#x",
+                                    domain="cdn.evil.test", title=None, method="PROXY", content_hash="h-new",
+                                    body_sha256=sha))
+    headline = [{"id": "signatures.skimmer", "title": "Sends card fields away", "category": "skimmer",
+                 "severity": "CRITICAL"}]
+    await store.complete_scan(result_of("new", "MALICIOUS", 95.0, headline))
+    await store.insert_scan(NewScan(scan_id="pending", ts=base + 20, url="https://cdn.evil.test/pay.js",
+                                    domain="cdn.evil.test", title=None, method="PROXY", content_hash="h-p",
+                                    body_sha256=sha))
+    key = url_key("http://cdn.evil.test/pay.js")  # the same resource over http or https
+    by_url, by_sha = await store.lookup_verdicts([key, url_key("https://unknown.test/")], [sha, "ef" * 32])
+    assert set(by_url) == {key} and set(by_sha) == {sha}
+    for known in (by_url[key], by_sha[sha]):
+        assert known["scan_id"] == "new" and known["threat_level"] == "MALICIOUS" and known["risk_score"] == 95.0
+        assert known["headline"] == {"id": "signatures.skimmer", "title": "Sends card fields away",
+                                     "severity": "CRITICAL"}
+    await store.insert_scan(new_scan(7))
+    page = result(7, "SUSPICIOUS", 41.0)
+    page.scripts_blocked = True
+    await store.complete_scan(page)
+    assert (await store.get_scan("s7") or {})["scripts_blocked"] is True
+    assert (await store.get_scan("new") or {})["scripts_blocked"] is False
+    items, _ = await store.list_scans(ScanFilter(), 10, 0)
+    assert {i["scan_id"]: i["scripts_blocked"] for i in items} == {"s7": True, "pending": False, "new": False,
+                                                                     "old": False}
+
+
+def result_of(scan_id: str, level: str, score: float, indicators: list | None = None) -> ScanResult:
+    return ScanResult(scan_id=scan_id, status="complete", risk_score=score, threat_level=level,
+                      classification="skimmer", blocked=False, duration_ms=3.0,
+                      verdict={"risk_score": score, "threat_level": level}, indicators=indicators or [])
 
 
 async def test_a_duplicate_scan_id_keeps_the_first_record(store: ScanStore, backend: str) -> None:
@@ -664,6 +706,7 @@ async def test_pg_every_scan_query_can_use_an_index(postgres_dsn: str) -> None:
         store_sql.export_rows(d, ScanFilter(level="SUSPICIOUS"), 100), store_sql.recent(d, 50),
         store_sql.get_scan(d, "s1"), store_sql.stats(d, now, 86_400, 3_600), store_sql.last_seq(d),
         store_sql.events_after(d, 0, 10, 100), store_sql.list_entries(d, "block"),
+        store_sql.lookup_verdicts(d, ["//a.example/1"], ["ab" * 32]),
     ]
 
     def one(step: Any) -> Any:
@@ -683,7 +726,7 @@ async def test_pg_every_scan_query_can_use_an_index(postgres_dsn: str) -> None:
                 assert "Seq Scan" not in plan, (step.sql, plan)
                 statements += 1
                 reply = await run_program(c, one(step))
-    assert statements == 2 * len(filters) + 13
+    assert statements == 2 * len(filters) + 15
 
 
 async def test_pg_database_of_the_single_migration_releases_opens(postgres_dsn: str) -> None:
