@@ -2,7 +2,7 @@
 
 ``run`` starts mitmproxy in-process (its ``DumpMaster``) with the gateway addon; the addon's
 ``running`` hook starts the API, dashboard, event stream, store and scan workers, so ``run`` and
-``mitmdump -s addon/malwaresnipper.py`` behave the same.
+``mitmdump -s addon/mitmdump_entry.py`` behave the same.
 """
 
 from __future__ import annotations

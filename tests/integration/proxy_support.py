@@ -1,7 +1,7 @@
 """Helpers for the proxy integration tests: a local upstream (HTTP and HTTPS) and real mitmdump.
 
 Nothing here is mocked: the upstream is a real threaded HTTP server on 127.0.0.1 (HTTPS with a
-self-signed certificate made here), and the gateway is a real ``mitmdump -s addon/malwaresnipper.py``
+self-signed certificate made here), and the gateway is a real ``mitmdump -s addon/mitmdump_entry.py``
 subprocess with its own confdir, data dir and ports.
 """
 
@@ -29,7 +29,7 @@ import brotli
 from support_ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-SHIM = REPO / "addon" / "malwaresnipper.py"
+SHIM = REPO / "addon" / "mitmdump_entry.py"
 TOKEN = "proxy-integration-test-token-0123456789"
 
 DROPPER = b"""<!DOCTYPE html><html><head><title>Your invoice</title></head><body><p>Loading...</p><script>
@@ -287,7 +287,7 @@ def default_routes(big_binary: bytes) -> dict[str, Route]:
 
 @dataclass
 class Gateway:
-    """A running ``mitmdump -s addon/malwaresnipper.py``."""
+    """A running ``mitmdump -s addon/mitmdump_entry.py``."""
 
     process: subprocess.Popen[str]
     proxy_port: int
@@ -371,8 +371,8 @@ def _children(pid: int) -> list[int]:
 
 
 def start_gateway(tmp: Path, upstream_cert: Path, *, options: list[str], config_toml: str = "",
-                  python: str | None = None) -> Gateway:
-    """Start mitmdump with the addon; returns once the gateway logged that it is ready."""
+                  python: str | None = None, scripts: tuple[Path, ...] = ()) -> Gateway:
+    """Start mitmdump with the addon (and ``scripts`` after it); returns once the gateway is ready."""
     tmp.mkdir(parents=True, exist_ok=True)
     confdir, home = tmp / "conf", tmp / "home"
     proxy_port, api_port, events_port = free_port(), free_port(), free_port()
@@ -393,6 +393,8 @@ def start_gateway(tmp: Path, upstream_cert: Path, *, options: list[str], config_
     cmd += ["--set", f"malwaresnipper_config={config}"]
     for option in options:
         cmd += ["--set", option]
+    for script in scripts:
+        cmd += ["-s", str(script)]
     env = dict(os.environ, MALWARESNIPPER_HOME=str(home), MALWARESNIPPER_TOKEN=TOKEN, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp)
     lines: list[str] = []
