@@ -17,7 +17,7 @@ from malwaresnipper.addon.bypass import BypassTokens
 from malwaresnipper.addon.control import Control
 from malwaresnipper.addon.lifecycle import Lifecycle
 from malwaresnipper.addon.options import GatewayOptions
-from support_addons import IdlePool, done, request, running
+from helpers.addons import IdlePool, done, request, running
 
 CONTROL = "malwaresnipper.invalid"
 BLOCKED = "https://bad.example/invoice"

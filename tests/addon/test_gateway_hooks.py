@@ -20,7 +20,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from malwaresnipper.addon.gateway import HEADER, Gateway
 from malwaresnipper.engine.config import EngineConfig
 from malwaresnipper.server.scanner import ScanPool
-from support_addons import done, request, response, responseheaders, running, through
+from helpers.addons import done, request, response, responseheaders, running, through
 
 DROPPER = b"""<html><head><title>Invoice</title></head><body><script>
 var sh = new ActiveXObject("WScript.Shell");

@@ -17,7 +17,7 @@ from malwaresnipper.addon.options import GatewayOptions
 from malwaresnipper.addon.policy import Policy
 from malwaresnipper.addon.replies import Replies
 from malwaresnipper.server.store import ScanFilter
-from support_addons import EnginePool, IdlePool, done, request, responseheaders, running
+from helpers.addons import EnginePool, IdlePool, done, request, responseheaders, running
 
 
 def make_flow(url_host: str, path: str = "/", *, port: int = 443, headers: dict[str, str] | None = None,

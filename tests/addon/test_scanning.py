@@ -1,5 +1,5 @@
 """The scanning addon (with the options and lifecycle addons) in a taddons context, over the real
-engine held at a gate (support_addons.EnginePool): what a response that waits for its verdict
+engine held at a gate (helpers.addons.EnginePool): what a response that waits for its verdict
 gets when the verdict comes in time, late, or not at all, and when verdicts are reused.
 
 The budget is a deadline the addon passes once to the service: a verdict that arrives after the
@@ -23,7 +23,7 @@ from malwaresnipper.addon.replies import HEADER, Replies
 from malwaresnipper.addon.scanning import Scanning
 from malwaresnipper.server.scanner import ScanFailed, ScanTimeout
 from malwaresnipper.server.store import ScanFilter
-from support_addons import Chain, EnginePool, done, running, through
+from helpers.addons import Chain, EnginePool, done, running, through
 
 DROPPER = b"""<html><head><title>Invoice</title></head><body><script>
 var sh = new ActiveXObject("WScript.Shell");

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import pytest
 
-from conftest import DATA_DIR, REPO, needs_corpus
+from helpers.corpus import DATA_DIR, REPO, needs_corpus
 from malwaresnipper.engine.capture import Capture
 from malwaresnipper.engine.config import EngineConfig
 from malwaresnipper.engine.features import Features

@@ -8,7 +8,7 @@ from itertools import islice
 from pathlib import Path
 
 import pytest
-from conftest import corpus_file, needs_corpus
+from helpers.corpus import corpus_file, needs_corpus
 
 from malwaresnipper.cli.findings import configured_catalogue
 from malwaresnipper.engine import Capture, RiskEngine

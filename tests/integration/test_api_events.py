@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import aiohttp
 import pytest
-from test_api_support import VALIDATOR, Gateway, small_page
+from helpers.api import VALIDATOR, Gateway, small_page
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 

@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from support_ports import free_port
+from helpers.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 EXTENSION = REPO / "extension"

