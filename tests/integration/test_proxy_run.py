@@ -91,6 +91,12 @@ def test_run_starts_proxy_api_and_events_and_says_where(tmp_path):
         upstream.stop()
     assert rc == 0, "".join(lines)
     assert (tmp_path / "home" / "history.sqlite3").exists()
+    # Each record is printed once (mitmproxy's terminal log, no second handler), and per-connection
+    # chatter only with -v.
+    out = "".join(lines)
+    assert sum("gateway ready" in line for line in lines) == 1, out
+    assert sum("blocked page" in line and "dropper.html" in line for line in lines) == 1, out
+    assert "client connect" not in out and "server connect" not in out, out
 
 
 _PROBE = """
