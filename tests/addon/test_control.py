@@ -26,7 +26,7 @@ BLOCKED = "https://bad.example/invoice"
 def flow(path: str, *, method: str = "GET", headers: dict[str, str] | None = None, content: bytes = b"",
          client: str = "127.0.0.1") -> http.HTTPFlow:
     req = tutils.treq(host=CONTROL, port=80, scheme=b"http", path=path.encode(), method=method.encode(),
-                      headers=http.Headers(**{k.replace("-", "_"): v for k, v in (headers or {}).items()}),
+                      headers=http.Headers([(k.encode(), v.encode()) for k, v in (headers or {}).items()]),
                       content=content)
     f = tflow.tflow(req=req)
     f.client_conn.peername = (client, 50000)

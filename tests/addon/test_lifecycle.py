@@ -16,6 +16,7 @@ from mitmproxy.test import taddons
 from malwaresnipper.addon import lifecycle as lifecycle_module
 from malwaresnipper.addon.lifecycle import Lifecycle
 from malwaresnipper.addon.options import GatewayOptions
+from malwaresnipper.server.service import ScanService
 from helpers.addons import IdlePool, done, running
 from helpers.postgres import TcpProxy
 
@@ -68,6 +69,7 @@ async def test_background_tasks_are_awaited_and_counters_stored_on_stop(tmp_path
         tctx.configure(options, malwaresnipper_data_dir=str(tmp_path / "data"), malwaresnipper_services=False)
         await running(life)
         service = life.service
+        assert isinstance(service, ScanService)
         finished = asyncio.Event()
 
         async def work() -> None:

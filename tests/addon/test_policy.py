@@ -23,7 +23,7 @@ from helpers.addons import EnginePool, IdlePool, done, request, responseheaders,
 def make_flow(url_host: str, path: str = "/", *, port: int = 443, headers: dict[str, str] | None = None,
               client: str = "127.0.0.1") -> http.HTTPFlow:
     req = tutils.treq(host=url_host, port=port, scheme=b"https", path=path.encode(),
-                      headers=http.Headers(**{k.replace("-", "_"): v for k, v in (headers or {}).items()}))
+                      headers=http.Headers([(k.encode(), v.encode()) for k, v in (headers or {}).items()]))
     f = tflow.tflow(req=req)
     f.client_conn.peername = (client, 50000)
     return f

@@ -121,7 +121,7 @@ def test_list_updates_reach_the_workers(pool_loop):
 def _job(site: str, n: int):
     from malwaresnipper.server.scanner import _Job
 
-    return _Job(n, None, None, None, None, site=site)  # type: ignore[arg-type]
+    return _Job(n, None, None, None, None, site=site)
 
 
 def test_the_queue_serves_sites_in_turn_and_keeps_a_worker_from_a_busy_site():

@@ -22,6 +22,7 @@ from malwaresnipper.addon.options import GatewayOptions
 from malwaresnipper.addon.replies import HEADER, Replies
 from malwaresnipper.addon.scanning import Scanning
 from malwaresnipper.server.scanner import ScanFailed, ScanTimeout
+from malwaresnipper.server.service import ScanService
 from malwaresnipper.server.store import ScanFilter
 from helpers.addons import Chain, EnginePool, done, running, through
 
@@ -38,7 +39,7 @@ JS = {"content-type": "application/javascript"}
 
 def make_flow(path: str, *, headers: dict[str, str] | None = None) -> http.HTTPFlow:
     req = tutils.treq(host="site.example", port=443, scheme=b"https", path=path.encode(),
-                      headers=http.Headers(**{k.replace("-", "_"): v for k, v in (headers or {}).items()}))
+                      headers=http.Headers([(k.encode(), v.encode()) for k, v in (headers or {}).items()]))
     return tflow.tflow(req=req)
 
 
@@ -55,6 +56,7 @@ class Rig:
         once the background work finished."""
         await asyncio.wait_for(asyncio.gather(*self.lifecycle.tasks), 60)
         service = self.lifecycle.service
+        assert isinstance(service, ScanService)
         await service.bus.flush()
         await service.store.flush()
         items, _ = await service.store.list_scans(ScanFilter(), 100, 0)

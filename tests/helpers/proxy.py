@@ -202,6 +202,8 @@ class Upstream:
     https_port: int = 0
     hits: Counter[str] = field(default_factory=Counter)
     servers: list[ThreadingHTTPServer] = field(default_factory=list)
+    #: the certificate its HTTPS side serves, for the gateway to trust (set by whoever started it)
+    cert: Path | None = None
 
     def start(self, cert: Path, key: Path) -> None:
         upstream = self

@@ -146,7 +146,7 @@ async def test_two_gateways_one_stream_one_history(pair: Pair) -> None:
         cut = events[len(events) // 2]["seq"]
         resumed = await b.events(last_seq=cut)
         assert resumed.snapshot["seq"] >= events[-1]["seq"]
-        replayed = []
+        replayed: list[dict[str, Any]] = []
         while len(replayed) < len([e for e in events if e["seq"] > cut]):
             replayed.append(await resumed.recv())
         assert [e["seq"] for e in replayed] == [e["seq"] for e in events if e["seq"] > cut]

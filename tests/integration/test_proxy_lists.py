@@ -47,7 +47,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     # a page on "localhost" whose script comes from another host, 127.0.0.1 (the same server)
     server.routes["/lists/cross.html"] = Route(_page("Cross", f"http://127.0.0.1:{server.http_port}/lists/cdn.js"),
                                                "text/html; charset=utf-8")
-    server.cert = cert  # type: ignore[attr-defined]
+    server.cert = cert
     yield server
     server.stop()
 
@@ -55,7 +55,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator[Gateway]:
     tmp = tmp_path_factory.mktemp("lists")
-    gateway = start_gateway(tmp, upstream.cert, options=["malwaresnipper_mode=block",  # type: ignore[attr-defined]
+    gateway = start_gateway(tmp, upstream.cert, options=["malwaresnipper_mode=block",
                                                          "malwaresnipper_budget_ms=15000"])
     yield gateway
     gateway.stop()

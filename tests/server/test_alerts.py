@@ -40,7 +40,7 @@ from helpers.ports import free_port
 from helpers.alerts import HOSTILE_TITLE, HOSTILE_URL, complete_event
 
 SECRET = "test-secret-\u00e9"
-FAST = {"backoff_s": 0.05, "backoff_max_s": 0.2}
+FAST: dict[str, Any] = {"backoff_s": 0.05, "backoff_max_s": 0.2}
 
 
 def alert(n: int = 1, **overrides: Any) -> dict[str, Any]:
@@ -256,7 +256,7 @@ async def test_webhook_over_https_verifies_the_receiver(tmp_path: Path) -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     trusted = await started(webhook(f"https://127.0.0.1:{port}/hook", ca_file=str(cert), name="trusted"), tmp_path)
     untrusted = await started(webhook(f"https://127.0.0.1:{port}/hook", name="untrusted", retries=0), tmp_path)
     try:

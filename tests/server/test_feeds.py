@@ -92,7 +92,7 @@ async def feed_server() -> AsyncIterator[FeedServer]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     state.base = f"http://127.0.0.1:{port}"
     try:
         yield state

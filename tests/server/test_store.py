@@ -233,6 +233,7 @@ async def test_reopen_keeps_everything_and_marks_unfinished_scans(make_store: St
     assert await again.last_seq() == 1
     assert [i["entry"] for i in await again.list_entries("block")] == ["bad.example"]
     if backend == "sqlite":
+        assert isinstance(again, SqliteScanStore)
         assert await again.integrity_check() == "ok"
 
 
@@ -330,6 +331,9 @@ def test_open_store_picks_the_backend(tmp_path: Path, monkeypatch: pytest.Monkey
     pg = open_store(StoreSettings(backend="postgres", dsn="postgresql://x@127.0.0.1/db", pool_size=3,
                                   max_pending_writes=7), tmp_path)
     assert type(pg).__name__ == "PostgresScanStore"
+    from malwaresnipper.server.store_postgres import PostgresScanStore
+
+    assert isinstance(pg, PostgresScanStore)
     assert (pg.dsn, pg.pool_size, pg.max_pending_writes) == ("postgresql://x@127.0.0.1/db", 3, 7)
 
 
@@ -679,6 +683,7 @@ async def test_pg_every_scan_query_can_use_an_index(postgres_dsn: str) -> None:
                     step = program.send(reply)
                 except StopIteration:
                     break
+                assert not isinstance(step, store_sql.RunMany)  # reads: one statement each
                 plan = "\n".join(r[0] for r in await (await c.execute("EXPLAIN " + step.sql, step.args)).fetchall())
                 assert "Seq Scan" not in plan, (step.sql, plan)
                 statements += 1
