@@ -64,6 +64,12 @@ def _port(section: str, name: str, value: int) -> None:
         raise ConfigError(f"[{section}] {name} must be a port number (0-65535), got {value!r}")
 
 
+def _folder_name(where: str, value: str) -> None:
+    """A path setting that names a folder: '' (the default) or a usable path."""
+    if value and (not value.strip() or "\x00" in value):
+        raise ConfigError(f"{where} = {value!r} is not a folder path ('' for the default)")
+
+
 def default_data_dir() -> Path:
     """Where history, the token and lists live: ``$MALWARESNIPPER_HOME`` or ``~/.malwaresnipper``."""
     return Path(os.environ.get("MALWARESNIPPER_HOME", Path.home() / ".malwaresnipper")).expanduser()
@@ -84,7 +90,8 @@ class ProxySettings:
     #: Work cap: at most this many decompressed bytes are read of one body; the rest of a longer
     #: one is not analysed (the verdict says so and is never BENIGN).
     max_decoded_bytes: int = 20_000_000
-    #: mitmproxy's confdir, where its CA lives; '' means the repo's/packaged ``certs/`` folder.
+    #: mitmproxy's confdir, where its CA key and certificate live; '' means ``<data_dir>/certs``.
+    #: A relative path is relative to the settings file's folder (``Settings.confdir_path``).
     confdir: str = ""
     workers: int = 2
     scan_timeout_ms: int = 5000
@@ -94,6 +101,7 @@ class ProxySettings:
         """The same checks for a file (``config check``, ``run``) and for command-line options."""
         _one_of("proxy", "mode", self.mode, PROXY_MODES)
         _port("proxy", "listen_port", self.listen_port)
+        _folder_name("[proxy] confdir", self.confdir)
         for name, low in (("block_budget_ms", 1), ("max_body_bytes", 1024), ("workers", 1),
                           ("scan_timeout_ms", 1), ("dedupe_window_s", 0)):
             _at_least("proxy", name, getattr(self, name), low)
@@ -364,6 +372,26 @@ class Settings:
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser() if self.data_dir else default_data_dir()
+
+    def confdir_path(self, override: str | None = None) -> Path:
+        """mitmproxy's confdir (the CA): the one rule for ``run``, ``ca`` and the docs.
+
+        ``override`` (``--confdir``) wins and is relative to the working directory, as command-line
+        paths are; else ``[proxy] confdir``, relative to the settings file's folder; else
+        ``<data_dir>/certs``. Never the source tree: a checkout and an install keep the CA alike.
+        """
+        if override is not None:
+            _folder_name("--confdir", override)
+            where, chosen, base = "--confdir", Path(override).expanduser(), Path.cwd()
+        elif self.proxy.confdir:
+            where, chosen = "[proxy] confdir", Path(self.proxy.confdir).expanduser()
+            base = Path(self.source).resolve().parent if self.source else Path.cwd()
+        else:
+            where, chosen, base = "the default confdir", self.data_path / "certs", Path.cwd()
+        path = chosen if chosen.is_absolute() else base / chosen
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{where} {str(path)!r} is not a folder (mitmproxy keeps its CA in a folder)")
+        return path
 
 
 def load_settings(path: str | Path | None = None) -> Settings:

@@ -1,33 +1,17 @@
-"""Where mitmproxy's CA lives for MalwareSnipper, and the fingerprints browsers ask for.
+"""mitmproxy's CA for MalwareSnipper, and the fingerprints browsers ask for.
 
-The default confdir is the repo's ``certs/`` folder (the package is installed editable, so that is
-``<package>/certs``); a non-editable install, whose package folder is not the repo, uses
-``<data_dir>/certs`` instead. The CA is created there on first use.
+Which folder holds it is a setting, decided in one place: ``Settings.confdir_path`` (``--confdir``,
+else ``[proxy] confdir``, else ``<data_dir>/certs``). The CA is created there on first use.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 CA_BASENAME = "mitmproxy"
-
-
-def default_confdir(data_dir: Path | None = None) -> Path:
-    """``certs/`` of the source tree when it is one, else ``<data_dir>/certs``."""
-    import malwaresnipper
-
-    from ..settings import default_data_dir
-
-    package = Path(malwaresnipper.__file__).resolve().parent
-    repo_certs = package / "certs"
-    in_source_tree = (package / "pyproject.toml").exists() or (repo_certs / "README.md").exists()
-    if in_source_tree and os.access(package, os.W_OK):
-        return repo_certs
-    return (data_dir or default_data_dir()) / "certs"
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from pathlib import Path
 import aiohttp
 
 REPO = Path(__file__).resolve().parents[1]
-SHIM = REPO / "addon" / "malwaresnipper.py"
+SHIM = REPO / "addon" / "mitmdump_entry.py"
 
 UPSTREAM_CODE = r"""
 import random, sys

@@ -2,7 +2,7 @@
 
 ``run`` starts mitmproxy in-process (its ``DumpMaster``) with the gateway addon; the addon's
 ``running`` hook starts the API, dashboard, event stream, store and scan workers, so ``run`` and
-``mitmdump -s addon/malwaresnipper.py`` behave the same.
+``mitmdump -s addon/mitmdump_entry.py`` behave the same.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--listen-port", type=int, help="proxy port (default 8080)")
     run.add_argument("--api-port", type=int, help="API and dashboard port (default 5000)")
     run.add_argument("--events-port", type=int, help="event stream port (default 8765)")
-    run.add_argument("--confdir", help="mitmproxy confdir holding the CA (default: certs/)")
+    run.add_argument("--confdir", help="mitmproxy confdir holding the CA; overrides [proxy] confdir "
+                                        "(default: <data dir>/certs, e.g. ~/.malwaresnipper/certs)")
     run.add_argument("--pass-unscanned", action="store_true",
                      help="keep proxying, unscanned, if the scan services cannot start (default: stop and say why)")
     run.add_argument("--set", dest="setoptions", action="append", default=[], metavar="OPTION=VALUE",
@@ -44,15 +45,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     ca = sub.add_parser("ca", help="print the proxy CA's path and fingerprints (creating it if missing)")
     ca.add_argument("--config", help="a malwaresnipper.toml (default: ./malwaresnipper.toml if present)")
-    ca.add_argument("--confdir", help="mitmproxy confdir (default: certs/)")
+    ca.add_argument("--confdir", help="mitmproxy confdir holding the CA; overrides [proxy] confdir "
+                                       "(default: <data dir>/certs, e.g. ~/.malwaresnipper/certs)")
     ca.set_defaults(func=ca_command)
 
 
 def _confdir(args: argparse.Namespace, settings: Any) -> Path:
-    from ..addon.certs import default_confdir
-
-    chosen = args.confdir or settings.proxy.confdir
-    return Path(chosen).expanduser() if chosen else default_confdir(settings.data_path)
+    """``--confdir``, else ``[proxy] confdir``, else ``<data_dir>/certs`` (``Settings.confdir_path``)."""
+    return Path(settings.confdir_path(args.confdir))
 
 
 def ca_command(args: argparse.Namespace) -> int:

@@ -117,6 +117,10 @@ class EngineConfig:
     known_code: KnownCode = field(default_factory=KnownCode)
     #: Folder that relative paths in this config are resolved against (the config file's folder).
     base_dir: str = field(default="", metadata={"internal": True})
+    #: Layers run after the registered ones, as ``"module:Class"`` import paths (imported where the
+    #: engine is built, scan workers included). For tests (a layer that is slow or crashes on cue);
+    #: internal, so a settings file can never make the gateway import code.
+    extra_layers: tuple[str, ...] = field(default=(), metadata={"internal": True})
 
     def __post_init__(self) -> None:
         if not 0 <= self.thresholds.suspicious <= self.thresholds.malicious <= 100:

@@ -56,7 +56,9 @@ class RiskEngine:
         """``layers`` restricts the run to some layers (``eval --layers`` ablations)."""
         self.config = config or EngineConfig()
         wanted = layers if layers is not None else self.config.layers.enabled
-        self.layers: list[Layer] = [cls(self.config) for cls in registered_layers() if cls.name in wanted]
+        extra = self.config.extra_layers
+        self.layers: list[Layer] = [cls(self.config) for cls in registered_layers(extra)
+                                    if cls.name in wanted or f"{cls.__module__}:{cls.__qualname__}" in extra]
         self.known_code = load_known_code(self.config)
 
     @property

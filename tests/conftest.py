@@ -1,26 +1,19 @@
-"""Shared test helpers: where the labelled corpus is, and an isolated data dir per test."""
+"""Fixtures for every test: an isolated data dir, the CI completeness check, a fresh PostgreSQL database.
+
+Shared helper code lives in ``tests/helpers/`` (imported as ``helpers.<module>``; pyproject.toml puts
+``tests/`` on ``sys.path``); fixtures live in the ``conftest.py`` of the folder that uses them.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("MALWARESNIPPER_DATA", REPO.parent / "shared" / "data"))
-
-
-def corpus_file(name: str) -> Path:
-    """The path of a corpus file; tests using it skip with a reason when it is absent."""
-    return DATA_DIR / name
-
-
-needs_corpus = pytest.mark.skipif(
-    not (DATA_DIR / "js_corpus.train.jsonl.gz").exists(),
-    reason=f"labelled corpus not found at {DATA_DIR} (set MALWARESNIPPER_DATA); CI has it",
-)
+from helpers.corpus import DATA_DIR
+from helpers.postgres import fresh_database
 
 
 @pytest.fixture(autouse=True)
@@ -44,3 +37,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             missing.append("Redis (redis-server, MALWARESNIPPER_TEST_REDIS_URL; scripts/services.sh sets it)")
         if missing:
             raise pytest.UsageError("CI must run every test, but these are missing: " + ", ".join(missing))
+
+
+@pytest.fixture
+async def postgres_dsn() -> AsyncIterator[str]:
+    """The DSN of a fresh, empty database (dropped after the test)."""
+    async with fresh_database() as dsn:
+        yield dsn
+

@@ -12,6 +12,7 @@ One contract test (``tests/engine/test_layer_contract.py``) runs over every clas
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -37,10 +38,12 @@ class Layer(Protocol):
         ...
 
 
-def registered_layers() -> list[type[Layer]]:
-    """Every layer class, in the order the engine runs them.
+def registered_layers(extra: Sequence[str] = ()) -> list[type[Layer]]:
+    """Every layer class, in the order the engine runs them, then the ``extra`` ones.
 
     Imported lazily so that importing the engine package stays cheap for the CLI's ``--help``.
+    ``extra`` (``EngineConfig.extra_layers``) names further layer classes as ``"module:Class"``:
+    tests use it to put a layer that sleeps or crashes on cue into a real worker process.
     """
     from .dom import DomLayer
     from .javascript import JavascriptLayer
@@ -49,4 +52,21 @@ def registered_layers() -> list[type[Layer]]:
     from .signatures import SignaturesLayer
     from .url import UrlLayer
 
-    return [UrlLayer, ReputationLayer, JavascriptLayer, DomLayer, SignaturesLayer, MlLayer]
+    layers: list[type[Layer]] = [UrlLayer, ReputationLayer, JavascriptLayer, DomLayer, SignaturesLayer, MlLayer]
+    return layers + [_import_layer(path) for path in extra]
+
+
+def _import_layer(path: str) -> type[Layer]:
+    """The class a ``"module:Class"`` path names; a clear error when it is not a layer."""
+    from importlib import import_module
+
+    from ..errors import ConfigError
+
+    module, _, name = path.partition(":")
+    try:
+        cls = getattr(import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"extra layer {path!r} cannot be imported: {exc}") from None
+    if not isinstance(cls, type) or not isinstance(getattr(cls, "name", None), str) or not hasattr(cls, "analyze"):
+        raise ConfigError(f"extra layer {path!r} is not a layer class (name, version, analyze)")
+    return cls

@@ -5,14 +5,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from typing import Any
 
 from malwaresnipper.addon import blockpage
 
 HOSTILE_URL = 'https://evil.example/"><script>alert(1)</script>?q=<img src=x onerror=alert(2)>'
 
 
-def render(**kw):
-    args = dict(url=HOSTILE_URL, reasons=[("critical", "Known <b>malware</b> domain")], risk_score=97.2,
+def render(**kw: Any) -> str:
+    args: dict[str, Any] = dict(url=HOSTILE_URL, reasons=[("critical", "Known <b>malware</b> domain")], risk_score=97.2,
                 classification="malware", links=blockpage.BypassLinks("blk-1", may_allow=True), referer=None)
     args.update(kw)
     return blockpage.render_block_page(**args)

@@ -17,7 +17,7 @@ from malwaresnipper.addon.bypass import BypassTokens
 from malwaresnipper.addon.control import Control
 from malwaresnipper.addon.lifecycle import Lifecycle
 from malwaresnipper.addon.options import GatewayOptions
-from support_addons import IdlePool, done, request, running
+from helpers.addons import IdlePool, done, request, running
 
 CONTROL = "malwaresnipper.invalid"
 BLOCKED = "https://bad.example/invoice"
@@ -26,7 +26,7 @@ BLOCKED = "https://bad.example/invoice"
 def flow(path: str, *, method: str = "GET", headers: dict[str, str] | None = None, content: bytes = b"",
          client: str = "127.0.0.1") -> http.HTTPFlow:
     req = tutils.treq(host=CONTROL, port=80, scheme=b"http", path=path.encode(), method=method.encode(),
-                      headers=http.Headers(**{k.replace("-", "_"): v for k, v in (headers or {}).items()}),
+                      headers=http.Headers([(k.encode(), v.encode()) for k, v in (headers or {}).items()]),
                       content=content)
     f = tflow.tflow(req=req)
     f.client_conn.peername = (client, 50000)

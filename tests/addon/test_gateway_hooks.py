@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import random
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlencode
 
 import brotli
@@ -20,7 +22,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from malwaresnipper.addon.gateway import HEADER, Gateway
 from malwaresnipper.engine.config import EngineConfig
 from malwaresnipper.server.scanner import ScanPool
-from support_addons import done, request, response, responseheaders, running, through
+from helpers.addons import done, request, response, responseheaders, running, through
 
 DROPPER = b"""<html><head><title>Invoice</title></head><body><script>
 var sh = new ActiveXObject("WScript.Shell");
@@ -129,7 +131,7 @@ async def test_skipped_responses_stream_untouched_and_are_counted(gateway):
     big.response.headers["content-length"] = "50000"
     responseheaders(gw, big)
     assert big.response.stream  # streams: too large to hold (tapped, so it is scanned after it passed)
-    assert big.response.stream(b"<html>chunk") == b"<html>chunk", "the body goes on unchanged"
+    assert _stream(big)(b"<html>chunk") == b"<html>chunk", "the body goes on unchanged"
     assert big.response.headers[HEADER] == "unscanned; reason=too_large"
     img = make_flow(path="/a.png")
     await request(gw, img)
@@ -167,8 +169,8 @@ async def test_a_page_too_large_to_hold_is_scanned_after_it_streamed_and_recorde
     flow.response = http.Response.make(200, b"", {"content-type": "text/html"})
     flow.response.headers["content-length"] = str(len(body))
     responseheaders(gw, flow)
-    sent = b"".join(flow.response.stream(body[i : i + 4096]) for i in range(0, len(body), 4096))
-    sent += flow.response.stream(b"")
+    sent = b"".join(_stream(flow)(body[i : i + 4096]) for i in range(0, len(body), 4096))
+    sent += _stream(flow)(b"")
     assert sent == body, "streamed through unchanged"
     await response(gw, flow)
     await asyncio.wait_for(asyncio.gather(*gw.lifecycle.tasks), 60)
@@ -188,7 +190,7 @@ async def test_fail_closed_refuses_a_page_too_large_to_hold(gateway):
     flow.response.headers["content-length"] = "50000"
     responseheaders(gw, flow)
     assert flow.response.status_code == 403
-    sent = flow.response.stream(b"<script>evil()</script>" * 100) + flow.response.stream(b"")
+    sent = _stream(flow)(b"<script>evil()</script>" * 100) + _stream(flow)(b"")
     assert b"evil()" not in sent and b"MalwareSnipper blocked this page" in sent
     assert int(flow.response.headers["content-length"]) == len(sent)
     await response(gw, flow)
@@ -376,11 +378,20 @@ def test_bad_options_are_refused_with_a_clear_error(tmp_path, shared_pool):
         assert gw.options.effective.budget_s == 0.4
 
 
+def _stream(flow: http.HTTPFlow) -> Callable[[bytes], bytes]:
+    """The response's stream function (mitmproxy types ``stream`` as a bool or a callable)."""
+    assert flow.response is not None and callable(flow.response.stream)
+    return cast(Callable[[bytes], bytes], flow.response.stream)
+
+
 async def _history(gw: Gateway) -> tuple[list[dict], int]:
+    from malwaresnipper.server.service import ScanService
     from malwaresnipper.server.store import ScanFilter
 
-    await gw.lifecycle.service.bus.flush()
-    return await gw.lifecycle.service.store.list_scans(ScanFilter(), 50, 0)
+    service = gw.lifecycle.service
+    assert isinstance(service, ScanService)
+    await service.bus.flush()
+    return await service.store.list_scans(ScanFilter(), 50, 0)
 
 
 @pytest.mark.parametrize("pass_unscanned", [False, True])

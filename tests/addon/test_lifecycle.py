@@ -16,8 +16,9 @@ from mitmproxy.test import taddons
 from malwaresnipper.addon import lifecycle as lifecycle_module
 from malwaresnipper.addon.lifecycle import Lifecycle
 from malwaresnipper.addon.options import GatewayOptions
-from support_addons import IdlePool, done, running
-from support_postgres import TcpProxy, postgres_dsn  # noqa: F401 - postgres_dsn is a fixture
+from malwaresnipper.server.service import ScanService
+from helpers.addons import IdlePool, done, running
+from helpers.postgres import TcpProxy
 
 
 def addons(pool: Any = None) -> tuple[GatewayOptions, Lifecycle]:
@@ -68,6 +69,7 @@ async def test_background_tasks_are_awaited_and_counters_stored_on_stop(tmp_path
         tctx.configure(options, malwaresnipper_data_dir=str(tmp_path / "data"), malwaresnipper_services=False)
         await running(life)
         service = life.service
+        assert isinstance(service, ScanService)
         finished = asyncio.Event()
 
         async def work() -> None:
@@ -100,7 +102,7 @@ def test_the_unscanned_policy_is_said_in_words(mode: str, fail_closed: bool, wor
 
 
 async def test_a_shared_store_down_at_start_is_waited_for_and_the_gateway_starts_when_it_is_back(
-        tmp_path: Path, postgres_dsn: str, monkeypatch, caplog) -> None:  # noqa: F811 - fixture
+        tmp_path: Path, postgres_dsn: str, monkeypatch, caplog) -> None:
     monkeypatch.setattr(lifecycle_module, "START_RETRY_S", 0.2)
     relay = TcpProxy(postgres_dsn)
     await relay.start()

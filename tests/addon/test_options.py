@@ -49,13 +49,18 @@ def test_a_refused_value_does_not_count_as_set(tmp_path: Path) -> None:
         assert gw.effective.budget_s == 0.3
 
 
+def _forget_effective(gw: GatewayOptions) -> None:
+    """As if configure had not run for the last update (the script loader's case)."""
+    gw.effective = None
+
+
 def test_values_set_before_the_addon_saw_them_count_too(tmp_path: Path) -> None:
     """mitmdump applies `--set` before a script's addon is configured, then configures it with
     every option at once (so does `malwaresnipper run`)."""
     gw = GatewayOptions()
     with taddons.context(gw) as tctx:
         tctx.options.update(malwaresnipper_config=config(tmp_path, FILE), malwaresnipper_mode="monitor")
-        gw.effective = None  # as if configure had not run for that update (the script loader's case)
+        _forget_effective(gw)
         tctx.master.addons.invoke_addon_sync(gw, hooks.ConfigureHook(set(tctx.options.keys())))
         assert gw.effective.mode == "monitor"  # given, though it is the default
         assert gw.effective.settings.proxy.workers == 1  # not given: the file's
@@ -79,7 +84,7 @@ def test_the_stream_threshold_follows_the_body_cap_unless_the_user_set_their_own
     gw = GatewayOptions()
     with taddons.context(gw) as tctx:
         if "stream_large_bodies" not in tctx.options:  # mitmproxy 11 defines it in proxyserver only
-            tctx.options.add_option("stream_large_bodies", str | None, None, "")  # type: ignore[arg-type]
+            tctx.options.add_option("stream_large_bodies", str | None, None, "")
         tctx.configure(gw, malwaresnipper_max_body_bytes=12345)
         assert tctx.options.stream_large_bodies == "12345"
         tctx.configure(gw, malwaresnipper_max_body_bytes=56789)

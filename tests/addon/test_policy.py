@@ -17,13 +17,13 @@ from malwaresnipper.addon.options import GatewayOptions
 from malwaresnipper.addon.policy import Policy
 from malwaresnipper.addon.replies import Replies
 from malwaresnipper.server.store import ScanFilter
-from support_addons import EnginePool, IdlePool, done, request, responseheaders, running
+from helpers.addons import EnginePool, IdlePool, done, request, responseheaders, running
 
 
 def make_flow(url_host: str, path: str = "/", *, port: int = 443, headers: dict[str, str] | None = None,
               client: str = "127.0.0.1") -> http.HTTPFlow:
     req = tutils.treq(host=url_host, port=port, scheme=b"https", path=path.encode(),
-                      headers=http.Headers(**{k.replace("-", "_"): v for k, v in (headers or {}).items()}))
+                      headers=http.Headers([(k.encode(), v.encode()) for k, v in (headers or {}).items()]))
     f = tflow.tflow(req=req)
     f.client_conn.peername = (client, 50000)
     return f

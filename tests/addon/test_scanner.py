@@ -6,12 +6,13 @@ import asyncio
 import os
 
 import pytest
+from helpers.layers import CRASH_EXIT_CODE, ON_CUE
 
 from malwaresnipper.engine.capture import Capture
-from malwaresnipper.engine.config import EngineConfig
+from malwaresnipper.engine.config import EngineConfig, Layers
 from malwaresnipper.engine.lists import ListSnapshot
 from malwaresnipper.engine.verdict import ThreatLevel
-from malwaresnipper.server.scanner import ScanPool, ScanTimeout
+from malwaresnipper.server.scanner import ScanFailed, ScanPool, ScanTimeout
 
 DROPPER = """<html><body><script>
 var sh = new ActiveXObject("WScript.Shell");
@@ -64,23 +65,44 @@ def test_a_killed_worker_is_replaced_and_the_next_scan_completes(pool_loop):
     assert pool.worker_pids and pool.worker_pids[0] != old_pid
 
 
-def test_a_scan_over_its_timeout_raises_and_the_pool_recovers(pool_loop):
-    pool, loop = pool_loop
-    run(loop, pool.scan(Capture.build("https://warm.example/", html=BENIGN)))
+@pytest.fixture(scope="module")
+def on_cue_pool():
+    """A pool whose engine runs the url layer and a layer that sleeps or crashes on cue."""
+    loop = asyncio.new_event_loop()
+    config = EngineConfig(layers=Layers(enabled=["url"]), extra_layers=(ON_CUE,))
+    pool = ScanPool(config, workers=1, timeout_s=20.0)
+    yield pool, loop
+    loop.run_until_complete(pool.close())
+    loop.close()
+
+
+def test_a_scan_over_its_timeout_raises_and_the_pool_recovers(on_cue_pool):
+    pool, loop = on_cue_pool
+    warm = run(loop, pool.scan(Capture.build("https://warm.example/", html=BENIGN)))
+    assert "on_cue" in [layer.layer for layer in warm.layers]  # the layer really runs in the worker
     old_pid = pool.worker_pids[0]
-    # ~2 MB of scripts: a scan of a quarter second or more, so the job is surely running in the
-    # worker (not still queued) when its 0.1 s timeout strikes
-    huge = "<html><body>" + "<div><script>var a = 1; eval('a');</script></div>" * 40_000
-    pool.timeout_s = 0.1
+    pool.timeout_s = 0.5  # the layer sleeps a minute on this URL: the timeout strikes while it runs
     try:
-        with pytest.raises(ScanTimeout):
-            run(loop, pool.scan(Capture.build("https://slow.example/", html=huge)))
+        with pytest.raises(ScanTimeout) as timed_out:
+            run(loop, pool.scan(Capture.build("https://slow.example/sleep", html=BENIGN)))
     finally:
         pool.timeout_s = 20.0
+    assert timed_out.value.ran_s > 0  # it was running in the worker, not waiting in the queue
     verdict = run(loop, pool.scan(Capture.build("https://after.example/", html=BENIGN)))
     assert verdict.threat_level is ThreatLevel.BENIGN
     assert pool.worker_pids[0] != old_pid  # the stuck worker was killed, not left running
     assert pool.timeouts >= 1
+
+
+def test_a_worker_crashing_mid_scan_fails_that_scan_and_the_pool_recovers(on_cue_pool):
+    pool, loop = on_cue_pool
+    run(loop, pool.scan(Capture.build("https://warm.example/", html=BENIGN)))
+    old_pid = pool.worker_pids[0]
+    with pytest.raises(ScanFailed, match=f"exit code {CRASH_EXIT_CODE}"):
+        run(loop, pool.scan(Capture.build("https://boom.example/crash", html=BENIGN)))
+    verdict = run(loop, pool.scan(Capture.build("https://after.example/", html=BENIGN)))
+    assert verdict.threat_level is ThreatLevel.BENIGN
+    assert pool.worker_pids and pool.worker_pids[0] != old_pid
 
 
 def test_list_updates_reach_the_workers(pool_loop):
@@ -99,7 +121,7 @@ def test_list_updates_reach_the_workers(pool_loop):
 def _job(site: str, n: int):
     from malwaresnipper.server.scanner import _Job
 
-    return _Job(n, None, None, None, None, site=site)  # type: ignore[arg-type]
+    return _Job(n, None, None, None, None, site=site)
 
 
 def test_the_queue_serves_sites_in_turn_and_keeps_a_worker_from_a_busy_site():

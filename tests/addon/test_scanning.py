@@ -1,5 +1,5 @@
 """The scanning addon (with the options and lifecycle addons) in a taddons context, over the real
-engine held at a gate (support_addons.EnginePool): what a response that waits for its verdict
+engine held at a gate (helpers.addons.EnginePool): what a response that waits for its verdict
 gets when the verdict comes in time, late, or not at all, and when verdicts are reused.
 
 The budget is a deadline the addon passes once to the service: a verdict that arrives after the
@@ -22,8 +22,9 @@ from malwaresnipper.addon.options import GatewayOptions
 from malwaresnipper.addon.replies import HEADER, Replies
 from malwaresnipper.addon.scanning import Scanning
 from malwaresnipper.server.scanner import ScanFailed, ScanTimeout
+from malwaresnipper.server.service import ScanService
 from malwaresnipper.server.store import ScanFilter
-from support_addons import Chain, EnginePool, done, running, through
+from helpers.addons import Chain, EnginePool, done, running, through
 
 DROPPER = b"""<html><head><title>Invoice</title></head><body><script>
 var sh = new ActiveXObject("WScript.Shell");
@@ -38,7 +39,7 @@ JS = {"content-type": "application/javascript"}
 
 def make_flow(path: str, *, headers: dict[str, str] | None = None) -> http.HTTPFlow:
     req = tutils.treq(host="site.example", port=443, scheme=b"https", path=path.encode(),
-                      headers=http.Headers(**{k.replace("-", "_"): v for k, v in (headers or {}).items()}))
+                      headers=http.Headers([(k.encode(), v.encode()) for k, v in (headers or {}).items()]))
     return tflow.tflow(req=req)
 
 
@@ -55,6 +56,7 @@ class Rig:
         once the background work finished."""
         await asyncio.wait_for(asyncio.gather(*self.lifecycle.tasks), 60)
         service = self.lifecycle.service
+        assert isinstance(service, ScanService)
         await service.bus.flush()
         await service.store.flush()
         items, _ = await service.store.list_scans(ScanFilter(), 100, 0)

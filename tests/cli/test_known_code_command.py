@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.known_code import EXFIL, acme_library
 from malwaresnipper.cli.main import main
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
-from known_code_support import EXFIL, acme_library
 
 
 def test_build_from_files_then_match(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

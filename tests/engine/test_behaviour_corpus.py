@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import pytest
 
-from conftest import DATA_DIR, REPO, needs_corpus
+from helpers.corpus import DATA_DIR, REPO, needs_corpus
 from malwaresnipper.engine.capture import Capture
 from malwaresnipper.engine.config import EngineConfig
 from malwaresnipper.engine.features import Features
@@ -25,7 +25,7 @@ from malwaresnipper.engine.layers.javascript import JavascriptLayer
 from malwaresnipper.engine.results import Indicator, LayerResult, Severity
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from behaviour_eval import half, scripts_of  # the one definition of the split and of a row's scripts
+from behaviour_eval import half, scripts_of  # type: ignore[import-not-found]  # benchmarks/, put on sys.path above: the one split
 
 pytestmark = [needs_corpus, pytest.mark.corpus]
 

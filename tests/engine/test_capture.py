@@ -38,7 +38,7 @@ def test_wrong_types_name_the_field() -> None:
     with pytest.raises(CaptureError, match=r"scripts\[1\]"):
         Capture.build("https://a.test/", scripts=["ok", 3])  # type: ignore[list-item]
     with pytest.raises(CaptureError, match="scripts must be a list"):
-        Capture.build("https://a.test/", scripts="alert(1)")  # type: ignore[arg-type]
+        Capture.build("https://a.test/", scripts="alert(1)")
     with pytest.raises(CaptureError, match=r"dom\.forms\[0\]\.has_password"):
         Capture.build("https://a.test/", dom={"forms": [{"has_password": "yes"}]})
     with pytest.raises(CaptureError, match="source must be one of"):

@@ -133,3 +133,22 @@ def test_internal_fields_cannot_be_set_from_a_file(tmp_path: Path) -> None:
         load_settings(write(tmp_path, "source = 'elsewhere.toml'\n"))
     with pytest.raises(ConfigError, match="unknown key 'engine.base_dir'"):
         load_settings(write(tmp_path, "[engine]\nbase_dir = '/'\n"))
+    with pytest.raises(ConfigError, match="unknown key 'engine.extra_layers'"):  # a file never makes us import code
+        load_settings(write(tmp_path, "[engine]\nextra_layers = ['os:system']\n"))
+
+
+def test_extra_layers_run_after_the_registered_ones_and_a_bad_path_is_a_clear_error() -> None:
+    from helpers.layers import ON_CUE
+
+    from malwaresnipper.engine import RiskEngine
+    from malwaresnipper.engine.capture import Capture
+    from malwaresnipper.engine.config import Layers
+
+    engine = RiskEngine(EngineConfig(layers=Layers(enabled=["url"]), extra_layers=(ON_CUE,)))
+    assert [layer.name for layer in engine.layers] == ["url", "on_cue"]
+    verdict = engine.scan(Capture.build("https://fine.example/"))
+    assert [result.layer for result in verdict.layers] == ["url", "on_cue"]
+    for bad, why in (("helpers.layers:Nope", "cannot be imported"), ("no_such_module_x:Layer", "cannot be imported"),
+                     ("helpers.layers:ON_CUE", "is not a layer class")):
+        with pytest.raises(ConfigError, match=f"extra layer '{bad}' {why}"):
+            RiskEngine(EngineConfig(extra_layers=(bad,)))

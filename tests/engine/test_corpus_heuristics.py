@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import DATA_DIR, needs_corpus
+from helpers.corpus import DATA_DIR, needs_corpus
 from malwaresnipper.engine import Capture, CaptureError, RiskEngine
 
 pytestmark = [needs_corpus, pytest.mark.corpus]

@@ -103,7 +103,7 @@ def _burn_cpu(seconds: float) -> None:
 
 def test_time_budget_skips_remaining_layers_and_the_verdict_is_incomplete_not_benign() -> None:
     engine = RiskEngine(EngineConfig(limits=Limits(time_budget_ms=10)), layers=["url"])
-    engine.layers = [_layer(n, lambda: _burn_cpu(0.05)) for n in ("a", "b", "c")]  # type: ignore[list-item]
+    engine.layers = [_layer(n, lambda: _burn_cpu(0.05)) for n in ("a", "b", "c")]
     verdict = engine.scan(Capture.build("https://a.test/"))
     assert len(verdict.layers) == 1
     assert any(i.id == "engine.time_budget" for i in verdict.indicators)
@@ -116,7 +116,7 @@ def test_time_budget_counts_cpu_time_so_a_busy_machine_skips_nothing() -> None:
     """A layer waiting (another process has the CPU) does not eat the budget: skipping layers
     under load would turn load into false alarms."""
     engine = RiskEngine(EngineConfig(limits=Limits(time_budget_ms=10)), layers=["url"])
-    engine.layers = [_layer(n, lambda: time.sleep(0.05)) for n in ("a", "b", "c")]  # type: ignore[list-item]
+    engine.layers = [_layer(n, lambda: time.sleep(0.05)) for n in ("a", "b", "c")]
     verdict = engine.scan(Capture.build("https://a.test/"))
     assert len(verdict.layers) == 3 and verdict.complete
     assert verdict.threat_level.value == "BENIGN"

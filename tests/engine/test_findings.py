@@ -4,11 +4,12 @@ is the catalogue, and nothing builds an indicator around it."""
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from itertools import islice
 from pathlib import Path
 
 import pytest
-from conftest import corpus_file, needs_corpus
+from helpers.corpus import corpus_file, needs_corpus
 
 from malwaresnipper.cli.findings import configured_catalogue
 from malwaresnipper.engine import Capture, RiskEngine
@@ -73,7 +74,7 @@ def test_one_combination_for_every_layer() -> None:
     assert combine([100]) < 100.0
 
 
-def _check(engine: RiskEngine, capture: Capture, known: object) -> set[str]:
+def _check(engine: RiskEngine, capture: Capture, known: Container[str]) -> set[str]:
     verdict = engine.scan(capture)
     seen = set()
     for indicator in verdict.indicators:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from known_code_support import EXFIL, acme_database, acme_known, acme_library
+from helpers.known_code import EXFIL, acme_database, acme_known, acme_library
 from malwaresnipper.engine.known_code import (
     KnownCode,
     KnownCodeDatabase,

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import DATA_DIR, needs_corpus
-from known_code_support import EXFIL
+from helpers.corpus import DATA_DIR, needs_corpus
+from helpers.known_code import EXFIL
 from malwaresnipper.cli.main import main
 from malwaresnipper.engine import Capture, EngineConfig, RiskEngine, ThreatLevel
 from malwaresnipper.engine.config import KnownCode as KnownCodeSettings

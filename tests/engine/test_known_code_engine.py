@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from known_code_support import acme_database, acme_library
+from helpers.known_code import acme_database, acme_library
 from malwaresnipper.engine import Capture, CaptureLimits, EngineConfig, RiskEngine
 from malwaresnipper.engine.config import KnownCode, load_engine_config
 from malwaresnipper.engine.known_code import KnownCodeError

@@ -155,6 +155,7 @@ def test_url_model_alone_reaches_suspicious_but_never_malicious(fixture_models: 
     config = EngineConfig(ml=Ml(models_dir=str(models)))
     engine = RiskEngine(config, layers=["ml"])
     layer = engine.layers[0]
+    assert isinstance(layer, MlLayer)
     phishing = "http://secure-login-mail3.verify-account-update.xyz/signin/paypal/webscr.php?cmd=3"
     verdict = engine.scan(Capture.build(phishing))
     assert verdict.layers[0].details["url_probability"] > 0.99

@@ -186,7 +186,7 @@ def test_bad_port_is_noted() -> None:
 
 
 def test_non_string_input_never_raises() -> None:
-    assert isinstance(extract_url_features(None), UrlFeatures)  # type: ignore[arg-type]
+    assert isinstance(extract_url_features(None), UrlFeatures)
     assert isinstance(extract_url_features(b"http://x"), UrlFeatures)  # type: ignore[arg-type]
 
 

@@ -141,7 +141,7 @@ def test_signs_accumulate_with_noisy_or() -> None:
     assert many.score == pytest.approx(100 * (1 - keep))
 
 
-def test_user_brands_file_is_respected(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_user_brands_file_is_respected(tmp_path) -> None:
     brands = tmp_path / "brands.txt"
     brands.write_text("# our intranet\nexample-corp.com corp-login.example\n", encoding="utf-8")
     config = EngineConfig(base_dir=str(tmp_path), reputation=Reputation(protected_brands_file="brands.txt"))

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import aiohttp
 import pytest
-from test_api_support import Gateway, small_page
+from helpers.api import Gateway, small_page
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from test_api_support import Gateway, events_by_scan, small_page
+from helpers.api import Gateway, events_by_scan, small_page
 
 pytestmark = pytest.mark.integration
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 import socket
 from collections.abc import Iterator
 
 import aiohttp
 import pytest
-from test_api_support import VALIDATOR, Gateway, small_page
+from websockets.typing import Origin
+from helpers.api import VALIDATOR, Gateway, small_page
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -74,7 +76,7 @@ async def test_silent_client_is_closed_after_the_hello_timeout(gateway: Gateway)
 
 async def test_origin_allowlist(gateway: Gateway) -> None:
     with pytest.raises(InvalidStatus) as info:
-        await connect(gateway.events_url, origin="https://evil.example")
+        await connect(gateway.events_url, origin=Origin("https://evil.example"))
     assert info.value.response.status_code == 403
     # A browser on the dashboard or in the extension authenticates with the hello message.
     for origin in (f"http://127.0.0.1:{gateway.api_port}", "chrome-extension://abcdefghijklmnop"):
@@ -97,7 +99,7 @@ async def test_reconnect_with_last_seq_replays_exactly_the_missed_events(gateway
         missed = [m for m in await witness.until_complete(set(missed_ids)) if m["type"] == "event"]
 
         back = await gateway.events(last_seq=last_seq)
-        replayed = []
+        replayed: list[dict[str, Any]] = []
         while len(replayed) < len(missed):
             replayed.append(await back.recv())
         assert [m["seq"] for m in replayed] == [m["seq"] for m in missed]

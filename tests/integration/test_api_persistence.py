@@ -10,7 +10,7 @@ import time
 
 import aiohttp
 import pytest
-from test_api_support import Gateway, small_page
+from helpers.api import Gateway, small_page
 
 pytestmark = pytest.mark.integration
 

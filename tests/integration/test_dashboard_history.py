@@ -10,16 +10,13 @@ from typing import Any
 
 import pytest
 
-from dashboard_fixtures import (  # noqa: F401 - fixtures are used by name
+from helpers.dashboard import (
     Gateway,
-    browser,
     capture,
-    gateway,
     miner_capture,
     needs_chromium,
     open_dashboard,
     screenshot,
-    wait_for,
     wait_js,
 )
 

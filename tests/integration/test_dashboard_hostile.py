@@ -6,14 +6,7 @@ from typing import Any
 
 import pytest
 
-from dashboard_fixtures import (  # noqa: F401 - fixtures are used by name
-    Gateway,
-    browser,
-    gateway,
-    needs_chromium,
-    open_dashboard,
-    screenshot,
-)
+from helpers.dashboard import Gateway, needs_chromium, open_dashboard, screenshot
 
 pytestmark = [pytest.mark.integration, needs_chromium]
 

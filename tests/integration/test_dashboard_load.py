@@ -23,16 +23,7 @@ from typing import Any
 
 import pytest
 
-from dashboard_fixtures import (  # noqa: F401 - fixtures are used by name
-    ARTIFACTS,
-    Gateway,
-    browser,
-    capture,
-    needs_chromium,
-    open_dashboard,
-    screenshot,
-    wait_js,
-)
+from helpers.dashboard import ARTIFACTS, Gateway, capture, needs_chromium, open_dashboard, screenshot, wait_js
 
 pytestmark = [pytest.mark.integration, needs_chromium]
 

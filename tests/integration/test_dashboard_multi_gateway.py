@@ -7,18 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from dashboard_fixtures import (  # noqa: F401 - fixtures are used by name
-    Gateway,
-    browser,
-    capture,
-    miner_capture,
-    needs_chromium,
-    open_dashboard,
-    screenshot,
-    wait_js,
-)
-from support_postgres import fresh_database_sync
-from support_redis import RedisServer
+from helpers.dashboard import Gateway, capture, miner_capture, needs_chromium, open_dashboard, screenshot, wait_js
+from helpers.postgres import fresh_database_sync
+from helpers.redis_server import RedisServer
 
 pytestmark = [pytest.mark.integration, needs_chromium]
 

@@ -11,14 +11,7 @@ from typing import Any
 
 import pytest
 
-from dashboard_fixtures import (  # noqa: F401 - fixtures are used by name
-    MINER_SCRIPT,
-    Gateway,
-    browser,
-    needs_chromium,
-    open_dashboard,
-    screenshot,
-)
+from helpers.dashboard import MINER_SCRIPT, Gateway, needs_chromium, open_dashboard, screenshot
 
 pytestmark = [pytest.mark.integration, needs_chromium]
 

@@ -6,17 +6,7 @@ from typing import Any
 
 import pytest
 
-from dashboard_fixtures import (  # noqa: F401 - fixtures are used by name
-    Gateway,
-    browser,
-    capture,
-    gateway,
-    needs_chromium,
-    open_dashboard,
-    screenshot,
-    wait_for,
-    wait_js,
-)
+from helpers.dashboard import Gateway, capture, needs_chromium, open_dashboard, screenshot, wait_for, wait_js
 
 pytestmark = [pytest.mark.integration, needs_chromium]
 

@@ -8,16 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dashboard_fixtures import (  # noqa: F401 - fixtures are used by name
-    Gateway,
-    PageWatch,
-    browser,
-    capture,
-    miner_capture,
-    needs_chromium,
-    screenshot,
-    wait_js,
-)
+from helpers.dashboard import Gateway, PageWatch, capture, miner_capture, needs_chromium, screenshot, wait_js
 
 pytestmark = [pytest.mark.integration, needs_chromium]
 

@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from support_ports import free_port
+from helpers.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 EXTENSION = REPO / "extension"
@@ -129,7 +129,7 @@ class SiteHandler(BaseHTTPRequestHandler):
             host, path = parts.hostname or "", parts.path + (f"?{parts.query}" if parts.query else "")
         else:
             host, path = (self.headers.get("Host") or "").rsplit(":", 1)[0], self.path
-        port = self.server.server_address[1]
+        port = int(self.server.server_address[1])  # type: ignore[index]  # an AF_INET server: (host, port)
         headers = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "max-age=60"}
         if path.startswith("/static/app.js"):
             body, headers["Content-Type"] = APP_JS, "text/javascript"

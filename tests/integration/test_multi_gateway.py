@@ -17,12 +17,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from dashboard_fixtures import miner_capture
-from proxy_support import DROPPER, Upstream, default_routes, make_self_signed, start_gateway
-from proxy_support import TOKEN as PROXY_TOKEN
-from support_postgres import TcpProxy, fresh_database
-from support_redis import RedisServer
-from test_api_support import Gateway, small_page
+from helpers.dashboard import miner_capture
+from helpers.proxy import DROPPER, Upstream, default_routes, make_self_signed, start_gateway
+from helpers.proxy import TOKEN as PROXY_TOKEN
+from helpers.postgres import TcpProxy, fresh_database
+from helpers.redis_server import RedisServer
+from helpers.api import Gateway, small_page
 
 pytestmark = pytest.mark.integration
 
@@ -146,7 +146,7 @@ async def test_two_gateways_one_stream_one_history(pair: Pair) -> None:
         cut = events[len(events) // 2]["seq"]
         resumed = await b.events(last_seq=cut)
         assert resumed.snapshot["seq"] >= events[-1]["seq"]
-        replayed = []
+        replayed: list[dict[str, Any]] = []
         while len(replayed) < len([e for e in events if e["seq"] > cut]):
             replayed.append(await resumed.recv())
         assert [e["seq"] for e in replayed] == [e["seq"] for e in events if e["seq"] > cut]

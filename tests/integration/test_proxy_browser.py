@@ -10,7 +10,7 @@ from __future__ import annotations
 
 
 import pytest
-from proxy_support import CHROMIUM, default_routes, launch_chromium, make_self_signed, Route, start_gateway, Upstream
+from helpers.proxy import CHROMIUM, default_routes, launch_chromium, make_self_signed, Route, start_gateway, Upstream
 
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]

@@ -16,7 +16,7 @@ import gzip
 import os
 
 import pytest
-from proxy_support import BENIGN, CHROMIUM, DROPPER, launch_chromium, make_self_signed, Route, start_gateway, Upstream
+from helpers.proxy import BENIGN, CHROMIUM, DROPPER, launch_chromium, make_self_signed, Route, start_gateway, Upstream
 
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from proxy_support import DROPPER, Upstream, default_routes, make_self_signed, start_gateway
+from helpers.proxy import DROPPER, Upstream, default_routes, make_self_signed, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

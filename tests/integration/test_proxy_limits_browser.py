@@ -9,8 +9,17 @@ from __future__ import annotations
 import gzip
 
 import pytest
-from proxy_support import CHROMIUM, DROPPER, DROPPER_JS, launch_chromium, make_self_signed, Route, start_gateway, Upstream
-from test_proxy_limits import PHISH, deep
+from helpers.proxy import (
+    CHROMIUM,
+    DROPPER,
+    DROPPER_JS,
+    launch_chromium,
+    make_self_signed,
+    Route,
+    start_gateway,
+    Upstream,
+)
+from helpers.proxy import PHISH, deep
 
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from proxy_support import TOKEN, Gateway, Route, Upstream, make_self_signed, start_gateway
+from helpers.proxy import TOKEN, Gateway, Route, Upstream, make_self_signed, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -47,7 +47,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     # a page on "localhost" whose script comes from another host, 127.0.0.1 (the same server)
     server.routes["/lists/cross.html"] = Route(_page("Cross", f"http://127.0.0.1:{server.http_port}/lists/cdn.js"),
                                                "text/html; charset=utf-8")
-    server.cert = cert  # type: ignore[attr-defined]
+    server.cert = cert
     yield server
     server.stop()
 
@@ -55,13 +55,13 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator[Gateway]:
     tmp = tmp_path_factory.mktemp("lists")
-    gateway = start_gateway(tmp, upstream.cert, options=["malwaresnipper_mode=block",  # type: ignore[attr-defined]
+    gateway = start_gateway(tmp, upstream.cert, options=["malwaresnipper_mode=block",
                                                          "malwaresnipper_budget_ms=15000"])
     yield gateway
     gateway.stop()
 
 
-def _get(gw: Gateway, url: str):  # noqa: ANN202 - proxy_support.Response
+def _get(gw: Gateway, url: str):  # noqa: ANN202 - helpers.proxy.Response
     with gw.session() as s:
         return s.get(url, timeout=60)
 

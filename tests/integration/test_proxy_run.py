@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from proxy_support import ENGINE_TOML, TOKEN, Client, Upstream, default_routes, free_port, make_self_signed
+from helpers.proxy import (
+    DROPPER,
+    ENGINE_TOML,
+    REPO,
+    SHIM,
+    TOKEN,
+    Client,
+    Upstream,
+    default_routes,
+    free_port,
+    make_self_signed,
+    start_gateway,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 CLI = [sys.executable, "-m", "malwaresnipper.cli.main"]
@@ -76,3 +91,49 @@ def test_run_starts_proxy_api_and_events_and_says_where(tmp_path):
         upstream.stop()
     assert rc == 0, "".join(lines)
     assert (tmp_path / "home" / "history.sqlite3").exists()
+    # Each record is printed once (mitmproxy's terminal log, no second handler), and per-connection
+    # chatter only with -v.
+    out = "".join(lines)
+    assert sum("gateway ready" in line for line in lines) == 1, out
+    assert sum("blocked page" in line and "dropper.html" in line for line in lines) == 1, out
+    assert "client connect" not in out and "server connect" not in out, out
+
+
+_PROBE = """
+import json, os, sys
+import malwaresnipper
+json.dump({"package": malwaresnipper.__file__, "is_package": hasattr(malwaresnipper, "__path__"),
+           "addon_on_path": any(os.path.abspath(p or os.curdir) == %r for p in sys.path)}, open(%r, "w"))
+"""
+
+
+def test_mitmdump_entry_loads_the_real_package_in_mitmdump_and_in_the_workers(tmp_path):
+    """``mitmdump -s addon/mitmdump_entry.py``: mitmproxy puts ``addon/`` on ``sys.path``, and the
+    entry file is named so that ``malwaresnipper`` is still the package, in mitmdump (a second
+    script reports what it imported) and in the spawned scan worker (which could not unpickle its
+    job, let alone call the engine, if the name resolved to anything but the package)."""
+    imported = {alias.name for node in ast.walk(ast.parse(SHIM.read_text())) if isinstance(node, ast.Import | ast.ImportFrom)
+                for alias in node.names}
+    assert SHIM.name != "malwaresnipper.py" and imported == {"Gateway"}  # no sys.path / sys.modules edits
+    report = tmp_path / "probe.json"
+    probe = tmp_path / "probe.py"
+    probe.write_text(_PROBE % (str(SHIM.parent), str(report)))
+    cert, key = make_self_signed(tmp_path)
+    upstream = Upstream(default_routes(b""))
+    upstream.start(cert, key)
+    gw = start_gateway(tmp_path / "gw", cert, options=["malwaresnipper_mode=block", "malwaresnipper_budget_ms=20000"],
+                       scripts=(probe,))
+    try:
+        seen = json.loads(report.read_text())
+        assert seen["addon_on_path"] is True  # the situation the name guards against is real
+        assert seen["is_package"] is True and Path(seen["package"]).resolve().parent == REPO.resolve()
+        assert gw.worker_pids()
+        url = upstream.url("/dropper.html")
+        with gw.session() as s:
+            r = s.get(url, timeout=60)
+        assert r.status_code == 403 and DROPPER not in r.content
+        assert gw.wait_for_scan(url)["threat_level"] == "MALICIOUS"
+        assert "Traceback" not in gw.log() and "ModuleNotFoundError" not in gw.log()
+    finally:
+        gw.stop()
+        upstream.stop()

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from proxy_support import CHROMIUM, TOKEN, free_port, launch_chromium, make_self_signed, Route, start_gateway, Upstream
+from helpers.proxy import CHROMIUM, TOKEN, free_port, launch_chromium, make_self_signed, Route, start_gateway, Upstream
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 CLI = [sys.executable, "-m", "malwaresnipper.cli.main"]

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from proxy_support import DROPPER, REPO, SHIM, Client, Upstream, default_routes, free_port, make_self_signed
+from helpers.proxy import DROPPER, REPO, SHIM, Client, Upstream, default_routes, free_port, make_self_signed
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 CLI = [sys.executable, "-m", "malwaresnipper.cli.main"]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alert_receivers import parse_rfc5424
+from helpers.alert_receivers import parse_rfc5424
 from malwaresnipper.engine.errors import ConfigError
 from malwaresnipper.server.alert_formats import (
     SD_ID,
@@ -20,30 +20,7 @@ from malwaresnipper.server.alert_formats import (
     syslog_message,
 )
 from malwaresnipper.settings import AlertSettings, load_settings
-
-HOSTILE_URL = 'https://evil.example/a]"b\\c?q=<!channel>|click&x=`y`'
-HOSTILE_TITLE = 'Free "prizes"] \\ \r\n<!channel> @channel\u2028next line `x` \ud800'
-
-
-def complete_event(**overrides: Any) -> dict[str, Any]:
-    """A SCAN_COMPLETE event as the service publishes it (server/event_schema.json)."""
-    event: dict[str, Any] = {
-        "type": "event", "schema": 1, "seq": 7, "ts": "2026-11-26T12:00:00.123Z",
-        "scan_id": "0123456789abcdef00000001", "url": HOSTILE_URL, "status": "SCAN_COMPLETE",
-        "method": "PROXY", "progress": 100, "title": HOSTILE_TITLE, "gateway_id": "gw-1",
-        "page_scan_id": None, "risk_score": 91.25, "threat_level": "MALICIOUS",
-        "classification": "cryptojacking",
-        "indicators": [
-            {"id": f"js.rule{i}", "title": f"Indicator {i}: {HOSTILE_TITLE}", "severity": "HIGH", "layer": "javascript",
-             "category": "cryptomining", "classification": "cryptojacking",
-             "evidence": [{"snippet": "x", "location": "script", "offset": 1}]}
-            for i in range(8)
-        ],
-        "layers": {}, "duration_ms": 12.5, "blocked": True, "error": None, "complete": True,
-        "incomplete_reasons": [],
-    }
-    event.update(overrides)
-    return event
+from helpers.alerts import HOSTILE_URL, complete_event
 
 
 def test_summary_keeps_the_verdict_and_cleans_page_strings() -> None:

@@ -16,14 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from alert_receivers import (
-    StreamSyslog,
-    UdpSyslog,
-    WebhookReceiver,
-    parse_rfc5424,
-    self_signed,
-    wait_until,
-)
+from helpers.alert_receivers import StreamSyslog, UdpSyslog, WebhookReceiver, parse_rfc5424, self_signed, wait_until
 from malwaresnipper.engine.errors import ConfigError
 from malwaresnipper.server.alert_formats import SD_ID, alert_from_event
 from malwaresnipper.server.alerts import (
@@ -43,12 +36,11 @@ from malwaresnipper.settings import (
     ServerSettings,
     Settings,
 )
-from support_ports import free_port
-from test_alert_formats import HOSTILE_TITLE, HOSTILE_URL, complete_event
-from test_redis_bus import shared_redis_stream  # noqa: F401 - a fixture, used by name
+from helpers.ports import free_port
+from helpers.alerts import HOSTILE_TITLE, HOSTILE_URL, complete_event
 
 SECRET = "test-secret-\u00e9"
-FAST = {"backoff_s": 0.05, "backoff_max_s": 0.2}
+FAST: dict[str, Any] = {"backoff_s": 0.05, "backoff_max_s": 0.2}
 
 
 def alert(n: int = 1, **overrides: Any) -> dict[str, Any]:
@@ -264,7 +256,7 @@ async def test_webhook_over_https_verifies_the_receiver(tmp_path: Path) -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     trusted = await started(webhook(f"https://127.0.0.1:{port}/hook", ca_file=str(cert), name="trusted"), tmp_path)
     untrusted = await started(webhook(f"https://127.0.0.1:{port}/hook", name="untrusted", retries=0), tmp_path)
     try:

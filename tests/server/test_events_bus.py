@@ -8,14 +8,7 @@ from pathlib import Path
 
 from malwaresnipper.server.events import InMemoryEventBus, Subscription, text_frame
 from malwaresnipper.server.store import SqliteScanStore
-
-
-def payload(frame: bytes) -> str:
-    """The text of one unmasked server frame (FIN + text opcode checked)."""
-    assert frame[0] == 0x81 and not frame[1] & 0x80
-    length = frame[1] & 0x7F
-    offset = 2 if length < 126 else 4 if length == 126 else 10
-    return frame[offset:].decode()
+from helpers.events import payload
 
 
 async def test_events_are_delivered_in_order_and_only_once_logged(tmp_path: Path) -> None:

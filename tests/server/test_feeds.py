@@ -25,15 +25,7 @@ from malwaresnipper.server.lists import ListService
 from malwaresnipper.server.metrics import Metrics
 from malwaresnipper.settings import FeedSettings, load_settings
 
-from test_feed_formats import (
-    HOSTS,
-    OPENPHISH,
-    PHISHTANK_CSV,
-    PHISHTANK_JSON,
-    SHA,
-    THREATFOX,
-    URLHAUS,
-)
+from helpers.feeds import HOSTS, OPENPHISH, PHISHTANK_CSV, PHISHTANK_JSON, SHA, THREATFOX, URLHAUS
 
 
 @dataclass
@@ -100,7 +92,7 @@ async def feed_server() -> AsyncIterator[FeedServer]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     state.base = f"http://127.0.0.1:{port}"
     try:
         yield state

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support_redis import RedisServer
+from helpers.redis_server import RedisServer
 
 from malwaresnipper.server.events import Subscription
 from malwaresnipper.server.redis_bus import RedisEventBus, with_seq
@@ -52,22 +50,6 @@ def event(gateway: str, i: int) -> dict[str, Any]:
 def test_with_seq_puts_seq_first() -> None:
     assert json.loads(with_seq(7, b'{"a":1}')) == {"seq": 7, "a": 1}
     assert json.loads(with_seq(8, "{}")) == {"seq": 8}
-
-
-@pytest.fixture
-async def shared_redis_stream():
-    """(url, stream) on the shared Redis that scripts/services.sh starts; the keys are removed after."""
-    url = os.environ.get("MALWARESNIPPER_TEST_REDIS_URL")
-    if not url:
-        pytest.skip("shared Redis not configured: set MALWARESNIPPER_TEST_REDIS_URL (scripts/services.sh does)")
-    stream = f"test:{uuid.uuid4().hex}"
-    yield url, stream
-    import redis.asyncio as aioredis
-
-    client = aioredis.from_url(url)
-    writers = [key async for key in client.scan_iter(match=f"{stream}:writer:*")]
-    await client.delete(stream, f"{stream}:seq", *writers)
-    await client.aclose()
 
 
 async def test_two_gateways_one_order_every_event_once(shared_redis_stream: tuple[str, str]) -> None:

@@ -15,7 +15,7 @@ from malwaresnipper.engine.capture import Capture
 from malwaresnipper.server.service import ScanService, script_verdict
 from malwaresnipper.server.store import ScanFilter
 from malwaresnipper.settings import ProxySettings, Settings
-from test_events_bus import payload
+from helpers.events import payload
 
 EVENT_SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "server" / "event_schema.json").read_text())
 

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from support_postgres import TcpProxy, fresh_database
-from support_redis import RedisServer
-from test_events_bus import payload
+from helpers.postgres import TcpProxy, fresh_database
+from helpers.redis_server import RedisServer
+from helpers.events import payload
 
 from malwaresnipper.engine.capture import Capture
 from malwaresnipper.server.events import Subscription

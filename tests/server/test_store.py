@@ -1,7 +1,7 @@
 """The scan stores on real backends: schema versions, scans, events, lists, retention, reopening.
 
 Behaviour tests run on both SQLite (a file) and PostgreSQL (a fresh database per test, see
-tests/support_postgres.py); the PostgreSQL ones skip with a reason when no server is configured.
+tests/helpers/postgres.py); the PostgreSQL ones skip with a reason when no server is configured.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support_postgres import TcpProxy, fresh_database, postgres_dsn  # noqa: F401 - postgres_dsn is a fixture
+from helpers.postgres import TcpProxy, fresh_database
 
 from malwaresnipper.engine.lists import url_key
 from malwaresnipper.server.store import (
@@ -234,6 +234,7 @@ async def test_reopen_keeps_everything_and_marks_unfinished_scans(make_store: St
     assert await again.last_seq() == 1
     assert [i["entry"] for i in await again.list_entries("block")] == ["bad.example"]
     if backend == "sqlite":
+        assert isinstance(again, SqliteScanStore)
         assert await again.integrity_check() == "ok"
 
 
@@ -372,6 +373,9 @@ def test_open_store_picks_the_backend(tmp_path: Path, monkeypatch: pytest.Monkey
     pg = open_store(StoreSettings(backend="postgres", dsn="postgresql://x@127.0.0.1/db", pool_size=3,
                                   max_pending_writes=7), tmp_path)
     assert type(pg).__name__ == "PostgresScanStore"
+    from malwaresnipper.server.store_postgres import PostgresScanStore
+
+    assert isinstance(pg, PostgresScanStore)
     assert (pg.dsn, pg.pool_size, pg.max_pending_writes) == ("postgresql://x@127.0.0.1/db", 3, 7)
 
 
@@ -722,6 +726,7 @@ async def test_pg_every_scan_query_can_use_an_index(postgres_dsn: str) -> None:
                     step = program.send(reply)
                 except StopIteration:
                     break
+                assert not isinstance(step, store_sql.RunMany)  # reads: one statement each
                 plan = "\n".join(r[0] for r in await (await c.execute("EXPLAIN " + step.sql, step.args)).fetchall())
                 assert "Seq Scan" not in plan, (step.sql, plan)
                 statements += 1

@@ -11,7 +11,8 @@ import pytest
 
 from malwaresnipper.engine.training import train as train_mod
 from malwaresnipper.engine.training.corpus import Corpus, Sample, load_corpus
-from malwaresnipper.engine.training.cv import run_cv, url_path_kind
+from malwaresnipper.engine.training.cv import run_cv
+from malwaresnipper.engine.training.evaluate import url_path_kind
 from malwaresnipper.engine.training.split import FoldPlan
 from malwaresnipper.engine.training.synthetic import write_all, write_corpus
 

@@ -90,13 +90,6 @@ def fresh_database_sync() -> Iterator[str]:
             thread.submit(asyncio.run, drop_database(name)).result()
 
 
-@pytest.fixture
-async def postgres_dsn() -> AsyncIterator[str]:
-    """The DSN of a fresh, empty database (dropped after the test)."""
-    async with fresh_database() as dsn:
-        yield dsn
-
-
 class TcpProxy:
     """A loopback TCP forwarder to the PostgreSQL server that a test can stop and start again.
 

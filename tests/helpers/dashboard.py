@@ -16,12 +16,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support_ports import free_port
+from helpers.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -36,7 +35,6 @@ CHROMIUM_ARGS = [
 ]
 
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium")
-
 
 
 class Gateway:
@@ -131,32 +129,6 @@ class Gateway:
         status, body = self.request("POST", "/api/v1/scans" + ("?wait=true" if wait else ""), capture)
         assert status in (200, 202), (status, body)
         return body
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One headless Chromium per test module."""
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """A fresh gateway (empty history) for the module."""
-    gw = Gateway(tmp_path_factory.mktemp("gateway"))
-    gw.start()
-    try:
-        yield gw
-    finally:
-        gw.stop()
 
 
 class PageWatch:

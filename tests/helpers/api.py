@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import jsonschema
 from websockets.asyncio.client import ClientConnection, connect
-from support_ports import free_port
+from helpers.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((REPO / "server" / "event_schema.json").read_text())

@@ -1,0 +1,54 @@
+"""The test tree's rules: shared code comes from ``helpers``, fixtures from ``conftest.py`` files.
+
+A test module importing another test module (or a ``conftest``) by bare name works only by the
+accident of pytest's ``sys.path`` insertion, and importing a fixture makes pyflakes report a
+redefinition wherever a test names it.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+
+
+def _local_modules() -> set[str]:
+    """Names a bare import could reach in the test tree: every module outside ``helpers``."""
+    return {p.stem for p in TESTS.rglob("*.py") if "helpers" not in p.relative_to(TESTS).parts}
+
+
+def _fixtures() -> set[str]:
+    """Every fixture defined in a conftest.py."""
+    names = set()
+    for conftest in TESTS.rglob("conftest.py"):
+        for node in ast.parse(conftest.read_text()).body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and any(
+                    "fixture" in ast.unparse(d) for d in node.decorator_list):
+                names.add(node.name)
+    return names
+
+
+def test_no_test_module_imports_another_or_a_fixture() -> None:
+    local, fixtures = _local_modules(), _fixtures()
+    assert {"postgres_dsn", "browser", "gateway", "shared_redis_stream"} <= fixtures  # the check sees them
+    wrong = []
+    for path in sorted(TESTS.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                top = node.module.split(".")[0]
+                if top in local:
+                    wrong.append(f"{path.relative_to(TESTS)}:{node.lineno} imports {node.module}")
+                if top == "helpers":
+                    wrong += [f"{path.relative_to(TESTS)}:{node.lineno} imports fixture {a.name}"
+                              for a in node.names if a.name in fixtures]
+            elif isinstance(node, ast.Import):
+                wrong += [f"{path.relative_to(TESTS)}:{node.lineno} imports {a.name}"
+                          for a in node.names if a.name.split(".")[0] in local]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_helpers_define_no_fixtures() -> None:
+    for path in sorted((TESTS / "helpers").glob("*.py")):
+        source = path.read_text()
+        assert "pytest.fixture" not in source, f"{path.name}: fixtures belong in a conftest.py"
