@@ -22,7 +22,7 @@ from malwaresnipper.addon.control import Control
 from malwaresnipper.addon.lifecycle import Lifecycle
 from malwaresnipper.addon.options import GatewayOptions
 from malwaresnipper.server.store import NewScan
-from support_addons import IdlePool, done, request, running
+from helpers.addons import IdlePool, done, request, running
 
 
 def report_post(block: str, token: str, comment: str, origin: str | None = f"http://{CONTROL}") -> object:

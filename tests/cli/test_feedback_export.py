@@ -93,7 +93,7 @@ def test_bad_since_and_missing_history_exit_2(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_export_reads_a_postgresql_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from support_postgres import fresh_database_sync
+    from helpers.postgres import fresh_database_sync
 
     from malwaresnipper.server.store_postgres import PostgresScanStore
 

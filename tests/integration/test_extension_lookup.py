@@ -7,11 +7,9 @@ this module's own site (the checkout page and the skimmer)."""
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from test_extension_browser import (  # noqa: F401 - gateway and browser are fixtures used by name
@@ -25,8 +23,7 @@ from test_extension_browser import (  # noqa: F401 - gateway and browser are fix
     wait_until,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
-from test_javascript_layer import SKIMMER  # noqa: E402 - the engine tests' card skimmer
+from helpers.samples import SKIMMER
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 SKIM_JS = SKIMMER + "\nwindow.__skimmerRan = true;\n"
@@ -68,7 +65,7 @@ def site() -> Iterator[int]:
 
 
 def test_a_page_whose_unreadable_script_the_gateway_knows_is_malicious_is_not_ok(
-        gateway: Gateway, browser: Browser) -> None:  # noqa: F811 - fixtures
+        gateway: Gateway, browser: Browser) -> None:
     browser.configure(gateway)
     skim_url = browser.url("skim.test", "/skim.js")
     # the gateway judged the skimmer before (as the proxy would have): its URL is in the history

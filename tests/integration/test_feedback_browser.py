@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from dashboard_fixtures import wait_js
-from proxy_support import CHROMIUM, TOKEN, Route, Upstream, default_routes, launch_chromium, make_self_signed, start_gateway
+from helpers.dashboard import wait_js
+from helpers.proxy import CHROMIUM, TOKEN, Route, Upstream, default_routes, launch_chromium, make_self_signed, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -13,8 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from dashboard_fixtures import wait_js
-from proxy_support import CHROMIUM, TOKEN, Gateway, Route, Upstream, launch_chromium, make_self_signed, start_gateway
+from helpers.dashboard import wait_js
+from helpers.proxy import CHROMIUM, TOKEN, Gateway, Route, Upstream, launch_chromium, make_self_signed, start_gateway
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 from test_javascript_layer import SKIMMER  # noqa: E402 - the engine tests' card skimmer

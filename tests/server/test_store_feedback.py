@@ -6,7 +6,6 @@ import sqlite3
 import time
 from pathlib import Path
 
-from support_postgres import postgres_dsn  # noqa: F401 - a fixture
 from test_store import backend, make_store, new_scan, result, store  # noqa: F401 - fixtures
 
 from malwaresnipper.server.store import MIGRATIONS, ScanFilter, ScanStore, SqliteScanStore
@@ -84,7 +83,7 @@ async def test_version_3_file_gains_the_feedback_tables(tmp_path: Path) -> None:
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 5
 
 
-async def test_pg_feedback_queries_use_the_scan_id_indexes(postgres_dsn: str) -> None:  # noqa: F811 - fixture
+async def test_pg_feedback_queries_use_the_scan_id_indexes(postgres_dsn: str) -> None:
     """The statements behind the detail view and the history marker, run as the store runs them,
     never fall back to a sequential scan of reports or overrides."""
     import psycopg
