@@ -23,7 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engine_bench import DEFAULT_DATA, big_page, build_page, load_corpus  # noqa: E402
+# A sibling script (benchmarks/ is not a package), found through the path entry above.
+from engine_bench import DEFAULT_DATA, big_page, build_page, load_corpus  # type: ignore[import-not-found]  # noqa: E402
 
 from malwaresnipper.engine import Capture, EngineConfig, RiskEngine  # noqa: E402
 from malwaresnipper.engine.features.javascript import clear_cache  # noqa: E402
