@@ -89,3 +89,11 @@ def test_shipped_models_give_the_same_probabilities_as_through_the_public_api() 
                                      numeric_weight=bundle.numeric_weight)
         assert quick == bundle.predict_matrix(X)
         assert np.allclose(quick, bundle.estimator.predict_proba(X)[:, 1], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("text", ["", "a", "abc", "abcd", "ab\ncd\r\n", "<DIV>\u00e9\U0001f600 X</DIV>" * 50,
+                                  "\ud800ab\x00cd"])
+def test_char_grams_are_the_regex_definitions(text: str) -> None:
+    from malwaresnipper.engine.features.text import _CHAR4, _char4
+
+    assert _char4(text) == _CHAR4.findall(text)
