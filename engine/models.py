@@ -134,7 +134,34 @@ def featurize(
 
 
 def token_matrix(inputs: Sequence[ModelInput], *, n_features: int = N_HASH_FEATURES) -> Any:
-    """Sparse rows of hashed tokens, each scaled to unit L2 norm (independent of other rows)."""
+    """Sparse rows of hashed tokens, each scaled to unit L2 norm (independent of other rows).
+
+    The same numbers as ``normalize(FeatureHasher(...).transform(...))``, computed with the two
+    compiled routines those call, without their per-call input validation and copies (about
+    half of the cost for one page); :func:`token_matrix_reference` is the public-API version
+    (tests hold the two equal bit for bit, and it serves if the routines move).
+    """
+    import scipy.sparse as sp
+
+    if not inputs:
+        return sp.csr_matrix((0, n_features))
+    routines = _hashing_routines()
+    if routines is None:
+        return token_matrix_reference(inputs, n_features=n_features)
+    hashing_transform, normalize_rows = routines
+    import numpy as np
+
+    indices, indptr, values = hashing_transform(
+        (iter(i.tokens.items()) for i in inputs), n_features, np.float64, False, 0
+    )
+    X = sp.csr_matrix((values, indices, indptr), dtype=np.float64, shape=(len(inputs), n_features))
+    X.sum_duplicates()  # also sorts the indices, as FeatureHasher does
+    normalize_rows(X)
+    return X
+
+
+def token_matrix_reference(inputs: Sequence[ModelInput], *, n_features: int = N_HASH_FEATURES) -> Any:
+    """:func:`token_matrix` through scikit-learn's public API (what the models were trained on)."""
     from sklearn.feature_extraction import FeatureHasher
     from sklearn.preprocessing import normalize
 
@@ -144,6 +171,22 @@ def token_matrix(inputs: Sequence[ModelInput], *, n_features: int = N_HASH_FEATU
         return sp.csr_matrix((0, n_features))
     hasher = FeatureHasher(n_features=n_features, input_type="dict", alternate_sign=False)
     return normalize(hasher.transform(i.tokens for i in inputs)).tocsr()
+
+
+_ROUTINES: list[tuple[Any, Any] | None] = []
+
+
+def _hashing_routines() -> tuple[Any, Any] | None:
+    """scikit-learn's compiled feature hashing and in-place row L2 normalisation, or None."""
+    if not _ROUTINES:
+        try:
+            from sklearn.feature_extraction._hashing_fast import transform
+            from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
+        except ImportError:  # another layout: the public API gives the same numbers, slower
+            _ROUTINES.append(None)
+        else:
+            _ROUTINES.append((transform, inplace_csr_row_normalize_l2))
+    return _ROUTINES[0]
 
 
 def numeric_matrix(inputs: Sequence[ModelInput], numeric_keys: Sequence[str]) -> Any:
@@ -156,7 +199,37 @@ def numeric_matrix(inputs: Sequence[ModelInput], numeric_keys: Sequence[str]) ->
 
 def combine_blocks(tokens: Any, dense: Any, mean: Any, scale: Any, *, numeric_weight: float) -> Any:
     """Tokens next to the numeric columns, standardised with the training rows' mean and scale
-    and clipped; tokens alone when there are no numeric columns."""
+    and clipped; tokens alone when there are no numeric columns.
+
+    Built row by row rather than with ``sp.hstack`` (a third of a page's predict time); the
+    entries, their order and the dropped zeros are ``hstack``'s, so products are unchanged.
+    """
+    import numpy as np
+    import scipy.sparse as sp
+
+    if dense is None or dense.shape[1] == 0 or tokens.shape[0] > 64:  # training: hstack is quicker
+        return combine_blocks_reference(tokens, dense, mean, scale, numeric_weight=numeric_weight)
+    tokens = tokens.tocsr()
+    scaled = np.clip((dense - mean) / scale, -5.0, 5.0) * numeric_weight
+    rows, width = tokens.shape[0], tokens.shape[1]
+    nonzero = scaled != 0  # what csr_matrix(scaled) keeps (NaN included)
+    dtype = np.result_type(tokens.dtype, scaled.dtype)
+    data_parts: list[Any] = []
+    index_parts: list[Any] = []
+    indptr = np.zeros(rows + 1, dtype=np.int64)
+    for r in range(rows):
+        lo, hi = tokens.indptr[r], tokens.indptr[r + 1]
+        cols = np.flatnonzero(nonzero[r])
+        data_parts += [tokens.data[lo:hi], scaled[r, cols]]
+        index_parts += [tokens.indices[lo:hi], cols + width]
+        indptr[r + 1] = indptr[r] + (hi - lo) + len(cols)
+    data = np.concatenate(data_parts).astype(dtype, copy=False) if data_parts else np.zeros(0, dtype=dtype)
+    indices = np.concatenate(index_parts) if index_parts else np.zeros(0, dtype=np.int64)
+    return sp.csr_matrix((data, indices, indptr), shape=(rows, width + scaled.shape[1]))
+
+
+def combine_blocks_reference(tokens: Any, dense: Any, mean: Any, scale: Any, *, numeric_weight: float) -> Any:
+    """:func:`combine_blocks` with ``sp.hstack`` (tests hold the two equal)."""
     import numpy as np
     import scipy.sparse as sp
 

@@ -219,8 +219,15 @@ _TAGS_RE = re.compile(r"<[^>]*>")
 _TEXT_ATTRS = frozenset({"placeholder", "value", "title", "alt", "aria-label", "label", "name", "id"})
 _TITLE = re.compile(r"<title\b[^>]*>(.{0,2000}?)</title", re.S | re.I)
 _WHITESPACE = re.compile(r"\s+")
-#: Every 4-character window (overlapping: a look-ahead group), counted in C by ``findall``.
+#: Every 4-character window (overlapping: a look-ahead group). The scan uses :func:`_char4`, which
+#: gives the same list; this pattern is its definition (tests compare the two).
 _CHAR4 = re.compile(r"(?=(.{4}))", re.S)
+
+
+def _char4(s: str) -> list[str]:
+    """``_CHAR4.findall(s)``: ``s[i:i + 4]`` for each ``i`` in order, joined from four shifted
+    copies in C (a third quicker than the regex's look-ahead at every position)."""
+    return list(map("".join, zip(s, s[1:], s[2:], s[3:], strict=False)))
 #: Character 4-grams come from the first and last characters of the sanitised page only
 #: (a few ms whatever the page's size).
 PAGE_CHAR_HEAD = 4_000
@@ -268,7 +275,7 @@ def page_tokens(clean_html: str) -> dict[str, float]:
         # Upper case: every key above starts with a lower-case ASCII letter ("t:", "w:", ...), so
         # no 4-gram can be mistaken for one of them, without the cost of prefixing each gram.
         s = _WHITESPACE.sub(" ", s.upper())
-        grams = Counter(_CHAR4.findall(s))
+        grams = Counter(_char4(s))
         values = list(map(math.log1p, grams.values()))
         token_norm = math.hypot(*out.values()) or 1.0
         gram_norm = math.hypot(*values) or 1.0

@@ -8,7 +8,12 @@ users can make from their own files. The file holds:
 * a JSON header: format and fingerprint versions, the libraries (name, version, source), the
   files (library, path, banner name, size) and what the build left out and why;
 * per file, the 64-bit hash of its whole canonical form (the "unmodified" test);
-* the sorted unique 64-bit chunk hashes, and for each chunk the files that hold it.
+* the sorted unique 64-bit chunk hashes, and for each chunk the files that hold it;
+* the sorted 64-bit hashes of the exact texts of its files (format 2), each with the file the
+  matcher names for that text: a script whose bytes are a library file's bytes (the usual case:
+  the same CDN file on every site) is "unmodified" after one hash of its text, without the
+  canonical form. Only texts that the full match finds unmodified at build time enter this table,
+  so the shortcut gives the full match's answer exactly.
 
 Only files whose lexing a real parser confirms enter it (:mod:`.verify`). Building is
 deterministic: the same inputs give the same bytes (files are sorted; no time stamps).
@@ -27,11 +32,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MalwareSnipperError
-from .canonical import FINGERPRINT_VERSION, Unfingerprintable, fingerprint
+from .canonical import FINGERPRINT_VERSION, Unfingerprintable, fingerprint, hash64
 from .verify import Verification, verify
 
 MAGIC = b"MSKNOWNCODE\x00"
-FORMAT_VERSION = 1
+#: 2 added the exact-text table; a format-1 file still loads (without the shortcut).
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 #: Scripts shorter than this (characters) are not looked up, and files shorter than this, or
 #: with less canonical code than :data:`MIN_FILE_CHARS`, do not enter a database: too little code
 #: to name a library, and cheap to scan anyway.
@@ -101,6 +108,10 @@ class KnownCodeDatabase:
     excluded: dict[str, int] = field(default_factory=dict)
     inputs: list[str] = field(default_factory=list)
     fingerprint_version: str = FINGERPRINT_VERSION
+    #: Sorted 64-bit hashes (:func:`.canonical.hash64`) of exact file texts the matcher finds
+    #: unmodified, and for each the index of the file it names (see the module docstring).
+    text_hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    text_files: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint32))
 
     def __post_init__(self) -> None:
         #: Names this database in caches for the life of the process (ids can be reused).
@@ -108,6 +119,7 @@ class KnownCodeDatabase:
         self._by_code: dict[int, int] = {}
         for index, code in enumerate(self.code_hashes.tolist()):
             self._by_code.setdefault(int(code), index)
+        self._by_text: dict[int, int] = dict(zip(self.text_hashes.tolist(), self.text_files.tolist(), strict=True))
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -115,6 +127,11 @@ class KnownCodeDatabase:
         """The file whose whole code is ``code_hash`` (the first one, if several share it)."""
         index = self._by_code.get(code_hash)
         return None if index is None else self.files[index]
+
+    def code_for_text(self, text_hash: int) -> int | None:
+        """The canonical-form hash of the file whose exact text hashes to ``text_hash``, or None."""
+        index = self._by_text.get(text_hash)
+        return None if index is None else int(self.code_hashes[index])
 
     def known_chunks(self, hashes: np.ndarray) -> np.ndarray:
         """For each hash, its index in :attr:`chunk_hashes`, or -1."""
@@ -149,7 +166,7 @@ class KnownCodeDatabase:
             "files": [[f.library, f.version, f.path, f.source, f.banner] for f in self.files],
             "file_chars": self.file_chars.astype(int).tolist(),
             "counts": {"files": len(self.files), "chunks": len(self.chunk_hashes),
-                       "postings": len(self.posting_files)},
+                       "postings": len(self.posting_files), "texts": len(self.text_hashes)},
             "excluded": dict(sorted(self.excluded.items())),
             "inputs": self.inputs,
         }
@@ -161,6 +178,8 @@ class KnownCodeDatabase:
             self.chunk_hashes.astype("<u8").tobytes(),
             self.posting_ptr.astype("<u4").tobytes(),
             self.posting_files.astype("<u4").tobytes(),
+            self.text_hashes.astype("<u8").tobytes(),
+            self.text_files.astype("<u4").tobytes(),
         ))
 
     def save(self, path: str | Path) -> int:
@@ -192,7 +211,7 @@ class KnownCodeDatabase:
             (size,) = struct.unpack_from("<I", data, len(MAGIC))
             start = len(MAGIC) + 4
             header = json.loads(data[start:start + size])
-            if header.get("format_version") != FORMAT_VERSION:
+            if header.get("format_version") not in READABLE_FORMATS:
                 raise KnownCodeError(f"format version {header.get('format_version')}, expected {FORMAT_VERSION}")
             if header.get("fingerprint") != FINGERPRINT_VERSION:
                 raise KnownCodeError(
@@ -202,8 +221,10 @@ class KnownCodeDatabase:
             counts = header["counts"]
             offset = start + size
             arrays = []
+            texts = int(counts.get("texts", 0)) if header["format_version"] >= 2 else 0
             for dtype, count in (("<u8", counts["files"]), ("<u8", counts["chunks"]),
-                                 ("<u4", counts["chunks"] + 1), ("<u4", counts["postings"])):
+                                 ("<u4", counts["chunks"] + 1), ("<u4", counts["postings"]),
+                                 ("<u8", texts), ("<u4", texts)):
                 width = np.dtype(dtype).itemsize
                 arrays.append(np.frombuffer(data, dtype=dtype, count=count, offset=offset).astype(dtype[1:]))
                 offset += width * count
@@ -212,14 +233,15 @@ class KnownCodeDatabase:
             files = [LibraryFile(*entry) for entry in header["files"]]
         except (ValueError, KeyError, TypeError, struct.error) as exc:
             raise KnownCodeError(f"damaged known-code database: {exc}") from None
-        code_hashes, chunk_hashes, posting_ptr, posting_files = arrays
-        if len(files) != len(code_hashes) or int(posting_ptr[-1]) != len(posting_files):
+        code_hashes, chunk_hashes, posting_ptr, posting_files, text_hashes, text_files = arrays
+        if (len(files) != len(code_hashes) or int(posting_ptr[-1]) != len(posting_files)
+                or (len(text_files) and int(text_files.max()) >= len(files))):
             raise KnownCodeError("damaged known-code database: inconsistent tables")
         return cls(
             files=files, code_hashes=code_hashes, chunk_hashes=chunk_hashes, posting_ptr=posting_ptr,
             posting_files=posting_files, file_chars=np.asarray(header["file_chars"], dtype=np.int64),
             excluded=dict(header.get("excluded", {})), inputs=list(header.get("inputs", [])),
-            fingerprint_version=header["fingerprint"],
+            fingerprint_version=header["fingerprint"], text_hashes=text_hashes, text_files=text_files,
         )
 
 
@@ -235,6 +257,7 @@ def build_database(
     ``check`` is the parser check (:func:`.verify.verify`); evaluations pass a memoised one.
     """
     entries: list[tuple[LibraryFile, int, list[int], int]] = []
+    kept: list[tuple[str, int]] = []  # (text, code hash) of the files that entered, for the text table
     excluded: dict[str, int] = {}
     ordered = sorted(sources, key=lambda s: (s.library, s.version, s.path, s.source, s.text))
     seen: set[tuple[str, str, str, int]] = set()
@@ -254,6 +277,7 @@ def build_database(
         if len(source.text) < MIN_SCRIPT_CHARS or len(fp.canonical) < MIN_FILE_CHARS:
             excluded["too little code"] = excluded.get("too little code", 0) + 1
             continue
+        kept.append((source.text, fp.code_hash))
         key = (source.library, source.version, source.path, fp.code_hash)
         if key in seen:
             continue
@@ -274,7 +298,7 @@ def build_database(
     posting_files = np.array(
         [i for h in chunk_hashes.tolist() for i in postings[int(h)]], dtype=np.uint32
     )
-    return KnownCodeDatabase(
+    db = KnownCodeDatabase(
         files=[e[0] for e in entries],
         code_hashes=np.array([e[1] for e in entries], dtype=np.uint64),
         chunk_hashes=chunk_hashes,
@@ -284,6 +308,32 @@ def build_database(
         excluded=excluded,
         inputs=list(inputs or []),
     )
+    return _with_text_table(db, kept)
+
+
+def _with_text_table(db: KnownCodeDatabase, texts: list[tuple[str, int]]) -> KnownCodeDatabase:
+    """``db`` with the exact-text table of the ``texts`` that the full match finds unmodified.
+
+    Each text is matched against ``db`` alone, the way a scan would (probe, canonical form,
+    whole-code hash); the table keeps the file that match names. With more databases loaded, a
+    scan's probe can only find more, and the matcher still asks every database for the code hash
+    in order, so the shortcut always gives the full match's answer.
+    """
+    from .matcher import KnownCode, Status
+
+    known = KnownCode([db])
+    table: dict[int, int] = {}
+    for text, code_hash in texts:
+        text_hash = hash64(text)
+        if text_hash in table or len(text) < MIN_SCRIPT_CHARS:
+            continue
+        if known.match(text).status is Status.UNMODIFIED:
+            table[text_hash] = db._by_code[code_hash]  # the file file_with_code names
+    ordered = sorted(table)
+    db.text_hashes = np.array(ordered, dtype=np.uint64)
+    db.text_files = np.array([table[h] for h in ordered], dtype=np.uint32)
+    db._by_text = dict(table)
+    return db
 
 
 # -- inputs --------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .canonical import Fingerprint, Unfingerprintable, fingerprint, statement_offsets
+from .canonical import Fingerprint, Unfingerprintable, fingerprint, hash64, statement_offsets
 from .database import MIN_SCRIPT_CHARS, KnownCodeDatabase, LibraryFile
 from .verify import ParserUnavailable, verify
 
@@ -137,6 +137,15 @@ class KnownCode:
             return KnownCodeMatch(Status.UNKNOWN, reason="no known-code database")
         if len(text) < MIN_SCRIPT_CHARS:
             return KnownCodeMatch(Status.UNKNOWN, reason="too short")
+        if not truncated:
+            # The same bytes as a known file (a CDN copy): one hash of the text, no canonical form.
+            text_hash = hash64(text)
+            for db in self.databases:
+                code_hash = db.code_for_text(text_hash)
+                if code_hash is not None:
+                    file = self._file_with_code(code_hash)
+                    if file is not None:
+                        return KnownCodeMatch(Status.UNMODIFIED, file, known_chars=len(text))
         if len(text) > PROBE_ABOVE and not self._probe(text):
             return KnownCodeMatch(Status.UNKNOWN, reason="no known code in the probed windows")
         try:
@@ -144,11 +153,18 @@ class KnownCode:
         except Unfingerprintable as exc:
             return KnownCodeMatch(Status.UNKNOWN, reason=str(exc))
         if not truncated:
-            for db in self.databases:
-                file = db.file_with_code(fp.code_hash)
-                if file is not None:
-                    return KnownCodeMatch(Status.UNMODIFIED, file, known_chars=len(text))
+            file = self._file_with_code(fp.code_hash)
+            if file is not None:
+                return KnownCodeMatch(Status.UNMODIFIED, file, known_chars=len(text))
         return self._partial(text, fp, truncated)
+
+    def _file_with_code(self, code_hash: int) -> LibraryFile | None:
+        """The first database's file whose whole canonical form hashes to ``code_hash``."""
+        for db in self.databases:
+            file = db.file_with_code(code_hash)
+            if file is not None:
+                return file
+        return None
 
     def _probe(self, text: str) -> bool:
         """Whether some windows of a long text hold a known chunk (cheap; only says "look closer").

@@ -112,6 +112,11 @@ class ScriptScoreCache:
 
 SCRIPT_SCORES = ScriptScoreCache()
 on_clear_cache(SCRIPT_SCORES.clear)
+#: The page model's probabilities, keyed by model sha256 and page URL (links resolve against it)
+#: and the HTML itself: a page loaded again (a reload, a static page, back and forward) is
+#: scored once. Same bounds, same clearing.
+PAGE_SCORES = ScriptScoreCache()
+on_clear_cache(PAGE_SCORES.clear)
 
 #: The catalogue's finding for each model (engine/data/findings.toml).
 _FINDING_IDS = {"js": "ml.js_model", "url": "ml.url_model", "html": "ml.page_model"}
@@ -205,8 +210,16 @@ class MlLayer:
         if kind == "url":
             return bundle.predict([featurize("url", capture.url, numeric_keys=bundle.numeric_keys)])[0], "url"
         if kind == "html":
-            inp = featurize("html", capture.html or "", base_url=capture.url, numeric_keys=bundle.numeric_keys)
-            return bundle.predict([inp])[0], "html"
+            html = capture.html or ""
+            sha = str(bundle.meta.get("sha256") or "")
+            key = f"{sha}\x00{capture.url}" if sha else ""  # sha256 is hex: the NUL cannot be in it
+            page_prob = PAGE_SCORES.get(key, html) if key else None
+            if page_prob is None:
+                inp = featurize("html", html, base_url=capture.url, numeric_keys=bundle.numeric_keys)
+                page_prob = bundle.predict([inp])[0]
+                if key:
+                    PAGE_SCORES.put(key, html, page_prob)
+            return page_prob, "html"
         views = sorted(features.analysed_scripts, key=lambda v: -len(v.text))[:MAX_SCRIPTS_SCORED]
         if not views:
             return None, ""

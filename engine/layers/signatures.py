@@ -15,16 +15,20 @@ is incomplete (never BENIGN), and keeps every match it did find.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import RuleError
 from ..findings import FindingSpec, Strength, catalogue, combine
 from ..results import Evidence, LayerResult, Severity, snippet
-from ..rules import DEFAULT_RULES_FILE, Rule, RuleSet, load_rule_files
+from ..features.javascript import on_clear_cache
+from ..rules import DEFAULT_RULES_FILE, Rule, RuleHit, RuleSet, load_rule_files
 from ..yara_rules import (
     SCAN_ERRORS,
     YARA_X_VERSION,
@@ -52,6 +56,57 @@ MAX_EVIDENCE = 3
 MAX_STRINGS_SHOWN = 3
 #: External script and iframe URLs scanned with the ``url`` target, per page.
 MAX_EXTRA_URLS = 200
+
+
+class ScriptHitCache:
+    """Per-process LRU of the TOML rules' hits on a script, keyed by rule set and the text itself.
+
+    A gateway sees the same library files on page after page: their rule scan (a literal pass and
+    a regex pass over the whole text) then costs one lookup. Keys hold the text, not a hash of it
+    (no collision can hand one script another's hits), and name the rule set by a serial number
+    given when a layer compiles its rules (new rules, new serial); texts are bounded in
+    characters. Only TOML hits: a YARA rule may read the page URL. Emptied by
+    ``features.javascript.clear_cache()`` with the other per-script caches (cold scans stay cold).
+    """
+
+    MIN_CHARS = 512  # shorter scripts are cheap to scan again
+    MAX_CHARS = 8_000_000
+
+    def __init__(self) -> None:
+        self._hits: OrderedDict[tuple[int, str], tuple[RuleHit, ...]] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def get(self, ruleset: int, text: str) -> tuple[RuleHit, ...] | None:
+        if len(text) < self.MIN_CHARS:
+            return None
+        with self._lock:
+            hits = self._hits.get((ruleset, text))
+            if hits is not None:
+                self._hits.move_to_end((ruleset, text))
+            return hits
+
+    def put(self, ruleset: int, text: str, hits: tuple[RuleHit, ...]) -> None:
+        if not self.MIN_CHARS <= len(text) <= self.MAX_CHARS // 4:
+            return
+        with self._lock:
+            if (ruleset, text) in self._hits:
+                return
+            self._hits[(ruleset, text)] = hits
+            self._chars += len(text)
+            while self._chars > self.MAX_CHARS and self._hits:
+                (_, old), _ = self._hits.popitem(last=False)
+                self._chars -= len(old)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._hits.clear()
+            self._chars = 0
+
+
+SCRIPT_HITS = ScriptHitCache()
+on_clear_cache(SCRIPT_HITS.clear)
+_RULESET_SERIALS = itertools.count(1)
 
 
 def rule_spec(rule: Rule | YaraRule) -> FindingSpec:
@@ -85,6 +140,8 @@ class SignaturesLayer:
         paths = [config.resolve(p) for p in settings.rule_files]
         self.rules = load_rule_files(paths, include_default=settings.include_default_rules)
         self.ruleset = RuleSet(self.rules, use_re2=use_re2)
+        #: names this compiled rule set in :data:`SCRIPT_HITS`
+        self.ruleset_serial = next(_RULESET_SERIALS)
         yara_paths = [config.resolve(p) for p in settings.yara_files]
         self.yara: YaraRuleSet | None = load_yara_rules(yara_paths) if yara_paths else None
         self.yara_rules: list[YaraRule] = self.yara.rules if self.yara is not None else []
@@ -104,7 +161,7 @@ class SignaturesLayer:
         yara = self.yara.scanner(capture.page_url or capture.url, timeout_s=self.yara_timeout_s) if self.yara else None
 
         def scan(target: str, text: str, location: str) -> None:
-            for hit in self.ruleset.scan(target, text):
+            for hit in self._rule_hits(target, text):
                 evidence = matched.setdefault(f"signatures.{hit.rule.id}", [])
                 if len(evidence) < MAX_EVIDENCE:
                     _, start, end = hit.spans[0]
@@ -142,6 +199,16 @@ class SignaturesLayer:
             details=details,
             error=_not_scanned_summary(not_scanned),
         )
+
+    def _rule_hits(self, target: str, text: str) -> tuple[RuleHit, ...]:
+        """The TOML rules' hits on ``text``; a script's through :data:`SCRIPT_HITS`."""
+        if target != "script":
+            return tuple(self.ruleset.scan(target, text))
+        hits = SCRIPT_HITS.get(self.ruleset_serial, text)
+        if hits is None:
+            hits = tuple(self.ruleset.scan(target, text))
+            SCRIPT_HITS.put(self.ruleset_serial, text, hits)
+        return hits
 
     @staticmethod
     def _scan_yara(yara: YaraScanner, target: str, text: str, location: str, matched: dict[str, list[Evidence]],

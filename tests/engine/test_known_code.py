@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
@@ -10,11 +11,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from helpers.known_code import EXFIL, acme_database, acme_known, acme_library
+from helpers.known_code import BANNER, EXFIL, acme_database, acme_known, acme_library
 from malwaresnipper.engine.known_code import (
     KnownCode,
     KnownCodeDatabase,
     KnownCodeError,
+    KnownCodeMatch,
     SourceFile,
     Status,
     build_database,
@@ -22,6 +24,7 @@ from malwaresnipper.engine.known_code import (
     fingerprint,
 )
 from malwaresnipper.engine.known_code.canonical import (
+    Fingerprint,
     Unfingerprintable,
     statement_offsets,
 )
@@ -324,21 +327,57 @@ def test_a_failure_inside_the_matcher_means_unknown_and_a_full_scan(monkeypatch:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(matcher, "fingerprint", broken)
-    match = KNOWN.match(LIB)
+    # Not the file's exact bytes: those are known by their text hash, without a fingerprint.
+    match = KNOWN.match(SAME_CODE["source map comment"])
     assert match.status is Status.UNKNOWN and "RuntimeError" in match.reason
 
 
-def test_the_parser_check_gives_the_same_reason_in_every_process() -> None:
-    """Databases record why files were left out: the reason must not depend on hash seeds."""
-    import os
-    import subprocess
-    import sys
+# -- the exact-text table (issue 17) -------------------------------------------------------------
 
-    code = ("from malwaresnipper.engine.known_code.verify import verify\n"
-            "print(verify('x = `a${ b ? /}`/ : c }d`; z = `e`;').reason)")
-    reasons = {
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                       env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
-        for seed in range(6)
-    }
-    assert len(reasons) == 1 and "template at byte 4" in reasons.pop()
+def test_a_files_exact_bytes_are_known_without_the_canonical_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    from malwaresnipper.engine.known_code import matcher
+
+    db = acme_database()
+    assert len(db.text_hashes) == 1 and db.text_files.tolist() == [0]
+    calls: list[int] = []
+    real = matcher.fingerprint
+
+    def counted(text: str) -> Fingerprint:
+        calls.append(len(text))
+        return real(text)
+
+    monkeypatch.setattr(matcher, "fingerprint", counted)
+    exact = KnownCode([db]).match(LIB)
+    assert exact.status is Status.UNMODIFIED and exact.library == db.files[0] and calls == []
+    # The same code in other bytes still takes the full match, with the same answer.
+    crlf = SAME_CODE["CRLF line endings"]
+    other = KnownCode([db]).match(crlf)
+    assert calls and other == KnownCodeMatch(Status.UNMODIFIED, db.files[0], known_chars=len(crlf))
+
+
+def test_the_text_table_gives_the_full_matchs_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With two databases whose files share code, the shortcut names the first database's file,
+    as the full match does; a truncated copy is never unmodified."""
+    twin = acme_database(LIB.replace(BANNER, "/*! Acme Widgets Twin v9.9.9 */\n", 1))
+    both = KnownCode([twin, acme_database()])
+    fast = both.match(LIB)
+    for db in both.databases:
+        monkeypatch.setattr(db, "_by_text", {})
+    slow = both.match(LIB)
+    assert fast == slow and fast.library is not None and fast.library.banner == "Acme Widgets Twin v9.9.9"
+    assert both.match(LIB, truncated=True).status is not Status.UNMODIFIED
+
+
+def test_a_format_1_database_still_loads_without_the_text_table() -> None:
+    db = acme_database()
+    data = db.to_bytes()
+    size = int.from_bytes(data[12:16], "little")
+    header = json.loads(data[16:16 + size])
+    header["format_version"] = 1
+    del header["counts"]["texts"]
+    blob = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)
+    tables = data[16 + size:len(data) - 12 * len(db.text_hashes)]  # without the text table
+    loaded = KnownCodeDatabase.from_bytes(data[:12] + len(blob).to_bytes(4, "little") + blob + tables)
+    assert len(loaded.text_hashes) == 0 and loaded.files == db.files
+    assert KnownCode([loaded]).match(LIB).status is Status.UNMODIFIED  # through the canonical form

@@ -238,3 +238,34 @@ def test_script_scores_are_cached_and_cleared_with_the_feature_cache() -> None:
     assert warm.score == cold.score and warm.details == cold.details
     clear_cache()
     assert SCRIPT_SCORES.get(model, script) is None
+
+
+def test_page_scores_are_cached_per_model_url_and_html_and_cleared_with_the_feature_cache(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from malwaresnipper.engine import models
+    from malwaresnipper.engine.features.javascript import clear_cache
+    from malwaresnipper.engine.layers.ml import PAGE_SCORES
+
+    layer = MlLayer(EngineConfig())
+    html = ("<html><head><title>Sign in</title></head><body><form action='login.php'>"
+            "<input type=password name=pw></form>" + "<p>Welcome back to your account.</p>" * 30 + "</body></html>")
+    page = Capture.build("https://shop.example/login", html=html)
+    clear_cache()
+    cold = _analyze(layer, page)
+    key = f"{layer.loaded.bundles['html'].meta['sha256']}\x00https://shop.example/login"
+    assert PAGE_SCORES.get(key, html) == pytest.approx(cold.details["html_probability"], abs=1e-6)
+    featurized: list[str] = []
+    real = models.featurize
+
+    def counted(kind: str, raw: str, **kwargs):  # noqa: ANN003, ANN202 - the real featurize, counted
+        featurized.append(kind)
+        return real(kind, raw, **kwargs)
+
+    monkeypatch.setattr("malwaresnipper.engine.layers.ml.featurize", counted)
+    warm = _analyze(layer, page)
+    assert warm.score == cold.score and warm.details == cold.details and "html" not in featurized
+    # Another address (links resolve against it) or other HTML is scored afresh.
+    _analyze(layer, Capture.build("https://other.example/login", html=html))
+    assert featurized.count("html") == 1
+    clear_cache()
+    assert PAGE_SCORES.get(key, html) is None

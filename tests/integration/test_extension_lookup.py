@@ -65,7 +65,7 @@ def site() -> Iterator[int]:
 
 
 def test_a_page_whose_unreadable_script_the_gateway_knows_is_malicious_is_not_ok(
-        gateway: Gateway, browser: Browser) -> None:
+        gateway: Gateway, browser: Browser) -> None:  # noqa: F811 - fixtures
     browser.configure(gateway)
     skim_url = browser.url("skim.test", "/skim.js")
     # the gateway judged the skimmer before (as the proxy would have): its URL is in the history
