@@ -4,47 +4,18 @@ confirmed bypass grants."""
 
 from __future__ import annotations
 
-import html
-import re
 from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
-from mitmproxy import ctx, http
-from mitmproxy.test import taddons, tflow, tutils
+from mitmproxy import ctx
+from mitmproxy.test import taddons
 
 from malwaresnipper.addon.bypass import BypassTokens
 from malwaresnipper.addon.control import Control
 from malwaresnipper.addon.lifecycle import Lifecycle
 from malwaresnipper.addon.options import GatewayOptions
 from helpers.addons import IdlePool, done, request, running
-
-CONTROL = "malwaresnipper.invalid"
-BLOCKED = "https://bad.example/invoice"
-
-
-def flow(path: str, *, method: str = "GET", headers: dict[str, str] | None = None, content: bytes = b"",
-         client: str = "127.0.0.1") -> http.HTTPFlow:
-    req = tutils.treq(host=CONTROL, port=80, scheme=b"http", path=path.encode(), method=method.encode(),
-                      headers=http.Headers([(k.encode(), v.encode()) for k, v in (headers or {}).items()]),
-                      content=content)
-    f = tflow.tflow(req=req)
-    f.client_conn.peername = (client, 50000)
-    return f
-
-
-def post(block: str, action: str, token: str, origin: str | None = f"http://{CONTROL}") -> http.HTTPFlow:
-    headers = {"content-type": "application/x-www-form-urlencoded", **({"origin": origin} if origin else {})}
-    return flow("/confirm", method="POST", headers=headers,
-                content=urlencode({"block": block, "action": action, "token": token}).encode())
-
-
-async def token_for(control: Control, block: str, action: str) -> str:
-    page = flow(f"/confirm?block={block}&action={action}")
-    await request(control, page)
-    assert page.response is not None and page.response.status_code == 200, page.response
-    return html.unescape(re.search(r'name="token" value="([^"]+)"', page.response.get_text()).group(1))
-
+from helpers.control import BLOCKED, flow, post, token_for
 
 @pytest.fixture
 def control():

@@ -12,9 +12,9 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from mitmproxy import ctx
+from mitmproxy import ctx, http
 from mitmproxy.test import taddons
-from test_control import BLOCKED, CONTROL, flow, post, token_for
+from helpers.control import BLOCKED, CONTROL, flow, post, token_for
 
 from malwaresnipper.addon import blockpage
 from malwaresnipper.addon.bypass import BypassTokens
@@ -25,7 +25,7 @@ from malwaresnipper.server.store import NewScan
 from helpers.addons import IdlePool, done, request, running
 
 
-def report_post(block: str, token: str, comment: str, origin: str | None = f"http://{CONTROL}") -> object:
+def report_post(block: str, token: str, comment: str, origin: str | None = f"http://{CONTROL}") -> http.HTTPFlow:
     headers = {"content-type": "application/x-www-form-urlencoded", **({"origin": origin} if origin else {})}
     return flow("/report", method="POST", headers=headers,
                 content=urlencode({"block": block, "action": "report", "token": token, "comment": comment}).encode())
@@ -50,7 +50,7 @@ async def gateway(tmp_path: Path):
         ctx.options.update(malwaresnipper_data_dir=str(tmp_path / "data"), malwaresnipper_services=False)
         await running(life)
         try:
-            await life.service.store.insert_scan(NewScan(scan_id="scan-1", ts=time.time(), url=BLOCKED,
+            await life.service.store.insert_scan(NewScan(scan_id="scan-1", ts=time.time(), url=BLOCKED,  # type: ignore[attr-defined]  # the real ScanService
                                                          domain="bad.example", title=None, method="PROXY",
                                                          content_hash="h"))
             yield addon, bypass, life

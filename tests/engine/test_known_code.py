@@ -340,7 +340,7 @@ def test_a_files_exact_bytes_are_known_without_the_canonical_form(monkeypatch: p
     db = acme_database()
     assert len(db.text_hashes) == 1 and db.text_files.tolist() == [0]
     calls: list[int] = []
-    real = matcher.fingerprint
+    real = matcher.fingerprint  # type: ignore[attr-defined]  # the name the matcher calls
 
     def counted(text: str) -> Fingerprint:
         calls.append(len(text))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from malwaresnipper.engine import EngineConfig, Evidence, Indicator, Severity, ThreatLevel, Verdict
 from malwaresnipper.engine.verdict import ScriptVerdict, with_malicious_scripts
 
-from test_verdict import ind, result, verdict_for
+from helpers.verdicts import ind, result, verdict_for
 
 SUSPICIOUS = EngineConfig().thresholds.suspicious
 SKIMMER = ScriptVerdict(url="https://cdn.evil.test/pay.js", sha256="ab" * 32, scan_id="s-1",

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_extension_browser import (  # noqa: F401 - fixtures
+from test_extension_browser import (  # type: ignore[import-not-found]  # noqa: F401 - fixtures
     Browser,
     Gateway,
     Overlay,
@@ -26,12 +26,12 @@ from test_extension_browser import (  # noqa: F401 - fixtures
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
-def _scan_of(gateway: Gateway, url: str) -> str:
+def _scan_of(gateway: Gateway, url: str) -> str:  # noqa: F811 - the rig's gateway object
     [summary] = wait_until(lambda: gateway.scans_for(url), 15, f"the capture of {url} in history")
     return str(summary["scan_id"])
 
 
-def test_overlay_and_popup_reports_and_overrides_reach_the_gateway(gateway: Gateway, browser: Browser) -> None:
+def test_overlay_and_popup_reports_and_overrides_reach_the_gateway(gateway: Gateway, browser: Browser) -> None:  # noqa: F811 - fixtures
     browser.configure(gateway)
     url = browser.url("report.evil.test", "/checkout")
     page = browser.context.new_page()

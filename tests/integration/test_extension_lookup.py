@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 
 import pytest
-from test_extension_browser import (  # noqa: F401 - gateway and browser are fixtures used by name
+from test_extension_browser import (  # type: ignore[import-not-found]  # noqa: F401 - gateway and browser are fixtures used by name
     Browser,
     Gateway,
     SiteHandler,

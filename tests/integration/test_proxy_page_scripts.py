@@ -17,7 +17,7 @@ from helpers.dashboard import wait_js
 from helpers.proxy import CHROMIUM, TOKEN, Gateway, Route, Upstream, launch_chromium, make_self_signed, start_gateway
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
-from test_javascript_layer import SKIMMER  # noqa: E402 - the engine tests' card skimmer
+from helpers.samples import SKIMMER
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -45,7 +45,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory):
     # cross-origin: the page on 127.0.0.1, the skimmer on localhost (the certificate names both)
     skim_url = f"https://localhost:{server.https_port}/skim.js"
     server.routes["/checkout.html"] = Route(checkout_page(skim_url), "text/html; charset=utf-8")
-    server.cert = cert  # type: ignore[attr-defined]
+    server.cert = cert
     server.skim_url = skim_url  # type: ignore[attr-defined]
     yield server
     server.stop()
@@ -108,7 +108,7 @@ def test_a_cross_origin_skimmer_gives_the_same_experience_on_every_visit(tmp_pat
     from playwright.sync_api import sync_playwright
 
     # dedupe off: visit 2 is a new scan of the page (with the skimmer's verdict known), not a reuse
-    gw = start_gateway(tmp_path, upstream.cert,  # type: ignore[attr-defined]
+    gw = start_gateway(tmp_path, upstream.cert,
                        options=["malwaresnipper_mode=block", "malwaresnipper_budget_ms=10000"],
                        config_toml="[proxy]\ndedupe_window_s = 0\n")
     url = upstream.url("/checkout.html", tls=True)
@@ -169,7 +169,7 @@ def test_a_page_with_a_nonce_csp_still_gets_its_notice(tmp_path: Path, upstream:
               "'sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='")
     upstream.routes["/csp-nonce.html"] = Route(page_html, "text/html", headers=(("Content-Security-Policy", nonce),))
     upstream.routes["/csp-hash.html"] = Route(page_html, "text/html", headers=(("Content-Security-Policy", hashed),))
-    gw = start_gateway(tmp_path, upstream.cert,  # type: ignore[attr-defined]
+    gw = start_gateway(tmp_path, upstream.cert,
                        options=["malwaresnipper_mode=block", "malwaresnipper_budget_ms=10000"])
     try:
         with sync_playwright() as pw:

@@ -11,12 +11,13 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers.postgres import TcpProxy, fresh_database
+from helpers.store import StoreFactory, new_scan, result
 
 from malwaresnipper.engine.lists import url_key
 from malwaresnipper.server.store import (
@@ -32,20 +33,6 @@ from malwaresnipper.server.store import (
 from malwaresnipper.settings import StoreSettings
 
 
-def new_scan(i: int, *, ts: float | None = None, method: str = "EXTENSION", domain: str = "a.example",
-             gateway_id: str = "", title: str | None = None) -> NewScan:
-    return NewScan(scan_id=f"s{i}", ts=ts if ts is not None else time.time(), url=f"https://{domain}/{i}",
-                   domain=domain, title=title if title is not None else f"Title {i}", method=method,
-                   content_hash=f"h{i}", gateway_id=gateway_id)
-
-
-def result(i: int, level: str = "BENIGN", score: float = 5.0, indicators: list | None = None) -> ScanResult:
-    return ScanResult(scan_id=f"s{i}", status="complete", risk_score=score, threat_level=level,
-                      classification="benign" if level == "BENIGN" else "phishing", blocked=level == "MALICIOUS",
-                      duration_ms=12.0, verdict={"risk_score": score, "threat_level": level},
-                      indicators=indicators or [])
-
-
 def integrity_errors() -> tuple[type[BaseException], ...]:
     errors: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
     with contextlib.suppress(ImportError):
@@ -58,45 +45,6 @@ def integrity_errors() -> tuple[type[BaseException], ...]:
 async def committed(fut: Any) -> Any:
     """Await an ``append_events`` future without blocking the loop (the PG writer runs on it)."""
     return await asyncio.wait_for(asyncio.wrap_future(fut), 10)
-
-
-StoreFactory = Callable[..., Awaitable[ScanStore]]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
-@pytest.fixture
-async def make_store(backend: str, tmp_path: Path) -> AsyncIterator[StoreFactory]:
-    """Open stores on ONE history (one file, or one fresh database); all closed after the test.
-
-    Keyword arguments go to PostgresScanStore (SQLite ignores them).
-    """
-    async with contextlib.AsyncExitStack() as stack:
-        dsn = await stack.enter_async_context(fresh_database()) if backend == "postgres" else ""
-        opened: list[ScanStore] = []
-
-        async def make(**kwargs: Any) -> ScanStore:
-            if backend == "postgres":
-                from malwaresnipper.server.store_postgres import PostgresScanStore
-
-                st: ScanStore = PostgresScanStore(dsn, **kwargs)
-            else:
-                st = SqliteScanStore(tmp_path / "h.sqlite3")
-            await st.open()
-            opened.append(st)
-            return st
-
-        yield make
-        for st in opened:
-            await st.close()
-
-
-@pytest.fixture
-async def store(make_store: StoreFactory) -> ScanStore:
-    return await make_store()
 
 
 # -- both backends ----------------------------------------------------------------------------

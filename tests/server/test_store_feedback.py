@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from typing import Any
 from pathlib import Path
 
-from test_store import backend, make_store, new_scan, result, store  # noqa: F401 - fixtures
+from helpers.store import new_scan, result
 
 from malwaresnipper.server.store import MIGRATIONS, ScanFilter, ScanStore, SqliteScanStore
 
@@ -103,20 +104,20 @@ async def test_pg_feedback_queries_use_the_scan_id_indexes(postgres_dsn: str) ->
     programs = [store_sql.get_scan(d, "s1"),
                 store_sql.with_feedback(d, [{"scan_id": "s1"}, {"scan_id": "s2"}])]
 
-    def one(step: object) -> object:
+    def one(step: Any) -> Any:
         return (yield step)
 
     explained = []
     async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as c:
         await c.execute("SET enable_seqscan = off")
         for program in programs:
-            reply = None
+            reply: Any = None
             while True:
                 try:
                     step = program.send(reply)
                 except StopIteration:
                     break
-                plan = "\n".join(r[0] for r in await (await c.execute("EXPLAIN " + step.sql, step.args)).fetchall())
+                plan = "\n".join(r[0] for r in await (await c.execute("EXPLAIN " + step.sql, step.args)).fetchall())  # type: ignore[union-attr]  # a Run: EXPLAIN takes its args
                 assert "Seq Scan" not in plan, (step.sql, plan)
                 explained.append(step.sql)
                 reply = await run_program(c, one(step))
