@@ -1,7 +1,12 @@
 """What the user sees instead of a malicious page or script, and the gateway's own pages.
 
-The block page shows what was blocked (the URL, as escaped text) and why (the top indicators, in
-their plain-words titles). "Go back" is its one prominent action; as on Chrome's interstitial, the
+The block page shows what was blocked (the URL, as escaped text) and why: one plain sentence
+from :mod:`~malwaresnipper.engine.explain` (the extension's overlay says the same), and the
+findings a user reads as reasons, without severity words. A "Technical details" disclosure holds
+the evidence an analyst needs (finding ids and where each was found, the form's target host, the
+hidden frame's host, the script URL and sha256; never the blocked content itself: its snippets
+are in the dashboard's record); the scan id links to that record. "Go back" is its one
+prominent action; as on Chrome's interstitial, the
 ways past the block sit behind a "Details" disclosure. The block page is served on the blocked
 site's own origin, so it carries nothing that authorises a bypass (see :mod:`.bypass`): "Proceed
 once" and "Always allow this site" link to a confirmation page on the gateway's own origin
@@ -22,6 +27,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
+
+from ..engine.explain import headline
 
 #: The gateway's own origin in the browser: requests to this host are answered by the addon and
 #: never sent upstream. ``.invalid`` never resolves (RFC 2606), so no site can own or serve it.
@@ -49,6 +56,8 @@ a.primary,button.primary{background:#1565c0;color:#fff;border-color:#1565c0}
 small{color:#555}
 details{margin-top:1.5rem;color:#333}summary{cursor:pointer;color:#555}
 details p{margin:.5rem 0}details a{color:#b71c1c}
+dl.tech{display:grid;grid-template-columns:max-content 1fr;gap:.25rem .75rem;font-size:.85rem}
+dl.tech dt{color:#555}dl.tech dd{margin:0;font-family:ui-monospace,monospace;word-break:break-all}
 """.strip()
 
 #: The only style the block page may use, pinned by hash in its CSP.
@@ -139,18 +148,30 @@ def render_block_page(
     links: BypassLinks | None,
     referer: str | None = None,
     scan_id: str | None = None,
+    technical: Sequence[tuple[str, str]] = (),
+    scan_href: str | None = None,
 ) -> str:
-    """The block page. ``reasons`` are (severity word, sentence) pairs; every string is escaped.
+    """The block page. ``reasons`` are (severity word, sentence) pairs: users read the sentence
+    only (the word goes to the technical details); every string is escaped.
 
     ``links`` is None where no way past the block is offered (a request that was not a page
-    navigation)."""
+    navigation). ``technical``: (label, value) rows for the "Technical details" disclosure.
+    ``scan_href``: the dashboard's view of the scan (``<dashboard>/#scan=<id>``)."""
     esc = html.escape
-    items = "\n".join(
-        f'<li><span class="sev">{esc(sev)}</span>: {esc(text)}</li>' for sev, text in reasons
-    ) or "<li>This address is on a blocklist.</li>"
-    what = esc(classification.replace("_", " ")) if classification and classification not in ("unknown", "benign") else "malicious"
+    items = "\n".join(f"<li>{esc(text)}</li>" for _, text in reasons) or "<li>This address is on a blocklist.</li>"
+    lead = headline(classification if classification not in ("unknown", "benign") else None)
     score = f" Risk score {risk_score:.0f}/100." if risk_score is not None else ""
-    ref = f"<p><small>Scan {esc(scan_id)}</small></p>" if scan_id else ""
+    ref = ""
+    if scan_id:
+        name = f"Scan {esc(scan_id)}"
+        ref = (f'<p><small><a href="{esc(scan_href, quote=True)}">{name}</a> (its record in the dashboard)</small></p>'
+               if scan_href and scan_href.startswith(("http://", "https://")) else f"<p><small>{name}</small></p>")
+    rows = [*technical, *(("Finding", f"{sev}: {text}") for sev, text in reasons if not technical)]
+    tech = ""
+    if rows:
+        tech = ('<details class="technical"><summary>Technical details</summary><dl class="tech">'
+                + "".join(f"<dt>{esc(label)}</dt><dd>{esc(value)}</dd>" for label, value in rows)
+                + "</dl></details>")
     report = ""
     if links is not None and links.may_report:
         report = (f'<p class="report"><a href="{esc(links.report_href(), quote=True)}">Report a mistake: this page '
@@ -178,7 +199,8 @@ def render_block_page(
 <style>{_STYLE}</style></head>
 <body><main>
 <h1>MalwareSnipper blocked this page</h1>
-<p>This page looks {what}.{esc(score)} It was stopped before it reached your browser.</p>
+<p class="lead">{esc(lead)}</p>
+<p>It was stopped before it reached your browser.{esc(score)}</p>
 <p class="url">{esc(url)}</p>
 <h2>Why</h2>
 <ul>
@@ -189,6 +211,7 @@ def render_block_page(
 </div>
 {report}
 {details}
+{tech}
 {ref}
 </main></body></html>
 """

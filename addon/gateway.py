@@ -47,6 +47,7 @@ class Gateway:
         self.options = GatewayOptions()
         self.lifecycle = Lifecycle(self.options, pool=pool)
         self.replies = Replies(BypassTokens())
+        self.replies.dashboard = self.lifecycle.dashboard_url
         self.control = Control(self.lifecycle, self.replies.bypass)
         self.policy = Policy(self.options, self.lifecycle, self.replies)
         self.scanning = Scanning(self.options, self.lifecycle, self.replies)

@@ -126,6 +126,10 @@ class Lifecycle:
         _freeze_startup_objects()
         log.info("malwaresnipper: gateway ready (%s mode)", eff.mode)
 
+    def dashboard_url(self) -> str:
+        """Where the dashboard is served ('' while the API is not running): the block page's scan link."""
+        return str(getattr(self.services, "api_url", "") or "")
+
     def unscanned_policy(self) -> str:
         """What happens to responses while nothing can scan them, in words."""
         eff = self.options.effective

@@ -24,6 +24,7 @@ known when the page arrived.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -43,6 +44,18 @@ _BASE_HREF = re.compile(r"""<base\b[^>]*?\bhref\s*=\s*(?:"([^"]+)"|'([^']+)'|([^
 class PageRef:
     url: str
     scan_id: str | None
+    #: the page's scan id to come, while its submission is in flight (a monitor-mode page goes on
+    #: before its record is committed, so its scripts can arrive first); None when not known
+    submitted: asyncio.Future[str | None] | None = None
+
+    async def wait_scan_id(self, timeout: float) -> str | None:
+        """The page's scan id, waiting up to ``timeout`` for its submission to be recorded."""
+        if self.scan_id is not None or self.submitted is None:
+            return self.scan_id
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.submitted), timeout)
+        except TimeoutError:
+            return None
 
 
 def _strip_fragment(url: str) -> str:
@@ -95,8 +108,9 @@ class PageLinker:
         #: script URL -> its MALICIOUS verdict (the latest verdict of that URL said so)
         self._malicious: OrderedDict[str, ScriptVerdict] = OrderedDict()
 
-    def page_seen(self, url: str, client_id: str, scan_id: str | None = None) -> None:
-        ref = PageRef(_strip_fragment(url), scan_id)
+    def page_seen(self, url: str, client_id: str, scan_id: str | None = None,
+                  submitted: asyncio.Future[str | None] | None = None) -> None:
+        ref = PageRef(_strip_fragment(url), scan_id, submitted if scan_id is None else None)
         for table, key in ((self._pages, ref.url), (self._by_client, client_id),
                            (self._by_origin, _origin(ref.url))):
             table[key] = ref

@@ -62,7 +62,7 @@ class Policy:
             self.lifecycle.count("blocked_request")
             log.warning("malwaresnipper: blocked at request time (blocklist): %s", url[:300])
             flow.response = self.replies.block_page(flow, url=url, reasons=[("critical", _why(lists.blocked))],
-                                                    may_allow=False)
+                                                    classification="blocklisted", may_allow=False)
             flow.metadata["malwaresnipper_skip"] = "blocked_at_request"
             self.lifecycle.spawn(self._record_block(url))
 

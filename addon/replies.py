@@ -9,10 +9,14 @@ blocklist of the user's made the block.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
+
 from mitmproxy import http
 
-from ..engine.results import Severity
+from ..engine.explain import user_reasons
 from ..engine.verdict import Verdict
+from ..server.alert_formats import dashboard_link
 from . import blockpage
 from .blockpage import BypassLinks
 from .bypass import BypassTokens
@@ -25,10 +29,12 @@ class Replies:
 
     def __init__(self, bypass: BypassTokens) -> None:
         self.bypass = bypass
+        #: The dashboard's base URL ('' while the API is not running): the block page links its scan there.
+        self.dashboard: Callable[[], str] = str
 
     def block_page(self, flow: http.HTTPFlow, *, url: str, reasons: list[tuple[str, str]],
                    risk: float | None = None, classification: str | None = None, scan_id: str | None = None,
-                   may_allow: bool = True) -> http.Response:
+                   may_allow: bool = True, technical: Sequence[tuple[str, str]] = ()) -> http.Response:
         """The block page; ways past it only for a page the user navigated to (not for a script's
         ``fetch()`` of it), and "always allow" only when ``may_allow``."""
         links = None
@@ -38,7 +44,8 @@ class Replies:
             links = BypassLinks(block_id, may_allow, may_report=scan_id is not None)
         page = blockpage.render_block_page(
             url=url, reasons=reasons, risk_score=risk, classification=classification, links=links,
-            referer=flow.request.headers.get("referer"), scan_id=scan_id,
+            referer=flow.request.headers.get("referer"), scan_id=scan_id, technical=technical,
+            scan_href=dashboard_link(self.dashboard(), scan_id) if scan_id else None,
         )
         headers = dict(blockpage.PAGE_HEADERS)
         headers[HEADER] = "blocked" + (f"; scan={scan_id}" if scan_id else "")
@@ -62,7 +69,8 @@ class Replies:
             return inert_script(url, [t for _, t in reasons], scan_id)
         by_own_list = any(i.id.startswith("reputation.blocklisted") for i in verdict.indicators)
         return self.block_page(flow, url=url, reasons=reasons, risk=verdict.risk_score,
-                               classification=verdict.classification, scan_id=scan_id, may_allow=not by_own_list)
+                               classification=verdict.classification, scan_id=scan_id, may_allow=not by_own_list,
+                               technical=technical_details(verdict))
 
 
 def inert_script(url: str, reasons: list[str], scan_id: str | None) -> http.Response:
@@ -83,16 +91,51 @@ def notice(status: int, title: str, message: str) -> http.Response:
 
 
 def verdict_reasons(verdict: Verdict, limit: int = 5) -> list[tuple[str, str]]:
-    """The top indicators as (severity, sentence), naming the script when the evidence is in one."""
+    """The findings a user reads as reasons (:func:`~malwaresnipper.engine.explain.user_reasons`:
+    no known library's code, no context) as (severity, sentence), naming the script when the
+    evidence is in one."""
     out = []
-    for ind in verdict.indicators:
-        if ind.severity < Severity.LOW:
-            continue
+    for ind in user_reasons(verdict.indicators, verdict.threat_level.value, limit):
         where = next((e.location for e in ind.evidence if e.location.startswith("script") and "://" in e.location), "")
         out.append((ind.severity.name.lower(), ind.title + (f" (in {where})" if where else "")))
-        if len(out) >= limit:
-            break
     return out
+
+
+#: Findings whose evidence is a form's target, and a hidden frame's address.
+_FORM_TARGET = ("dom.form_action", "dom.form_insecure_post")
+_HIDDEN_FRAME = ("dom.hidden_iframe",)
+
+
+def _host(text: str) -> str:
+    try:
+        return urlsplit(text.strip()).hostname or text.strip()
+    except ValueError:
+        return text.strip()
+
+
+def technical_details(verdict: Verdict, limit: int = 40) -> list[tuple[str, str]]:
+    """The block page's "Technical details": what an analyst needs to check the verdict (rendered
+    escaped: every value here comes from the page)."""
+    rows: list[tuple[str, str]] = [("Verdict", f"{verdict.threat_level.value}, risk {verdict.risk_score:.1f}, "
+                                               f"{verdict.classification}")]
+    for script in verdict.scripts:  # first: the limit must not cut what the page ran
+        if script.get("url") and not script.get("inline"):
+            rows.append(("Script", f"{script['url']} sha256 {script.get('sha256') or 'unknown'}"))
+    for ind in verdict.indicators:
+        if ind.strength == "context" and ind.category == "known_code":
+            rows.append(("Known code", ind.title))
+            continue
+        rows.append(("Finding", f"{ind.id} ({ind.severity.name.lower()}, {ind.strength})"))
+        # Where, not what: the page's own code and text stay off the page that replaced it (the
+        # snippets are in the dashboard's record); only the hosts an analyst looks up are drawn out.
+        for ev in ind.evidence[:3]:
+            if ind.id.startswith(_FORM_TARGET):
+                rows.append(("Form sends to", _host(ev.snippet)))
+            elif ind.id.startswith(_HIDDEN_FRAME):
+                rows.append(("Hidden frame host", _host(ev.snippet)))
+            if ev.location:
+                rows.append(("Found in", ev.location[:300]))
+    return rows[:limit]
 
 
 def top_level_navigation(req: http.Request) -> bool:

@@ -289,8 +289,13 @@ def _plan(flow: http.HTTPFlow) -> ScanPlan:
         fields = flow.response.headers.fields
         content_types = header_values(fields, b"content-type")
         nosniff = is_nosniff(header_values(fields, b"x-content-type-options"))
-        plan = plan_scan(content_types, fetch_dest=flow.request.headers.get("sec-fetch-dest", ""), nosniff=nosniff)
+        plan = plan_scan(content_types, fetch_dest=flow.request.headers.get("sec-fetch-dest", ""), nosniff=nosniff,
+                         accept=flow.request.headers.get("accept", ""), status=flow.response.status_code)
         flow.metadata["malwaresnipper_plan"] = plan
+        if plan.reason == "image_error":  # planned from Accept: the browser's cache must key on it too
+            vary = flow.response.headers.get("vary", "")
+            if "accept" not in [v.strip().lower() for v in vary.split(",")] and vary.strip() != "*":
+                flow.response.headers["vary"] = f"{vary}, Accept" if vary.strip() else "Accept"
         if "sec-fetch-dest" in flow.request.headers and depends_on_destination(content_types, nosniff=nosniff):
             vary = flow.response.headers.get("vary", "")
             if "sec-fetch-dest" not in vary.lower() and vary.strip() != "*":

@@ -23,6 +23,13 @@ The rules, checked against Chromium in tests/integration/test_proxy_evasion.py:
   not scanned whatever the type says (an SVG in an ``<img>`` runs no script).
 * no ``Sec-Fetch-Dest`` (curl, old clients), ``empty`` (``fetch()``) or one we do not know:
   HTML and XML types as pages, JavaScript types as scripts, generic types sniffed.
+* **error responses of sub-resources** (status 400 and up), which browsers neither render nor
+  run: a request without ``Sec-Fetch-Dest`` (Chromium sends none to a plain-HTTP site) whose
+  ``Accept`` asks for an image first is an ``<img>`` or the favicon, so its error page (a
+  server's HTML "404 Not Found") is not scanned as a page; and a sub-resource's error answer of
+  no type or a generic one is not sniffed. An attacker cannot use this to hide a page: a
+  navigation's ``Accept`` asks for HTML first, the browser's ``Sec-Fetch-Dest`` wins when sent,
+  and a successful (2xx/3xx) answer is planned as before whatever the ``Accept``.
 
 :func:`plan_scan` is the one decision: ``responseheaders`` asks it whether to buffer the body
 and ``response`` asks it how to read the body, so the two hooks cannot disagree. Because the
@@ -43,6 +50,8 @@ SCRIPT_DESTS = frozenset({"script", "worker", "sharedworker", "serviceworker", "
                           "paintworklet", "sharedstorageworklet"})
 #: Destinations that display a document (XSLT output too).
 DOCUMENT_DESTS = frozenset({"document", "iframe", "frame", "fencedframe", "embed", "object", "xslt"})
+#: Destinations of a document shown inside another (what a page's resources list as frames).
+FRAME_DESTS = frozenset({"iframe", "frame", "fencedframe", "embed", "object"})
 #: Destinations whose body is never run as script nor rendered as a document.
 INERT_DESTS = frozenset({"image", "font", "style", "audio", "video", "track", "manifest", "report", "json"})
 #: Types servers use when they do not know better: the body decides (sniffing).
@@ -91,10 +100,24 @@ def is_nosniff(values: Sequence[str]) -> bool:
     return first.lower() == "nosniff"
 
 
-def plan_scan(content_types: Sequence[str], *, fetch_dest: str = "", nosniff: bool = False) -> ScanPlan:
+def first_accepted(accept: str) -> str:
+    """The first media range of an ``Accept`` header, lower case ('' when there is none)."""
+    return accept.split(",", 1)[0].split(";", 1)[0].strip().lower()
+
+
+def plan_scan(content_types: Sequence[str], *, fetch_dest: str = "", nosniff: bool = False,
+              accept: str = "", status: int = 200) -> ScanPlan:
     """The scan decision for a response (see the module docstring)."""
     dest = (fetch_dest or "").strip().lower()
     mime = extract_mime_type(content_types)
+    if status >= 400 and dest not in DOCUMENT_DESTS:
+        wanted = first_accepted(accept)
+        if not dest and wanted.startswith("image/"):
+            return ScanPlan(None, "image_error", mime, dest)
+        # Without a destination, only an Accept that does not ask for a document says "sub-resource".
+        subresource = bool(dest) or (wanted not in ("", "*/*") and wanted not in ("text/html", "application/xhtml+xml"))
+        if subresource and dest not in SCRIPT_DESTS and (mime is None or mime.essence in GENERIC_TYPES):
+            return ScanPlan(None, "error_response", mime, dest)
     if dest in SCRIPT_DESTS:
         if mime is not None and (mime.is_image() or mime.type in ("audio", "video") or mime.essence == "text/csv"):
             return ScanPlan(None, "not_run", mime, dest)

@@ -16,7 +16,7 @@ from typing import Any
 
 from mitmproxy import http
 
-from ..engine.capture import Capture, Source
+from ..engine.capture import Capture, Source, sha256_text
 from ..engine.errors import CaptureError
 from ..engine.verdict import ThreatLevel, Verdict
 from ..server.scanner import ScanTimeout
@@ -29,7 +29,7 @@ from .options import GatewayOptions
 from .recent import BodyKey
 from .replies import client_of
 from .responses import DecodedBody, build_capture, decode_body
-from .scanplan import ScanPlan, header_values
+from .scanplan import FRAME_DESTS, ScanPlan, header_values
 
 log = logging.getLogger("malwaresnipper.gateway")
 
@@ -129,6 +129,9 @@ class Submissions:
         if body.truncations:
             count("decoded_partly")
             log.warning("malwaresnipper: %s: %s", info.url[:300], "; ".join(body.truncations))
+        # A frame's page is known by its Referer only (its connection's latest page is itself).
+        parent = (self.linker.page_for(referer=info.referer, client_id=None)
+                  if body.kind == "html" and info.plan.dest in FRAME_DESTS else None)
         capture = self.capture(info, body)
         service = self.lifecycle.service
         if capture is None or service is None:
@@ -144,6 +147,9 @@ class Submissions:
         info.submitted.set_result(job.scan_id)
         if job.deduplicated:
             count("deduplicated")
+        owner, kind = (page, "script") if page is not None else (parent, "frame")
+        if owner is not None:
+            self.lifecycle.spawn(self.link(owner, job.scan_id, kind, info.url, len(raw), _sha256(capture, body)))
         if body.kind == "html":
             self.linker.page_seen(info.url, info.client_id, job.scan_id)
         try:
@@ -182,6 +188,17 @@ class Submissions:
                 verdict = folded
         return verdict
 
+    async def link(self, page: PageRef, scan_id: str, kind: str, url: str, size: int, sha256: str | None) -> None:
+        """Record that ``page`` loaded this script or frame (in the background: history only)."""
+        service = self.lifecycle.service
+        page_scan_id = await page.wait_scan_id(SUBMIT_WAIT_S)
+        if service is None or page_scan_id is None:
+            return
+        try:
+            await service.link_resource(page_scan_id, scan_id, kind, url=url, size=size, sha256=sha256)
+        except Exception:  # noqa: BLE001 - a link must never disturb traffic
+            log.warning("malwaresnipper: could not link %s to its page %s", url[:300], page.url[:300], exc_info=True)
+
     def capture(self, info: FlowInfo, body: DecodedBody) -> Capture | None:
         """The capture of a decoded body (None, recorded, when it cannot be built)."""
         eff = self.options.effective
@@ -189,7 +206,7 @@ class Submissions:
         limits = eff.settings.engine.capture_limits()
         try:
             if body.kind == "html":
-                self.linker.page_seen(info.url, info.client_id, None)
+                self.linker.page_seen(info.url, info.client_id, None, info.submitted)
                 return build_capture(info.url, body, headers=info.headers, content_type=info.content_type,
                                      limits=limits, known_scripts=self.linker.known_scripts(body.text, info.url))
             self.linker.script_seen(info.url, body.text)
@@ -243,6 +260,13 @@ class Submissions:
         later = f"; its scan goes on as {scan_id}" if scan_id else ""
         await finished(self.record_unscanned(url, outcome.error or "error",
                                              f"the response passed before its verdict ({budget}){later}"))
+
+
+def _sha256(capture: Capture, body: DecodedBody) -> str | None:
+    """The resource's sha256 as the engine names it (a script's, as in its evidence), or the page text's."""
+    if body.kind == "js" and capture.scripts:
+        return capture.scripts[0].sha256
+    return sha256_text(body.text)
 
 
 async def finished(task: asyncio.Task[Any] | None) -> None:

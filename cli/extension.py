@@ -1,8 +1,10 @@
-"""``malwaresnipper extension pack|icons``: the browser extension as a user loads or publishes it.
+"""``malwaresnipper extension pack|icons|explain``: the browser extension as a user loads or publishes it.
 
 ``pack`` zips ``extension/`` with the project's version written into the zipped manifest, so the
 published extension always says which gateway release it was built with. ``icons`` redraws the
-toolbar icons (plain PNG written with zlib and struct: no imaging dependency).
+toolbar icons (plain PNG written with zlib and struct: no imaging dependency). ``explain`` writes
+``lib/explain_data.js`` from ``engine/data/explain.json``, so the extension says what the block page
+says (``--check`` fails when the file is not current).
 """
 
 from __future__ import annotations
@@ -179,6 +181,27 @@ def _cmd_icons(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The extension's copy of engine/data/explain.json (generated).
+EXPLAIN_JS = EXTENSION_DIR / "lib" / "explain_data.js"
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from ..engine.explain import extension_module
+
+    text = extension_module()
+    target = Path(args.target)
+    if args.check:
+        current = target.read_text(encoding="utf-8") if target.is_file() else ""
+        if current != text:
+            print(f"error: {target} is not current; run `malwaresnipper extension explain`", file=sys.stderr)
+            return 1
+        print(f"{target} is current")
+        return 0
+    target.write_text(text, encoding="utf-8")
+    print(target)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("extension", help="build the Chrome extension for loading or publishing")
     sub = parser.add_subparsers(dest="extension_command", metavar="ACTION", required=True)
@@ -188,3 +211,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pack_parser.set_defaults(func=_cmd_pack)
     icons_parser = sub.add_parser("icons", help="redraw the toolbar icons in extension/icons")
     icons_parser.set_defaults(func=_cmd_icons)
+    explain_parser = sub.add_parser("explain", help="write extension/lib/explain_data.js from engine/data/explain.json")
+    explain_parser.add_argument("--check", action="store_true", help="only check that the file is current (exit 1 if not)")
+    explain_parser.add_argument("--target", default=str(EXPLAIN_JS), help="the file to write (default: the bundled extension's)")
+    explain_parser.set_defaults(func=_cmd_explain)

@@ -281,11 +281,13 @@ function buildRow(entry) {
     title: el("div", { class: "page-title" }),
     progress: el("progress", { max: 100, value: 0 }),
     status: el("span", { class: "status-text" }),
+    classification: el("div", { role: "cell", class: "class-text" }),
   };
   const row = el("div", { class: "feed-row", role: "row", dataset: { scanId: entry.data.scan_id }, on: { click: () => openDetail(entry.data.scan_id) } },
     cells.time, cells.level, cells.score, cells.source, cells.blocked,
     el("div", { role: "cell", class: "page" }, cells.url, cells.title),
-    el("div", { role: "cell", class: "progress-cell" }, cells.progress, cells.status));
+    el("div", { role: "cell", class: "progress-cell" }, cells.progress, cells.status),
+    cells.classification);
   entry.row = row;
   entry.cells = cells;
   $("#feed-body").prepend(row);
@@ -317,9 +319,12 @@ function renderRow(entry) {
   if (cells.url.title !== (data.url || "")) cells.url.title = data.url || "";  // the full URL, as text
   setText(cells.title, data.title || "");
   cells.progress.value = data.progress || 0;
+  // State (where the scan is) and classification (what it found) are two columns.
   setText(cells.status, data.status === "SCAN_COMPLETE"
-    ? (data.error ? (data.error.startsWith("unscanned") ? data.error : `failed: ${data.error}`) : data.classification && data.classification !== "benign" ? data.classification : "done")
+    ? (data.error ? (data.error.startsWith("unscanned") ? data.error : `failed: ${data.error}`) : "done")
     : data.status === "SCAN_UPDATE" ? `${data.layer || "scanning"}…` : "started");
+  setText(cells.classification, data.status === "SCAN_COMPLETE" && !data.error && data.classification && data.classification !== "benign"
+    ? data.classification.replace(/_/g, " ") : "");
 }
 
 function trimFeed() {
@@ -405,8 +410,12 @@ async function openDetail(scanId) {
   panel.dataset.scanId = scanId;
   panel.dataset.complete = "false";
   const allow = $("#detail-allow");
+  const block = $("#detail-block");
   allow.disabled = true;
+  block.hidden = true;
+  allow.className = "";
   setText(allow, "Allow this site");
+  setText(block, "Block this site");
   setText($("#detail-message"), "Loading…");
   let scan;
   try {
@@ -426,6 +435,45 @@ async function openDetail(scanId) {
   const host = hostOf(scan.url);
   allow.disabled = !host;
   allow.dataset.host = host;
+  // On a flagged scan the filled (primary) button is the safe action: block; allowing is secondary.
+  const flagged = ["MALICIOUS", "SUSPICIOUS"].includes(scan.verdict?.threat_level);
+  block.hidden = !flagged || !host;
+  block.disabled = !host;
+  block.dataset.host = host;
+  allow.className = flagged ? "secondary" : "";
+}
+
+/** A link to a scan's own record in this dashboard (#scan=<id>); ids outside the link format are text. */
+function scanLink(scanId, text) {
+  const id = String(scanId || "");
+  const link = el("a", { class: "scan-link", text, dataset: { scanId: id } });
+  if (/^[A-Za-z0-9_-]{1,64}$/.test(id)) link.href = `#scan=${id}`;
+  return link;
+}
+
+function sizeText(bytes) {
+  if (bytes === null || bytes === undefined) return "";
+  const n = Number(bytes);
+  return n >= 1024 ? `${(n / 1024).toFixed(1)} kB` : `${n} B`;
+}
+
+/** The scripts and frames a page loaded (or the pages that loaded a resource), each linked to its record. */
+function linkedTable(items, { pages = false } = {}) {
+  const heads = pages ? ["Page", "Verdict", "Scan"] : ["Kind", "Resource", "Verdict", "Size", "SHA-256", "Scan"];
+  return el("table", { class: pages ? "resources loaded-by" : "resources" },
+    el("thead", {}, el("tr", {}, ...heads.map((h) => el("th", { text: h })))),
+    el("tbody", {}, ...items.map((r) => {
+      const level = levelOf(r.threat_level);
+      const verdict = el("td", { class: "level" }, r.status ? levelBadge(level, r.status === "complete" ? "unknown" : r.status) : "record removed",
+        r.risk_score !== null && r.risk_score !== undefined ? ` ${scoreText(r.risk_score)}` : "");
+      const url = el("td", { class: "page-url", title: r.url || "", text: r.url || "" });
+      const cells = pages
+        ? [url, verdict, el("td", {}, scanLink(r.scan_id, r.scan_id))]
+        : [el("td", { text: r.kind || "" }), url, verdict, el("td", { class: "num", text: sizeText(r.size) }),
+          el("td", { class: "mono", title: r.sha256 || "", text: String(r.sha256 || "").slice(0, 16) }),
+          el("td", {}, scanLink(r.scan_id, r.scan_id))];
+      return el("tr", { dataset: { scanId: r.scan_id, kind: r.kind, level: level || "" } }, ...cells);
+    })));
 }
 
 function fact(label, ...value) {
@@ -451,6 +499,16 @@ function renderDetail(scan) {
     fact("Models", models || "none"),
     fact("Scan id", el("span", { class: "mono", text: scan.scan_id })),
   ));
+
+  // What the page loaded (urlscan-style), and for a script or frame, the pages that loaded it.
+  const resources = Array.isArray(scan.resources) ? scan.resources : [];
+  const loadedBy = Array.isArray(scan.loaded_by) ? scan.loaded_by : [];
+  if (resources.length || !loadedBy.length) {
+    body.append(el("h3", { text: `Resources (${resources.length})` }));
+    body.append(resources.length ? linkedTable(resources)
+      : el("p", { class: "muted", text: scan.method === "PROXY" ? "No scripts or frames of this page were scanned by the proxy." : "Resources are known for pages scanned by the proxy." }));
+  }
+  if (loadedBy.length) body.append(el("h3", { text: `Loaded by (${loadedBy.length})` }), linkedTable(loadedBy, { pages: true }));
 
   // Per-layer scores and timings.
   const layers = Object.values(verdict.layers || {});
@@ -580,6 +638,20 @@ function feedbackMark(feedback) {
   if (feedback.dangerous) parts.push(`${feedback.dangerous} reported dangerous`);
   if (feedback.overrides) parts.push(`${feedback.overrides} override${feedback.overrides === 1 ? "" : "s"}`);
   return parts.length ? el("span", { class: "badge feedback-mark", title: "reports and overrides", text: parts.join(" · ") }) : "";
+async function blockCurrentSite() {
+  const button = $("#detail-block");
+  const host = button.dataset.host;
+  const scanId = state.detailId;
+  if (!host) return;
+  button.disabled = true;
+  try {
+    await api("/api/v1/lists/block", { method: "POST", body: { entry: host, kind: "domain", note: `blocked from the dashboard (scan ${scanId})` } });
+    setText(button, "Blocked");
+    setText($("#detail-message"), `${host} is on the blocklist: in block mode its pages are refused.`);
+  } catch (err) {
+    button.disabled = false;
+    setText($("#detail-message"), `Could not block ${host}: ${err.message}`);
+  }
 }
 
 async function allowCurrentSite() {
@@ -658,7 +730,9 @@ async function exportHistory(format) {
   const error = $("#history-error");
   setText(error, "");
   try {
-    const response = await api("/api/v1/export", { params: { ...historyFilters(), format }, raw: true });
+    // "Full verdicts": every indicator of each scan, not only the top one.
+    const full = $("#export-full").checked ? { full: "true" } : {};
+    const response = await api("/api/v1/export", { params: { ...historyFilters(), format, ...full }, raw: true });
     const blob = await response.blob();
     const url = URL.createObjectURL(blob);
     const link = document.createElement("a");
@@ -736,6 +810,7 @@ function init() {
   for (const tab of $$("#tabs .tab")) tab.addEventListener("click", () => showView(tab.dataset.view));
   $("#detail-close").addEventListener("click", closeDetail);
   $("#detail-allow").addEventListener("click", allowCurrentSite);
+  $("#detail-block").addEventListener("click", blockCurrentSite);
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeDetail(); });
   $("#history-form").addEventListener("submit", (e) => { e.preventDefault(); state.history.offset = 0; loadHistory(); });
   $("#history-form").addEventListener("reset", () => { state.history.offset = 0; setTimeout(loadHistory, 0); });

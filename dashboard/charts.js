@@ -4,7 +4,9 @@
 const COLORS = {
   scans: "#4aa3ff",
   threats: "#ef4e4e",
-  domains: "#f0b429",
+  // flagged domains take their worst level's colour (style.css --suspicious / --malicious)
+  SUSPICIOUS: "#f0b429",
+  MALICIOUS: "#ef4e4e",
   categories: ["#4aa3ff", "#ef4e4e", "#f0b429", "#2fbf71", "#b07cff", "#ff7ab6", "#56d4dd", "#c8a97e", "#8a96a3"],
 };
 
@@ -28,20 +30,21 @@ export class Charts {
     Chart.defaults.maintainAspectRatio = false;
     Chart.defaults.plugins.legend.labels.boxWidth = 12;
 
+    // Bars per bucket: a line would draw a ramp across hours with no scans at all.
     this.time = new Chart(document.getElementById("chart-time"), {
-      type: "line",
+      type: "bar",
       data: {
         labels: [],
         datasets: [
-          { label: "scans", data: [], borderColor: COLORS.scans, backgroundColor: COLORS.scans, tension: 0.2, pointRadius: 0 },
-          { label: "threats", data: [], borderColor: COLORS.threats, backgroundColor: COLORS.threats, tension: 0.2, pointRadius: 0 },
+          { label: "scans", data: [], backgroundColor: COLORS.scans },
+          { label: "threats", data: [], backgroundColor: COLORS.threats },
         ],
       },
       options: { scales: { y: { beginAtZero: true, ticks: { precision: 0 } } }, interaction: { mode: "index", intersect: false } },
     });
     this.domains = new Chart(document.getElementById("chart-domains"), {
       type: "bar",
-      data: { labels: [], datasets: [{ label: "flagged scans", data: [], backgroundColor: COLORS.domains }] },
+      data: { labels: [], datasets: [{ label: "flagged scans", data: [], backgroundColor: [] }] },
       options: { indexAxis: "y", plugins: { legend: { display: false } }, scales: { x: { beginAtZero: true, ticks: { precision: 0 } } } },
     });
     this.categories = new Chart(document.getElementById("chart-categories"), {
@@ -63,6 +66,7 @@ export class Charts {
     const domains = (Array.isArray(stats.top_domains) ? stats.top_domains : []).slice(0, 8);
     this.domains.data.labels = domains.map((d) => String(d.domain));
     this.domains.data.datasets[0].data = domains.map((d) => Number(d.count) || 0);
+    this.domains.data.datasets[0].backgroundColor = domains.map((d) => (d.threat_level === "MALICIOUS" ? COLORS.MALICIOUS : COLORS.SUSPICIOUS));
     this.domains.update("none");
 
     const categories = (Array.isArray(stats.indicator_categories) ? stats.indicator_categories : []).slice(0, 9);

@@ -10,7 +10,7 @@ import * as state from "./lib/state.js";
 import { enqueue, drain, queueLength } from "./lib/queue.js";
 import { EventStream } from "./lib/events.js";
 import { setBadge } from "./lib/badge.js";
-import { explainVerdict, topIndicators } from "./lib/explain.js";
+import { explainVerdict, topIndicators, userReasons } from "./lib/explain.js";
 
 /** What the content script collects at most (characters); keeps captures small and fast. */
 const CAPTURE_LIMITS = Object.freeze({
@@ -125,7 +125,9 @@ async function onScanComplete(ev) {
   // scanned it): show it there too.
   for (const tab of await state.allTabs()) {
     if (tab.url === ev.url && ["scanning", "timeout", "queued"].includes(tab.status)) {
-      await applyVerdict(tab.tabId, ev.url, ev.scan_id, ev, ev.method);
+      const unread = Array.isArray(tab.unread) ? tab.unread : [];
+      const verdict = unread.length ? await withKnownScripts(await loadSettings(), unread, ev) : ev;
+      await applyVerdict(tab.tabId, ev.url, ev.scan_id, verdict, ev.method);
     }
   }
 }
@@ -209,6 +211,12 @@ async function onCapture(tab, pageUrl, capture) {
   }
   const { settings, decision } = await policyFor(capture.url, tab);
   if (!decision.capture) return { accepted: false, reason: decision.reason };
+  // The scripts it could not read go with the tab: a SCAN_COMPLETE event for this page may
+  // arrive before the POST's answer, and it must be judged with them too.
+  const waiting = await state.getTab(tab.id);
+  if (waiting && waiting.url === capture.url) {
+    await state.setTab(tab.id, { ...waiting, unread: unreadScripts(capture) });
+  }
   // Answer the content script at once; the scan goes on in the background.
   processCapture(settings, tab.id, capture).catch((err) => console.warn("capture failed", err));
   return { accepted: true };
@@ -240,6 +248,15 @@ async function send(settings, capture) {
 /** At most this many unread scripts are looked up per page (the gateway takes 100). */
 const MAX_LOOKUP_SCRIPTS = 50;
 
+/** The URLs of a capture's scripts this extension could not read (cross-origin without CORS). */
+function unreadScripts(capture) {
+  return (capture.scripts || [])
+    .filter((s) => s && !s.inline && typeof s.url === "string" && typeof s.text !== "string")
+    .map((s) => s.url)
+    .filter((url) => /^https?:\/\//i.test(url) && url.length <= 2048)
+    .slice(0, MAX_LOOKUP_SCRIPTS);
+}
+
 /**
  * A cross-origin script served without CORS cannot be read here: the capture carries only its
  * URL, and the page's verdict cannot include it. The gateway may have judged that script already
@@ -247,12 +264,7 @@ const MAX_LOOKUP_SCRIPTS = 50;
  * verdict is a warning naming it. MALICIOUS, not SUSPICIOUS as in the gateway's record: with the
  * extension alone nothing replaced the script, it runs in this page.
  */
-async function withKnownScripts(settings, capture, verdict) {
-  const unread = (capture.scripts || [])
-    .filter((s) => s && !s.inline && typeof s.url === "string" && typeof s.text !== "string")
-    .map((s) => s.url)
-    .filter((url) => /^https?:\/\//i.test(url) && url.length <= 2048)
-    .slice(0, MAX_LOOKUP_SCRIPTS);
+async function withKnownScripts(settings, unread, verdict) {
   if (!unread.length || verdict.threat_level === "MALICIOUS") return verdict;
   const res = await gateway.lookupVerdicts(settings, { scripts: unread.map((url) => ({ url })) });
   if (!res.ok || !res.data || !Array.isArray(res.data.scripts)) return verdict;
@@ -285,7 +297,7 @@ async function processCapture(settings, tabId, capture) {
   const res = await send(settings, capture);
   if (res.ok && res.data && res.data.verdict) {
     await markOnline();
-    const verdict = await withKnownScripts(settings, capture, res.data.verdict);
+    const verdict = await withKnownScripts(settings, unreadScripts(capture), res.data.verdict);
     await applyVerdict(tabId, capture.url, res.data.scan_id, verdict, "EXTENSION");
     if ((await queueLength()) > 0) flushQueue();
     return;
@@ -332,7 +344,7 @@ async function flushQueue() {
   const result = await drain(async (entry) => {
     const res = await send(settings, entry.capture);
     if (res.ok && res.data && res.data.verdict) {
-      const verdict = await withKnownScripts(settings, entry.capture, res.data.verdict);
+      const verdict = await withKnownScripts(settings, unreadScripts(entry.capture), res.data.verdict);
       await applyVerdict(entry.tabId, entry.capture.url, res.data.scan_id, verdict, "EXTENSION");
       return true;
     }
@@ -355,7 +367,8 @@ async function applyVerdict(tabId, url, scanId, verdict, method) {
     method,
     risk_score: Number(verdict.risk_score) || 0,
     classification: String(verdict.classification || ""),
-    indicators: topIndicators(verdict.indicators),
+    // the reasons a user reads: never a known library's code under "No threat found"
+    indicators: userReasons(verdict.indicators, level),
     blocked: Boolean(verdict.blocked),
   });
   await setBadge(tabId, status, `risk ${Math.round(Number(verdict.risk_score) || 0)}`);

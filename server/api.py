@@ -46,6 +46,8 @@ OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 PUBLIC_PATHS = {"/api/v1/health"}
 MAX_PAGE = 500
 MAX_EXPORT_ROWS = 1_000_000
+#: ``?full=1`` exports at most this many rows (each carries its whole verdict).
+MAX_FULL_EXPORT_ROWS = 20_000
 LEVEL_FILTERS = ("BENIGN", "SUSPICIOUS", "MALICIOUS", "UNKNOWN")
 #: Requests per minute (and burst) for one address sending no valid token: enough for a person
 #: trying curl, too few for a page's fetch() loop to matter, and never the token holders' bucket.
@@ -388,6 +390,8 @@ EXPORT_FIELDS = ("scan_id", "ts", "url", "domain", "title", "method", "status", 
                  "threat_level", "classification", "blocked", "top_indicator")
 #: The CSV columns of each row's feedback marker (JSON Lines rows carry ``feedback`` whole).
 FEEDBACK_FIELDS = ("reports_safe", "reports_dangerous", "overrides")
+#: Added by ``?full=1``: every indicator's id, and the whole verdict as JSON.
+FULL_EXPORT_FIELDS = ("indicators", "verdict")
 
 
 async def export(request: web.Request) -> web.StreamResponse:
@@ -395,8 +399,12 @@ async def export(request: web.Request) -> web.StreamResponse:
     if fmt not in ("csv", "jsonl"):
         raise BadRequest("invalid_parameter", "?format= must be csv or jsonl")
     flt = scan_filter(request)
-    limit = _int_param(request, "limit", MAX_EXPORT_ROWS, 1, MAX_EXPORT_ROWS)
-    rows = await request.app[SERVICE].store.export_rows(flt, limit)
+    full = _flag(request, "full")
+    # A full verdict is some kilobytes: a full export holds fewer rows at once.
+    cap = MAX_FULL_EXPORT_ROWS if full else MAX_EXPORT_ROWS
+    limit = _int_param(request, "limit", cap, 1, cap)
+    rows = await request.app[SERVICE].store.export_rows(flt, limit, full)
+    fields = EXPORT_FIELDS + FULL_EXPORT_FIELDS if full else EXPORT_FIELDS
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     response = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson",
@@ -406,10 +414,10 @@ async def export(request: web.Request) -> web.StreamResponse:
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(EXPORT_FIELDS + FEEDBACK_FIELDS)
+        writer.writerow(fields + FEEDBACK_FIELDS)
         for i, row in enumerate(rows):
             marker = row.get("feedback") or {}
-            writer.writerow([_csv_cell(row, f) for f in EXPORT_FIELDS]
+            writer.writerow([_csv_cell(row, f) for f in fields]
                             + [marker.get("safe", 0), marker.get("dangerous", 0), marker.get("overrides", 0)])
             if i % 500 == 499:
                 await response.write(buf.getvalue().encode())
@@ -437,6 +445,11 @@ def _csv_cell(row: dict[str, Any], field: str) -> str:
     value = row.get(field)
     if field == "top_indicator":
         value = value["id"] if value else ""
+    elif field == "indicators":  # the full export: every indicator's id, strongest first
+        verdict = row.get("verdict") or {}
+        value = " ".join(str(i.get("id", "")) for i in verdict.get("indicators", []))
+    elif field == "verdict":
+        value = json.dumps(value, ensure_ascii=False) if value is not None else ""
     text = "" if value is None else str(value)
     # Hostile titles/URLs must not become spreadsheet formulas.
     if field != "risk_score" and _may_start_formula(text):

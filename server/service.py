@@ -107,6 +107,9 @@ class ScanClient(Protocol):
     async def fold_script(self, page_scan_id: str, script: ScriptVerdict, *, blocked: bool,
                           wait_s: float = 10.0) -> Verdict | None: ...
 
+    async def link_resource(self, page_scan_id: str, resource_scan_id: str, kind: str, *, url: str = "",
+                            size: int | None = None, sha256: str | None = None) -> None: ...
+
     def quarantined(self, url: str) -> str | None: ...
 
     @property
@@ -509,6 +512,16 @@ class ScanService:
                 await self.fold_script(page_scan_id, script_verdict(capture, job.scan_id, verdict), blocked=blocked)
             except Exception:  # noqa: BLE001 - the script's own verdict stands; logged
                 log.exception("could not re-judge page scan %s with script scan %s", page_scan_id, job.scan_id)
+
+    async def link_resource(self, page_scan_id: str, resource_scan_id: str, kind: str, *, url: str = "",
+                            size: int | None = None, sha256: str | None = None) -> None:
+        """Record that a page's scan loaded a script's or frame's scan, so the page's record lists
+        its resources and the resource's record names its pages (the urlscan-style view). A link
+        is history, not protection: it never waits for a slow or unreachable store."""
+        if page_scan_id == resource_scan_id:
+            return
+        write = self.store.link_resource(page_scan_id, resource_scan_id, kind, url=url, size=size, sha256=sha256)
+        await self._committed(write, wait_s=PROXY_STORE_WAIT_S)
 
     async def record_unscanned(self, capture: Capture, reason: str, *, method: str = "PROXY",
                                detail: str = "", page_scan_id: str | None = None) -> str:

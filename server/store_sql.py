@@ -300,6 +300,25 @@ SCHEMA: list[Migration] = [
     CREATE INDEX scans_body_sha256_ts ON scans(body_sha256, ts{tiebreak});
     """,
     ),
+    # 6: a page's resources (urlscan-style): which script and frame scans a page's scan loaded,
+    #    read both ways (a page's resources, a script's pages); size and sha256 as the gateway
+    #    received the resource, so a deduplicated scan still shows what this page got
+    Migration(
+        """
+    CREATE TABLE scan_links (
+        page_scan_id {text} NOT NULL,
+        resource_scan_id {text} NOT NULL,
+        kind {text} NOT NULL,
+        url {text} NOT NULL DEFAULT '',
+        size {int},
+        sha256 {text},
+        ts {real} NOT NULL,
+        PRIMARY KEY (page_scan_id, resource_scan_id)
+    );
+    CREATE INDEX scan_links_resource ON scan_links(resource_scan_id);
+    CREATE INDEX scan_links_ts ON scan_links(ts);
+    """,
+    ),
 ]
 
 #: What a report says about a scan's page, and who filed it.
@@ -310,6 +329,8 @@ OVERRIDE_ACTIONS = ("proceed_once", "proceed_anyway", "always_allow")
 OVERRIDE_SOURCES = ("gateway", "extension")
 #: Longest report comment kept (characters).
 MAX_COMMENT = 1000
+#: What a page loaded, as :meth:`SqlScanStore.link_resource` records it.
+LINK_KINDS = ("script", "frame")
 
 
 def migrations(d: Dialect) -> list[str]:
@@ -369,9 +390,10 @@ def filter_clause(flt: ScanFilter, d: Dialect) -> tuple[str, list[Any]]:
         clauses.append("ts < ?")
         args.append(flt.until)
     if flt.q:
+        # The text in the URL or title, or the scan whose id it is (a block page names its scan).
         pattern = "%" + _like_escape(flt.q) + "%"
-        clauses.append(f"(url {d.like} ? ESCAPE '\\' OR title {d.like} ? ESCAPE '\\')")
-        args += [pattern, pattern]
+        clauses.append(f"(url {d.like} ? ESCAPE '\\' OR title {d.like} ? ESCAPE '\\' OR scan_id = ?)")
+        args += [pattern, pattern, flt.q.strip()]
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
@@ -435,6 +457,21 @@ def override(row: Any) -> dict[str, Any]:
 def no_feedback() -> dict[str, int]:
     """The history row's feedback marker: reports by verdict and overrides, counted."""
     return {"safe": 0, "dangerous": 0, "overrides": 0}
+def linked(row: Any) -> dict[str, Any]:
+    """A linked scan (a page's resource, or a resource's page) as ``GET /api/v1/scans/{id}``
+    shows it, from a ``scan_links`` row joined with the other scan's ``scans`` row."""
+    return {
+        "scan_id": row["linked_id"],
+        "kind": row["kind"],
+        "url": row["scan_url"] or row["link_url"],
+        "ts": iso_ts(row["link_ts"]),
+        "size": row["size"],
+        "sha256": row["sha256"],
+        "status": row["status"],
+        "threat_level": row["threat_level"],
+        "risk_score": row["risk_score"],
+        "classification": row["classification"],
+    }
 
 
 def list_entry(row: Any) -> dict[str, Any]:
@@ -530,6 +567,16 @@ def append_events(d: Dialect, rows: Sequence[tuple[int, float, str | None, str]]
     )
 
 
+def link_resource(d: Dialect, page_scan_id: str, resource_scan_id: str, kind: str, url: str,
+                  size: int | None, sha256: str | None, now: float) -> Program[None]:
+    """Record that a page's scan loaded a resource's scan (once per pair: a reload keeps the first)."""
+    yield d.run(
+        "INSERT INTO scan_links(page_scan_id, resource_scan_id, kind, url, size, sha256, ts) VALUES (?,?,?,?,?,?,?)"
+        " ON CONFLICT (page_scan_id, resource_scan_id) DO NOTHING",
+        (page_scan_id, resource_scan_id, kind, url, size, sha256, now),
+    )
+
+
 def add_entry(d: Dialect, name: str, entry: str, kind: str, note: str, now: float) -> Program[None]:
     yield d.run(
         "INSERT INTO lists(list, entry, kind, note, ts) VALUES (?,?,?,?,?)"
@@ -586,6 +633,7 @@ def apply_retention(d: Dialect, cutoff: float | None, rows: int) -> Program[int]
     if cutoff is not None:
         removed += yield d.run("DELETE FROM scans WHERE ts < ?", (cutoff,))
         yield d.run("DELETE FROM scan_indicators WHERE ts < ?", (cutoff,))
+        yield d.run("DELETE FROM scan_links WHERE ts < ?", (cutoff,))
         # Keep the newest event whatever its age: it carries the seq counter.
         yield d.run("DELETE FROM events WHERE ts < ? AND seq < (SELECT MAX(seq) FROM events)", (cutoff,))
     if rows > 0:
@@ -593,6 +641,7 @@ def apply_retention(d: Dialect, cutoff: float | None, rows: int) -> Program[int]
         if edge:
             removed += yield d.run("DELETE FROM scans WHERE ts <= ?", (edge[0][0],))
             yield d.run("DELETE FROM scan_indicators WHERE ts <= ?", (edge[0][0],))
+            yield d.run("DELETE FROM scan_links WHERE ts <= ?", (edge[0][0],))
         # The event log (about eight events per scan) is bounded alongside.
         yield d.run("DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?", (rows * 10,))
     if removed:
@@ -606,7 +655,18 @@ def apply_retention(d: Dialect, cutoff: float | None, rows: int) -> Program[int]
 # -- programs: reads -------------------------------------------------------------------------
 
 
+#: A scan's links with the other scan's record: ``{mine}`` is this scan's column, ``{other}`` the other's.
+_LINKS = ("SELECT l.{other} AS linked_id, l.kind, l.url AS link_url, l.size, l.sha256, l.ts AS link_ts,"
+          " s.url AS scan_url, s.status, s.threat_level, s.risk_score, s.classification"
+          " FROM scan_links l LEFT JOIN scans s ON s.scan_id = l.{other}"
+          " WHERE l.{mine} = ? ORDER BY l.ts, l.{other} LIMIT ?")
+#: At most this many resources (or pages) listed with a scan.
+MAX_LINKS = 200
+
+
 def get_scan(d: Dialect, scan_id: str) -> Program[dict[str, Any] | None]:
+    """The record, with the scripts and frames the page loaded (``resources``) and the pages
+    that loaded this resource (``loaded_by``)."""
     rows = yield d.rows("SELECT * FROM scans WHERE scan_id=?", (scan_id,))
     if not rows:
         return None
@@ -615,6 +675,10 @@ def get_scan(d: Dialect, scan_id: str) -> Program[dict[str, Any] | None]:
     overrides = yield d.rows(f"SELECT * FROM overrides WHERE scan_id=? ORDER BY ts, {d.insertion_order}", (scan_id,))
     record["reports"] = [report(r) for r in reports]
     record["overrides"] = [override(r) for r in overrides]
+    resources = yield d.rows(_LINKS.format(mine="page_scan_id", other="resource_scan_id"), (scan_id, MAX_LINKS))
+    pages = yield d.rows(_LINKS.format(mine="resource_scan_id", other="page_scan_id"), (scan_id, MAX_LINKS))
+    record["resources"] = [linked(r) for r in resources]
+    record["loaded_by"] = [{**linked(r), "kind": "page"} for r in pages]
     return record
 
 
@@ -701,11 +765,14 @@ def lookup_verdicts(d: Dialect, url_keys: Sequence[str],
     return by_url, by_sha
 
 
-def export_rows(d: Dialect, flt: ScanFilter, limit: int) -> Program[list[dict[str, Any]]]:
+def export_rows(d: Dialect, flt: ScanFilter, limit: int, full: bool = False) -> Program[list[dict[str, Any]]]:
+    """Summaries for the export; ``full``: each with its whole verdict (every indicator)."""
     where, args = filter_clause(flt, d)
     rows = yield d.rows(f"SELECT * FROM scans{where} ORDER BY ts DESC, {d.insertion_order} DESC LIMIT ?",
                         [*args, limit])
-    return (yield from with_feedback(d, [summary(r) for r in rows]))
+    items = [summary(r) for r in rows] if not full else [
+        {**summary(r), "verdict": json.loads(r["verdict"]) if r["verdict"] else None} for r in rows]
+    return (yield from with_feedback(d, items))
 
 
 def recent(d: Dialect, limit: int) -> Program[list[dict[str, Any]]]:
@@ -726,7 +793,8 @@ def stats(d: Dialect, now: float, window_s: float, bucket_s: float) -> Program[d
         (start, bucket_s, start),
     )
     domains = yield d.tuples(
-        "SELECT domain, COUNT(*) AS n FROM scans WHERE threat_level IN ('SUSPICIOUS','MALICIOUS')"
+        "SELECT domain, COUNT(*) AS n, COUNT(CASE WHEN threat_level = 'MALICIOUS' THEN 1 END)"
+        " FROM scans WHERE threat_level IN ('SUSPICIOUS','MALICIOUS')"
         " AND domain <> '' GROUP BY domain ORDER BY n DESC, domain LIMIT 10"
     )
     indicators = yield d.tuples(
@@ -757,7 +825,9 @@ def stats(d: Dialect, now: float, window_s: float, bucket_s: float) -> Program[d
         "blocked": blocked,
         "timeseries": series,
         "bucket_s": bucket_s,
-        "top_domains": [{"domain": dom, "count": n} for dom, n in domains],
+        # each domain's worst level, so the chart shows a MALICIOUS domain in its colour
+        "top_domains": [{"domain": dom, "count": n, "threat_level": "MALICIOUS" if mal else "SUSPICIOUS"}
+                        for dom, n, mal in domains],
         "top_indicators": [{"id": i, "title": t, "category": cat, "count": n} for i, t, cat, n in indicators],
         "indicator_categories": [{"category": cat, "count": n} for cat, n in categories],
     }
@@ -836,8 +906,8 @@ class SqlScanStore:
     async def list_scans(self, flt: ScanFilter, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         return await self._read(list_scans(self.dialect, flt, limit, offset))
 
-    async def export_rows(self, flt: ScanFilter, limit: int) -> list[dict[str, Any]]:
-        return await self._read(export_rows(self.dialect, flt, limit))
+    async def export_rows(self, flt: ScanFilter, limit: int, full: bool = False) -> list[dict[str, Any]]:
+        return await self._read(export_rows(self.dialect, flt, limit, full))
 
     async def lookup_verdicts(self, url_keys: Sequence[str], sha256s: Sequence[str],
                               ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -848,6 +918,15 @@ class SqlScanStore:
 
     async def stats(self, window_s: float = 86_400, bucket_s: float = 3_600) -> dict[str, Any]:
         return await self._read(stats(self.dialect, time.time(), window_s, bucket_s))
+
+    def link_resource(self, page_scan_id: str, resource_scan_id: str, kind: str, *, url: str = "",
+                      size: int | None = None, sha256: str | None = None) -> asyncio.Future[None]:
+        """Record that the page of ``page_scan_id`` loaded the script or frame of ``resource_scan_id``."""
+        if kind not in LINK_KINDS:
+            raise ValueError(f"kind must be one of {LINK_KINDS}, not {kind!r}")
+        now = time.time()
+        return self._write(lambda: link_resource(self.dialect, page_scan_id, resource_scan_id, kind, url,
+                                                 size, sha256, now))
 
     # -- events ------------------------------------------------------------------------------
 

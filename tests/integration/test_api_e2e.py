@@ -169,6 +169,34 @@ async def test_export_csv_and_jsonl_match_history(gateway: Gateway) -> None:
     assert exported["title"].startswith("'=HYPERLINK")  # never a live spreadsheet formula
 
 
+async def test_full_export_search_by_id_and_the_records_links(gateway: Gateway) -> None:
+    """?full=1 adds every indicator (CSV: their ids and the verdict as JSON; JSON Lines: the
+    verdict); q= finds a scan by its id; a record always carries its resources and pages."""
+    miner = dict(small_page("fullexport"), scripts=[{"inline": True, "text": "var miner = new CoinHive.Anonymous('k');"
+                                                     " miner.start(); new CryptoLoot.Anonymous('x').start();"}])
+    async with aiohttp.ClientSession() as s:
+        status, done = await gateway.call(s, "POST", "/api/v1/scans?wait=true", miner)
+        assert status == 200, done
+        scan_id = done["scan_id"]
+        _, found = await gateway.call(s, "GET", f"/api/v1/scans?q={scan_id}")
+        assert [i["scan_id"] for i in found["items"]] == [scan_id]
+        _, record = await gateway.call(s, "GET", f"/api/v1/scans/{scan_id}")
+        assert record["resources"] == [] and record["loaded_by"] == []  # extension captures have none
+        query = f"/api/v1/export?format=csv&full=1&q={scan_id}"
+        async with s.get(gateway.base_url + query, headers=gateway.headers()) as resp:
+            assert resp.status == 200
+            [row] = list(csv.DictReader(io.StringIO(await resp.text())))
+        async with s.get(gateway.base_url + query.replace("csv", "jsonl"), headers=gateway.headers()) as resp:
+            [line] = [json.loads(x) for x in (await resp.text()).splitlines()]
+        status, bad = await gateway.call(s, "GET", "/api/v1/export?full=2")
+    ids = [i["id"] for i in record["verdict"]["indicators"]]
+    assert len(ids) >= 2, ids  # more than the top indicator, or the test proves nothing
+    assert row["indicators"].split() == ids and json.loads(row["verdict"])["indicators"] == record["verdict"]["indicators"]
+    assert row["top_indicator"] == ids[0]
+    assert [i["id"] for i in line["verdict"]["indicators"]] == ids
+    assert status == 400 and bad["error"]["code"] == "invalid_parameter"
+
+
 async def test_metrics_openapi_and_dashboard_headers(gateway: Gateway) -> None:
     async with aiohttp.ClientSession() as s:
         async with s.get(gateway.base_url + "/metrics", headers=gateway.headers()) as resp:

@@ -127,7 +127,8 @@ def test_api_scans_appear_in_the_feed_within_a_second_with_their_verdicts(browse
 
         newest = page.locator("#feed-body .feed-row").first  # the miner, newest on top
         assert newest.get_attribute("data-level") == "MALICIOUS"
-        assert newest.locator(".status-text").text_content() == "cryptominer"
+        assert newest.locator(".class-text").text_content() == "cryptominer"
+        assert newest.locator(".status-text").text_content() == "done"  # state and classification: two columns
         # Colour comes from the stylesheet (CSP forbids inline styles): check it is applied.
         colour = newest.locator(".badge.level-MALICIOUS").evaluate("b => getComputedStyle(b).color")
         assert colour == "rgb(239, 78, 78)"

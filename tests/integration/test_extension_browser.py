@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parents[2]
 EXTENSION = REPO / "extension"
 CHROMIUM = Path("/usr/bin/chromium")
 PRIVATE_IP = "10.11.12.13"
+SCREENS = Path("/work/notes/screens") if Path("/work/notes/screens").is_dir() else Path(__file__).with_name("artifacts")
 OPTIONS_TAB_OPEN = "async () => (await chrome.tabs.query({})).some((t) => (t.url || '').endsWith('/options.html'))"
 
 pytestmark = [
@@ -107,6 +108,32 @@ def evil_page(path: str) -> str:
 </body></html>"""
 
 
+# jQuery-style library code: globalEval (an eval sink) and Sizzle's CSS unescape (fromCharCode).
+# The engine reports it as javascript.eval_decoded, a low trait, on a BENIGN page.
+JQUERY_INLINE = r"""/*! jQuery-style helpers: globalEval and Sizzle's CSS unescape */
+(function (window) {
+  var jQuery = window.jQuery = window.jQuery || {};
+  jQuery.globalEval = function (data) {
+    if (data && /\S/.test(data)) {
+      (window.execScript || function (d) { window.eval(d); })(data);
+    }
+  };
+  var runescape = /\\([\da-f]{1,6}[\x20\t\r\n\f]?|([\x20\t\r\n\f])|.)/gi;
+  jQuery.unescapeSelector = function (selector) {
+    return selector.replace(runescape, function (_, escaped, escapedWhitespace) {
+      var high = "0x" + escaped - 0x10000;
+      return high !== high || escapedWhitespace ? escaped :
+        high < 0 ? String.fromCharCode(high + 0x10000) :
+        String.fromCharCode(high >> 10 | 0xD800, high & 0x3FF | 0xDC00);
+    });
+  };
+})(window);
+"""
+JQUERY_PAGE = ("<!doctype html><html><head><title>Garden shop</title></head><body><h1>Rakes</h1>"
+               "<p>Good rakes for sale.</p><a href='/a'>a</a><a href='/b'>b</a><script>" + JQUERY_INLINE
+               + "</script></body></html>")
+
+
 # A page whose title and text hold unpaired surrogates (a DOM string may; UTF-8 JSON may not).
 SURROGATE_PAGE = """<!doctype html><html><head><title>Surrogates</title>
 <script>document.title = "Sign in \\uD800 now";</script></head>
@@ -142,6 +169,8 @@ class SiteHandler(BaseHTTPRequestHandler):
             body = evil_page(path)
         elif host == "benign.test":
             body = benign_page(port, path)
+        elif host == "jquery.test":
+            body = JQUERY_PAGE
         elif host == "surrogate.test":
             body = SURROGATE_PAGE
         elif host == "big.test":
@@ -492,6 +521,35 @@ def test_benign_and_malicious_pages_are_captured_and_shown(gateway: Gateway, bro
     assert state["indicators"][0]["title"] in overlay["reasons"]["text"]
     page.close()
     popup.close()
+
+
+def test_no_threat_found_lists_no_library_trait_as_a_reason(gateway: Gateway, browser: Browser) -> None:
+    """jQuery's own globalEval (javascript.eval_decoded, a low trait) is in the record, but the
+    popup's "No threat found" lists no reason (engine/data/explain.json's rule, run by the
+    extension); the TODAY counts and alerts say whose they are."""
+    browser.configure(gateway)
+    url = browser.url("jquery.test", "/shop")
+    page = browser.context.new_page()
+    page.goto(url)
+    state = browser.wait_verdict(url)
+    assert state["status"] == "benign", state
+    [summary] = wait_until(lambda: gateway.scans_for(url), 10, "the jQuery page in history")
+    record = gateway.scan(summary["scan_id"])
+    ids = [i["id"] for i in record["verdict"]["indicators"]]
+    assert "javascript.eval_decoded" in ids, ids  # the gateway saw the trait ...
+    assert state["indicators"] == []  # ... and the extension keeps it from the user
+    popup = browser.context.new_page()
+    popup.set_viewport_size({"width": 420, "height": 640})
+    popup.goto(f"{browser.origin}/popup.html?tab={state['tabId']}")
+    expect(popup.locator("#status")).to_have_attribute("data-status", "online", timeout=15000)
+    expect(popup.locator("#tab-verdict")).to_have_attribute("data-level", "benign", timeout=15000)
+    assert popup.text_content("#tab-verdict").startswith("No threat found")
+    assert popup.locator("#tab-indicators li").count() == 0
+    assert "decodes at run time" not in popup.inner_text("body")
+    assert popup.locator("p.scope").all_text_contents() == ["All browsers on this gateway"] * 2
+    popup.screenshot(path=str(SCREENS / "popup-no-threat-found.png"), full_page=True)
+    popup.close()
+    page.close()
 
 
 def test_a_page_with_unpaired_surrogates_is_still_scanned(gateway: Gateway, browser: Browser) -> None:

@@ -91,9 +91,67 @@ async def test_scans_filters_and_stats(store: ScanStore) -> None:
     assert stats["blocked"] == 1
     assert sum(b["scans"] for b in stats["timeseries"]) == 3
     assert sum(b["threats"] for b in stats["timeseries"]) == 1
-    assert stats["top_domains"] == [{"domain": "login.bad.example", "count": 1}]
+    assert stats["top_domains"] == [{"domain": "login.bad.example", "count": 1, "threat_level": "MALICIOUS"}]
     assert stats["top_indicators"][0]["id"] == "dom.password_form"
     assert stats["indicator_categories"] == [{"category": "phishing", "count": 1}]
+
+
+async def test_a_pages_resources_and_a_scripts_pages(store: ScanStore) -> None:
+    """scan_links read both ways: the page lists its script and frame with their verdicts, sizes and
+    hashes; the script names both pages that loaded it; a repeated link is kept once; retention
+    removes links with their scans; history search finds a scan by its id."""
+    now = time.time()
+    for i in (1, 2, 3, 4):
+        await store.insert_scan(new_scan(i, ts=now - 10 + i, method="PROXY"))
+    await store.complete_scan(result(1))
+    await store.complete_scan(result(2, "MALICIOUS", 91.0))
+    await store.complete_scan(result(3, "BENIGN", 2.0))
+    await store.link_resource("s1", "s2", "script", url="https://a.example/skim.js", size=1234, sha256="ab" * 32)
+    await store.link_resource("s1", "s3", "frame", url="https://a.example/frame.html", size=99, sha256="cd" * 32)
+    await store.link_resource("s1", "s2", "script", url="https://a.example/other.js", size=1, sha256="ef" * 32)
+    await store.link_resource("s4", "s2", "script", url="https://a.example/skim.js", size=1234, sha256="ab" * 32)
+    with pytest.raises(ValueError, match="kind"):
+        store.link_resource("s1", "s3", "image")
+
+    page = await store.get_scan("s1")
+    assert page is not None
+    assert [(r["scan_id"], r["kind"], r["url"], r["size"], r["sha256"], r["threat_level"], r["risk_score"])
+            for r in page["resources"]] == [
+        ("s2", "script", "https://a.example/2", 1234, "ab" * 32, "MALICIOUS", 91.0),
+        ("s3", "frame", "https://a.example/3", 99, "cd" * 32, "BENIGN", 2.0),
+    ]
+    assert page["loaded_by"] == []
+    script = await store.get_scan("s2")
+    assert script is not None
+    assert [(p["scan_id"], p["kind"]) for p in script["loaded_by"]] == [("s1", "page"), ("s4", "page")]
+    assert script["resources"] == []
+
+    items, total = await store.list_scans(ScanFilter(q="s3"), 10, 0)
+    assert (total, [i["scan_id"] for i in items]) == (1, ["s3"])
+    items, total = await store.list_scans(ScanFilter(q="s9"), 10, 0)
+    assert total == 0
+
+    assert await store.apply_retention(0, 2) == 2  # keeps s3 and s4
+    script_after = await store.get_scan("s2")
+    assert script_after is None
+    kept = await store.get_scan("s4")
+    # The link outlives the script's record (retention is by time): what the page got stays named.
+    assert kept is not None
+    assert [(r["scan_id"], r["url"], r["sha256"], r["status"]) for r in kept["resources"]] == [
+        ("s2", "https://a.example/skim.js", "ab" * 32, None)]
+
+
+async def test_full_export_carries_the_whole_verdict(store: ScanStore) -> None:
+    await store.insert_scan(new_scan(1))
+    indicators = [{"id": "dom.password_form", "title": "Password form", "category": "phishing", "severity": "HIGH"},
+                  {"id": "url.risky_tld", "title": "Risky TLD", "category": "url", "severity": "LOW"}]
+    await store.complete_scan(ScanResult(
+        scan_id="s1", status="complete", risk_score=80.0, threat_level="MALICIOUS", classification="phishing",
+        blocked=False, duration_ms=1.0, verdict={"risk_score": 80.0, "indicators": indicators}, indicators=indicators))
+    short = await store.export_rows(ScanFilter(), 10)
+    full = await store.export_rows(ScanFilter(), 10, full=True)
+    assert "verdict" not in short[0] and short[0]["top_indicator"]["id"] == "dom.password_form"
+    assert [i["id"] for i in full[0]["verdict"]["indicators"]] == ["dom.password_form", "url.risky_tld"]
 
 
 async def test_same_ts_orders_by_insertion(store: ScanStore) -> None:

@@ -81,7 +81,7 @@ async def test_version_3_file_gains_the_feedback_tables(tmp_path: Path) -> None:
         assert record is not None and record["reports"][0]["verdict"] == "dangerous"
     finally:
         await st.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 5
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 6
 
 
 async def test_pg_feedback_queries_use_the_scan_id_indexes(postgres_dsn: str) -> None:
