@@ -121,11 +121,22 @@ def technical_details(verdict: Verdict, limit: int = 40) -> list[tuple[str, str]
     for script in verdict.scripts:  # first: the limit must not cut what the page ran
         if script.get("url") and not script.get("inline"):
             rows.append(("Script", f"{script['url']} sha256 {script.get('sha256') or 'unknown'}"))
+    for ind in verdict.indicators:  # scripts judged before, left out of the page's capture
+        if ind.id == "engine.malicious_script":
+            where = {e.location: e.snippet for e in ind.evidence}
+            sha = where.get("script sha256", "").removeprefix("sha256 ") or "unknown"
+            row = ("Script", f"{where.get('script url', '')} sha256 {sha}")
+            if where.get("script url") and row not in rows:
+                rows.append(row)
     for ind in verdict.indicators:
         if ind.strength == "context" and ind.category == "known_code":
             rows.append(("Known code", ind.title))
             continue
         rows.append(("Finding", f"{ind.id} ({ind.severity.name.lower()}, {ind.strength})"))
+        if ind.id == "engine.malicious_script":  # its URL and hash are a "Script" row above
+            rows.extend(("Script's own scan" if e.location == "script scan" else "Script's finding", e.snippet)
+                        for e in ind.evidence if e.location == "script scan" or e.location.startswith("script http"))
+            continue
         # Where, not what: the page's own code and text stay off the page that replaced it (the
         # snippets are in the dashboard's record); only the hosts an analyst looks up are drawn out.
         for ev in ind.evidence[:3]:

@@ -172,10 +172,11 @@ class Submissions:
                                  blocking: bool) -> Verdict:
         """A page's verdict with the verdicts of its scripts already judged MALICIOUS (their texts
         were left out of its capture): re-judged in the service, so its record says so too; in
-        block mode those scripts will be replaced, and the page is recorded "scripts blocked"."""
+        block mode those scripts will be replaced, and the page is recorded "scripts blocked".
+        A page MALICIOUS on its own is folded too: its record and block page name the scripts."""
         known = self.linker.malicious_scripts(html, info.url)
         service = self.lifecycle.service
-        if not known or service is None or verdict.is_malicious:
+        if not known or service is None:
             return verdict
         for script in known:
             try:

@@ -638,6 +638,8 @@ function feedbackMark(feedback) {
   if (feedback.dangerous) parts.push(`${feedback.dangerous} reported dangerous`);
   if (feedback.overrides) parts.push(`${feedback.overrides} override${feedback.overrides === 1 ? "" : "s"}`);
   return parts.length ? el("span", { class: "badge feedback-mark", title: "reports and overrides", text: parts.join(" · ") }) : "";
+}
+
 async function blockCurrentSite() {
   const button = $("#detail-block");
   const host = button.dataset.host;

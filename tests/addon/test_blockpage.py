@@ -132,3 +132,20 @@ def test_the_scan_link_is_only_an_http_link_and_absent_without_a_dashboard():
     assert "<a href=\"javascript" not in render(scan_id="s1", scan_href="javascript:alert(1)")
     assert "<small>Scan s1</small>" in render(scan_id="s1", scan_href=None)
     assert "#scan=" not in render(scan_id="s1", scan_href=None)
+
+
+def test_a_script_judged_before_is_named_in_the_technical_details_with_its_hash_and_scan():
+    """A known MALICIOUS script is left out of its page's capture; folded in, the block page's
+    details still give its URL, hash and its own scan (where its findings are)."""
+    from malwaresnipper.addon.replies import technical_details
+    from malwaresnipper.engine.verdict import ScriptVerdict, with_malicious_scripts
+
+    sha = "ab" * 32
+    folded = with_malicious_scripts(_phish_verdict(), [ScriptVerdict(
+        url="https://cdn.evil-host.example/known.js", sha256=sha, scan_id="s-77", classification="skimmer",
+        headline="Card fields sent to another site")], suspicious=40.0)
+    rows = technical_details(folded)
+    assert ("Script", f"https://cdn.evil-host.example/known.js sha256 {sha}") in rows
+    assert ("Script's own scan", "scan s-77") in rows
+    assert ("Script's finding", "Card fields sent to another site") in rows
+    assert rows.count(("Script", f"https://cdn.evil-host.example/known.js sha256 {sha}")) == 1

@@ -24,6 +24,8 @@ from helpers.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
+#: Where the browser tests put the screenshots of the views they check (the closing notes' folder when set).
+SCREENS = Path(os.environ.get("MALWARESNIPPER_SCREENS") or ARTIFACTS)
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
