@@ -239,7 +239,13 @@ class RedisEventBus(Fanout):
             name = info.get("name") or info.get(b"name")
             if (name.decode() if isinstance(name, bytes) else name) == self.group:
                 last = info.get("last-delivered-id") or info.get(b"last-delivered-id") or b"0-0"
-                self.delivered_seq = max(self.delivered_seq, seq_of(last))
+                group_seq = seq_of(last)
+                # Entries Redis handed out but nobody acknowledged (a read that was still blocked
+                # when the last server stopped) were never delivered: resume before the first.
+                pending = await self._redis.xpending(self.stream, self.group)
+                if pending and pending.get("pending") and pending.get("min"):
+                    group_seq = min(group_seq, seq_of(pending["min"]) - 1)
+                self.delivered_seq = max(self.delivered_seq, group_seq)
         self._floor = max(self._floor, self.delivered_seq)
 
     async def _read_loop(self) -> None:

@@ -177,6 +177,42 @@ async def test_a_restarted_event_server_resumes_from_its_group(redis_server: Red
         await writer.stop()
 
 
+async def test_entries_a_stopped_server_was_handed_but_never_acked_are_delivered_after_restart(
+        redis_server: RedisServer) -> None:
+    """The race a blocked read loses on stop: Redis hands new entries to the read that was still
+    waiting (the group's last-delivered-id moves on), nobody acknowledges or delivers them. The
+    restarted server must resume before them, not after."""
+    import redis.asyncio as aioredis
+
+    writer = make_bus(redis_server, "gw-a", read=False)
+    reader = make_bus(redis_server, "gw-b")
+    await writer.start()
+    await reader.start()
+    raw = aioredis.from_url(redis_server.url)
+    try:
+        sub = reader.subscribe(10_000)
+        writer.publish(event("gw-a", 0))
+        seen = await collect(sub, 1)
+        await reader.stop()
+        for i in range(1, 6):
+            writer.publish(event("gw-a", i))
+        await writer.flush()
+        # what the stopped server's last blocked read did: take them for the group, unacknowledged
+        taken = await raw.xreadgroup(reader.group, reader.consumer, {"test:events": ">"}, count=100)
+        assert len(taken[0][1]) == 5
+        again = make_bus(redis_server, "gw-b")
+        await again.start()
+        try:
+            assert again.delivered_seq == seen[0]["seq"]
+            missed = await collect(again.subscribe(10_000), 5)
+            assert [e["n"] for e in missed] == [1, 2, 3, 4, 5]
+        finally:
+            await again.stop()
+    finally:
+        await raw.aclose()
+        await writer.stop()
+
+
 async def test_a_batch_resent_after_a_lost_reply_is_in_the_stream_once(shared_redis_stream: tuple[str, str]) -> None:
     """The append ran but its reply never arrived: the writer sends the batch again."""
     url, stream = shared_redis_stream
