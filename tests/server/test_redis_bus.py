@@ -198,7 +198,7 @@ async def test_entries_a_stopped_server_was_handed_but_never_acked_are_delivered
             writer.publish(event("gw-a", i))
         await writer.flush()
         # what the stopped server's last blocked read did: take them for the group, unacknowledged
-        taken = await raw.xreadgroup(reader.group, reader.consumer, {"test:events": ">"}, count=100)
+        taken: Any = await raw.xreadgroup(reader.group, reader.consumer, {"test:events": ">"}, count=100)
         assert len(taken[0][1]) == 5
         again = make_bus(redis_server, "gw-b")
         await again.start()
