@@ -185,6 +185,12 @@ def inject(response: http.Response, page_url: str) -> bool:
     text = response.get_text(strict=False)
     if text is None or not _ANY_SCRIPT.search(text):
         return False
+    try:
+        # Served decoded (no Content-Encoding): compressing the page again would cost the event
+        # loop more than the rest of its block-mode handling (mitmproxy's gzip runs at level 9).
+        response.decode(strict=True)
+    except ValueError:  # a body its own Content-Encoding does not describe: left as it came
+        return False
     script = loader(origin)
     digest = "sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
     nonce, _ = allow_loader(response.headers, digest)

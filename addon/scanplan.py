@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .mime import MimeType, extract_mime_type, split_header_values
 
@@ -140,5 +141,11 @@ _PROBE_DESTS = ("", "script", "document", "image")
 
 def depends_on_destination(content_types: Sequence[str], *, nosniff: bool = False) -> bool:
     """True when another destination would scan this response differently (needs ``Vary``)."""
+    return _depends_on_destination(tuple(content_types), nosniff)
+
+
+@lru_cache(maxsize=1024)
+def _depends_on_destination(content_types: tuple[str, ...], nosniff: bool) -> bool:
+    # one plan per probed destination for every browser response: remembered per header value
     kinds = {plan_scan(content_types, fetch_dest=dest, nosniff=nosniff).kind for dest in _PROBE_DESTS}
     return len(kinds) > 1

@@ -285,10 +285,13 @@ def _check_http_url(url: str, rest: str) -> None:
     if not authority.rpartition("@")[2]:
         raise CaptureError(f"not a valid URL (no host): {url[:80]!r}")
     try:
-        ada_url.parse_url(url)
+        # check_url: the parser's verdict without building the components (a tenth of parse_url)
+        valid = ada_url.check_url(url)
         urlsplit(url).port  # noqa: B018 - what Capture.host reads must parse as well
     except ValueError:
-        raise CaptureError(f"not a valid URL (a browser would refuse its host or port): {url[:80]!r}") from None
+        valid = False
+    if not valid:
+        raise CaptureError(f"not a valid URL (a browser would refuse its host or port): {url[:80]!r}")
 
 
 def sha256_text(text: str) -> str:

@@ -94,3 +94,22 @@ def test_unsafe_inline_or_no_csp_is_not_touched() -> None:
         pagenotice.inject(resp, PAGE)
         assert resp.headers.get_all("content-security-policy") == csp
         assert "<script>(function(){" in (resp.text or "")
+
+
+def test_a_compressed_page_is_served_decoded_with_the_loader_and_a_broken_one_as_it_came() -> None:
+    import gzip
+
+    page = '<html><head><title>T</title></head><body><script src="/a.js"></script></body></html>'
+    resp = response("")
+    resp.headers["content-encoding"] = "gzip"
+    resp.raw_content = gzip.compress(page.encode())
+    assert pagenotice.inject(resp, PAGE)
+    assert "content-encoding" not in resp.headers  # not compressed again on the event loop
+    assert resp.raw_content is not None and resp.raw_content.startswith(b"<html><head><script>(function(){")
+    assert resp.raw_content.endswith(b'<title>T</title></head><body><script src="/a.js"></script></body></html>')
+    assert resp.headers["content-length"] == str(len(resp.raw_content))
+    broken = response("")
+    broken.headers["content-encoding"] = "gzip"
+    broken.raw_content = b"<html><script>not gzip at all</script>"
+    assert not pagenotice.inject(broken, PAGE)
+    assert broken.headers["content-encoding"] == "gzip" and broken.raw_content == b"<html><script>not gzip at all</script>"
