@@ -207,6 +207,34 @@ def js_throughput(scripts: list[str], deadline: float, non_ml: RiskEngine, layer
     return (mb / engine_s if engine_s else 0.0, mb / layer_s if layer_s else 0.0, count)
 
 
+def print_floors(captures: list[Capture]) -> None:
+    """What the 500 KB page's parts cost one library call each, before any analysis: the floor
+    under a cold scan (the goal, 20 ms for 500 KB, is 25 MB/s through everything)."""
+    import re
+
+    import tree_sitter
+    import tree_sitter_javascript
+    from selectolax.lexbor import LexborHTMLParser
+
+    parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_javascript.language()))
+    identifier = re.compile(r"[A-Za-z_$][\w$]*")
+    steps = {
+        "tree-sitter parse of its scripts": lambda c: [parser.parse((s.text or "").encode()) for s in c.scripts],
+        "one regex pass over its scripts' identifiers": lambda c: [identifier.findall(s.text or "") for s in c.scripts],
+        "lexbor parse of its HTML": lambda c: LexborHTMLParser(c.html or ""),
+    }
+    print("\n2c. floors: the 500 KB page's parts through one library call each, CPU time")
+    for label, step in steps.items():
+        times, chars = [], 0
+        for capture in captures:
+            t0 = time.process_time()
+            step(capture)
+            times.append(1000 * (time.process_time() - t0))
+            chars += len(capture.html or "") if "HTML" in label else sum(len(s.text or "") for s in capture.scripts)
+        p50 = pct(times, 50)
+        print(f"  {label:<45} p50 {p50:7.2f} ms  {chars / len(captures) / 1e6 / max(p50 / 1000, 1e-9):6.1f} MB/s")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=40.0, help="time budget for the measurements (default 40)")
@@ -260,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     big.print("2. 500 KB page (about 100 KB HTML + 400 KB scripts), cold, full engine "
               "(goal p50 <= 20 ms, p99 <= 150 ms)")
     warm.print("2b. the same 500 KB pages seen again (script features cached), full engine")
+    print_floors(captures)
 
     print("\n3. JavaScript only, cold, CPU time (goal >= 5 MB/s per core through the non-ML layers)")
     remaining = max(1.0, budget - (time.perf_counter() - start))
