@@ -129,6 +129,31 @@ def _worker_main(conn: Connection, config: EngineConfig, lists: ListSnapshot | N
 # -- the parent side ---------------------------------------------------------------------------
 
 
+def relay(conn: Connection, job_id: int, on_progress: Callable[[Progress], None]) -> dict[str, Any]:
+    """Read one job's messages from its worker until its result, which is returned.
+
+    A layer's progress that a later message of the job has already overtaken in the pipe is
+    folded into that message: every consumer of ``SCAN_UPDATE`` shows the latest layer only, and
+    each update costs the proxy's event loop a wake-up, an event and a store row (a quick scan's
+    six layers finish together). The last progress before the result is always delivered, in
+    order, so a scan still reads STARTED, UPDATE, COMPLETE.
+    """
+    waiting: Progress | None = None
+    while True:
+        message = conn.recv()
+        if message[0] == "progress" and message[1] == job_id:
+            _, _, layer, done, total, partial = message
+            waiting = Progress(layer, done, total, partial)
+            if not conn.poll(0):
+                on_progress(waiting)
+                waiting = None
+        elif message[0] == "result" and message[1] == job_id:
+            if waiting is not None:
+                on_progress(waiting)
+            result: dict[str, Any] = message[2]
+            return result
+
+
 @dataclass
 class _Job:
     job_id: int
@@ -324,14 +349,9 @@ class _Worker:
         job.worker = self
         job.run_started = time.monotonic()
         try:
-            while True:
-                message = self.conn.recv()
-                if message[0] == "progress" and message[1] == job.job_id:
-                    _, _, layer, done, total, partial = message
-                    self.pool._deliver_progress(job, Progress(layer, done, total, partial))
-                elif message[0] == "result" and message[1] == job.job_id:
-                    self.pool._resolve(job, result=message[2])
-                    return True
+            result = relay(self.conn, job.job_id, lambda step: self.pool._deliver_progress(job, step))
+            self.pool._resolve(job, result=result)
+            return True
         except (EOFError, OSError, BrokenPipeError) as exc:
             code = None
             if self.process is not None:

@@ -1,8 +1,9 @@
 """ScanService: the one place both the proxy and the extension path go through.
 
 ``submit`` records the scan (committed before it returns, so whoever answers "accepted" can
-rely on it), publishes ``SCAN_STARTED``, runs the engine in the ScanPool, publishes a
-``SCAN_UPDATE`` per layer and ``SCAN_COMPLETE`` at the end, and completes the record. The same
+rely on it), publishes ``SCAN_STARTED``, runs the engine in the ScanPool, publishes
+``SCAN_UPDATE`` as layers finish (those already overtaken folded: ``scanner.relay``) and
+``SCAN_COMPLETE`` at the end, and completes the record. The same
 URL with the same content within ``[proxy] dedupe_window_s`` gets the earlier job back (its
 verdict, or the scan still in flight) instead of a rescan.
 

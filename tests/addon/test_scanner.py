@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
+import threading
+import time
 
 import pytest
 from helpers.layers import CRASH_EXIT_CODE, ON_CUE
 
 from malwaresnipper.engine.capture import Capture
 from malwaresnipper.engine.config import EngineConfig, Layers
+from malwaresnipper.engine.engine import Progress
 from malwaresnipper.engine.lists import ListSnapshot
 from malwaresnipper.engine.verdict import ThreatLevel
-from malwaresnipper.server.scanner import ScanFailed, ScanPool, ScanTimeout
+from malwaresnipper.server.scanner import ScanFailed, ScanPool, ScanTimeout, relay
 
 DROPPER = """<html><body><script>
 var sh = new ActiveXObject("WScript.Shell");
@@ -48,11 +52,50 @@ def test_verdicts_and_progress_arrive_on_the_callers_loop(pool_loop):
 
     verdict = run(loop, pool.scan(Capture.build("https://recipes.example/", html=BENIGN), progress=progress))
     assert verdict.threat_level is ThreatLevel.BENIGN
-    assert [layer for layer, _ in seen] == ["url", "reputation", "javascript", "dom", "signatures", "ml"]
+    layers = ["url", "reputation", "javascript", "dom", "signatures", "ml"]
+    delivered = [layer for layer, _ in seen]
+    # in layer order, the last one always (updates overtaken in the pipe are folded: see relay)
+    assert delivered and delivered[-1] == "ml" and delivered == [x for x in layers if x in delivered]
     assert all(on_loop for _, on_loop in seen)
     bad = run(loop, pool.scan(Capture.build("https://files.example/invoice.html", html=DROPPER)))
     assert bad.threat_level is ThreatLevel.MALICIOUS
     assert pool.queue_depth == 0
+
+
+def _progress(job_id: int, layer: str, done: int) -> tuple:
+    return ("progress", job_id, layer, done, 6, 10.0 * done)
+
+
+def test_relay_folds_updates_a_later_message_overtook_and_keeps_the_last():
+    """A quick scan's six layer updates are already in the pipe with its result: one update (the
+    last layer's) reaches the loop, then the result; another job's stale messages are skipped."""
+    parent, child = multiprocessing.Pipe()
+    child.send(_progress(6, "ml", 6))  # an earlier job's leftovers
+    child.send(("result", 6, {"old": True}))
+    for done, layer in enumerate(["url", "reputation", "javascript", "dom", "signatures", "ml"], start=1):
+        child.send(_progress(7, layer, done))
+    child.send(("result", 7, {"risk_score": 1}))
+    delivered: list[Progress] = []
+    assert relay(parent, 7, delivered.append) == {"risk_score": 1}
+    assert delivered == [Progress("ml", 6, 6, 60.0)]
+
+
+def test_relay_delivers_each_update_that_nothing_has_overtaken_yet():
+    """A slow scan's updates arrive one by one: each is delivered as it comes."""
+    parent, child = multiprocessing.Pipe()
+    delivered: list[Progress] = []
+    outcome: list[dict] = []
+    reader = threading.Thread(target=lambda: outcome.append(relay(parent, 3, delivered.append)))
+    reader.start()
+    for done, layer in enumerate(["url", "reputation"], start=1):
+        child.send(_progress(3, layer, done))
+        deadline = time.monotonic() + 10
+        while len(delivered) < done and time.monotonic() < deadline:
+            time.sleep(0.01)
+    child.send(("result", 3, {"risk_score": 2}))
+    reader.join(10)
+    assert [p.layer for p in delivered] == ["url", "reputation"]
+    assert outcome == [{"risk_score": 2}]
 
 
 def test_a_killed_worker_is_replaced_and_the_next_scan_completes(pool_loop):

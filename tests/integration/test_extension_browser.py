@@ -44,7 +44,10 @@ EXTENSION = REPO / "extension"
 CHROMIUM = Path("/usr/bin/chromium")
 PRIVATE_IP = "10.11.12.13"
 SCREENS = Path("/work/notes/screens") if Path("/work/notes/screens").is_dir() else Path(__file__).with_name("artifacts")
-OPTIONS_TAB_OPEN = "async () => (await chrome.tabs.query({})).some((t) => (t.url || '').endsWith('/options.html'))"
+#: The extension's own contexts (Chromium 150 hides a tab's URL from chrome.tabs without the "tabs"
+#: permission, even the extension's own page; runtime.getContexts still names it).
+OPTIONS_TAB_OPEN = ("async () => (await chrome.runtime.getContexts({contextTypes: ['TAB']}))"
+                    ".some((c) => (c.documentUrl || '').endsWith('/options.html'))")
 
 pytestmark = [
     pytest.mark.integration,

@@ -82,7 +82,10 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-OPTIONS_TAB_OPEN = "async () => (await chrome.tabs.query({})).some((t) => (t.url || '').endsWith('/options.html'))"
+#: The extension's own contexts (Chromium 150 hides a tab's URL from chrome.tabs without the "tabs"
+#: permission, even the extension's own page; runtime.getContexts still names it).
+OPTIONS_TAB_OPEN = ("async () => (await chrome.runtime.getContexts({contextTypes: ['TAB']}))"
+                    ".some((c) => (c.documentUrl || '').endsWith('/options.html'))")
 
 
 @pytest.fixture(scope="module")
