@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..config import EngineConfig, Ml
+from ..features.behaviour import wall_clock_deadlines_lifted
 from .corpus import Sample, capture_for
 from .evaluate import (
     WEB_CATEGORIES,
@@ -189,6 +190,7 @@ def _tasks(by_kind: Mapping[str, Sequence[Sample]], plan: FoldPlan) -> list[tupl
 # -- the run --------------------------------------------------------------------------------------
 
 
+@wall_clock_deadlines_lifted()  # features and verdicts must not depend on how busy the machine is
 def run_cv(
     data: Sequence[str | Path],
     *,

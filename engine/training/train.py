@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..features import FEATURE_VERSION
+from ..features.behaviour import wall_clock_deadlines_lifted
 from ..features.text import TEXT_FEATURE_VERSION, scripts_in_markup, strip_server_side
 from ..models import (
     MANIFEST_NAME,
@@ -713,7 +714,8 @@ def train(
     if not wanted:
         raise ValueError("no JS, URL or HTML samples in the given files")
     plan = FoldPlan(corpora, folds=folds, seed=seed)
-    matrices, pages = prepare_matrices(by_kind, plan, wanted, quiet=quiet)
+    with wall_clock_deadlines_lifted():  # features must not depend on how busy the machine is
+        matrices, pages = prepare_matrices(by_kind, plan, wanted, quiet=quiet)
     for kind, m in matrices.items():
         present = {int(f) for f in m.folds[m.y == 1]} & {int(f) for f in m.folds[m.y == 0]}
         if len(set(m.y.tolist())) < 2:
