@@ -58,6 +58,14 @@ def shipped_manifest() -> dict[str, Any]:
     return json.loads((default_models_dir() / "manifest.json").read_text())
 
 
+#: How far a retrain on another machine moved from the committed files (2026-12-06, AMD EPYC, the
+#: same code, data and package versions): coefficients 5e-5, operating points 1e-3 (quantiles of
+#: out-of-fold probabilities), pooled TPRs 9e-4, per-fold figures 3e-3 (one row of a small fold),
+#: AUC 5e-5; fold 0 through the whole engine, one page of 207 (0.005). The bounds sit above that
+#: drift and far below what a changed recipe or feature moves.
+COEF_ATOL, POINT_ATOL, AUC_ATOL, TPR_ATOL, PER_FOLD_ATOL, ENGINE_FOLD_ATOL = 1e-4, 2e-3, 1e-4, 2e-3, 5e-3, 1e-2
+
+
 def test_shipped_models_are_what_train_makes_from_this_code(retrained: tuple[Path, dict[str, Any]]) -> None:
     """Retrain from the corpus: the committed files are reproducible (same coefficients, same
     operating points, same cross-validated figures), so the model card describes what this code
@@ -68,13 +76,13 @@ def test_shipped_models_are_what_train_makes_from_this_code(retrained: tuple[Pat
     assert made["cross_validation"] == shipped["cross_validation"]
     for kind in MODEL_FILES:
         fresh, committed = load_model(root / "models", kind), load_model(default_models_dir(), kind)
-        np.testing.assert_allclose(fresh.estimator.coef_, committed.estimator.coef_, rtol=0, atol=1e-4, err_msg=kind)
-        assert fresh.calibration == pytest.approx(committed.calibration, abs=1e-4), kind
+        np.testing.assert_allclose(fresh.estimator.coef_, committed.estimator.coef_, rtol=0, atol=COEF_ATOL, err_msg=kind)
+        assert fresh.calibration == pytest.approx(committed.calibration, abs=POINT_ATOL), kind
         mine, theirs = made["models"][kind]["cv_metrics"], shipped["models"][kind]["cv_metrics"]
-        assert mine["roc_auc"] == pytest.approx(theirs["roc_auc"], abs=1e-5), kind
+        assert mine["roc_auc"] == pytest.approx(theirs["roc_auc"], abs=AUC_ATOL), kind
         for target in ("0.01", "0.001"):
-            assert mine["tpr_at_fpr"][target]["tpr"] == pytest.approx(theirs["tpr_at_fpr"][target]["tpr"], abs=1e-4)
-        assert mine["folds"]["per_fold"] == pytest.approx(theirs["folds"]["per_fold"], abs=1e-4), kind
+            assert mine["tpr_at_fpr"][target]["tpr"] == pytest.approx(theirs["tpr_at_fpr"][target]["tpr"], abs=TPR_ATOL)
+        assert mine["folds"]["per_fold"] == pytest.approx(theirs["folds"]["per_fold"], abs=PER_FOLD_ATOL), kind
 
 
 # Out-of-fold figures of the models alone (models/README.md, "Cross-validated figures"), a few
@@ -142,7 +150,7 @@ def test_whole_engine_on_one_held_out_fold(retrained: tuple[Path, dict[str, Any]
         figures.update(first_class(kind, metrics, None))
     for name, value in figures.items():
         recorded = report["first_class"][name]["per_fold"][0]
-        assert value == pytest.approx(recorded, abs=2e-3), name
+        assert value == pytest.approx(recorded, abs=ENGINE_FOLD_ATOL), name
     for name, (op, limit) in ENGINE_LIMITS.items():
         value = figures[name]
         assert value is not None and (value <= limit if op == "<=" else value >= limit), (name, value)
